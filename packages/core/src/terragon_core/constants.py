@@ -1,0 +1,37 @@
+"""Numbers and fixed strings of the contract (CONTRACT §1, §4, §5)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREVIEW_SESSION_TTL_SECONDS: Final = 1800
+DAEMON_EVENT_PAYLOAD_VERSION: Final = 2
+LEGACY_PAYLOAD_VERSION: Final = 1
+LEGACY_THREAD_CHAT_ID: Final = "legacy-thread-chat-id"
+SCHEMA_VERSION: Final = 1
+"""Observability event schema version (CONTRACT §6)."""
+
+# Quarantine payload controls (CONTRACT §4).
+QUARANTINE_PREFIX_BYTES: Final = 2048
+QUARANTINE_INLINE_LIMIT_BYTES: Final = 16 * 1024
+QUARANTINE_OFFLOADS_PER_REPO_PER_MINUTE: Final = 20
+QUARANTINE_RETENTION_DAYS: Final = 30
+
+# Maintenance backstop (CONTRACT §4).
+MAINTENANCE_INTERVAL_SECONDS: Final = 60
+STALE_RUN_WINDOW_SECONDS: Final = 30 * 60
+MISSING_END_SHA_GRACE_SECONDS: Final = 5 * 60
+
+# Repo-access cache (CONTRACT §5).
+REPO_ACCESS_POSITIVE_TTL_CAP_SECONDS: Final = 60
+REPO_ACCESS_NEGATIVE_TTL_SECONDS: Final = 5
+
+# Daemon event wire.
+DAEMON_TOKEN_HEADER: Final = "X-Daemon-Token"
+TRACEPARENT_HEADER: Final = "traceparent"
+PROXY_REQUEST_ID_HEADER: Final = "x-proxy-req-id"
+TERMINAL_MESSAGE_TYPES: Final = frozenset({"result", "custom-stop", "custom-error"})
+UI_RULES_PATH: Final = ".terragon/preview-validation.json"
+DEFAULT_UI_RULES: Final = ("**/*.{tsx,jsx,css,scss,mdx}", "public/**/*")
+DEFAULT_UI_EXCLUDES: Final = ("docs/**/*", ".github/**/*")
+UI_RULES_INVALID_BLOCKING_REASON: Final = "ui_rules_invalid"

@@ -1,0 +1,136 @@
+"""Every closed set of values on the wire (CONTRACT §1). The one definition of each.
+
+Values are exact: daemons, alert rules and analysts' queries depend on them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    BOOTING = "booting"
+    RUNNING = "running"
+    VALIDATING = "validating"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_RUN_STATUSES
+
+
+ACTIVE_RUN_STATUSES: frozenset[RunStatus] = frozenset(
+    {RunStatus.BOOTING, RunStatus.RUNNING, RunStatus.VALIDATING}
+)
+
+
+class TriggerSource(StrEnum):
+    UI = "ui"
+    RETRY = "retry"
+    FOLLOW_UP_QUEUE = "follow_up_queue"
+    SCHEDULED = "scheduled"
+    SLASH_COMMAND = "slash_command"
+    SYSTEM = "system"
+
+
+class SandboxProvider(StrEnum):
+    DAYTONA = "daytona"
+    E2B = "e2b"
+    DOCKER = "docker"
+    LOCAL = "local"
+    MANUAL = "manual"
+
+
+class QuarantineReason(StrEnum):
+    MISSING_RUN_ID = "missing_run_id"
+    MISMATCH = "mismatch"
+    LEGACY_MODE = "legacy_mode"
+    PAYLOAD_VERSION_MISMATCH = "payload_version_mismatch"
+    MISSING_END_SHA = "missing_end_sha"
+    INVALID_ENVELOPE = "invalid_envelope"
+
+
+class SecurityReason(StrEnum):
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    SIGNATURE_MISMATCH = "signature_mismatch"
+    BINDING_MISMATCH = "binding_mismatch"
+    PERMISSION_DENIED = "permission_denied"
+    TOKEN_REPLAY = "token_replay"
+    RATE_LIMITED = "rate_limited"
+    CACHE_UNAVAILABLE = "cache_unavailable"
+    PROXY_SSRF_BLOCKED = "proxy_ssrf_blocked"
+    PROXY_PATH_DENIED = "proxy_path_denied"
+
+
+class UiValidationOutcome(StrEnum):
+    NOT_REQUIRED = "not_required"
+    PENDING = "pending"
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+    BLOCKED = "blocked"
+
+
+class DiffSource(StrEnum):
+    SHA = "sha"
+    WORKING_TREE_FALLBACK = "working-tree-fallback"
+
+
+class PreviewEventName(StrEnum):
+    SESSION_STATE_CHANGED = "v1.preview.session.state_changed"
+    VALIDATION_ATTEMPT_STARTED = "v1.preview.validation.attempt_started"
+    VALIDATION_ATTEMPT_FINISHED = "v1.preview.validation.attempt_finished"
+    ACCESS_DENIED = "v1.preview.access.denied"
+
+
+class EventOrigin(StrEnum):
+    DAEMON_EVENT = "daemon_event"
+    PREVIEW_PROXY = "preview_proxy"
+    PREVIEW_EXCHANGE = "preview_exchange"
+    PREVIEW_SUBSCRIPTION = "preview_subscription"
+    PREVIEW_SESSION_START = "preview_session_start"
+    PREVIEW_MAINTENANCE = "preview_maintenance"
+    RUN_START = "run_start"
+
+
+class InvalidationReason(StrEnum):
+    TEAM_MEMBERSHIP_CHANGED = "team_membership_changed"
+    REPO_VISIBILITY_CHANGED = "repo_visibility_changed"
+    COLLABORATOR_CHANGED = "collaborator_changed"
+    READY_ACTION = "ready_action"
+    THREAD_VISIBILITY_CHANGED = "thread_visibility_changed"
+    SESSION_REMINT = "session_remint"
+    SESSION_REVOKED = "session_revoked"
+    ACTIVE_RUN_REBOUND = "active_run_rebound"
+
+
+class EnvelopeStatus(StrEnum):
+    """`status` in every `POST /api/daemon-event` response body (CONTRACT §4 table)."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    STALE_SEQ = "stale_seq"
+    QUARANTINED = "quarantined"
+    INVALID = "invalid"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"
+
+
+class FeatureFlagName(StrEnum):
+    """Flags frozen into every run at creation (CONTRACT §2)."""
+
+    SANDBOX_PREVIEW = "sandboxPreview"
+    DAEMON_RUN_ID_STRICT = "daemonRunIdStrict"
+
+
+class FinishReason(StrEnum):
+    """Why a run reached a terminal status; stored in `diffSourceContext` / run rows."""
+
+    COMPLETED = "completed"
+    AGENT_ERROR = "agent_error"
+    SUPERSEDED = "superseded"
+    MISSING_END_SHA_TIMEOUT = "missing_end_sha_timeout"

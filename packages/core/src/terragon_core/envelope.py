@@ -1,0 +1,91 @@
+"""The daemon → ingest envelope (CONTRACT §4) and every rule about it that needs no state.
+
+Decode with `decode_envelope`, which is strict (no `0` for a bool, no `"1"` for an int) and
+rejects wrong types with a readable error. Stateful rules (runId binding, payload-version
+negotiation, dedupe, seq) belong to the ingest service; the order of all rules is CONTRACT §4's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import msgspec
+
+from terragon_core.constants import (
+    DAEMON_EVENT_PAYLOAD_VERSION,
+    LEGACY_THREAD_CHAT_ID,
+    TERMINAL_MESSAGE_TYPES,
+)
+
+PayloadVersion = Literal[1, 2]
+
+ENVELOPE_CONTRACT_VERSION: Final = DAEMON_EVENT_PAYLOAD_VERSION
+
+
+class DaemonEnvelope(msgspec.Struct, rename="camel", omit_defaults=True):
+    """`POST /api/daemon-event` body. v1 carries only the first five fields."""
+
+    thread_id: str
+    messages: list[dict[str, Any]]
+    thread_chat_id: str = LEGACY_THREAD_CHAT_ID
+    timezone: str = "UTC"
+    payload_version: PayloadVersion = 1
+    run_id: str | None = None
+    event_id: str | None = None
+    # Kept a plain int here: a v2 envelope with seq <= 0 is quarantined as `invalid_envelope`
+    # (a state we record), not rejected as a 400 (which loses it).
+    seq: int | None = None
+    end_sha: str | None = None
+
+
+class EnvelopeError(ValueError):
+    """The body is not JSON or has wrong types; the daemon gets a 400 with `errors`."""
+
+
+_decoder: Final = msgspec.json.Decoder(DaemonEnvelope, strict=True)
+
+
+def decode_envelope(body: bytes) -> DaemonEnvelope:
+    """Strictly decode a raw request body; raise `EnvelopeError` with the decoder's message."""
+    try:
+        return _decoder.decode(body)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise EnvelopeError(str(exc)) from exc
+
+
+def given(value: str | None) -> str | None:
+    """Absent, `null` and `""` all count as "not given" (real daemons send `"runId": ""`)."""
+    return value or None
+
+
+def is_terminal(messages: list[dict[str, Any]]) -> bool:
+    """A batch is terminal when any message is `result`, `custom-stop` or `custom-error`."""
+    return any(m.get("type") in TERMINAL_MESSAGE_TYPES for m in messages)
+
+
+def is_failure(messages: list[dict[str, Any]]) -> bool:
+    """A failure: a `custom-error` message, or a `result` with `is_error: true`."""
+    for m in messages:
+        kind = m.get("type")
+        if kind == "custom-error" or (kind == "result" and m.get("is_error") is True):
+            return True
+    return False
+
+
+def v2_fields_valid(envelope: DaemonEnvelope) -> bool:
+    """A v2 envelope must carry `runId`, `eventId` and a positive integer `seq`.
+
+    `runId` absence is its own rule (checked earlier); this covers `eventId` and `seq`.
+    """
+    return given(envelope.event_id) is not None and envelope.seq is not None and envelope.seq >= 1
+
+
+def message_uuid(message: dict[str, Any]) -> str | None:
+    """The agent's own message id (Claude stream-json `uuid`), used for message-level dedupe."""
+    value = message.get("uuid")
+    return value if isinstance(value, str) and value else None
+
+
+def envelope_json_schema() -> dict[str, Any]:
+    """JSON Schema of the envelope; its hash is embedded in the daemon bundle manifest."""
+    return msgspec.json.schema(DaemonEnvelope)

@@ -1,0 +1,38 @@
+"""Metric names: logical `preview.*` names and their Prometheus spelling (CONTRACT §1, §6).
+
+A logical name `preview.x` is exposed as the counter `preview_x_total`. Dimensions are always
+`repo`, `user`, `provider` (plus `reason` where one applies).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class MetricName(StrEnum):
+    STRICT_MISMATCH = "preview.strict_mismatch"
+    LEGACY_MODE = "preview.legacy_mode"
+    MISSING_END_SHA = "preview.missing_end_sha"
+    QUARANTINE = "preview.quarantine"
+    """Every quarantine row written, any reason."""
+    ENVELOPE = "preview.envelope"
+    """Every daemon-event response, by `status` (dimension `reason` carries it)."""
+    QUARANTINE_OFFLOAD = "preview.quarantine_offload"
+    QUARANTINE_OFFLOAD_SKIPPED = "preview.quarantine_offload_skipped"
+    ACCESS_DENIED = "preview.access_denied"
+    CACHE_INVALIDATION = "preview.cache_invalidation"
+    RUN_FINALIZED = "preview.run_finalized"
+    QUARANTINE_PURGE = "preview.quarantine_purge"
+
+
+METRIC_LABELS: Final = ("repo", "user", "provider", "reason")
+"""Label set of every `preview_*` counter. `reason` is "" where none applies."""
+
+QUARANTINE_PURGE_EVENT: Final = "preview.quarantine.purge"
+"""Event emitted before a day of quarantine rows is dropped (CONTRACT §4 retention)."""
+
+
+def prometheus_name(metric: MetricName) -> str:
+    """`preview.strict_mismatch` → `preview_strict_mismatch` (the exposition adds `_total`)."""
+    return metric.value.replace(".", "_")
