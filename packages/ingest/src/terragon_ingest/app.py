@@ -1,0 +1,126 @@
+"""The composition root: `create_app()` wires routes, dependencies, error mapping and lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import structlog
+import valkey.asyncio as valkey_asyncio
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.router import Router
+from litestar.types import ControllerRouterHandler
+
+from terragon_ingest import health
+from terragon_ingest.db import create_pool
+from terragon_ingest.db.migrate import migrate
+from terragon_ingest.db.pool import CONNECTION_KWARGS
+from terragon_ingest.errors import IngestError
+from terragon_ingest.kit.http import (
+    http_exception_handler,
+    ingest_error_handler,
+    internal_token_guard,
+    unexpected_error_handler,
+)
+from terragon_ingest.lifecycle.jobs import periodic_jobs
+from terragon_ingest.lifecycle.scheduler import Scheduler
+from terragon_ingest.runs.routes import RunsController
+from terragon_ingest.services import Services, provide_services
+from terragon_ingest.settings import Settings, get_settings
+from terragon_ingest.telemetry import Metrics
+
+log = structlog.get_logger()
+
+# Routes behind `Authorization: Bearer $TERRAGON_INTERNAL_TOKEN` (the platform calls these).
+INTERNAL_ROUTES: list[ControllerRouterHandler] = [RunsController]
+# Routes with their own authentication (daemon token, preview cookie, webhook signature) or none.
+PUBLIC_ROUTES: list[ControllerRouterHandler] = [health.healthz, health.readyz, health.metrics]
+
+
+def run_migrations(url: str) -> list[str]:
+    """Bring the schema to head (blocking; call from a thread inside the event loop)."""
+    with psycopg.connect(url, **CONNECTION_KWARGS) as conn:  # type: ignore[arg-type]
+        return migrate(conn)
+
+
+def create_app(settings: Settings | None = None, *, run_migrate: bool = True) -> Litestar:
+    settings = settings or get_settings()
+    if not settings.db.URL or not settings.valkey.URL:
+        raise IngestError(
+            "DATABASE_URL and VALKEY_URL must be set for `serve`; "
+            "`terragon up` starts embedded servers and sets them for you"
+        )
+    db_url, valkey_url = settings.db.URL, settings.valkey.URL
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if run_migrate:
+            import anyio.to_thread
+
+            applied = await anyio.to_thread.run_sync(run_migrations, db_url)
+            if applied:
+                log.info("migrations_applied", names=applied)
+        pool = create_pool(
+            db_url,
+            min_size=settings.db.POOL_MIN,
+            max_size=settings.db.POOL_MAX,
+            timeout=settings.db.CONNECT_TIMEOUT,
+        )
+        await pool.open(wait=True, timeout=30)
+        client = valkey_asyncio.from_url(
+            valkey_url,
+            socket_timeout=settings.valkey.TIMEOUT,
+            socket_connect_timeout=settings.valkey.TIMEOUT,
+        )
+        services = Services(settings=settings, pool=pool, valkey=client, metrics=Metrics())
+        app.state.services = services
+        scheduler = Scheduler(periodic_jobs() if settings.server.BACKGROUND_JOBS else [])
+        scheduler.start(services)
+        log.info("ingest_started", env=settings.server.ENV, jobs=[j.name for j in scheduler.jobs])
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            await client.aclose()
+            await pool.close()
+            log.info("ingest_stopped")
+
+    internal = Router(
+        path="/",
+        route_handlers=INTERNAL_ROUTES,
+        guards=[internal_token_guard],
+        security=[{"internalBearer": []}],
+    )
+    exception_handlers: dict[Any, Any] = {
+        IngestError: ingest_error_handler,
+        HTTPException: http_exception_handler,
+        Exception: unexpected_error_handler,
+    }
+    config = AppConfig(
+        route_handlers=[internal, *PUBLIC_ROUTES],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        exception_handlers=exception_handlers,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="terragon ingest",
+            version="1.0.0",
+            description="Run-correlation plane: daemon events, run context, quarantine, preview access.",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "internalBearer": SecurityScheme(type="http", scheme="bearer"),
+                }
+            ),
+        ),
+        request_max_body_size=settings.server.MAX_BODY_BYTES,
+    )
+    app = Litestar.from_config(config)
+    app.state.settings = settings
+    return app

@@ -1,0 +1,206 @@
+"""The `terragon` command: run the system, migrate, and operate it.
+
+    terragon up         embedded PostgreSQL + Valkey (when no URLs are set), migrate, serve
+    terragon serve      serve against DATABASE_URL / VALKEY_URL
+    terragon migrate    bring the schema to head
+
+Domains add their own groups below (`quarantine`, `maintenance`, `archive`, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import click
+import structlog
+
+from terragon_ingest.log_config import configure_logging
+from terragon_ingest.settings import Settings, get_settings
+
+log = structlog.get_logger()
+
+EMBEDDED_DATABASE = "terragon"
+
+
+def _settings_with(
+    settings: Settings,
+    *,
+    db_url: str | None = None,
+    valkey_url: str | None = None,
+    data_dir: Path | None = None,
+    public_url: str | None = None,
+) -> Settings:
+    db = dataclasses.replace(settings.db, URL=db_url) if db_url else settings.db
+    vk = dataclasses.replace(settings.valkey, URL=valkey_url) if valkey_url else settings.valkey
+    server = settings.server
+    if data_dir is not None:
+        server = dataclasses.replace(server, DATA_DIR=data_dir.resolve())
+    if public_url is not None and not server.PUBLIC_URL:
+        server = dataclasses.replace(server, PUBLIC_URL=public_url)
+    return dataclasses.replace(settings, db=db, valkey=vk, server=server)
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from terragon_ingest.app import create_app
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Before uvicorn installs its handlers, SIGTERM must still unwind our `finally` blocks."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level",
+    envvar="TERRAGON_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default=None,
+    help="Default: console on a terminal, JSON otherwise.",
+)
+def main(log_level: str, log_format: str | None) -> None:
+    """terragon: the run-correlation plane (daemon event ingest, quarantine, preview access)."""
+    json_logs = (log_format == "json") if log_format else not sys.stderr.isatty()
+    configure_logging(log_level, json=json_logs)
+
+
+_host = click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+_port = click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
+_data_dir = click.option(
+    "--data-dir",
+    envvar="TERRAGON_DATA_DIR",
+    default=".data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Embedded servers, object store and archive live here.",
+)
+
+
+@main.command()
+@_host
+@_port
+@_data_dir
+def up(host: str, port: int, data_dir: Path) -> None:
+    """Run the whole system on this machine.
+
+    With no DATABASE_URL / VALKEY_URL set, starts an embedded PostgreSQL and Valkey under
+    DATA_DIR, migrates, and serves the API. Ctrl-C or SIGTERM stops everything it started.
+    """
+    from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
+
+    settings = get_settings()
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    started: list[EmbeddedPostgres | EmbeddedValkey] = []
+    state_file = data_dir / "up.json"
+    with _sigterm_as_interrupt():
+        try:
+            db_url = settings.db.URL
+            if not db_url:
+                pg = EmbeddedPostgres(data_dir)
+                started.append(pg)
+                pg.start()
+                pg.ensure_database(EMBEDDED_DATABASE)
+                db_url = pg.url(EMBEDDED_DATABASE)
+            valkey_url = settings.valkey.URL
+            if not valkey_url:
+                vk = EmbeddedValkey(data_dir)
+                started.append(vk)
+                valkey_url = vk.start()
+            public = f"http://{host}:{port}"
+            effective = _settings_with(
+                settings, db_url=db_url, valkey_url=valkey_url, data_dir=data_dir, public_url=public
+            )
+            state_file.write_text(
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "databaseUrl": db_url,
+                        "valkeyUrl": valkey_url,
+                        "api": public,
+                    }
+                )
+            )
+            click.echo(
+                f"\nterragon is up\n"
+                f"  API        {public}   (OpenAPI: {public}/schema, metrics: {public}/metrics)\n"
+                f"  Postgres   {db_url}\n"
+                f"  Valkey     {valkey_url}\n"
+                f"  data dir   {data_dir}\n"
+                f"  internal token: $TERRAGON_INTERNAL_TOKEN ({'set' if os.environ.get('TERRAGON_INTERNAL_TOKEN') else 'dev default: dev-internal-token'})\n"
+                f"Press Ctrl-C to stop.\n",
+                err=True,
+            )
+            _serve(effective, host, port)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for server in reversed(started):
+                server.stop()
+            state_file.unlink(missing_ok=True)
+            click.echo("terragon stopped; embedded servers are down.", err=True)
+
+
+@main.command()
+@_host
+@_port
+def serve(host: str, port: int) -> None:
+    """Serve the API against DATABASE_URL and VALKEY_URL (production; migrates at start)."""
+    _serve(get_settings(), host, port)
+
+
+@main.command()
+@click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    required=True,
+    help="PostgreSQL URL (env DATABASE_URL).",
+)
+def migrate(database_url: str) -> None:
+    """Apply pending schema migrations (safe to run from several processes at once)."""
+    from terragon_ingest.app import run_migrations
+
+    applied = run_migrations(database_url)
+    click.echo(
+        f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "")
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,8 @@
+"""Postgres access: the pool, the migration runner, advisory-lock keys, query loading."""
+
+from __future__ import annotations
+
+from terragon_ingest.db.pool import AsyncConn, Pool, connection, create_pool, translate_errors
+from terragon_ingest.db.queries import load_queries
+
+__all__ = ["AsyncConn", "Pool", "connection", "create_pool", "load_queries", "translate_errors"]

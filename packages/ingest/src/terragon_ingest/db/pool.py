@@ -1,0 +1,56 @@
+"""The psycopg 3 async connection pool and the translation of driver errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from terragon_ingest.errors import DatabaseUnavailable
+
+AsyncConn = psycopg.AsyncConnection[Any]
+Pool = AsyncConnectionPool[AsyncConn]
+
+RETRYABLE_CONFLICTS: tuple[type[Exception], ...] = (
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+"""Errors a concurrent writer can cause; the transaction is safe to retry from the start."""
+
+# autocommit: reads cost one round trip; writes open `conn.transaction()` explicitly.
+CONNECTION_KWARGS: dict[str, object] = {"autocommit": True, "options": "-c timezone=UTC"}
+
+
+def create_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Pool:
+    """A closed pool; open it with `await pool.open(wait=True)` in the lifespan."""
+    return AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        kwargs=CONNECTION_KWARGS,
+        open=False,
+        name="terragon",
+    )
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Driver errors that mean "the database is not there" become `DatabaseUnavailable`."""
+    try:
+        yield
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: Pool) -> AsyncIterator[AsyncConn]:
+    """A pooled connection with driver outages translated to `DatabaseUnavailable`."""
+    with translate_errors():
+        async with pool.connection() as conn:
+            yield conn

@@ -1,0 +1,76 @@
+"""Errors of the ingest service. One base; subclasses named by meaning; docstring = default message.
+
+IngestError
+├── UserError                    misuse: bad request, unknown id (4xx)
+│   ├── NotFound
+│   ├── UnsupportedProvider
+│   └── InvalidRequest
+├── RunContextConflict           the pointer moved under us 5 times: nothing written (409)
+├── ServiceUnavailable           a dependency is down: retry later (503)
+│   ├── DatabaseUnavailable
+│   ├── CacheUnavailable
+│   └── ObjectStoreUnavailable
+└── MigrationError               the schema cannot be brought to head
+"""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Ingest service error."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class UserError(IngestError):
+    """The request cannot be served as sent."""
+
+    status_code = 400
+
+
+class InvalidRequest(UserError):
+    """The request body is invalid."""
+
+
+class NotFound(UserError):
+    """No such resource."""
+
+    status_code = 404
+
+
+class UnsupportedProvider(UserError):
+    """This sandbox provider is not supported by this deployment."""
+
+    status_code = 422
+
+
+class RunContextConflict(IngestError):
+    """The run-context pointer kept moving; the run start was not written. Retry the request."""
+
+    status_code = 409
+
+
+class ServiceUnavailable(IngestError):
+    """A dependency is unavailable; retry after a short backoff."""
+
+    status_code = 503
+    retry_after_seconds: int = 2
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL is unavailable."""
+
+
+class CacheUnavailable(ServiceUnavailable):
+    """Valkey is unavailable."""
+
+
+class ObjectStoreUnavailable(ServiceUnavailable):
+    """The object store is unavailable."""
+
+
+class MigrationError(IngestError):
+    """The database schema cannot be migrated."""

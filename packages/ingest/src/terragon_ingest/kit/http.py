@@ -1,0 +1,68 @@
+"""HTTP plumbing shared by all routes: JSON responses, internal bearer auth, error mapping."""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException
+
+from terragon_ingest.errors import IngestError, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from litestar.connection import ASGIConnection
+    from litestar.handlers.base import BaseRouteHandler
+
+log = structlog.get_logger()
+
+
+def json_response(
+    body: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response[bytes]:
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status_code,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def internal_token_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """`Authorization: Bearer $TERRAGON_INTERNAL_TOKEN` on every `/api/internal/*` route."""
+    expected: str = connection.app.state.settings.server.INTERNAL_TOKEN
+    header = connection.headers.get("authorization", "")
+    scheme, _sep, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise NotAuthorizedException("missing or wrong internal bearer token")
+
+
+def ingest_error_handler(request: Request[Any, Any, Any], exc: IngestError) -> Response[bytes]:
+    """One mapping from domain errors to HTTP (registered in `create_app`)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, ServiceUnavailable):
+        headers["Retry-After"] = str(exc.retry_after_seconds)
+        log.error("request_failed", path=request.url.path, error=str(exc), exc_info=exc)
+    else:
+        log.info("request_rejected", path=request.url.path, error=str(exc))
+    return json_response(
+        {"error": str(exc), "code": type(exc).__name__}, exc.status_code, headers or None
+    )
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    """Litestar's own 4xx/5xx (validation, auth, 404, 405) as `{error, code, detail}` JSON."""
+    body: dict[str, Any] = {"error": exc.detail, "code": type(exc).__name__}
+    if exc.extra:
+        body["detail"] = exc.extra
+    return json_response(body, exc.status_code, exc.headers)
+
+
+def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Anything unhandled: log the traceback (5xx only) and answer a JSON 500."""
+    log.error("request_crashed", path=request.url.path, method=request.method, exc_info=exc)
+    return json_response({"error": "internal server error", "code": "InternalError"}, 500)

@@ -1,0 +1,1 @@
+"""Lifecycle: periodic jobs (maintenance sweep, rollup, retention) and their scheduler."""

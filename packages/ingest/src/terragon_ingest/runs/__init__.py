@@ -1,0 +1,1 @@
+"""Runs: threads, run rows, the run-context pointer and its writers, flags, daemon tokens."""

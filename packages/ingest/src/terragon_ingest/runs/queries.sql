@@ -1,0 +1,103 @@
+-- name: upsert_thread
+INSERT INTO thread (thread_id, user_id, repo_full_name, sandbox_provider, codesandbox_id, repo_dir)
+VALUES (%(thread_id)s, %(user_id)s, %(repo_full_name)s, %(sandbox_provider)s, %(codesandbox_id)s, %(repo_dir)s)
+ON CONFLICT (thread_id) DO UPDATE SET
+    user_id = EXCLUDED.user_id,
+    repo_full_name = EXCLUDED.repo_full_name,
+    sandbox_provider = EXCLUDED.sandbox_provider,
+    codesandbox_id = EXCLUDED.codesandbox_id,
+    repo_dir = EXCLUDED.repo_dir,
+    updated_at = now()
+RETURNING thread_id, user_id, repo_full_name, sandbox_provider, codesandbox_id, repo_dir
+
+-- name: fetch_thread
+SELECT thread_id, user_id, repo_full_name, sandbox_provider, codesandbox_id, repo_dir
+FROM thread WHERE thread_id = %(thread_id)s
+
+-- name: ensure_run_context
+INSERT INTO thread_run_context (thread_id, thread_chat_id)
+VALUES (%(thread_id)s, %(thread_chat_id)s)
+ON CONFLICT DO NOTHING
+
+-- name: lock_run_context
+SELECT active_run_id, version FROM thread_run_context
+WHERE thread_id = %(thread_id)s AND thread_chat_id = %(thread_chat_id)s
+FOR UPDATE
+
+-- name: fetch_run_context
+SELECT active_run_id, version FROM thread_run_context
+WHERE thread_id = %(thread_id)s AND thread_chat_id = %(thread_chat_id)s
+
+-- name: fetch_run_by_start_request
+SELECT run_id FROM thread_run
+WHERE thread_id = %(thread_id)s AND thread_chat_id = %(thread_chat_id)s
+  AND start_request_id = %(start_request_id)s
+
+-- name: supersede_active_runs
+UPDATE thread_run
+SET status = 'failed', finish_reason = 'superseded', ended_at = now()
+WHERE thread_id = %(thread_id)s AND thread_chat_id = %(thread_chat_id)s
+  AND status IN ('booting', 'running', 'validating')
+RETURNING run_id
+
+-- name: insert_run
+INSERT INTO thread_run (
+    run_id, thread_id, thread_chat_id, start_request_id, trigger_source,
+    frozen_sandbox_preview, frozen_daemon_run_id_strict, frozen_rollout_phase
+) VALUES (
+    %(run_id)s, %(thread_id)s, %(thread_chat_id)s, %(start_request_id)s, %(trigger_source)s,
+    %(sandbox_preview)s, %(daemon_run_id_strict)s, %(rollout_phase)s
+)
+
+-- name: move_run_context_pointer
+UPDATE thread_run_context
+SET active_run_id = %(run_id)s, version = version + 1, updated_at = now()
+WHERE thread_id = %(thread_id)s AND thread_chat_id = %(thread_chat_id)s
+  AND version = %(expected_version)s
+RETURNING version
+
+-- name: bind_run_sandbox
+UPDATE thread_run
+SET codesandbox_id = %(codesandbox_id)s, sandbox_provider = %(sandbox_provider)s,
+    run_start_sha = COALESCE(run_start_sha, %(run_start_sha)s)
+WHERE run_id = %(run_id)s AND status IN ('booting', 'running', 'validating')
+RETURNING run_id
+
+-- name: advance_last_accepted_seq
+-- The only statement that moves last_accepted_seq: a compare-and-swap on (null or < :seq).
+UPDATE thread_run
+SET last_accepted_seq = %(seq)s
+WHERE run_id = %(run_id)s AND (last_accepted_seq IS NULL OR last_accepted_seq < %(seq)s)
+RETURNING last_accepted_seq
+
+-- name: fetch_run
+SELECT r.run_id, r.thread_id, r.thread_chat_id, r.status, r.daemon_payload_version,
+       r.last_accepted_seq, r.run_start_sha, r.run_end_sha, r.diff_source, r.diff_source_context,
+       r.terminal_event_id, r.frozen_sandbox_preview, r.frozen_daemon_run_id_strict,
+       r.frozen_rollout_phase, r.accepted_event_count, r.accepted_message_count,
+       r.started_at, r.ended_at, r.trigger_source, r.start_request_id, r.codesandbox_id,
+       r.sandbox_provider, r.finish_reason
+FROM thread_run r WHERE r.run_id = %(run_id)s
+
+-- name: fetch_flag_rows
+SELECT name, scope, enabled FROM feature_flag
+WHERE scope = 'global'
+   OR (scope = 'repo' AND scope_key = %(repo_full_name)s)
+   OR (scope = 'user' AND scope_key = %(user_id)s)
+
+-- name: upsert_flag
+INSERT INTO feature_flag (name, scope, scope_key, enabled)
+VALUES (%(name)s, %(scope)s, %(scope_key)s, %(enabled)s)
+ON CONFLICT (name, scope, scope_key) DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()
+
+-- name: insert_daemon_token
+INSERT INTO daemon_token (token_hash, thread_id, user_id, run_id)
+VALUES (%(token_hash)s, %(thread_id)s, %(user_id)s, %(run_id)s)
+
+-- name: fetch_daemon_token
+SELECT token_hash, thread_id, user_id, run_id FROM daemon_token
+WHERE token_hash = %(token_hash)s AND revoked_at IS NULL
+
+-- name: revoke_thread_tokens
+UPDATE daemon_token SET revoked_at = now()
+WHERE thread_id = %(thread_id)s AND revoked_at IS NULL

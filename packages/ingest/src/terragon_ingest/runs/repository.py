@@ -1,0 +1,149 @@
+"""SQL of the runs domain: threads, run rows, the run-context pointer, flags, daemon tokens."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from psycopg.rows import dict_row
+
+from terragon_core import FrozenFlags
+from terragon_ingest.db import load_queries
+from terragon_ingest.runs.schemas import Run, Thread
+
+if TYPE_CHECKING:
+    from terragon_ingest.db import AsyncConn
+
+Q = load_queries("terragon_ingest.runs")
+
+
+async def _one(conn: AsyncConn, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(Q[name], params)
+    return await cur.fetchone()
+
+
+async def upsert_thread(conn: AsyncConn, params: dict[str, Any]) -> Thread:
+    row = await _one(conn, "upsert_thread", params)
+    assert row is not None
+    return Thread(**row)
+
+
+async def fetch_thread(conn: AsyncConn, thread_id: str) -> Thread | None:
+    row = await _one(conn, "fetch_thread", {"thread_id": thread_id})
+    return Thread(**row) if row else None
+
+
+async def lock_run_context(
+    conn: AsyncConn, thread_id: str, thread_chat_id: str
+) -> tuple[str | None, int]:
+    """Create the pointer row if needed, then lock it: `(active_run_id, version)`."""
+    key = {"thread_id": thread_id, "thread_chat_id": thread_chat_id}
+    await conn.execute(Q["ensure_run_context"], key)
+    row = await _one(conn, "lock_run_context", key)
+    assert row is not None
+    return row["active_run_id"], int(row["version"])
+
+
+async def fetch_run_context(
+    conn: AsyncConn, thread_id: str, thread_chat_id: str
+) -> tuple[str | None, int] | None:
+    row = await _one(
+        conn, "fetch_run_context", {"thread_id": thread_id, "thread_chat_id": thread_chat_id}
+    )
+    return (row["active_run_id"], int(row["version"])) if row else None
+
+
+async def fetch_run_id_by_start_request(
+    conn: AsyncConn, thread_id: str, thread_chat_id: str, start_request_id: str
+) -> str | None:
+    row = await _one(
+        conn,
+        "fetch_run_by_start_request",
+        {
+            "thread_id": thread_id,
+            "thread_chat_id": thread_chat_id,
+            "start_request_id": start_request_id,
+        },
+    )
+    return row["run_id"] if row else None
+
+
+async def supersede_active_runs(conn: AsyncConn, thread_id: str, thread_chat_id: str) -> list[str]:
+    cur = await conn.execute(
+        Q["supersede_active_runs"], {"thread_id": thread_id, "thread_chat_id": thread_chat_id}
+    )
+    return [str(r[0]) for r in await cur.fetchall()]
+
+
+async def insert_run(conn: AsyncConn, params: dict[str, Any]) -> None:
+    await conn.execute(Q["insert_run"], params)
+
+
+async def move_run_context_pointer(
+    conn: AsyncConn, thread_id: str, thread_chat_id: str, run_id: str, expected_version: int
+) -> bool:
+    """Compare-and-swap the pointer; False when the version moved under us."""
+    cur = await conn.execute(
+        Q["move_run_context_pointer"],
+        {
+            "thread_id": thread_id,
+            "thread_chat_id": thread_chat_id,
+            "run_id": run_id,
+            "expected_version": expected_version,
+        },
+    )
+    return cur.rowcount == 1
+
+
+async def bind_run_sandbox(conn: AsyncConn, params: dict[str, Any]) -> bool:
+    cur = await conn.execute(Q["bind_run_sandbox"], params)
+    return cur.rowcount == 1
+
+
+async def advance_last_accepted_seq(conn: AsyncConn, run_id: str, seq: int) -> bool:
+    """CAS `last_accepted_seq` forward; False when `seq` is not greater than the stored one."""
+    cur = await conn.execute(Q["advance_last_accepted_seq"], {"run_id": run_id, "seq": seq})
+    return cur.rowcount == 1
+
+
+async def fetch_run(conn: AsyncConn, run_id: str) -> Run | None:
+    row = await _one(conn, "fetch_run", {"run_id": run_id})
+    if row is None:
+        return None
+    flags = FrozenFlags(
+        sandbox_preview=row.pop("frozen_sandbox_preview"),
+        daemon_run_id_strict=row.pop("frozen_daemon_run_id_strict"),
+        rollout_phase=row.pop("frozen_rollout_phase"),
+    )
+    row.pop("start_request_id")
+    return Run(frozen_flags=flags, **row)
+
+
+async def fetch_flag_rows(
+    conn: AsyncConn, repo_full_name: str, user_id: str
+) -> list[tuple[str, str, bool]]:
+    cur = await conn.execute(
+        Q["fetch_flag_rows"], {"repo_full_name": repo_full_name, "user_id": user_id}
+    )
+    return [(str(r[0]), str(r[1]), bool(r[2])) for r in await cur.fetchall()]
+
+
+async def upsert_flag(
+    conn: AsyncConn, name: str, scope: str, scope_key: str, enabled: bool
+) -> None:
+    await conn.execute(
+        Q["upsert_flag"], {"name": name, "scope": scope, "scope_key": scope_key, "enabled": enabled}
+    )
+
+
+async def insert_daemon_token(conn: AsyncConn, params: dict[str, Any]) -> None:
+    await conn.execute(Q["insert_daemon_token"], params)
+
+
+async def fetch_daemon_token(conn: AsyncConn, token_hash: bytes) -> dict[str, Any] | None:
+    return await _one(conn, "fetch_daemon_token", {"token_hash": token_hash})
+
+
+async def revoke_thread_tokens(conn: AsyncConn, thread_id: str) -> int:
+    cur = await conn.execute(Q["revoke_thread_tokens"], {"thread_id": thread_id})
+    return cur.rowcount

@@ -1,0 +1,72 @@
+"""Internal run endpoints (CONTRACT §3): threads, run read-out, flags."""
+
+from __future__ import annotations
+
+from litestar import Controller, get, post, put
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from terragon_core import FeatureFlagName
+from terragon_ingest.db import connection
+from terragon_ingest.errors import InvalidRequest, NotFound
+from terragon_ingest.runs import flags, repository
+from terragon_ingest.runs.schemas import FlagUpdate, FlagUpdated, Run, Thread, ThreadCreate
+from terragon_ingest.services import ServicesDep
+
+
+class RunsController(Controller):
+    path = "/api/internal"
+    tags = ["internal"]
+
+    @post("/threads", status_code=HTTP_201_CREATED, raises=[ValidationException])
+    async def upsert_thread(self, data: JSONBody[ThreadCreate], services: ServicesDep) -> Thread:
+        """Register or update a thread (idempotent upsert)."""
+        async with connection(services.pool) as conn:
+            return await repository.upsert_thread(
+                conn,
+                {
+                    "thread_id": data.thread_id,
+                    "user_id": data.user_id,
+                    "repo_full_name": data.repo_full_name,
+                    "sandbox_provider": data.sandbox_provider.value,
+                    "codesandbox_id": data.codesandbox_id,
+                    "repo_dir": data.repo_dir,
+                },
+            )
+
+    @get("/runs/{run_id:str}", raises=[NotFoundException])
+    async def get_run(self, run_id: FromPath[str], services: ServicesDep) -> Run:
+        """One run: status, payload version, last accepted seq, SHAs, diff source, frozen flags."""
+        async with connection(services.pool) as conn:
+            run = await repository.fetch_run(conn, run_id)
+        if run is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return run
+
+    @put(
+        "/flags/{name:str}",
+        status_code=HTTP_200_OK,
+        raises=[ValidationException, NotFoundException],
+    )
+    async def put_flag(
+        self, name: FromPath[str], data: JSONBody[FlagUpdate], services: ServicesDep
+    ) -> FlagUpdated:
+        """Set a flag globally, or for one repo or one user. Started runs keep their snapshot."""
+        try:
+            flag = FeatureFlagName(name)
+        except ValueError:
+            known = ", ".join(f.value for f in FeatureFlagName)
+            raise NotFound(f"unknown flag {name!r}; known flags: {known}") from None
+        try:
+            async with connection(services.pool) as conn:
+                scope, key = await flags.set_flag(
+                    conn,
+                    flag,
+                    data.enabled,
+                    repo_full_name=data.repo_full_name,
+                    user_id=data.user_id,
+                )
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        return FlagUpdated(name=flag.value, scope=scope, scope_key=key, enabled=data.enabled)

@@ -1,0 +1,74 @@
+"""Wire shapes of the run endpoints (CONTRACT §3). camelCase on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from terragon_core import FrozenFlags, SandboxProvider, TriggerSource
+
+
+class ThreadCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    thread_id: str
+    user_id: str
+    repo_full_name: str
+    sandbox_provider: SandboxProvider
+    codesandbox_id: str
+    repo_dir: str | None = None
+
+
+class Thread(msgspec.Struct, rename="camel"):
+    thread_id: str
+    user_id: str
+    repo_full_name: str
+    sandbox_provider: SandboxProvider
+    codesandbox_id: str
+    repo_dir: str | None = None
+
+
+class RunStartCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    thread_id: str
+    thread_chat_id: str
+    start_request_id: str
+    trigger_source: TriggerSource
+
+
+class Run(msgspec.Struct, rename="camel"):
+    """`GET /api/internal/runs/{runId}`."""
+
+    run_id: str
+    thread_id: str
+    thread_chat_id: str
+    status: str
+    daemon_payload_version: int | None
+    last_accepted_seq: int | None
+    run_start_sha: str | None
+    run_end_sha: str | None
+    diff_source: str | None
+    diff_source_context: str | None
+    terminal_event_id: str | None
+    frozen_flags: FrozenFlags
+    accepted_event_count: int
+    accepted_message_count: int
+    started_at: datetime
+    ended_at: datetime | None
+    codesandbox_id: str | None = None
+    sandbox_provider: str | None = None
+    trigger_source: str | None = None
+    finish_reason: str | None = None
+
+
+class FlagUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """`PUT /api/internal/flags/{name}`: no repo/user → the global value."""
+
+    enabled: bool
+    repo_full_name: str | None = None
+    user_id: str | None = None
+
+
+class FlagUpdated(msgspec.Struct, rename="camel"):
+    name: str
+    scope: str
+    scope_key: str
+    enabled: bool

@@ -1,0 +1,159 @@
+"""Run-context writers: the only code that writes run identity (DESIGN "one writer per fact").
+
+`create_run_context` mints a run and moves the pointer; `bind_run_sandbox` records the sandbox
+and the start SHA. Sandbox readers and the correlation path may read runs, never write them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from terragon_core import FrozenFlags, SandboxProvider, TriggerSource
+from terragon_ingest.db.pool import RETRYABLE_CONFLICTS
+from terragon_ingest.errors import NotFound, RunContextConflict
+from terragon_ingest.runs import repository
+from terragon_ingest.runs.flags import resolve_frozen_flags
+
+if TYPE_CHECKING:
+    from terragon_ingest.db import Pool
+
+log = structlog.get_logger()
+
+MAX_ATTEMPTS = 5
+BACKOFF_BASE_SECONDS = 0.025
+BACKOFF_JITTER = 0.2
+
+
+class _PointerMoved(Exception):
+    """The pointer's version changed between lock and CAS."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    run_id: str
+    created: bool
+    """False when `start_request_id` had already started this run (idempotent replay)."""
+    superseded_run_ids: tuple[str, ...]
+    frozen_flags: FrozenFlags
+    version: int
+
+
+def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
+    """25 ms · 2^attempt, ±20 % jitter."""
+    jitter = (rng or random).uniform(-BACKOFF_JITTER, BACKOFF_JITTER)
+    return BACKOFF_BASE_SECONDS * (2**attempt) * (1 + jitter)
+
+
+async def create_run_context(
+    pool: Pool,
+    *,
+    thread_id: str,
+    thread_chat_id: str,
+    start_request_id: str,
+    trigger_source: TriggerSource,
+) -> RunContext:
+    """Mint (or find) the run for `start_request_id` and make it the active run.
+
+    Locks the pointer row, returns the existing run for a repeated `start_request_id`, otherwise
+    supersedes the previous active run, inserts the new run with its frozen flags and moves the
+    pointer by compare-and-swap on `version`. Conflicts retry at most 5 times with backoff, then
+    raise `RunContextConflict` with nothing written (each attempt is one transaction).
+    """
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return await _attempt(pool, thread_id, thread_chat_id, start_request_id, trigger_source)
+        except (_PointerMoved, *RETRYABLE_CONFLICTS) as exc:
+            delay = backoff_seconds(attempt)
+            log.warning(
+                "run_context_conflict_retry",
+                thread_id=thread_id,
+                thread_chat_id=thread_chat_id,
+                attempt=attempt + 1,
+                delay_ms=round(delay * 1000, 1),
+                error=type(exc).__name__,
+            )
+            if attempt + 1 < MAX_ATTEMPTS:
+                await asyncio.sleep(delay)
+    raise RunContextConflict(
+        f"run context for thread {thread_id!r} chat {thread_chat_id!r} kept changing; "
+        f"gave up after {MAX_ATTEMPTS} attempts, nothing written. Retry the start request."
+    )
+
+
+async def _attempt(
+    pool: Pool,
+    thread_id: str,
+    thread_chat_id: str,
+    start_request_id: str,
+    trigger_source: TriggerSource,
+) -> RunContext:
+    async with pool.connection() as conn, conn.transaction():
+        thread = await repository.fetch_thread(conn, thread_id)
+        if thread is None:
+            raise NotFound(
+                f"thread {thread_id!r} is not registered; POST /api/internal/threads first"
+            )
+        _active, version = await repository.lock_run_context(conn, thread_id, thread_chat_id)
+        existing = await repository.fetch_run_id_by_start_request(
+            conn, thread_id, thread_chat_id, start_request_id
+        )
+        if existing is not None:
+            run = await repository.fetch_run(conn, existing)
+            assert run is not None
+            return RunContext(existing, False, (), run.frozen_flags, version)
+        superseded = await repository.supersede_active_runs(conn, thread_id, thread_chat_id)
+        flags = await resolve_frozen_flags(conn, thread.repo_full_name, thread.user_id)
+        run_id = str(uuid.uuid4())
+        await repository.insert_run(
+            conn,
+            {
+                "run_id": run_id,
+                "thread_id": thread_id,
+                "thread_chat_id": thread_chat_id,
+                "start_request_id": start_request_id,
+                "trigger_source": trigger_source.value,
+                "sandbox_preview": flags.sandbox_preview,
+                "daemon_run_id_strict": flags.daemon_run_id_strict,
+                "rollout_phase": flags.rollout_phase,
+            },
+        )
+        if not await repository.move_run_context_pointer(
+            conn, thread_id, thread_chat_id, run_id, version
+        ):
+            raise _PointerMoved
+    log.info(
+        "run_created",
+        run_id=run_id,
+        thread_id=thread_id,
+        thread_chat_id=thread_chat_id,
+        superseded=superseded,
+        strict=flags.daemon_run_id_strict,
+    )
+    return RunContext(run_id, True, tuple(superseded), flags, version + 1)
+
+
+async def bind_run_sandbox(
+    pool: Pool,
+    *,
+    run_id: str,
+    codesandbox_id: str,
+    sandbox_provider: SandboxProvider,
+    run_start_sha: str | None,
+) -> bool:
+    """Record the run's sandbox and start SHA (first value wins); False if the run is not active."""
+    async with pool.connection() as conn:
+        return await repository.bind_run_sandbox(
+            conn,
+            {
+                "run_id": run_id,
+                "codesandbox_id": codesandbox_id,
+                "sandbox_provider": sandbox_provider.value,
+                "run_start_sha": run_start_sha,
+            },
+        )

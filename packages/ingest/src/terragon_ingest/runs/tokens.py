@@ -1,0 +1,58 @@
+"""Daemon tokens: minted at run start, returned once, stored as sha256 digests.
+
+A token binds its thread (and user). It stays valid after its run is superseded, so a stale
+daemon's envelopes are quarantined as `mismatch` rather than rejected (CONTRACT §4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from terragon_ingest.runs import repository
+
+if TYPE_CHECKING:
+    from terragon_ingest.db import AsyncConn
+
+TOKEN_PREFIX = "tdt_"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBinding:
+    thread_id: str
+    user_id: str
+    run_id: str
+    """The run the token was minted for (not necessarily the active one)."""
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def mint_daemon_token(conn: AsyncConn, *, run_id: str, thread_id: str, user_id: str) -> str:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    await repository.insert_daemon_token(
+        conn,
+        {
+            "token_hash": hash_token(token),
+            "thread_id": thread_id,
+            "user_id": user_id,
+            "run_id": run_id,
+        },
+    )
+    return token
+
+
+async def resolve_daemon_token(conn: AsyncConn, token: str | None) -> TokenBinding | None:
+    """The binding of a live token, or None for a missing, unknown or revoked one."""
+    if not token:
+        return None
+    digest = hash_token(token)
+    row = await repository.fetch_daemon_token(conn, digest)
+    # The lookup is by digest; the compare is constant-time as a second line of defence.
+    if row is None or not hmac.compare_digest(bytes(row["token_hash"]), digest):
+        return None
+    return TokenBinding(thread_id=row["thread_id"], user_id=row["user_id"], run_id=row["run_id"])

@@ -1,0 +1,77 @@
+"""Prometheus counters for every `terragon_core.MetricName`, one registry per app.
+
+A logical name `preview.x` is exposed as `preview_x_total` with labels `repo`, `user`, `provider`,
+`reason` (CONTRACT §6). A registry per app (not the global one) keeps tests independent.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Without this, every counter also exports a `_created` gauge that alert rules never use.
+os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from terragon_core import METRIC_LABELS, MetricName, prometheus_name
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_DOCS: dict[MetricName, str] = {
+    MetricName.STRICT_MISMATCH: "Envelopes quarantined under strict correlation (missing or wrong runId).",
+    MetricName.LEGACY_MODE: "Legacy v1 envelopes applied under strict=false (a legacy_mode row each).",
+    MetricName.MISSING_END_SHA: "Terminal v2 envelopes quarantined for a missing endSha.",
+    MetricName.QUARANTINE: "Quarantine rows written, any reason.",
+    MetricName.ENVELOPE: "Daemon-event responses by outcome (reason label = body status).",
+    MetricName.QUARANTINE_OFFLOAD: "Oversized quarantine payloads written to the object store.",
+    MetricName.QUARANTINE_OFFLOAD_SKIPPED: "Oversized payload offloads skipped (rate limit or store down).",
+    MetricName.ACCESS_DENIED: "Preview access denials by security reason.",
+    MetricName.CACHE_INVALIDATION: "Repo-access cache invalidations by invalidation reason.",
+    MetricName.RUN_FINALIZED: "Runs finalized by the maintenance backstop.",
+    MetricName.QUARANTINE_PURGE: "Quarantine rows purged by retention, by reason.",
+}
+
+
+class Metrics:
+    """The app's counters. `inc` is the only way code records a metric."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._counters: dict[MetricName, Counter] = {
+            metric: Counter(
+                prometheus_name(metric),
+                _DOCS[metric],
+                labelnames=METRIC_LABELS,
+                registry=self.registry,
+            )
+            for metric in MetricName
+        }
+        self.envelope_seconds = Histogram(
+            "preview_envelope_seconds",
+            "Daemon-event handling time, from body read to response.",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+
+    def inc(
+        self,
+        metric: MetricName,
+        *,
+        repo: str | None,
+        user: str | None,
+        provider: str | None,
+        reason: str | None = None,
+        amount: float = 1.0,
+    ) -> None:
+        self._counters[metric].labels(
+            repo=repo or "", user=user or "", provider=provider or "", reason=reason or ""
+        ).inc(amount)
+
+    def value(self, metric: MetricName, **labels: str) -> float:
+        """Current value of one labelled series (0 if absent): for tests and the CLI."""
+        sample = self.registry.get_sample_value(f"{prometheus_name(metric)}_total", labels)
+        return sample or 0.0
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

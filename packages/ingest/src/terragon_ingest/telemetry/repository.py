@@ -1,0 +1,37 @@
+"""SQL for the preview event table."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from psycopg.types.json import Jsonb
+
+from terragon_ingest.db import load_queries
+
+if TYPE_CHECKING:
+    from terragon_core import PreviewEvent
+    from terragon_ingest.db import AsyncConn
+
+Q = load_queries("terragon_ingest.telemetry")
+
+
+async def insert_preview_event(conn: AsyncConn, event: PreviewEvent) -> None:
+    await conn.execute(
+        Q["insert_preview_event"],
+        {
+            "ts_server": event.ts_server,
+            "schema_version": event.schema_version,
+            "event_name": event.event_name,
+            "origin": event.origin.value,
+            "trace_id": event.trace_id,
+            "thread_id": event.thread_id,
+            "thread_chat_id": event.thread_chat_id,
+            "run_id": event.run_id,
+            "codesandbox_id": event.codesandbox_id,
+            "sandbox_provider": event.sandbox_provider.value if event.sandbox_provider else None,
+            "preview_session_id": event.preview_session_id,
+            "user_id": event.user_id,
+            "proxy_req_id": event.proxy_req_id,
+            "properties": Jsonb(event.properties),
+        },
+    )

@@ -1,0 +1,129 @@
+"""Session fixtures: real PostgreSQL and Valkey (embedded, or external via env), one database
+per test cloned from a migrated template, and a flushed Valkey per test.
+
+Set TERRAGON_TEST_DATABASE_URL / TERRAGON_TEST_VALKEY_URL to use external servers instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import psycopg.conninfo
+import pytest
+import valkey
+
+os.environ.setdefault("TERRAGON_ENV", "test")
+os.environ.setdefault("TERRAGON_INTERNAL_TOKEN", "test-internal-token")
+os.environ.setdefault("TERRAGON_BACKGROUND_JOBS", "false")
+
+INTERNAL_TOKEN = os.environ["TERRAGON_INTERNAL_TOKEN"]
+
+
+def _with_database(url: str, database: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = database
+    return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+
+
+@pytest.fixture(name="services_dir", scope="session")
+def fx_services_dir() -> Iterator[Path]:
+    # A directory of our own (not pytest's tmp_path: concurrent sessions reset its parent to 0700).
+    path = Path(tempfile.mkdtemp(prefix="terragon-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(name="pg_admin_url", scope="session")
+def fx_pg_admin_url(services_dir: Path) -> Iterator[str]:
+    external = os.environ.get("TERRAGON_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    from terragon_ingest.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(services_dir / "pg-server")
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(name="template_database", scope="session")
+def fx_template_database(pg_admin_url: str) -> Iterator[str]:
+    """A database migrated once per session; every test clones it (`CREATE DATABASE … TEMPLATE`)."""
+    from terragon_ingest.app import run_migrations
+
+    name = f"terragon_template_{os.getpid()}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    run_migrations(_with_database(pg_admin_url, name))
+    yield name
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+@pytest.fixture(name="database_url")
+def fx_database_url(pg_admin_url: str, template_database: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')  # type: ignore[arg-type]
+    yield _with_database(pg_admin_url, name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+@pytest.fixture(name="valkey_server_url", scope="session")
+def fx_valkey_server_url(services_dir: Path) -> Iterator[str]:
+    external = os.environ.get("TERRAGON_TEST_VALKEY_URL")
+    if external:
+        yield external
+        return
+    from terragon_ingest.embedded import EmbeddedValkey
+
+    server = EmbeddedValkey(services_dir / "valkey-server")
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(name="valkey_url")
+def fx_valkey_url(valkey_server_url: str) -> str:
+    client = valkey.from_url(valkey_server_url)
+    client.flushdb()
+    client.close()
+    return valkey_server_url
+
+
+@pytest.fixture(name="settings")
+def fx_settings(database_url: str, valkey_url: str, tmp_path: Path):
+    from terragon_ingest.settings import Settings
+    from tests.support import settings_for
+
+    settings: Settings = settings_for(database_url, valkey_url, tmp_path)
+    return settings
+
+
+@pytest.fixture(name="app")
+def fx_app(settings):
+    from terragon_ingest.app import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture(name="client")
+async def fx_client(app) -> AsyncIterator[object]:
+    from litestar.testing import AsyncTestClient
+
+    async with AsyncTestClient(app=app) as client:
+        client.headers["Authorization"] = f"Bearer {INTERNAL_TOKEN}"
+        yield client

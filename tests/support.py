@@ -1,0 +1,37 @@
+"""Helpers shared by tests: settings for a test database, API shortcuts."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from terragon_ingest.settings import Settings
+
+
+def settings_for(database_url: str, valkey_url: str, data_dir: Path, **server: Any) -> Settings:
+    base = Settings()
+    return dataclasses.replace(
+        base,
+        db=dataclasses.replace(base.db, URL=database_url, POOL_MIN=1, POOL_MAX=8),
+        valkey=dataclasses.replace(base.valkey, URL=valkey_url),
+        server=dataclasses.replace(
+            base.server,
+            DATA_DIR=data_dir,
+            BACKGROUND_JOBS=False,
+            PUBLIC_URL="http://testserver.local",
+            **server,
+        ),
+    )
+
+
+def thread_body(thread_id: str = "thread-1", **overrides: Any) -> dict[str, Any]:
+    body = {
+        "threadId": thread_id,
+        "userId": "user-1",
+        "repoFullName": "acme/web",
+        "sandboxProvider": "manual",
+        "codesandboxId": f"sb-{thread_id}",
+    }
+    body.update(overrides)
+    return body
