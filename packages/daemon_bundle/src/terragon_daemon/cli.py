@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import pkgutil
 import shlex
 import signal
 import sys
@@ -43,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(POST /api/daemon-event, envelope v2 or legacy v1).",
     )
     parser.add_argument("--version", action="version", version=f"terragon-daemon {__version__}")
+    parser.add_argument(
+        "--manifest",
+        action="store_true",
+        help="print the bundle manifest (envelope contract, source hashes) and exit",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--start-json", metavar="FILE", help="one-shot: run this start message (- = stdin)"
@@ -134,8 +140,23 @@ def _read_start(source: str) -> dict[str, object]:
     return data
 
 
+def _print_manifest() -> int:
+    """The manifest `terragon-bundle build` embedded; absent when running from source."""
+    try:
+        data = pkgutil.get_data("terragon_daemon", "BUNDLE_MANIFEST.json")
+    except OSError:
+        data = None
+    if data is None:
+        print("terragon-daemon is not running from a bundle: no manifest", file=sys.stderr)
+        return 1
+    sys.stdout.write(data.decode("utf-8"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.manifest:
+        return _print_manifest()
     configure_logging(args.log_level)
     settings = settings_from(args)
     signals = _Signals()
