@@ -138,12 +138,28 @@ class CorrelationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SandboxSettings:
+    LOCAL_SOCKET_DIR: Path | None = field(
+        default_factory=lambda: Path(p) if (p := _env_opt("TERRAGON_LOCAL_SOCKET_DIR")) else None
+    )
+    """`TERRAGON_LOCAL_SOCKET_DIR`: where `local` daemons listen (`{codesandboxId}.sock`); default `<data-dir>/sandboxes`."""
+    DELIVERY_TIMEOUT: float = field(
+        default_factory=lambda: _env_float("TERRAGON_DELIVERY_TIMEOUT", 5.0)
+    )
+    """`TERRAGON_DELIVERY_TIMEOUT`: seconds to hand a start message to a daemon."""
+
+    def socket_dir(self, data_dir: Path) -> Path:
+        return self.LOCAL_SOCKET_DIR or data_dir / "sandboxes"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     valkey: ValkeySettings = field(default_factory=ValkeySettings)
     objects: ObjectStoreSettings = field(default_factory=ObjectStoreSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     correlation: CorrelationSettings = field(default_factory=CorrelationSettings)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
 
 @lru_cache(maxsize=1)

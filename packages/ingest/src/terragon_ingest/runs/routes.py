@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from litestar import Controller, get, post, put
+from typing import Any
+
+from litestar import Controller, Request, get, post, put
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
@@ -11,7 +13,16 @@ from terragon_core import FeatureFlagName
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest, NotFound
 from terragon_ingest.runs import flags, repository
-from terragon_ingest.runs.schemas import FlagUpdate, FlagUpdated, Run, Thread, ThreadCreate
+from terragon_ingest.runs.schemas import (
+    FlagUpdate,
+    FlagUpdated,
+    Run,
+    RunStartCreate,
+    RunStarted,
+    Thread,
+    ThreadCreate,
+)
+from terragon_ingest.runs.start import start_agent_message
 from terragon_ingest.services import ServicesDep
 
 
@@ -34,6 +45,23 @@ class RunsController(Controller):
                     "repo_dir": data.repo_dir,
                 },
             )
+
+    @post("/runs/start", status_code=HTTP_200_OK, raises=[NotFoundException, ValidationException])
+    async def start_run(
+        self, data: JSONBody[RunStartCreate], services: ServicesDep, request: Request[Any, Any, Any]
+    ) -> RunStarted:
+        """startAgentMessage: mint the run (idempotent on startRequestId), bind the sandbox,
+        mint a daemon token and deliver the start message (`delivered: false` for `manual`)."""
+        settings = services.settings
+        ingest_url = settings.server.PUBLIC_URL or str(request.base_url).rstrip("/")
+        return await start_agent_message(
+            services,
+            thread_id=data.thread_id,
+            thread_chat_id=data.thread_chat_id,
+            start_request_id=data.start_request_id,
+            trigger_source=data.trigger_source,
+            ingest_url=ingest_url,
+        )
 
     @get("/runs/{run_id:str}", raises=[NotFoundException])
     async def get_run(self, run_id: FromPath[str], services: ServicesDep) -> Run:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import msgspec
 
-from terragon_core import FrozenFlags, SandboxProvider, TriggerSource
+from terragon_core import DaemonStartMessage, FrozenFlags, SandboxProvider, TriggerSource
 
 
 class ThreadCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -72,3 +72,14 @@ class FlagUpdated(msgspec.Struct, rename="camel"):
     scope: str
     scope_key: str
     enabled: bool
+
+
+class RunStarted(msgspec.Struct, rename="camel"):
+    """`POST /api/internal/runs/start` → `{runId, status, frozenFlags, runStartSha, daemonMessage, delivered}`."""
+
+    run_id: str
+    status: str
+    frozen_flags: FrozenFlags
+    run_start_sha: str | None
+    daemon_message: DaemonStartMessage
+    delivered: bool
