@@ -5,11 +5,27 @@ Pure: no I/O and no third-party dependency but msgspec. Everything public is re-
 
 from __future__ import annotations
 
+from terragon_core.alerts import (
+    ACCESS_DENIED_ALERT_PER_MINUTE,
+    ALERT_FOR_SECONDS,
+    ALERT_RATE_WINDOW_SECONDS,
+    QUARANTINE_ALERT_PER_MINUTE,
+)
 from terragon_core.aliases import (
     CodesandboxId,
     SandboxInstanceId,
     to_codesandbox_id,
     to_sandbox_instance_id,
+)
+from terragon_core.archive import (
+    AGGREGATE_DIMENSIONS,
+    AGGREGATE_MEASURES,
+    ARCHIVE_COLUMNS,
+    METRIC_SQL,
+    TREND_METRICS,
+    ArchiveDataset,
+    archive_glob,
+    archive_view_sql,
 )
 from terragon_core.constants import (
     DAEMON_EVENT_PAYLOAD_VERSION,
@@ -84,7 +100,13 @@ from terragon_core.metrics import (
 from terragon_core.security import SECURITY_REASON_STATUS, http_status_for
 
 __all__ = [
+    "ACCESS_DENIED_ALERT_PER_MINUTE",
     "ACTIVE_RUN_STATUSES",
+    "AGGREGATE_DIMENSIONS",
+    "AGGREGATE_MEASURES",
+    "ALERT_FOR_SECONDS",
+    "ALERT_RATE_WINDOW_SECONDS",
+    "ARCHIVE_COLUMNS",
     "DAEMON_EVENT_PAYLOAD_VERSION",
     "DAEMON_TOKEN_HEADER",
     "DEFAULT_UI_EXCLUDES",
@@ -95,9 +117,11 @@ __all__ = [
     "LEGACY_THREAD_CHAT_ID",
     "MAINTENANCE_INTERVAL_SECONDS",
     "METRIC_LABELS",
+    "METRIC_SQL",
     "MISSING_END_SHA_GRACE_SECONDS",
     "PREVIEW_SESSION_TTL_SECONDS",
     "PROXY_REQUEST_ID_HEADER",
+    "QUARANTINE_ALERT_PER_MINUTE",
     "QUARANTINE_INLINE_LIMIT_BYTES",
     "QUARANTINE_OBJECT_PREFIX",
     "QUARANTINE_OFFLOADS_PER_REPO_PER_MINUTE",
@@ -112,8 +136,10 @@ __all__ = [
     "STALE_RUN_WINDOW_SECONDS",
     "TERMINAL_MESSAGE_TYPES",
     "TRACEPARENT_HEADER",
+    "TREND_METRICS",
     "UI_RULES_INVALID_BLOCKING_REASON",
     "UI_RULES_PATH",
+    "ArchiveDataset",
     "CodesandboxId",
     "DaemonEnvelope",
     "DaemonStartMessage",
@@ -136,6 +162,8 @@ __all__ = [
     "SecurityReason",
     "TriggerSource",
     "UiValidationOutcome",
+    "archive_glob",
+    "archive_view_sql",
     "decode_envelope",
     "decode_preview_event",
     "encode_preview_event",

@@ -1,0 +1,133 @@
+"""The archive's layout: what the rollup writes and what analysts, the dashboard and retention read.
+
+Parquet, partitioned by UTC day in hive style so any engine can read it:
+
+    <archive>/quarantine_rows/day=YYYY-MM-DD/hour=HH.parquet      rows, without full payloads
+    <archive>/quarantine_minutely/day=YYYY-MM-DD/hour=HH.parquet  aggregates per minute
+    <archive>/quarantine_daily/day=YYYY-MM-DD/daily.parquet       aggregates per day
+    <archive>/preview_events/day=YYYY-MM-DD/hour=HH.parquet       preview events
+
+Aggregates are keyed by (reason, strict, repo, user, provider). Every file is written as a
+temporary file and renamed into place, so readers never see half a file. Readers open an
+in-memory DuckDB with the views below (`archive_view_sql`); the column `day` comes from the path.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from terragon_core.enums import QuarantineReason
+from terragon_core.metrics import MetricName
+
+
+class ArchiveDataset(StrEnum):
+    """A directory of the archive, and the name of the view that reads it."""
+
+    QUARANTINE_ROWS = "quarantine_rows"
+    QUARANTINE_MINUTELY = "quarantine_minutely"
+    QUARANTINE_DAILY = "quarantine_daily"
+    PREVIEW_EVENTS = "preview_events"
+
+
+_DIMENSIONS: Final = (
+    ("reason", "VARCHAR"),
+    ("strict", "BOOLEAN"),
+    ("repo_full_name", "VARCHAR"),
+    ("user_id", "VARCHAR"),
+    ("sandbox_provider", "VARCHAR"),
+)
+_MEASURES: Final = (
+    ("quarantined", "BIGINT"),
+    ("payload_bytes", "BIGINT"),
+    ("offloaded", "BIGINT"),
+    ("offload_skipped", "BIGINT"),
+)
+
+ARCHIVE_COLUMNS: Final[dict[ArchiveDataset, tuple[tuple[str, str], ...]]] = {
+    ArchiveDataset.QUARANTINE_ROWS: (
+        ("id", "VARCHAR"),
+        ("created_at", "TIMESTAMPTZ"),
+        ("thread_id", "VARCHAR"),
+        ("thread_chat_id", "VARCHAR"),
+        ("run_id", "VARCHAR"),
+        ("active_run_id", "VARCHAR"),
+        ("reason", "VARCHAR"),
+        ("strict", "BOOLEAN"),
+        ("payload_version", "SMALLINT"),
+        ("payload_hash", "VARCHAR"),
+        ("payload_size", "INTEGER"),
+        ("payload_prefix_2k", "VARCHAR"),
+        ("payload_object_key", "VARCHAR"),
+        ("offload_skipped", "BOOLEAN"),
+        ("repo_full_name", "VARCHAR"),
+        ("user_id", "VARCHAR"),
+        ("sandbox_provider", "VARCHAR"),
+        ("event_id", "VARCHAR"),
+        ("seq", "BIGINT"),
+        ("trace_id", "VARCHAR"),
+    ),
+    ArchiveDataset.QUARANTINE_MINUTELY: (("minute", "TIMESTAMPTZ"), *_DIMENSIONS, *_MEASURES),
+    ArchiveDataset.QUARANTINE_DAILY: (*_DIMENSIONS, *_MEASURES),
+    ArchiveDataset.PREVIEW_EVENTS: (
+        ("id", "VARCHAR"),
+        ("ts_server", "TIMESTAMPTZ"),
+        ("schema_version", "SMALLINT"),
+        ("event_name", "VARCHAR"),
+        ("origin", "VARCHAR"),
+        ("trace_id", "VARCHAR"),
+        ("thread_id", "VARCHAR"),
+        ("thread_chat_id", "VARCHAR"),
+        ("run_id", "VARCHAR"),
+        ("codesandbox_id", "VARCHAR"),
+        ("sandbox_provider", "VARCHAR"),
+        ("preview_session_id", "VARCHAR"),
+        ("user_id", "VARCHAR"),
+        ("proxy_req_id", "VARCHAR"),
+        ("properties", "VARCHAR"),
+    ),
+}
+"""Columns of each dataset's files, with their DuckDB types (the view adds `day`)."""
+
+AGGREGATE_DIMENSIONS: Final = tuple(name for name, _ in _DIMENSIONS)
+AGGREGATE_MEASURES: Final = tuple(name for name, _ in _MEASURES)
+
+TREND_METRICS: Final = (
+    MetricName.STRICT_MISMATCH,
+    MetricName.LEGACY_MODE,
+    MetricName.MISSING_END_SHA,
+)
+"""The three trends on-call watches; the aggregate views carry them as the column `metric`."""
+
+METRIC_SQL: Final = (
+    "CASE"
+    f" WHEN reason = '{QuarantineReason.MISSING_RUN_ID}'"
+    f" OR (reason = '{QuarantineReason.MISMATCH}' AND strict)"
+    f" THEN '{MetricName.STRICT_MISMATCH}'"
+    f" WHEN reason = '{QuarantineReason.LEGACY_MODE}' THEN '{MetricName.LEGACY_MODE}'"
+    f" WHEN reason = '{QuarantineReason.MISSING_END_SHA}' THEN '{MetricName.MISSING_END_SHA}'"
+    " END"
+)
+"""`preview.strict_mismatch` is `missing_run_id` plus `mismatch` under a strict run."""
+
+
+def archive_glob(root: str, dataset: ArchiveDataset) -> str:
+    """The files of one dataset: `<root>/<dataset>/day=*/*.parquet` (never the `.tmp` ones)."""
+    return f"{root.rstrip('/')}/{dataset.value}/day=*/*.parquet"
+
+
+def archive_view_sql(dataset: ArchiveDataset, root: str | None) -> str:
+    """`CREATE VIEW <dataset>` over its Parquet files; with `root=None`, an empty typed view
+    (DuckDB refuses a glob that matches nothing, and a new archive has no files yet)."""
+    if root is None:
+        columns = [f"CAST(NULL AS {kind}) AS {name}" for name, kind in ARCHIVE_COLUMNS[dataset]]
+        source = f"SELECT {', '.join(columns)}, CAST(NULL AS DATE) AS day WHERE false"
+    else:
+        path = archive_glob(root, dataset).replace("'", "''")
+        source = (
+            f"SELECT * FROM read_parquet('{path}', hive_partitioning = true, "
+            "hive_types = {'day': DATE}, union_by_name = true)"
+        )
+    if dataset in (ArchiveDataset.QUARANTINE_MINUTELY, ArchiveDataset.QUARANTINE_DAILY):
+        source = f"SELECT *, {METRIC_SQL} AS metric FROM ({source})"
+    return f"CREATE OR REPLACE VIEW {dataset.value} AS {source}"
