@@ -1,0 +1,55 @@
+"""Names of preview access (CONTRACT §5): token audiences, lifetimes, the cookie, and the Valkey
+keys kept beside the repo-access cache (single-flight lock, fan-out index, generation, replay).
+
+The cache key itself is `keys.repo_access_key`; the keys here never share its prefix, so
+"who writes or deletes access keys" stays a question about one prefix.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+PREVIEW_TOKEN_ISSUER: Final = "terragon-preview"
+PREVIEW_EXCHANGE_TOKEN_MAX_TTL_SECONDS: Final = 300
+"""An exchange token lives at most this long (`exp - iat`)."""
+PREVIEW_SUBSCRIPTION_TOKEN_TTL_SECONDS: Final = 60
+PREVIEW_TOKEN_LEEWAY_SECONDS: Final = 60
+"""Clock skew accepted on `exp` and `iat`."""
+PREVIEW_COOKIE_NAME: Final = "terragon_preview"
+"""`Secure; HttpOnly; Path=/api/preview/proxy/{previewSessionId}; Max-Age=1800`, no `Domain`."""
+CACHE_INVALIDATION_EVENT: Final = "preview.cache.invalidation"
+"""Event recorded by `invalidate_repo_access` (one per call, with the reason)."""
+
+REPO_ACCESS_LOCK_PREFIX: Final = "terragon:v1:preview:repo-access-lock"
+REPO_ACCESS_INDEX_PREFIX: Final = "terragon:v1:preview:repo-access-index"
+REPO_ACCESS_GENERATION_PREFIX: Final = "terragon:v1:preview:repo-access-gen"
+PREVIEW_TOKEN_REPLAY_PREFIX: Final = "terragon:v1:preview:token-replay"
+
+
+class PreviewTokenAudience(StrEnum):
+    """`aud` of each preview token; each audience has its own signing keys."""
+
+    EXCHANGE = "preview-session-exchange"
+    COOKIE = "preview-session-cookie"
+    BROADCAST = "preview-session-broadcast"
+
+
+def repo_access_lock_key(env: str, user_id: str, repo_full_name: str) -> str:
+    """Short `SET NX PX` lock: one permission check per key across replicas."""
+    return f"{REPO_ACCESS_LOCK_PREFIX}:{env}:{user_id}:{repo_full_name}"
+
+
+def repo_access_index_key(env: str, repo_full_name: str) -> str:
+    """Set of user ids with a cached decision for the repo (fan-out without KEYS/SCAN)."""
+    return f"{REPO_ACCESS_INDEX_PREFIX}:{env}:{repo_full_name}"
+
+
+def repo_access_generation_key(env: str, repo_full_name: str) -> str:
+    """Bumped by every invalidation of the repo; a check that raced one is not cached."""
+    return f"{REPO_ACCESS_GENERATION_PREFIX}:{env}:{repo_full_name}"
+
+
+def preview_token_replay_key(env: str, claim: str, value: str) -> str:
+    """`SET NX EX` marker of a spent `jti` or `nonce`."""
+    return f"{PREVIEW_TOKEN_REPLAY_PREFIX}:{env}:{claim}:{value}"
