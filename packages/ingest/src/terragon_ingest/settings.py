@@ -138,6 +138,32 @@ class CorrelationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PreviewSettings:
+    KID: str = field(default_factory=lambda: _env_str("TERRAGON_PREVIEW_KID", "k1"))
+    """`TERRAGON_PREVIEW_KID`: `kid` of the active preview signing key (keyed by `SIGNING_SECRET`)."""
+    PREVIOUS_KID: str | None = field(
+        default_factory=lambda: _env_opt("TERRAGON_PREVIEW_PREVIOUS_KID")
+    )
+    """`TERRAGON_PREVIEW_PREVIOUS_KID`: still accepted during a rotation; unset → only the active."""
+    PREVIOUS_SIGNING_SECRET: str | None = field(
+        default_factory=lambda: _env_opt("TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET")
+    )
+    """`TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET`: secret of the previous kid (default: the same)."""
+    RETRY_AFTER_MS: int = field(
+        default_factory=lambda: _env_int("TERRAGON_PREVIEW_RETRY_AFTER_MS", 2000)
+    )
+    """`TERRAGON_PREVIEW_RETRY_AFTER_MS`: backoff told to clients when the access cache is down."""
+    UPSTREAM_CONNECT_TIMEOUT: float = field(
+        default_factory=lambda: _env_float("TERRAGON_PREVIEW_UPSTREAM_CONNECT_TIMEOUT", 5.0)
+    )
+    """`TERRAGON_PREVIEW_UPSTREAM_CONNECT_TIMEOUT`: seconds to reach a preview upstream (502 past it)."""
+    FILL_LOCK_MS: int = field(
+        default_factory=lambda: _env_int("TERRAGON_PREVIEW_FILL_LOCK_MS", 3000)
+    )
+    """`TERRAGON_PREVIEW_FILL_LOCK_MS`: lifetime of the single-flight lock of one cache miss."""
+
+
+@dataclass(frozen=True, slots=True)
 class SandboxSettings:
     LOCAL_SOCKET_DIR: Path | None = field(
         default_factory=lambda: Path(p) if (p := _env_opt("TERRAGON_LOCAL_SOCKET_DIR")) else None
@@ -159,6 +185,7 @@ class Settings:
     objects: ObjectStoreSettings = field(default_factory=ObjectStoreSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     correlation: CorrelationSettings = field(default_factory=CorrelationSettings)
+    preview: PreviewSettings = field(default_factory=PreviewSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
 
