@@ -67,7 +67,7 @@ class FakeAgent:
     def text(self, size: int) -> str:
         words = ("refactor", "test", "module", "fix", "commit", "diff", "agent", "run", "seq")
         out: list[str] = []
-        while sum(len(w) + 1 for w in out) < size:
+        while len(" ".join(out)) < size:
             out.append(self.rng.choice(words))
         return " ".join(out)[: max(size, 1)]
 
