@@ -179,6 +179,21 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveSettings:
+    DIR: Path | None = field(
+        default_factory=lambda: Path(p) if (p := _env_opt("TERRAGON_ARCHIVE_DIR")) else None
+    )
+    """`TERRAGON_ARCHIVE_DIR`: the Parquet archive (shared by replicas); default `<data-dir>/archive`."""
+    SETTLE_SECONDS: int = field(
+        default_factory=lambda: _env_int("TERRAGON_ARCHIVE_SETTLE_SECONDS", 60)
+    )
+    """`TERRAGON_ARCHIVE_SETTLE_SECONDS`: a minute is rolled up once it ended this long ago."""
+
+    def archive_dir(self, data_dir: Path) -> Path:
+        return (self.DIR or data_dir / "archive").resolve()
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     valkey: ValkeySettings = field(default_factory=ValkeySettings)
@@ -186,6 +201,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     correlation: CorrelationSettings = field(default_factory=CorrelationSettings)
     preview: PreviewSettings = field(default_factory=PreviewSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
 

@@ -1,0 +1,77 @@
+-- name: fetch_repo_access
+-- The default permission check: thread owner, collaborator, team member, or a public repo.
+SELECT
+    EXISTS (SELECT 1 FROM thread t
+            WHERE t.user_id = %(user_id)s AND t.repo_full_name = %(repo_full_name)s)
+ OR EXISTS (SELECT 1 FROM github_repo r
+            WHERE r.repo_full_name = %(repo_full_name)s AND r.visibility = 'public')
+ OR EXISTS (SELECT 1 FROM github_account a
+            JOIN github_repo_collaborator c ON lower(c.github_login) = lower(a.github_login)
+            WHERE a.user_id = %(user_id)s AND c.repo_full_name = %(repo_full_name)s)
+ OR EXISTS (SELECT 1 FROM github_account a
+            JOIN github_team_member m ON lower(m.github_login) = lower(a.github_login)
+            JOIN github_team_repo tr ON tr.team_id = m.team_id
+            WHERE a.user_id = %(user_id)s AND tr.repo_full_name = %(repo_full_name)s)
+    AS allowed
+
+-- name: upsert_github_account
+INSERT INTO github_account (user_id, github_login) VALUES (%(user_id)s, %(github_login)s)
+ON CONFLICT (user_id) DO UPDATE SET github_login = EXCLUDED.github_login, updated_at = now()
+
+-- name: fetch_users_for_login
+SELECT user_id FROM github_account WHERE lower(github_login) = lower(%(github_login)s)
+
+-- name: upsert_repo_visibility
+INSERT INTO github_repo (repo_full_name, visibility) VALUES (%(repo_full_name)s, %(visibility)s)
+ON CONFLICT (repo_full_name) DO UPDATE SET visibility = EXCLUDED.visibility, updated_at = now()
+
+-- name: insert_collaborator
+INSERT INTO github_repo_collaborator (repo_full_name, github_login)
+VALUES (%(repo_full_name)s, %(github_login)s)
+ON CONFLICT (repo_full_name, github_login) DO UPDATE SET updated_at = now()
+
+-- name: delete_collaborator
+DELETE FROM github_repo_collaborator
+WHERE repo_full_name = %(repo_full_name)s AND lower(github_login) = lower(%(github_login)s)
+
+-- name: upsert_team
+INSERT INTO github_team (team_id, org, slug) VALUES (%(team_id)s, %(org)s, %(slug)s)
+ON CONFLICT (team_id) DO UPDATE SET org = EXCLUDED.org, slug = EXCLUDED.slug, updated_at = now()
+
+-- name: delete_team
+WITH members AS (DELETE FROM github_team_member WHERE team_id = %(team_id)s),
+     repos AS (DELETE FROM github_team_repo WHERE team_id = %(team_id)s)
+DELETE FROM github_team WHERE team_id = %(team_id)s
+
+-- name: insert_team_member
+INSERT INTO github_team_member (team_id, github_login) VALUES (%(team_id)s, %(github_login)s)
+ON CONFLICT (team_id, github_login) DO UPDATE SET updated_at = now()
+
+-- name: delete_team_member
+DELETE FROM github_team_member
+WHERE team_id = %(team_id)s AND lower(github_login) = lower(%(github_login)s)
+
+-- name: insert_team_repo
+INSERT INTO github_team_repo (team_id, repo_full_name) VALUES (%(team_id)s, %(repo_full_name)s)
+ON CONFLICT (team_id, repo_full_name) DO UPDATE SET updated_at = now()
+
+-- name: delete_team_repo
+DELETE FROM github_team_repo WHERE team_id = %(team_id)s AND repo_full_name = %(repo_full_name)s
+
+-- name: fetch_team_repos
+SELECT repo_full_name FROM github_team_repo WHERE team_id = %(team_id)s ORDER BY repo_full_name
+
+-- name: insert_delivery
+INSERT INTO github_webhook_delivery (delivery_id, event, action)
+VALUES (%(delivery_id)s, %(event)s, %(action)s)
+ON CONFLICT (delivery_id) DO NOTHING
+RETURNING delivery_id
+
+-- name: fetch_delivery
+SELECT targets, invalidated_at FROM github_webhook_delivery WHERE delivery_id = %(delivery_id)s
+
+-- name: set_delivery_targets
+UPDATE github_webhook_delivery SET targets = %(targets)s WHERE delivery_id = %(delivery_id)s
+
+-- name: mark_delivery_invalidated
+UPDATE github_webhook_delivery SET invalidated_at = now() WHERE delivery_id = %(delivery_id)s

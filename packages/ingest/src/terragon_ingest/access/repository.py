@@ -1,0 +1,65 @@
+"""SQL of the access domain: the permission check, the GitHub permission tables, deliveries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from psycopg.types.json import Jsonb
+
+from terragon_ingest.db import load_queries
+
+if TYPE_CHECKING:
+    from terragon_ingest.db import AsyncConn
+
+Q = load_queries("terragon_ingest.access")
+
+
+async def fetch_repo_access(conn: AsyncConn, user_id: str, repo_full_name: str) -> bool:
+    cur = await conn.execute(
+        Q["fetch_repo_access"], {"user_id": user_id, "repo_full_name": repo_full_name}
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def execute(conn: AsyncConn, name: str, params: dict[str, Any]) -> int:
+    """Run one named write of this domain's `queries.sql`; returns the row count."""
+    cur = await conn.execute(Q[name], params)
+    return cur.rowcount
+
+
+async def fetch_users_for_login(conn: AsyncConn, github_login: str) -> list[str]:
+    cur = await conn.execute(Q["fetch_users_for_login"], {"github_login": github_login})
+    return [str(row[0]) for row in await cur.fetchall()]
+
+
+async def fetch_team_repos(conn: AsyncConn, team_id: str) -> list[str]:
+    cur = await conn.execute(Q["fetch_team_repos"], {"team_id": team_id})
+    return [str(row[0]) for row in await cur.fetchall()]
+
+
+async def insert_delivery(
+    conn: AsyncConn, delivery_id: str, event: str, action: str | None
+) -> bool:
+    """Record a delivery; False when it was seen before."""
+    cur = await conn.execute(
+        Q["insert_delivery"], {"delivery_id": delivery_id, "event": event, "action": action}
+    )
+    return await cur.fetchone() is not None
+
+
+async def fetch_delivery(conn: AsyncConn, delivery_id: str) -> tuple[list[Any], bool] | None:
+    """`(targets, invalidated)` of a recorded delivery."""
+    cur = await conn.execute(Q["fetch_delivery"], {"delivery_id": delivery_id})
+    row = await cur.fetchone()
+    return (list(row[0]), row[1] is not None) if row else None
+
+
+async def set_delivery_targets(conn: AsyncConn, delivery_id: str, targets: list[Any]) -> None:
+    await conn.execute(
+        Q["set_delivery_targets"], {"delivery_id": delivery_id, "targets": Jsonb(targets)}
+    )
+
+
+async def mark_delivery_invalidated(conn: AsyncConn, delivery_id: str) -> None:
+    await conn.execute(Q["mark_delivery_invalidated"], {"delivery_id": delivery_id})

@@ -1,0 +1,117 @@
+"""Access endpoints: the GitHub webhook (public, signature-verified) and internal triggers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Controller, Request, Response, post, put
+from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK
+
+from terragon_core import EventOrigin, SecurityReason, http_status_for
+from terragon_ingest.access import repository, service
+from terragon_ingest.access.invalidation import invalidate_repo_access
+from terragon_ingest.access.schemas import (
+    GithubAccount,
+    GithubAccountUpdate,
+    InvalidationCreate,
+    InvalidationResult,
+    WebhookResult,
+)
+from terragon_ingest.db import connection
+from terragon_ingest.errors import InvalidRequest
+from terragon_ingest.kit.http import json_response
+from terragon_ingest.services import ServicesDep
+from terragon_ingest.telemetry import trace_id_from
+
+log = structlog.get_logger()
+
+
+class GithubWebhookController(Controller):
+    path = "/api/webhooks"
+    tags = ["webhooks"]
+
+    @post("/github", status_code=HTTP_200_OK, raises=[NotAuthorizedException, ValidationException])
+    async def github(
+        self, request: Request[Any, Any, Any], services: ServicesDep
+    ) -> Response[bytes]:
+        """Apply a GitHub permission change (`X-Hub-Signature-256` verified) and invalidate."""
+        body = await request.body()
+        secret = services.settings.server.GITHUB_WEBHOOK_SECRET
+        if not service.verify_signature(secret, body, request.headers.get("x-hub-signature-256")):
+            log.warning(
+                "github_webhook_signature_rejected",
+                delivery=request.headers.get("x-github-delivery"),
+                action="check GITHUB_WEBHOOK_SECRET matches the secret configured on GitHub",
+            )
+            reason = SecurityReason.SIGNATURE_MISMATCH
+            body_out = {"code": reason.value, "error": "missing or wrong X-Hub-Signature-256"}
+            return json_response(body_out, http_status_for(reason))
+        event = request.headers.get("x-github-event", "")
+        delivery = request.headers.get("x-github-delivery") or ""
+        try:
+            payload = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"webhook body is not JSON: {exc}") from exc
+        if not isinstance(payload, dict) or not delivery:
+            raise InvalidRequest("webhook needs a JSON object body and X-GitHub-Delivery")
+        trace_id = trace_id_from(request.headers.get("traceparent"))
+        result = await _handle(services, event, delivery, payload, trace_id)
+        return json_response(msgspec.to_builtins(result))
+
+
+async def _handle(
+    services: Any, event: str, delivery: str, payload: dict[str, Any], trace_id: str
+) -> WebhookResult:
+    async with connection(services.pool) as conn:
+        async with conn.transaction():
+            fresh = await repository.insert_delivery(conn, delivery, event, payload.get("action"))
+            if fresh:
+                try:
+                    targets: list[Any] = await service.apply_event(conn, event, payload)
+                except (KeyError, TypeError) as exc:
+                    raise InvalidRequest(f"{event!r} payload lacks {exc}") from exc
+                await repository.set_delivery_targets(conn, delivery, targets)
+        if not fresh:
+            recorded = await repository.fetch_delivery(conn, delivery)
+            if recorded is None or recorded[1]:
+                return WebhookResult(status="duplicate", event=event)
+            targets = recorded[0]
+    deleted = await service.run_invalidations(services, targets, trace_id)
+    async with connection(services.pool) as conn:
+        await repository.mark_delivery_invalidated(conn, delivery)
+    status = ("applied" if targets else "ignored") if fresh else "duplicate"
+    log.info("github_webhook_handled", event=event, delivery=delivery, status=status, keys=deleted)
+    return WebhookResult(status=status, event=event, keys_deleted=deleted)
+
+
+class AccessInternalController(Controller):
+    path = "/api/internal/access"
+    tags = ["internal"]
+
+    @post("/invalidate", status_code=HTTP_200_OK, raises=[ValidationException])
+    async def invalidate(
+        self, data: JSONBody[InvalidationCreate], services: ServicesDep
+    ) -> InvalidationResult:
+        """Internal triggers (ready action, thread visibility change, ...): drop cached access."""
+        deleted = await invalidate_repo_access(
+            services,
+            data.user_id,
+            data.repo_full_name,
+            data.reason,
+            origin=EventOrigin.PREVIEW_MAINTENANCE,
+        )
+        return InvalidationResult(keys_deleted=deleted)
+
+    @put("/github-accounts/{user_id:str}", status_code=HTTP_200_OK, raises=[ValidationException])
+    async def link_github_account(
+        self, user_id: FromPath[str], data: JSONBody[GithubAccountUpdate], services: ServicesDep
+    ) -> GithubAccount:
+        """Link a terragon user to their GitHub login (collaborator/team rows use logins)."""
+        async with connection(services.pool) as conn:
+            params = {"user_id": user_id, "github_login": data.github_login}
+            await repository.execute(conn, "upsert_github_account", params)
+        return GithubAccount(user_id=user_id, github_login=data.github_login)

@@ -1,0 +1,38 @@
+"""Wire shapes of the access endpoints. camelCase on the wire."""
+
+from __future__ import annotations
+
+import msgspec
+
+from terragon_core import InvalidationReason
+
+
+class WebhookResult(msgspec.Struct, rename="camel"):
+    """`POST /api/webhooks/github`: `applied`, `duplicate` or `ignored`, and keys invalidated."""
+
+    status: str
+    event: str
+    keys_deleted: int = 0
+
+
+class InvalidationCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """`POST /api/internal/access/invalidate`: no `userId` → every cached user of the repo."""
+
+    repo_full_name: str
+    reason: InvalidationReason
+    user_id: str | None = None
+
+
+class InvalidationResult(msgspec.Struct, rename="camel"):
+    keys_deleted: int
+
+
+class GithubAccountUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """`PUT /api/internal/access/github-accounts/{userId}`: the user's GitHub login."""
+
+    github_login: str
+
+
+class GithubAccount(msgspec.Struct, rename="camel"):
+    user_id: str
+    github_login: str

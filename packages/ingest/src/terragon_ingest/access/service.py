@@ -1,0 +1,121 @@
+"""GitHub webhooks → permission tables → cache invalidations (CONTRACT §5 triggers).
+
+`verify_signature` checks `X-Hub-Signature-256` in constant time. `apply_event` updates the
+permission tables for one delivery (inside the caller's transaction) and returns the
+invalidations it implies; `run_invalidations` sends them through `invalidate_repo_access`.
+
+Handled: `member` (collaborators), `membership` (team members), `team` (created, deleted, edited,
+added_to_repository, removed_from_repository), `team_add`, `repository` (publicized, privatized,
+created, edited). Anything else is acknowledged and ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from terragon_core import EventOrigin, InvalidationReason
+from terragon_ingest.access import repository
+from terragon_ingest.access.invalidation import invalidate_repo_access
+
+if TYPE_CHECKING:
+    from terragon_ingest.db import AsyncConn
+    from terragon_ingest.services import Services
+
+Target = tuple[str | None, str, str]
+"""`(userId or None for every cached user, repoFullName, InvalidationReason)`."""
+
+_REPO_EVENTS = {"publicized": "public", "privatized": "private"}
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """`X-Hub-Signature-256: sha256=<hex of HMAC-SHA256(secret, body)>`, compared in constant time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.encode())
+
+
+def _login(payload: dict[str, Any], field: str = "member") -> str:
+    return str(payload[field]["login"])
+
+
+def _team(payload: dict[str, Any]) -> dict[str, str]:
+    team = payload["team"]
+    org = payload.get("organization", {}).get("login", "")
+    return {"team_id": str(team["id"]), "org": str(org), "slug": str(team.get("slug", ""))}
+
+
+def _repo(payload: dict[str, Any]) -> str:
+    return str(payload["repository"]["full_name"])
+
+
+async def _for_login(conn: AsyncConn, login: str, repos: list[str], reason: str) -> list[Target]:
+    users = await repository.fetch_users_for_login(conn, login)
+    return [(user, repo, reason) for user in users for repo in repos]
+
+
+async def apply_event(conn: AsyncConn, event: str, payload: dict[str, Any]) -> list[Target]:
+    """Update the permission tables for one delivery; return the invalidations it implies."""
+    action = payload.get("action")
+    if event == "member":
+        repo, login = _repo(payload), _login(payload)
+        name = "delete_collaborator" if action == "removed" else "insert_collaborator"
+        await repository.execute(conn, name, {"repo_full_name": repo, "github_login": login})
+        return await _for_login(conn, login, [repo], InvalidationReason.COLLABORATOR_CHANGED)
+    if event == "membership":
+        team, login = _team(payload), _login(payload)
+        await repository.execute(conn, "upsert_team", team)
+        name = "delete_team_member" if action == "removed" else "insert_team_member"
+        await repository.execute(conn, name, {"team_id": team["team_id"], "github_login": login})
+        repos = await repository.fetch_team_repos(conn, team["team_id"])
+        return await _for_login(conn, login, repos, InvalidationReason.TEAM_MEMBERSHIP_CHANGED)
+    if event in {"team", "team_add"}:
+        return await _apply_team(conn, event, action, payload)
+    if event == "repository" and "repository" in payload:
+        repo = _repo(payload)
+        visibility = _REPO_EVENTS.get(str(action)) or payload["repository"].get("visibility")
+        if visibility is None:
+            visibility = "private" if payload["repository"].get("private", True) else "public"
+        params = {"repo_full_name": repo, "visibility": visibility}
+        await repository.execute(conn, "upsert_repo_visibility", params)
+        if action in _REPO_EVENTS or action == "edited":
+            return [(None, repo, InvalidationReason.REPO_VISIBILITY_CHANGED)]
+    return []
+
+
+async def _apply_team(
+    conn: AsyncConn, event: str, action: Any, payload: dict[str, Any]
+) -> list[Target]:
+    team = _team(payload)
+    reason = InvalidationReason.TEAM_MEMBERSHIP_CHANGED
+    if action == "deleted":
+        repos = await repository.fetch_team_repos(conn, team["team_id"])
+        await repository.execute(conn, "delete_team", {"team_id": team["team_id"]})
+        return [(None, repo, reason) for repo in repos]
+    await repository.execute(conn, "upsert_team", team)
+    if "repository" not in payload:
+        return []
+    repo = _repo(payload)
+    params = {"team_id": team["team_id"], "repo_full_name": repo}
+    if action == "removed_from_repository":
+        await repository.execute(conn, "delete_team_repo", params)
+    elif event == "team_add" or action == "added_to_repository":
+        await repository.execute(conn, "insert_team_repo", params)
+    return [(None, repo, reason)]
+
+
+async def run_invalidations(services: Services, targets: list[Any], trace_id: str) -> int:
+    """Invalidate every target of a delivery; returns the number of keys deleted."""
+    deleted = 0
+    for user_id, repo, reason in targets:
+        deleted += await invalidate_repo_access(
+            services,
+            user_id,
+            repo,
+            InvalidationReason(reason),
+            origin=EventOrigin.PREVIEW_MAINTENANCE,
+            trace_id=trace_id,
+        )
+    return deleted

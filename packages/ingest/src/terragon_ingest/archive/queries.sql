@@ -1,0 +1,141 @@
+-- Archive rollup, retention and alert hooks. Timestamps are exported as epoch microseconds
+-- (exact: `extract(epoch ...)` is numeric) so the Parquet writer needs no time-zone parsing.
+
+-- name: try_lock
+SELECT pg_try_advisory_lock(%(key)s)
+
+-- name: unlock
+SELECT pg_advisory_unlock(%(key)s)
+
+-- name: fetch_now
+SELECT now()
+
+-- name: fetch_watermark
+SELECT watermark FROM archive_watermark WHERE dataset = %(dataset)s
+
+-- name: insert_watermark
+INSERT INTO archive_watermark (dataset, watermark) VALUES (%(dataset)s, %(watermark)s)
+ON CONFLICT (dataset) DO NOTHING
+
+-- name: advance_watermark
+UPDATE archive_watermark SET watermark = %(new)s, updated_at = now()
+WHERE dataset = %(dataset)s AND watermark = %(old)s
+
+-- name: first_quarantine_at
+SELECT min(created_at) FROM daemon_event_quarantine WHERE created_at >= %(since)s
+
+-- name: first_preview_event_at
+SELECT min(ts_server) FROM preview_event WHERE ts_server >= %(since)s
+
+-- name: export_quarantine
+COPY (
+    SELECT q.id::text, (extract(epoch FROM q.created_at) * 1000000)::bigint, q.thread_id,
+           q.thread_chat_id, q.run_id, q.active_run_id, q.reason, r.frozen_daemon_run_id_strict,
+           q.payload_version, q.payload_hash, q.payload_size, q.payload_prefix_2k,
+           q.payload_object_key, q.offload_skipped, q.repo_full_name, q.user_id,
+           q.sandbox_provider, q.event_id, q.seq, q.trace_id
+    FROM daemon_event_quarantine q
+    LEFT JOIN thread_run r ON r.run_id = coalesce(q.active_run_id, q.run_id)
+    WHERE q.created_at >= %(lo)s AND q.created_at < %(hi)s
+    ORDER BY q.created_at, q.id
+) TO STDOUT (FORMAT csv)
+
+-- name: export_preview_event
+COPY (
+    SELECT id::text, (extract(epoch FROM ts_server) * 1000000)::bigint, schema_version,
+           event_name, origin, trace_id, thread_id, thread_chat_id, run_id, codesandbox_id,
+           sandbox_provider, preview_session_id, user_id, proxy_req_id, properties::text
+    FROM preview_event
+    WHERE ts_server >= %(lo)s AND ts_server < %(hi)s
+    ORDER BY ts_server, id
+) TO STDOUT (FORMAT csv)
+
+-- name: list_quarantine_partitions
+SELECT c.relname
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'daemon_event_quarantine'::regclass
+  AND c.relname ~ '^daemon_event_quarantine_p[0-9]{8}$'
+ORDER BY c.relname
+
+-- name: list_default_quarantine_days
+SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date AS day
+FROM daemon_event_quarantine_default
+WHERE created_at < %(before)s
+ORDER BY day
+
+-- name: count_quarantine_groups
+SELECT reason, repo_full_name, user_id, sandbox_provider, count(*)
+FROM daemon_event_quarantine
+WHERE created_at >= %(lo)s AND created_at < %(hi)s
+GROUP BY reason, repo_full_name, user_id, sandbox_provider
+
+-- name: fetch_quarantine_object_keys
+SELECT payload_object_key
+FROM daemon_event_quarantine
+WHERE created_at >= %(lo)s AND created_at < %(hi)s AND payload_object_key IS NOT NULL
+
+-- name: delete_default_quarantine_day
+DELETE FROM daemon_event_quarantine_default WHERE created_at >= %(lo)s AND created_at < %(hi)s
+
+-- name: fetch_quarantine_breaches
+-- Repos whose trailing-5-minute average stayed above the threshold for every one of the last
+-- `for_minutes` closed minutes (the Prometheus rule `rate(x[5m]) * 60 > t` with `for: 10m`).
+WITH minutes AS (
+    SELECT generate_series(
+        %(end)s::timestamptz - make_interval(mins => %(for_minutes)s + %(rate_minutes)s - 1),
+        %(end)s::timestamptz - interval '1 minute', interval '1 minute') AS minute
+), counts AS (
+    SELECT coalesce(repo_full_name, '') AS repo, date_trunc('minute', created_at) AS minute,
+           count(*) AS n
+    FROM daemon_event_quarantine
+    WHERE created_at >= %(end)s::timestamptz - make_interval(mins => %(for_minutes)s + %(rate_minutes)s - 1)
+      AND created_at < %(end)s
+    GROUP BY 1, 2
+), grid AS (
+    SELECT r.repo, m.minute, coalesce(c.n, 0) AS n
+    FROM (SELECT DISTINCT repo FROM counts) r
+    CROSS JOIN minutes m
+    LEFT JOIN counts c ON c.repo = r.repo AND c.minute = m.minute
+), rolling AS (
+    SELECT repo, minute, avg(n) OVER (PARTITION BY repo ORDER BY minute
+                                      ROWS BETWEEN %(rate_minutes)s - 1 PRECEDING AND CURRENT ROW) AS rate
+    FROM grid
+)
+SELECT repo, min(rate)::float8 AS min_rate, max(rate)::float8 AS max_rate
+FROM rolling
+WHERE minute >= %(end)s::timestamptz - make_interval(mins => %(for_minutes)s)
+GROUP BY repo
+HAVING min(rate) > %(threshold)s
+
+-- name: fetch_access_denied_breach
+WITH minutes AS (
+    SELECT generate_series(
+        %(end)s::timestamptz - make_interval(mins => %(for_minutes)s + %(rate_minutes)s - 1),
+        %(end)s::timestamptz - interval '1 minute', interval '1 minute') AS minute
+), counts AS (
+    SELECT date_trunc('minute', ts_server) AS minute, count(*) AS n
+    FROM preview_event
+    WHERE event_name = %(event_name)s
+      AND ts_server >= %(end)s::timestamptz - make_interval(mins => %(for_minutes)s + %(rate_minutes)s - 1)
+      AND ts_server < %(end)s
+    GROUP BY 1
+), rolling AS (
+    SELECT m.minute, avg(coalesce(c.n, 0)) OVER (ORDER BY m.minute
+                     ROWS BETWEEN %(rate_minutes)s - 1 PRECEDING AND CURRENT ROW) AS rate
+    FROM minutes m LEFT JOIN counts c ON c.minute = m.minute
+)
+SELECT min(rate)::float8 AS min_rate, max(rate)::float8 AS max_rate
+FROM rolling
+WHERE minute >= %(end)s::timestamptz - make_interval(mins => %(for_minutes)s)
+HAVING min(rate) > %(threshold)s
+
+-- name: fetch_alert_states
+SELECT rule, dims_key FROM alert_state
+
+-- name: insert_alert_state
+INSERT INTO alert_state (rule, dims_key, dimensions, firing_since)
+VALUES (%(rule)s, %(dims_key)s, %(dimensions)s, %(firing_since)s)
+ON CONFLICT (rule, dims_key) DO NOTHING
+
+-- name: delete_alert_state
+DELETE FROM alert_state WHERE rule = %(rule)s AND dims_key = %(dims_key)s

@@ -1,0 +1,216 @@
+"""SQL of the archive domain. The rollup and the alert hooks run in a worker thread on a sync
+connection of their own; retention runs on the service's async pool (its event is emitted there).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from terragon_core import ARCHIVE_COLUMNS, ArchiveDataset
+from terragon_ingest.db import load_queries
+from terragon_ingest.db.pool import CONNECTION_KWARGS
+
+if TYPE_CHECKING:
+    from terragon_ingest.db import AsyncConn
+
+Q = load_queries("terragon_ingest.archive")
+
+Conn = psycopg.Connection[Any]
+
+_ARROW_TYPES: Final = {
+    "VARCHAR": pa.string(),
+    "BOOLEAN": pa.bool_(),
+    "SMALLINT": pa.int16(),
+    "INTEGER": pa.int32(),
+    "BIGINT": pa.int64(),
+    "TIMESTAMPTZ": pa.int64(),  # epoch microseconds on the wire, converted below
+}
+_TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
+_EXPORTS: Final = {
+    ArchiveDataset.QUARANTINE_ROWS: "export_quarantine",
+    ArchiveDataset.PREVIEW_EVENTS: "export_preview_event",
+}
+_PARTITION: Final = "daemon_event_quarantine_p{:%Y%m%d}"
+
+
+def connect(url: str) -> Conn:
+    return psycopg.connect(url, **CONNECTION_KWARGS)  # type: ignore[arg-type]
+
+
+@contextmanager
+def advisory_lock(conn: Conn, key: int) -> Iterator[bool]:
+    """Yield whether this session holds the lock; release it on the way out."""
+    row = conn.execute(Q["try_lock"], {"key": key}).fetchone()
+    held = bool(row and row[0])
+    try:
+        yield held
+    finally:
+        if held:
+            conn.execute(Q["unlock"], {"key": key})
+
+
+def fetch_now(conn: Conn) -> datetime:
+    row = conn.execute(Q["fetch_now"]).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def fetch_watermark(conn: Conn, dataset: str) -> datetime | None:
+    row = conn.execute(Q["fetch_watermark"], {"dataset": dataset}).fetchone()
+    return row[0] if row else None
+
+
+def insert_watermark(conn: Conn, dataset: str, watermark: datetime) -> None:
+    conn.execute(Q["insert_watermark"], {"dataset": dataset, "watermark": watermark})
+
+
+def advance_watermark(conn: Conn, dataset: str, old: datetime, new: datetime) -> None:
+    cur = conn.execute(Q["advance_watermark"], {"dataset": dataset, "old": old, "new": new})
+    if cur.rowcount != 1:
+        raise RuntimeError(f"watermark of {dataset!r} moved under the rollup (expected {old})")
+
+
+def fetch_first_at(conn: Conn, dataset: ArchiveDataset, since: datetime) -> datetime | None:
+    name = (
+        "first_quarantine_at"
+        if dataset is ArchiveDataset.QUARANTINE_ROWS
+        else "first_preview_event_at"
+    )
+    row = conn.execute(Q[name], {"since": since}).fetchone()
+    return row[0] if row else None
+
+
+def export_rows(conn: Conn, dataset: ArchiveDataset, lo: datetime, hi: datetime) -> pa.Table:
+    """Rows with `lo <= ts < hi` as an Arrow table shaped like the dataset's Parquet files:
+    one `COPY ... TO STDOUT (FORMAT csv)` read by Arrow's CSV reader (no per-row Python)."""
+    columns = ARCHIVE_COLUMNS[dataset]
+    buffer = io.BytesIO()
+    with conn.cursor() as cur, cur.copy(Q[_EXPORTS[dataset]], {"lo": lo, "hi": hi}) as copy:
+        for chunk in copy:
+            buffer.write(chunk)
+    names = [name for name, _ in columns]
+    if buffer.tell() == 0:
+        return pa.table(
+            {
+                name: pa.array([], _TIMESTAMP if kind == "TIMESTAMPTZ" else _ARROW_TYPES[kind])
+                for name, kind in columns
+            }
+        )
+    buffer.seek(0)
+    table = pa_csv.read_csv(
+        buffer,
+        read_options=pa_csv.ReadOptions(column_names=names),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={name: _ARROW_TYPES[kind] for name, kind in columns},
+            true_values=["t"],
+            false_values=["f"],
+            # COPY csv writes NULL unquoted and '' quoted: keep the difference.
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    for name, kind in columns:
+        if kind == "TIMESTAMPTZ":
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, table.column(name).cast(_TIMESTAMP))
+    return table
+
+
+# ---------------------------------------------------------------- retention (async pool)
+
+
+def partition_name(day: date) -> str:
+    return _PARTITION.format(day)
+
+
+async def list_quarantine_partitions(conn: AsyncConn) -> list[str]:
+    cur = await conn.execute(Q["list_quarantine_partitions"])
+    return [str(row[0]) for row in await cur.fetchall()]
+
+
+async def list_default_quarantine_days(conn: AsyncConn, before: datetime) -> list[date]:
+    cur = await conn.execute(Q["list_default_quarantine_days"], {"before": before})
+    return [row[0] for row in await cur.fetchall()]
+
+
+GroupKey = tuple[str, str | None, str | None, str | None]
+"""(reason, repo, user, provider)"""
+
+
+async def count_quarantine_groups(
+    conn: AsyncConn, lo: datetime, hi: datetime
+) -> dict[GroupKey, int]:
+    cur = await conn.execute(Q["count_quarantine_groups"], {"lo": lo, "hi": hi})
+    return {(r[0], r[1], r[2], r[3]): int(r[4]) for r in await cur.fetchall()}
+
+
+async def fetch_quarantine_object_keys(conn: AsyncConn, lo: datetime, hi: datetime) -> list[str]:
+    cur = await conn.execute(Q["fetch_quarantine_object_keys"], {"lo": lo, "hi": hi})
+    return [str(row[0]) for row in await cur.fetchall()]
+
+
+async def drop_quarantine_partition(conn: AsyncConn, name: str) -> None:
+    """DETACH + DROP: the day's rows leave in O(1), never by a row-by-row DELETE."""
+    ident = sql.Identifier(name)
+    await conn.execute(
+        sql.SQL("ALTER TABLE daemon_event_quarantine DETACH PARTITION {}").format(ident)
+    )
+    await conn.execute(sql.SQL("DROP TABLE {}").format(ident))
+
+
+async def delete_default_quarantine_day(conn: AsyncConn, lo: datetime, hi: datetime) -> int:
+    """Rows that fell into the DEFAULT partition (partitions not created in time)."""
+    cur = await conn.execute(Q["delete_default_quarantine_day"], {"lo": lo, "hi": hi})
+    return cur.rowcount
+
+
+# ---------------------------------------------------------------- alert hooks (sync)
+
+
+def fetch_quarantine_breaches(conn: Conn, **params: Any) -> list[tuple[str, float, float]]:
+    rows = conn.execute(Q["fetch_quarantine_breaches"], params).fetchall()
+    return [(str(r[0]), float(r[1]), float(r[2])) for r in rows]
+
+
+def fetch_access_denied_breach(conn: Conn, **params: Any) -> tuple[float, float] | None:
+    row = conn.execute(Q["fetch_access_denied_breach"], params).fetchone()
+    return (float(row[0]), float(row[1])) if row else None
+
+
+def fetch_alert_states(conn: Conn) -> set[tuple[str, str]]:
+    return {(str(r[0]), str(r[1])) for r in conn.execute(Q["fetch_alert_states"]).fetchall()}
+
+
+def insert_alert_state(
+    conn: Conn, rule: str, dims_key: str, dimensions: dict[str, str], firing_since: datetime
+) -> None:
+    conn.execute(
+        Q["insert_alert_state"],
+        {
+            "rule": rule,
+            "dims_key": dims_key,
+            "dimensions": Jsonb(dimensions),
+            "firing_since": firing_since,
+        },
+    )
+
+
+def delete_alert_state(conn: Conn, rule: str, dims_key: str) -> None:
+    conn.execute(Q["delete_alert_state"], {"rule": rule, "dims_key": dims_key})
+
+
+async def fetch_watermark_async(conn: AsyncConn, dataset: str) -> datetime | None:
+    cur = await conn.execute(Q["fetch_watermark"], {"dataset": dataset})
+    row = await cur.fetchone()
+    return row[0] if row else None

@@ -1,0 +1,159 @@
+"""The archive rollup: closed time slices of Postgres rows into the Parquet archive.
+
+Incremental from a watermark per source table (`archive_watermark`), one UTC hour per step:
+
+1. read the slice `[watermark, min(hour end, end))` from Postgres with one `COPY ... TO STDOUT`;
+2. rewrite that hour's rows file as (its rows before the watermark) + the slice, then the hour's
+   minutely aggregates and the day's daily aggregates from it (temporary file + rename each);
+3. only then advance the watermark.
+
+A crash anywhere leaves the watermark where it was; the rerun drops whatever the crashed run
+wrote past the watermark and writes the slice again, so nothing is counted twice or skipped.
+`end` is the last closed minute that ended `settle_seconds` ago, which leaves room for
+transactions that were still in flight. One rollup at a time across replicas (advisory lock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from terragon_core import ArchiveDataset
+from terragon_ingest.archive import files, repository
+from terragon_ingest.db.locks import ARCHIVE_ROLLUP_LOCK
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+log = structlog.get_logger()
+
+_HOUR = timedelta(hours=1)
+
+SOURCES: dict[str, ArchiveDataset] = {
+    "quarantine": ArchiveDataset.QUARANTINE_ROWS,
+    "preview_event": ArchiveDataset.PREVIEW_EVENTS,
+}
+"""Watermark name (`archive_watermark.dataset`) → the dataset its rows go to."""
+
+
+@dataclass(slots=True)
+class RollupResult:
+    locked: bool = True
+    """False when another process held the rollup lock (nothing was done)."""
+    end: datetime | None = None
+    rows: dict[str, int] = field(default_factory=dict)
+    """Rows copied per source in this run."""
+    days: set[date] = field(default_factory=set)
+    """Days whose quarantine aggregates were rewritten."""
+
+
+def floor_minute(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def floor_hour(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def rollup(conn: repository.Conn, root: Path, *, settle_seconds: int) -> RollupResult:
+    """Roll every source up to the last closed minute. Safe to run at any time, any number of times."""
+    with repository.advisory_lock(conn, ARCHIVE_ROLLUP_LOCK) as held:
+        if not held:
+            log.info("archive_rollup_skipped", reason="another process holds the rollup lock")
+            return RollupResult(locked=False)
+        end = floor_minute(repository.fetch_now(conn) - timedelta(seconds=settle_seconds))
+        result = RollupResult(end=end)
+        con = files.connect()
+        try:
+            for name, dataset in SOURCES.items():
+                result.rows[name] = _rollup_source(conn, con, root, name, dataset, end, result)
+        finally:
+            con.close()
+    if any(result.rows.values()):
+        log.info("archive_rolled_up", end=end.isoformat(), rows=result.rows, root=str(root))
+    return result
+
+
+def _rollup_source(
+    conn: repository.Conn,
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    name: str,
+    dataset: ArchiveDataset,
+    end: datetime,
+    result: RollupResult,
+) -> int:
+    watermark = repository.fetch_watermark(conn, name)
+    if watermark is None:
+        first = repository.fetch_first_at(conn, dataset, datetime.min.replace(tzinfo=UTC))
+        repository.insert_watermark(conn, name, floor_hour(first) if first else end)
+        watermark = repository.fetch_watermark(conn, name)
+        assert watermark is not None
+    copied = 0
+    while watermark < end:
+        hour = floor_hour(watermark)
+        hi = min(hour + _HOUR, end)
+        rows = repository.export_rows(conn, dataset, watermark, hi)
+        _write_hour(con, root, dataset, hour, watermark, rows, result)
+        copied += rows.num_rows
+        nxt = hi
+        if hi < end:  # skip the empty hours up to the next row, if any
+            first = repository.fetch_first_at(conn, dataset, hi)
+            nxt = min(floor_hour(first), end) if first else end
+            nxt = max(nxt, hi)
+        repository.advance_watermark(conn, name, watermark, nxt)
+        watermark = nxt
+    return copied
+
+
+def _write_hour(
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    dataset: ArchiveDataset,
+    hour: datetime,
+    watermark: datetime,
+    rows: pa.Table,
+    result: RollupResult,
+) -> None:
+    exists = files.hour_file(root, dataset, hour).exists()
+    if rows.num_rows == 0 and not exists:
+        return
+    files.merge_hour(con, root, dataset, hour, watermark, rows)
+    if dataset is ArchiveDataset.QUARANTINE_ROWS:
+        files.write_minutely(con, root, hour)
+        files.write_daily(con, root, hour.date())
+        result.days.add(hour.date())
+
+
+def rebuild_day(conn: repository.Conn, root: Path, day: date) -> int:
+    """Rewrite a whole day's archived hours from Postgres (for a day that failed to reconcile,
+    e.g. after a transaction committed rows later than the settle window). Returns rows written."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    written = 0
+    with repository.advisory_lock(conn, ARCHIVE_ROLLUP_LOCK) as held:
+        if not held:
+            raise RuntimeError("another process holds the rollup lock; retry in a minute")
+        con = files.connect()
+        try:
+            for name, dataset in SOURCES.items():
+                watermark = repository.fetch_watermark(conn, name)
+                if watermark is None:
+                    continue
+                result = RollupResult()
+                for step in range(24):
+                    hour = start + step * _HOUR
+                    if hour >= watermark:
+                        break
+                    rows = repository.export_rows(conn, dataset, hour, min(hour + _HOUR, watermark))
+                    # keep nothing of the old file: the hour is re-read whole
+                    _write_hour(con, root, dataset, hour, hour, rows, result)
+                    written += rows.num_rows
+        finally:
+            con.close()
+    log.info("archive_day_rebuilt", day=day.isoformat(), rows=written)
+    return written

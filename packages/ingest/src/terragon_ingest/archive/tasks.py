@@ -1,0 +1,49 @@
+"""The archive's periodic jobs (registered in `lifecycle/jobs.py`) and their blocking bodies,
+which the CLI calls directly."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from terragon_ingest.archive import repository
+from terragon_ingest.archive.alerts import evaluate_alerts
+from terragon_ingest.archive.objects import object_store
+from terragon_ingest.archive.retention import DayPlan, purge
+from terragon_ingest.archive.rollup import RollupResult, rollup
+
+if TYPE_CHECKING:
+    from terragon_ingest.services import Services
+    from terragon_ingest.settings import Settings
+
+ROLLUP_INTERVAL_SECONDS = 60
+RETENTION_INTERVAL_SECONDS = 3600
+
+
+def run_rollup(settings: Settings, *, alerts: bool = True) -> RollupResult:
+    """One rollup, then the alert hooks (blocking: the job runs it in a worker thread)."""
+    assert settings.db.URL, "DATABASE_URL is required"
+    root = settings.archive.archive_dir(settings.server.DATA_DIR)
+    with repository.connect(settings.db.URL) as conn:
+        result = rollup(conn, root, settle_seconds=settings.archive.SETTLE_SECONDS)
+        if alerts and result.locked and result.end and settings.server.ALERT_WEBHOOK_URL:
+            evaluate_alerts(conn, settings.server.ALERT_WEBHOOK_URL, result.end)
+    return result
+
+
+async def archive_rollup_job(services: Services) -> RollupResult:
+    import anyio.to_thread
+
+    return await anyio.to_thread.run_sync(run_rollup, services.settings)
+
+
+async def retention_purge_job(services: Services) -> list[DayPlan]:
+    settings = services.settings
+    async with services.pool.connection() as conn:
+        return await purge(
+            conn,
+            archive_root=settings.archive.archive_dir(settings.server.DATA_DIR),
+            store=object_store(
+                settings.objects.URL, settings.server.DATA_DIR, settings.objects.S3_ENDPOINT
+            ),
+            metrics=services.metrics,
+        )
