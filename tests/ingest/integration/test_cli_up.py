@@ -42,13 +42,13 @@ def _processes_using(path: Path) -> list[int]:
 
 def _status(url: str) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=2) as response:
             return response.status
     except OSError:
         return None
 
 
-def _wait_until(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+def _wait_until(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

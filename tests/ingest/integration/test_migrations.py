@@ -68,7 +68,7 @@ def test_two_processes_migrating_at_once_apply_each_migration_once(empty_url: st
         try:
             barrier.wait()
             results.append(run_migrations(empty_url))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
