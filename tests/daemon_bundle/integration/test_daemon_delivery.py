@@ -4,6 +4,8 @@ legacy v1, stop/kill, resume. Every wait is on an event or a condition with a de
 from __future__ import annotations
 
 import json
+import shlex
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from tests.daemon_bundle.support import (
     FakeIngest,
     Received,
     Reply,
+    agent_command,
     head_sha,
     start_message,
 )
@@ -304,3 +307,28 @@ def test_resume_delivers_spooled_batches_with_original_ids(
     assert last.seq == 3 and last.messages[0]["reason"] == "daemon_restarted"
     assert given(last.end_sha) == head_sha(repo)
     assert len(requests) == 3
+
+
+def test_a_straggler_holding_stdout_does_not_hold_the_run(
+    make_daemon: DaemonFactory, ingest: FakeIngest, repo: Path
+) -> None:
+    agent = " ".join(shlex.quote(a) for a in agent_command("--messages", "1"))
+    script = f"{agent}; sleep 5 & exit 0"  # the background sleep inherits the agent's stdout
+    started = time.monotonic()
+    run_to_completion(
+        make_daemon(), start_message(ingest.url, repo, agentCommand=["sh", "-c", script])
+    )
+    assert time.monotonic() - started < 4
+    assert ingest.received[-1].message_types[-1] == "result"
+
+
+def test_unreadable_spool_run_is_skipped(
+    make_daemon: DaemonFactory, ingest: FakeIngest, repo: Path, spool_dir: Path
+) -> None:
+    broken = spool_dir / "runs" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "state.json").write_text("{not json")
+    daemon = make_daemon()
+    assert daemon.resume() == []
+    run_to_completion(daemon, start_message(ingest.url, repo, ["--messages", "1"]))
+    assert ingest.received[-1].message_types[-1] == "result"

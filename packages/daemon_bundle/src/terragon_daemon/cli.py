@@ -37,6 +37,34 @@ log = logging.getLogger(__name__)
 _HOME = Path(os.environ.get("TERRAGON_DAEMON_HOME", Path.home() / ".terragon-daemon"))
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"must be a duration >= 0, got {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be a duration > 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="terragon-daemon",
@@ -73,23 +101,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="force legacy v1 or v2 (default: v2 when the start message has a runId)",
     )
     batching = parser.add_argument_group("batching")
-    batching.add_argument("--flush-interval", type=float, default=0.5, help="seconds (%(default)s)")
-    batching.add_argument("--max-batch-messages", type=int, default=50, help="(%(default)s)")
-    batching.add_argument("--max-batch-bytes", type=int, default=256 * 1024, help="(%(default)s)")
+    batching.add_argument(
+        "--flush-interval", type=_seconds, default=0.5, help="seconds (%(default)s)"
+    )
+    batching.add_argument(
+        "--max-batch-messages", type=_positive_int, default=50, help="(%(default)s)"
+    )
+    batching.add_argument(
+        "--max-batch-bytes", type=_positive_int, default=256 * 1024, help="(%(default)s)"
+    )
     delivery = parser.add_argument_group("delivery")
-    delivery.add_argument("--http-timeout", type=float, default=10.0, help="seconds (%(default)s)")
-    delivery.add_argument("--retry-base-delay", type=float, default=0.5, help="(%(default)s)")
-    delivery.add_argument("--retry-max-delay", type=float, default=30.0, help="(%(default)s)")
     delivery.add_argument(
-        "--max-attempts", type=int, default=0, help="dead-letter after N tries (0 = retry forever)"
+        "--http-timeout", type=_positive_seconds, default=10.0, help="seconds (%(default)s)"
+    )
+    delivery.add_argument("--retry-base-delay", type=_seconds, default=0.5, help="(%(default)s)")
+    delivery.add_argument("--retry-max-delay", type=_seconds, default=30.0, help="(%(default)s)")
+    delivery.add_argument(
+        "--max-attempts",
+        type=_non_negative_int,
+        default=0,
+        help="dead-letter after N tries (0 = retry forever)",
     )
     agent = parser.add_argument_group("agent")
     agent.add_argument("--agent-command", help="used when a start message has no agentCommand")
     agent.add_argument("--repo-dir", help="used when a start message has no repoDir")
-    agent.add_argument("--stop-grace", type=float, default=5.0, help="SIGTERM → SIGKILL seconds")
+    agent.add_argument("--stop-grace", type=_seconds, default=5.0, help="SIGTERM → SIGKILL seconds")
     parser.add_argument(
         "--shutdown-timeout",
-        type=float,
+        type=_seconds,
         default=10.0,
         help="delivery time on SIGTERM (%(default)s)",
     )
@@ -180,7 +219,7 @@ def _run_once(daemon: Daemon, signals: _Signals, start_json: str | None) -> int:
     refused = False
     if start_json is not None:
         try:
-            reply = daemon.handle({"type": "start", **_read_start(start_json)})
+            reply = daemon.handle({**_read_start(start_json), "type": "start"})
         except (OSError, ValueError) as exc:
             reply = {"ok": False, "error": str(exc)}
         if not reply.get("ok"):

@@ -1,7 +1,7 @@
 """The control socket: a Unix stream socket speaking JSON lines (see `protocol`).
 
 One JSON object per line in, one JSON object per line back. A connection may carry several
-requests. The socket file is created 0600 (the start message carries the run's token) and a
+requests. The socket file is made 0600 (the start message carries the run's token) and a
 stale file left by a dead daemon is replaced; a live daemon on the same path is an error.
 """
 
@@ -59,11 +59,8 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.daemon = daemon
         _clear_stale_socket(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        old_umask = os.umask(0o177)
-        try:
-            super().__init__(str(path), _Handler)
-        finally:
-            os.umask(old_umask)
+        super().__init__(str(path), _Handler)
+        os.chmod(path, 0o600)  # start messages carry tokens: only our user may connect
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:

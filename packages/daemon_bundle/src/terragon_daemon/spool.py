@@ -252,7 +252,17 @@ class Spool:
             state_path = directory / "state.json"
             if not state_path.is_file():
                 continue
-            run = self.load_run(directory.name)
+            try:
+                run = self.load_run(directory.name)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log_event(
+                    log,
+                    logging.ERROR,
+                    "spool_run_unreadable",
+                    run_key=directory.name,
+                    error=str(exc),
+                )
+                continue
             if not run.complete:
                 runs.append(run)
             elif now - state_path.stat().st_mtime > COMPLETED_RETENTION_SECONDS:

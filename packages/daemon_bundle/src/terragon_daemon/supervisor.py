@@ -57,6 +57,9 @@ class Daemon:
         except (ProtocolError, OSError) as exc:
             log_event(log, logging.WARNING, "control_message_rejected", error=str(exc))
             return {"ok": False, "error": str(exc)}
+        except Exception as exc:
+            log.exception("control_message_failed type=%s", message.get("type"))
+            return {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
 
     def start(self, message: dict[str, Any]) -> dict[str, Any]:
         spec = parse_start(
