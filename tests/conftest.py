@@ -120,6 +120,15 @@ def fx_app(settings):
     return create_app(settings)
 
 
+@pytest.fixture(autouse=True)
+def _blockbuster() -> Iterator[None]:
+    """Fail any test whose async code makes a blocking call on the event loop."""
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx(["terragon_ingest", "terragon_core"]):
+        yield
+
+
 @pytest.fixture(name="client")
 async def fx_client(app) -> AsyncIterator[object]:
     from litestar.testing import AsyncTestClient

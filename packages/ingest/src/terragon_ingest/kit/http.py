@@ -46,7 +46,13 @@ def ingest_error_handler(request: Request[Any, Any, Any], exc: IngestError) -> R
     headers: dict[str, str] = {}
     if isinstance(exc, ServiceUnavailable):
         headers["Retry-After"] = str(exc.retry_after_seconds)
-        log.error("request_failed", path=request.url.path, error=str(exc), exc_info=exc)
+        # The message names the dependency and the cause; a traceback adds nothing for an outage.
+        log.error(
+            "request_failed",
+            path=request.url.path,
+            error=str(exc),
+            hint="a dependency is down; the client was told to retry",
+        )
     else:
         log.info("request_rejected", path=request.url.path, error=str(exc))
     return json_response(

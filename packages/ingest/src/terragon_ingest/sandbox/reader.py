@@ -80,8 +80,7 @@ class LocalGitReader:
     def _dir(self, sandbox: SandboxRef) -> str:
         if not sandbox.repo_dir:
             raise SandboxReadError(f"sandbox {sandbox.codesandbox_id!r} has no repoDir")
-        if not Path(sandbox.repo_dir).is_dir():
-            raise SandboxReadError(f"repoDir {sandbox.repo_dir!r} does not exist")
+        # Existence is checked by git itself (`-C` fails on a missing dir): no blocking stat here.
         return sandbox.repo_dir
 
     async def read_head_sha(self, sandbox: SandboxRef) -> str:
