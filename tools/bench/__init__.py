@@ -1,0 +1,1 @@
+"""Benchmarks with their ceilings measured in the same run: `uv run python -m tools.bench --help`."""

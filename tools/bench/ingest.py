@@ -1,0 +1,307 @@
+"""HTTP benchmarks against the real service: the daemon-event paths (apply, duplicate, stale,
+quarantine) with their ceilings measured in the same run — pgbench replaying the SQL the service
+really issued for one request, and the same Litestar/uvicorn setup answering with no I/O.
+
+While `POST /api/daemon-event` has not landed, the daemon-event rows skip with the reason and
+`internal threads upsert` exercises the same machinery (load, capture, replay, no-I/O) on a
+route that exists, without a target.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import psycopg
+
+from tools.bench.context import Context
+from tools.bench.replay import capture, load_client_table, pgbench_script, run_pgbench, templatize
+from tools.bench.report import BenchResult, judge
+from tools.bench.stack import (
+    INTERNAL_TOKEN,
+    RunHandle,
+    Server,
+    create_runs,
+    free_port,
+    postgres_pids,
+    route_exists,
+)
+from tools.bench.wrk import WrkResult, run_wrk
+
+DAEMON_EVENT = "/api/daemon-event"
+MISSING_ROUTE = (
+    "POST /api/daemon-event has not landed yet "
+    "(packages/ingest/src/terragon_ingest/daemon_events/); reruns light it up"
+)
+CAPTURE_EVENT = "CAPEVT0000"
+CAPTURE_SEQ = "987654321"
+
+
+def _watch(ctx: Context, server: Server) -> dict[str, list[int]]:
+    stack = ctx.stack
+    assert stack.pg is not None
+    return {"server": [server.pid], "postgres": postgres_pids(stack.pg.pgdata)}
+
+
+def _load(ctx: Context, server: Server, mode: str, runs: list[RunHandle], path: str) -> WrkResult:
+    auth = f"Bearer {INTERNAL_TOKEN}" if path.startswith("/api/internal") else ""
+    return run_wrk(
+        server.url + path,
+        mode=mode,
+        path=path,
+        runs=runs,
+        connections=ctx.options.connections,
+        seconds=ctx.options.seconds,
+        phase=ctx.phase(),
+        auth=auth,
+        watch=_watch(ctx, server),
+    )
+
+
+def _noio_server(ctx: Context) -> Server:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tools.bench.noio_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--lifespan",
+        "on",
+    ]
+    server = Server(argv, ctx.stack.service_env(), port, log_path=ctx.workdir / "noio.log")
+    server.start()
+    return server
+
+
+def _envelope(run: RunHandle, event_id: str, seq: int | str, messages: int = 3) -> bytes:
+    msgs = ",".join(
+        f'{{"type":"assistant","uuid":"{event_id}-m{i}","message":{{"role":"assistant",'
+        f'"content":[{{"type":"text","text":"capture {i}"}}]}}}}'
+        for i in range(1, messages + 1)
+    )
+    return (
+        f'{{"threadId":"{run.thread_id}","threadChatId":"{run.thread_chat_id}",'
+        f'"payloadVersion":2,"timezone":"UTC","runId":"{run.run_id}","eventId":"{event_id}",'
+        f'"seq":{seq},"endSha":null,"messages":[{msgs}]}}'
+    ).encode()
+
+
+def _pgbench_ceiling(
+    ctx: Context, send: Any, replacements: dict[str, str], client_rows: list[tuple[str, ...]]
+) -> tuple[float, dict[str, Any]]:
+    stack = ctx.stack
+    assert stack.pg is not None
+    captured = capture(
+        stack.pg.url("postgres"), stack.pg.data_dir / "postgres.log", send, CAPTURE_EVENT
+    )
+    statements = templatize(captured.statements, replacements)
+    columns = ["bx_run", "bx_tok", "bx_thr", "bx_tokh"] if client_rows else []
+    if client_rows:
+        load_client_table(stack.db_url, client_rows, columns)
+    script = pgbench_script(statements, columns)
+    (ctx.workdir / "replay-script.sql").write_text(script)
+    result = run_pgbench(
+        stack.db_url,
+        script,
+        clients=ctx.options.connections,
+        seconds=ctx.options.seconds,
+        workdir=ctx.workdir,
+    )
+    details = {
+        "statementsPerRequest": len(statements),
+        "statements": [s[:300] for s in statements],
+        "pgbench": result.as_dict(),
+    }
+    return result.tps, details
+
+
+def bench_threads_scaffold(ctx: Context) -> list[BenchResult]:
+    """`POST /api/internal/threads` (upsert): the machinery on a route that exists."""
+    stack = ctx.stack
+    service = stack.service
+    assert service is not None
+    path = "/api/internal/threads"
+    dummy = [RunHandle(f"t{i}", "c", "", "") for i in range(ctx.options.connections)]
+    ctx.status("threads upsert: service under wrk")
+    measured = _load(ctx, service, "threads", dummy, path)
+
+    def send() -> None:
+        with stack.client() as client:
+            body = {
+                "threadId": f"{CAPTURE_EVENT}-thread",
+                "userId": "bench-user",
+                "repoFullName": "bench/repo",
+                "sandboxProvider": "manual",
+                "codesandboxId": f"sb-{CAPTURE_EVENT}",
+            }
+            client.post(path, json=body).raise_for_status()
+
+    ctx.status("threads upsert: pgbench replay of the captured SQL")
+    pg_tps, pg_details = _pgbench_ceiling(ctx, send, {CAPTURE_EVENT: ":bx_evt"}, [])
+    ctx.status("threads upsert: no-I/O ceiling")
+    noio = _noio_server(ctx)
+    try:
+        noio_result = _load(ctx, noio, "threads", dummy, path)
+    finally:
+        noio.stop()
+    ceiling = min(pg_tps, noio_result.rps)
+    name = "pgbench" if pg_tps <= noio_result.rps else "no-I/O"
+    return [
+        BenchResult(
+            name="internal threads upsert (scaffold)",
+            metric="req/s",
+            value=measured.rps,
+            ceiling_name=name,
+            ceiling=ceiling,
+            ratio=measured.rps / ceiling if ceiling else None,
+            target="(none: machinery check)",
+            details={
+                "service": measured.as_dict(),
+                "noIo": noio_result.as_dict(),
+                **pg_details,
+                "note": f"p50 {measured.p50_ms:.1f} ms, p99 {measured.p99_ms:.1f} ms; "
+                f"pgbench {pg_tps:,.0f} tps, no-I/O {noio_result.rps:,.0f} req/s; "
+                f"wrk CPU {measured.generator_cpu:.2f} core",
+            },
+        )
+    ]
+
+
+def _accepted(db_url: str, runs: list[RunHandle]) -> tuple[int, int]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(accepted_event_count), 0), coalesce(sum(accepted_message_count), 0)"
+            " FROM thread_run WHERE run_id = ANY(%s)",
+            ([r.run_id for r in runs],),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _quarantined(db_url: str, runs: list[RunHandle]) -> int:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM daemon_event_quarantine WHERE thread_id = ANY(%s)",
+            ([r.thread_id for r in runs],),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def bench_daemon_event(ctx: Context) -> list[BenchResult]:
+    stack = ctx.stack
+    service = stack.service
+    assert service is not None
+    names = [
+        ("ingest apply", "envelopes/s", "≥ 0.45 x min(pgbench, no-I/O); p99 ≤ 50 ms"),
+        ("duplicate path", "envelopes/s", "≥ 1.3 x apply"),
+        ("stale path", "envelopes/s", "≥ 1.3 x apply"),
+        ("quarantine path", "envelopes/s", "≥ 0.8 x apply"),
+    ]
+    if not route_exists(service.url, "post", DAEMON_EVENT):
+        return [BenchResult.skip(n, m, MISSING_ROUTE, t) for n, m, t in names]
+    n = ctx.options.connections
+    with stack.client() as client:
+        runs = create_runs(client, f"apply-{ctx.phase()}", n)
+        replay_runs = create_runs(client, f"replay-{ctx.phase()}", n)
+        capture_run = create_runs(client, f"capture-{ctx.phase()}", 1)[0]
+    ctx.status("ingest apply: service under wrk")
+    applied = _load(ctx, service, "apply", runs, DAEMON_EVENT)
+    events, messages = _accepted(stack.db_url, runs)
+
+    def send() -> None:
+        import httpx
+
+        response = httpx.post(
+            service.url + DAEMON_EVENT,
+            content=_envelope(capture_run, CAPTURE_EVENT, CAPTURE_SEQ),
+            headers={"X-Daemon-Token": capture_run.token, "Content-Type": "application/json"},
+            timeout=30,
+        )
+        response.raise_for_status()
+
+    replacements = {
+        capture_run.run_id: ":bx_run",
+        capture_run.token: ":bx_tok",
+        capture_run.token_sha256: ":bx_tokh",
+        capture_run.thread_id: ":bx_thr",
+        CAPTURE_EVENT: ":bx_evt",
+        CAPTURE_SEQ: ":bx_seq",
+    }
+    rows = [(r.run_id, r.token, r.thread_id, r.token_sha256) for r in replay_runs]
+    ctx.status("ingest apply: pgbench replay of the captured SQL")
+    pg_tps, pg_details = _pgbench_ceiling(ctx, send, replacements, rows)
+    ctx.status("ingest apply: no-I/O ceiling")
+    noio = _noio_server(ctx)
+    try:
+        noio_result = _load(ctx, noio, "apply", runs, DAEMON_EVENT)
+    finally:
+        noio.stop()
+    ceiling = min(pg_tps, noio_result.rps)
+    ratio = applied.rps / ceiling if ceiling else None
+    msgs_per_s = messages / applied.seconds if applied.seconds else 0.0
+    results = [
+        BenchResult(
+            name="ingest apply",
+            metric="envelopes/s",
+            value=applied.rps,
+            ceiling_name="pgbench" if pg_tps <= noio_result.rps else "no-I/O",
+            ceiling=ceiling,
+            ratio=ratio,
+            target=names[0][2],
+            met=bool(judge(ratio, ">=", 0.45)) and applied.p99_ms <= 50,
+            details={
+                "service": applied.as_dict(),
+                "acceptedEvents": events,
+                "acceptedMessages": messages,
+                "messagesPerSecond": round(msgs_per_s, 1),
+                "noIo": noio_result.as_dict(),
+                **pg_details,
+                "note": f"{msgs_per_s:,.0f} messages/s; p50 {applied.p50_ms:.1f} ms, "
+                f"p99 {applied.p99_ms:.1f} ms; pgbench {pg_tps:,.0f} tps "
+                f"({pg_details['statementsPerRequest']} statements/envelope), "
+                f"no-I/O {noio_result.rps:,.0f} req/s; wrk CPU {applied.generator_cpu:.2f} core; "
+                f"{events} accepted of {applied.requests} answered",
+            },
+        )
+    ]
+    for mode, (name, metric, target), bound, op in (
+        ("duplicate", names[1], 1.3, ">="),
+        ("stale", names[2], 1.3, ">="),
+        ("quarantine", names[3], 0.8, ">="),
+    ):
+        with stack.client() as client:
+            mode_runs = create_runs(client, f"{mode}-{ctx.phase()}", n)
+        ctx.status(f"{name}: service under wrk")
+        result = _load(ctx, service, mode, mode_runs, DAEMON_EVENT)
+        r = result.rps / applied.rps if applied.rps else None
+        extra: dict[str, Any] = {}
+        if mode == "quarantine":
+            extra["quarantineRows"] = _quarantined(stack.db_url, mode_runs)
+        else:
+            extra["acceptedEvents"] = _accepted(stack.db_url, mode_runs)[0]
+        results.append(
+            BenchResult(
+                name=name,
+                metric=metric,
+                value=result.rps,
+                ceiling_name="apply path",
+                ceiling=applied.rps,
+                ratio=r,
+                target=target,
+                met=judge(r, op, bound),
+                details={
+                    "service": result.as_dict(),
+                    **extra,
+                    "note": f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms; {extra}",
+                },
+            )
+        )
+    return results
