@@ -192,7 +192,8 @@ class DaemonProcess:
     def __init__(
         self, args: Sequence[str], *, pyz: Path | None = None, python: str = sys.executable
     ):
-        entry = [python, str(pyz)] if pyz else [python, "-m", "terragon_daemon"]
+        # -S: no site-packages, so the daemon process proves it needs nothing but the stdlib.
+        entry = [python, "-S", str(pyz)] if pyz else [python, "-S", "-m", "terragon_daemon"]
         env = dict(os.environ)
         if pyz is None:
             env["PYTHONPATH"] = str(DAEMON_SRC)

@@ -78,3 +78,15 @@ def synthetic_terminal(kind: str, reason: str, detail: str, exit_code: int | Non
         "exitCode": exit_code,
         "source": "terragon-daemon",
     }
+
+
+def agent_ending(stop_reason: str | None, exit_code: int | None, *, failed: bool) -> Message:
+    """The terminal for an agent whose output ended without one of its own."""
+    if stop_reason is not None:
+        detail = f"agent stopped ({stop_reason})"
+        return synthetic_terminal(CUSTOM_STOP, stop_reason, detail, exit_code)
+    if failed:
+        detail = "the daemon failed reading the agent's output"
+        return synthetic_terminal(CUSTOM_ERROR, "daemon_error", detail, exit_code)
+    detail = f"agent exited with code {exit_code} without a result message"
+    return synthetic_terminal(CUSTOM_ERROR, "agent_exited_without_result", detail, exit_code)

@@ -18,9 +18,15 @@ from typing import Any, Final
 
 from terragon_daemon.agent import AgentProcess, read_head_sha
 from terragon_daemon.batcher import Batcher
-from terragon_daemon.contract import CUSTOM_ERROR, CUSTOM_STOP, DAEMON_EVENT_PAYLOAD_VERSION
+from terragon_daemon.contract import CUSTOM_ERROR, DAEMON_EVENT_PAYLOAD_VERSION
 from terragon_daemon.delivery import Deliverer
-from terragon_daemon.envelope import Message, is_terminal, is_terminal_message, synthetic_terminal
+from terragon_daemon.envelope import (
+    Message,
+    agent_ending,
+    is_terminal,
+    is_terminal_message,
+    synthetic_terminal,
+)
 from terragon_daemon.logs import log_event
 from terragon_daemon.sender import Backoff, HttpSender
 from terragon_daemon.settings import DaemonSettings
@@ -66,7 +72,7 @@ class RunSession:
         except OSError as exc:
             log_event(log, logging.ERROR, "agent_spawn_failed", run_key=self.key, error=str(exc))
             with self._cond:
-                self._finish(CUSTOM_ERROR, "agent_spawn_failed", str(exc), None)
+                self._finish(synthetic_terminal(CUSTOM_ERROR, "agent_spawn_failed", str(exc), None))
                 self.agent_done.set()
                 self.deliverer.producer_finished()
             self._spawn(self.deliverer.loop, "deliver")
@@ -88,7 +94,7 @@ class RunSession:
         with self._cond:
             if not self.run.terminal_sealed:
                 detail = "the daemon restarted before the agent finished"
-                self._finish(CUSTOM_ERROR, "daemon_restarted", detail, None)
+                self._finish(synthetic_terminal(CUSTOM_ERROR, "daemon_restarted", detail, None))
             self.agent_done.set()
             self.deliverer.producer_finished()
         log_event(log, logging.INFO, "run_resumed", run_key=self.key, pending=len(self.run.pending))
@@ -182,20 +188,11 @@ class RunSession:
             log_event(log, logging.INFO, "agent_exited", run_key=self.key, exit_code=exit_code)
             try:
                 if not self.run.terminal_sealed:
-                    self._finish(*self._ending(exit_code, failed))
+                    self._finish(agent_ending(self._stop_reason, exit_code, failed=failed))
             except Exception:
                 log.exception("terminal_seal_failed run_key=%s", self.key)
             self.agent_done.set()
             self.deliverer.producer_finished()
-
-    def _ending(self, exit_code: int | None, failed: bool) -> tuple[str, str, str, int | None]:
-        """The synthetic terminal for an agent that printed no `result`."""
-        if self._stop_reason is not None:
-            return CUSTOM_STOP, self._stop_reason, f"agent stopped ({self._stop_reason})", exit_code
-        if failed:
-            return CUSTOM_ERROR, "daemon_error", "the daemon failed reading the agent", exit_code
-        detail = f"agent exited with code {exit_code} without a result message"
-        return CUSTOM_ERROR, "agent_exited_without_result", detail, exit_code
 
     def _accept(self, line: bytes) -> None:
         try:
@@ -226,18 +223,11 @@ class RunSession:
         for batch in batches:
             self._seal(batch)
 
-    def _finish(self, kind: str, reason: str, detail: str, exit_code: int | None) -> None:
+    def _finish(self, terminal: Message) -> None:
         """Seal what is left plus a terminal message of the daemon's own."""
-        terminal = synthetic_terminal(kind, reason, detail, exit_code)
         self._add(terminal)
-        log_event(
-            log,
-            logging.WARNING,
-            "synthetic_terminal_sealed",
-            run_key=self.key,
-            type=kind,
-            reason=reason,
-        )
+        fields = {"type": terminal["type"], "reason": terminal["reason"]}
+        log_event(log, logging.WARNING, "synthetic_terminal_sealed", run_key=self.key, **fields)
 
     def _seal(self, messages: list[Message]) -> None:
         if not messages:

@@ -14,7 +14,6 @@ writes never reuses a number. Files are private (0600) because the state holds t
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from terragon_daemon.envelope import Message, build_envelope, encode_body, is_terminal
+from terragon_daemon.files import TMP_SUFFIX, append_json_line, atomic_write_json
 from terragon_daemon.logs import log_event
 from terragon_daemon.protocol import StartSpec
 
@@ -47,31 +47,6 @@ def run_key(spec: StartSpec) -> str:
     if safe != spec.run_id or safe.startswith("."):
         safe = f"{safe.lstrip('.')}-{hashlib.sha256(spec.run_id.encode()).hexdigest()[:12]}"
     return safe
-
-
-def atomic_write_json(path: Path, data: object) -> None:
-    """Write `data` as JSON next to `path`, fsync it, then rename over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -166,18 +141,8 @@ class SpoolRun:
 
     def dead_letter(self, batch: SealedBatch, reason: str, detail: dict[str, Any]) -> None:
         """Append the batch and why it was refused to `dead-letter.jsonl`, then drop it."""
-        record = {
-            "deadLetteredAt": time.time(),
-            "reason": reason,
-            **detail,
-            "batch": batch.to_json(),
-        }
-        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
-        fd = os.open(self.dead_letter_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        record = {"deadLetteredAt": time.time(), "reason": reason, **detail}
+        append_json_line(self.dead_letter_path, {**record, "batch": batch.to_json()})
         self.pending.remove(batch)
         self.dead_lettered += 1
         self.save_state()
@@ -236,7 +201,7 @@ class Spool:
         directory = self.runs_dir / key
         state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
         pending: list[SealedBatch] = []
-        for path in sorted(directory.glob("**/*.tmp")):
+        for path in sorted(directory.glob(f"**/*{TMP_SUFFIX}")):
             path.unlink(missing_ok=True)  # a write that never reached os.replace
         for path in sorted((directory / "batches").glob("*.json")):
             if path.name.startswith("."):
