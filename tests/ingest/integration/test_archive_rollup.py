@@ -78,9 +78,9 @@ def _assert_archive_equals_postgres(url: str, root: Path, end: datetime) -> None
         assert _archive_groups(root, dataset) == expected, dataset
 
 
-def _rollup(url: str, root: Path):
+def _rollup(url: str, root: Path, until: datetime | None = None):
     with repository.connect(url) as conn:
-        return rollup(conn, root, settle_seconds=60)
+        return rollup(conn, root, settle_seconds=60, until=until)
 
 
 def test_rollup_twice_equals_postgres_counts_and_rewrites_no_extra_files(
@@ -102,13 +102,19 @@ def test_rollup_twice_equals_postgres_counts_and_rewrites_no_extra_files(
 
 def test_rollup_picks_up_new_rows_incrementally(database_url: str, tmp_path: Path) -> None:
     _seed_days(database_url)
-    first = _rollup(database_url, tmp_path)
+    t1 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
+    first = _rollup(database_url, tmp_path, until=t1)
+    assert first.end == t1
+    _assert_archive_equals_postgres(database_url, tmp_path, t1)
     with connect(database_url) as conn:
-        insert_quarantine(conn, [Row(at=datetime.now(UTC) - timedelta(minutes=3), repo="acme/new")])
-    second = _rollup(database_url, tmp_path)
+        insert_quarantine(conn, [Row(at=t1 + timedelta(seconds=30), repo="acme/new")])
+    second = _rollup(database_url, tmp_path, until=t1 + timedelta(minutes=2))
     assert second.rows["quarantine"] == 1
-    assert second.end is not None and first.end is not None
-    _assert_archive_equals_postgres(database_url, tmp_path, second.end)
+    _assert_archive_equals_postgres(database_url, tmp_path, t1 + timedelta(minutes=2))
+    third = _rollup(database_url, tmp_path)
+    assert third.rows["quarantine"] == 5  # the seed's live rows, 10-14 minutes old
+    assert third.end is not None
+    _assert_archive_equals_postgres(database_url, tmp_path, third.end)
 
 
 @pytest.mark.parametrize("crash_at", ["advance_watermark", "write_minutely", "write_daily"])

@@ -22,6 +22,8 @@ from types import FrameType
 import click
 import structlog
 
+from terragon_ingest.archive import commands as archive_commands
+from terragon_ingest.daemon_events import commands as daemon_event_commands
 from terragon_ingest.log_config import configure_logging
 from terragon_ingest.settings import Settings, get_settings
 
@@ -116,18 +118,27 @@ _data_dir = click.option(
 @_host
 @_port
 @_data_dir
-def up(host: str, port: int, data_dir: Path) -> None:
+@click.option(
+    "--dashboard-port",
+    default=8501,
+    show_default=True,
+    type=int,
+    help="Port of the on-call dashboard (Streamlit, on --host); 0 to not start it.",
+)
+def up(host: str, port: int, data_dir: Path, dashboard_port: int) -> None:
     """Run the whole system on this machine.
 
     With no DATABASE_URL / VALKEY_URL set, starts an embedded PostgreSQL and Valkey under
     DATA_DIR, migrates, and serves the API. Ctrl-C or SIGTERM stops everything it started.
     """
+    from terragon_ingest.archive.dashboard import start_dashboard, stop_dashboard
     from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
 
     settings = get_settings()
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     started: list[EmbeddedPostgres | EmbeddedValkey] = []
+    dashboard = None
     state_file = data_dir / "up.json"
     with _sigterm_as_interrupt():
         try:
@@ -167,10 +178,16 @@ def up(host: str, port: int, data_dir: Path) -> None:
                 f"Press Ctrl-C to stop.\n",
                 err=True,
             )
+            if dashboard_port:
+                archive_dir = effective.archive.archive_dir(data_dir)
+                dashboard = start_dashboard(host, dashboard_port, archive_dir, db_url)
+                click.echo(f"  Dashboard  http://{host}:{dashboard_port}\n", err=True)
             _serve(effective, host, port)
         except KeyboardInterrupt:
             pass
         finally:
+            if dashboard is not None:
+                stop_dashboard(dashboard)
             for server in reversed(started):
                 server.stop()
             state_file.unlink(missing_ok=True)
@@ -200,6 +217,15 @@ def migrate(database_url: str) -> None:
     click.echo(
         f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "")
     )
+
+
+main.add_command(archive_commands.archive)
+main.add_command(archive_commands.retention)
+main.add_command(archive_commands.dashboard)
+
+
+main.add_command(daemon_event_commands.quarantine)
+main.add_command(daemon_event_commands.maintenance)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -214,3 +214,8 @@ async def fetch_watermark_async(conn: AsyncConn, dataset: str) -> datetime | Non
     cur = await conn.execute(Q["fetch_watermark"], {"dataset": dataset})
     row = await cur.fetchone()
     return row[0] if row else None
+
+
+async def async_connect(url: str) -> AsyncConn:
+    """A standalone async connection (the CLI's, outside the service's pool)."""
+    return await psycopg.AsyncConnection.connect(url, **CONNECTION_KWARGS)  # type: ignore[arg-type]

@@ -60,13 +60,19 @@ def floor_hour(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def rollup(conn: repository.Conn, root: Path, *, settle_seconds: int) -> RollupResult:
-    """Roll every source up to the last closed minute. Safe to run at any time, any number of times."""
+def rollup(
+    conn: repository.Conn, root: Path, *, settle_seconds: int, until: datetime | None = None
+) -> RollupResult:
+    """Roll every source up to the last closed minute (or `until`, if earlier).
+
+    Safe to run at any time, any number of times."""
     with repository.advisory_lock(conn, ARCHIVE_ROLLUP_LOCK) as held:
         if not held:
             log.info("archive_rollup_skipped", reason="another process holds the rollup lock")
             return RollupResult(locked=False)
         end = floor_minute(repository.fetch_now(conn) - timedelta(seconds=settle_seconds))
+        if until is not None:
+            end = min(end, floor_minute(until))
         result = RollupResult(end=end)
         con = files.connect()
         try:
@@ -94,6 +100,10 @@ def _rollup_source(
         repository.insert_watermark(conn, name, floor_hour(first) if first else end)
         watermark = repository.fetch_watermark(conn, name)
         assert watermark is not None
+    if dataset is ArchiveDataset.QUARANTINE_ROWS and any(
+        files.day_dir(root, ArchiveDataset.QUARANTINE_MINUTELY, watermark.date()).glob("*.parquet")
+    ):
+        result.days.add(watermark.date())  # a crashed run may have left its daily file behind
     copied = 0
     while watermark < end:
         hour = floor_hour(watermark)
@@ -106,6 +116,11 @@ def _rollup_source(
             first = repository.fetch_first_at(conn, dataset, hi)
             nxt = min(floor_hour(first), end) if first else end
             nxt = max(nxt, hi)
+        # The day's aggregates are rewritten before the watermark leaves the day, and at the end
+        # of every run: a crash in between leaves the watermark inside the day, so the rerun
+        # rewrites them again.
+        if hour.date() in result.days and (nxt >= end or nxt.date() != hour.date()):
+            files.write_daily(con, root, hour.date())
         repository.advance_watermark(conn, name, watermark, nxt)
         watermark = nxt
     return copied
@@ -126,7 +141,6 @@ def _write_hour(
     files.merge_hour(con, root, dataset, hour, watermark, rows)
     if dataset is ArchiveDataset.QUARANTINE_ROWS:
         files.write_minutely(con, root, hour)
-        files.write_daily(con, root, hour.date())
         result.days.add(hour.date())
 
 
@@ -153,6 +167,8 @@ def rebuild_day(conn: repository.Conn, root: Path, day: date) -> int:
                     # keep nothing of the old file: the hour is re-read whole
                     _write_hour(con, root, dataset, hour, hour, rows, result)
                     written += rows.num_rows
+                if day in result.days:
+                    files.write_daily(con, root, day)
         finally:
             con.close()
     log.info("archive_day_rebuilt", day=day.isoformat(), rows=written)

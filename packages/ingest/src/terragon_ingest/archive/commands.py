@@ -1,0 +1,243 @@
+"""CLI: `terragon archive rollup|sql`, `terragon retention purge` and `terragon dashboard`
+(registered on the `terragon` group in `cli.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+from terragon_ingest.settings import Settings, get_settings
+
+_data_dir = click.option(
+    "--data-dir",
+    envvar="TERRAGON_DATA_DIR",
+    default=".data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory of `terragon up` (archive and objects live under it).",
+)
+_archive_dir = click.option(
+    "--archive-dir",
+    envvar="TERRAGON_ARCHIVE_DIR",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The Parquet archive. Default: <data-dir>/archive.",
+)
+_database_url = click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    default=None,
+    help="PostgreSQL URL (env DATABASE_URL). Default: the one `terragon up` is running.",
+)
+
+
+def _archive_root(data_dir: Path, archive_dir: Path | None) -> Path:
+    return (archive_dir or data_dir / "archive").resolve()
+
+
+def _resolve_database_url(database_url: str | None, data_dir: Path) -> str:
+    if database_url:
+        return database_url
+    state = data_dir / "up.json"
+    if state.exists():
+        return str(json.loads(state.read_text())["databaseUrl"])
+    raise click.UsageError(
+        "no database: set DATABASE_URL (or --database-url), or start `terragon up` first"
+    )
+
+
+def _settings(database_url: str, data_dir: Path, archive_dir: Path | None) -> Settings:
+    import dataclasses
+
+    base = get_settings()
+    return dataclasses.replace(
+        base,
+        db=dataclasses.replace(base.db, URL=database_url),
+        server=dataclasses.replace(base.server, DATA_DIR=data_dir.resolve()),
+        archive=dataclasses.replace(base.archive, DIR=_archive_root(data_dir, archive_dir)),
+    )
+
+
+@click.group("archive")
+def archive() -> None:
+    """The Parquet archive of quarantine rows and preview events (read it with DuckDB)."""
+
+
+@archive.command("rollup")
+@_data_dir
+@_archive_dir
+@_database_url
+@click.option(
+    "--rebuild-day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Rewrite one archived UTC day from Postgres (for a day that failed to reconcile).",
+)
+def rollup_command(
+    data_dir: Path, archive_dir: Path | None, database_url: str | None, rebuild_day: object
+) -> None:
+    """Copy closed minutes of quarantine rows and preview events into the archive (idempotent)."""
+    from terragon_ingest.archive import repository
+    from terragon_ingest.archive.rollup import rebuild_day as rebuild
+    from terragon_ingest.archive.tasks import run_rollup
+
+    settings = _settings(_resolve_database_url(database_url, data_dir), data_dir, archive_dir)
+    root = settings.archive.archive_dir(settings.server.DATA_DIR)
+    if rebuild_day is not None:
+        day: date = rebuild_day.date()  # type: ignore[attr-defined]
+        assert settings.db.URL
+        with repository.connect(settings.db.URL) as conn:
+            written = rebuild(conn, root, day)
+        click.echo(f"rebuilt {day}: {written} row(s) in {root}")
+        return
+    result = run_rollup(settings, alerts=False)
+    if not result.locked:
+        click.echo("another rollup is running; nothing done", err=True)
+        return
+    end = result.end.isoformat() if result.end else "-"
+    click.echo(f"rolled up to {end}: {result.rows} row(s) in {root}")
+
+
+@archive.command("sql")
+@click.argument("query")
+@_data_dir
+@_archive_dir
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def sql_command(query: str, data_dir: Path, archive_dir: Path | None, fmt: str) -> None:
+    """Run QUERY over the archive's views: quarantine_daily, quarantine_minutely,
+    quarantine_rows, preview_events.
+
+    \b
+    terragon archive sql "SELECT day, reason, sum(quarantined) FROM quarantine_daily GROUP BY ALL"
+    """
+    import duckdb
+
+    from terragon_ingest.archive.files import open_archive
+
+    con = open_archive(_archive_root(data_dir, archive_dir))
+    try:
+        relation = con.sql(query)
+    except duckdb.Error as exc:
+        raise click.ClickException(str(exc)) from exc
+    if relation is None:
+        return
+    columns = list(relation.columns)
+    rows = relation.fetchall()
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*columns, caption=f"{len(rows)} row(s)")
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        Console().print(table)
+
+
+@click.group("retention")
+def retention() -> None:
+    """Quarantine retention: days past 30 days leave Postgres once the archive holds them."""
+
+
+@retention.command("purge")
+@_data_dir
+@_archive_dir
+@_database_url
+@click.option("--dry-run", is_flag=True, help="Show what would go; change nothing.")
+def purge_command(
+    data_dir: Path, archive_dir: Path | None, database_url: str | None, dry_run: bool
+) -> None:
+    """Drop the day partitions past retention whose archive reconciles (event + metric each)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from terragon_ingest.archive import repository
+    from terragon_ingest.archive.objects import object_store
+    from terragon_ingest.archive.retention import DayPlan, purge
+    from terragon_ingest.telemetry import Metrics
+
+    settings = _settings(_resolve_database_url(database_url, data_dir), data_dir, archive_dir)
+    url = settings.db.URL
+    assert url
+
+    root = settings.archive.archive_dir(settings.server.DATA_DIR)
+    store = object_store(
+        settings.objects.URL, settings.server.DATA_DIR, settings.objects.S3_ENDPOINT
+    )
+
+    async def run() -> list[DayPlan]:
+        conn = await repository.async_connect(url)
+        async with conn:
+            return await purge(
+                conn, archive_root=root, store=store, metrics=Metrics(), dry_run=dry_run
+            )
+
+    plans = asyncio.run(run())
+    verb = "would purge" if dry_run else "purged"
+    table = Table(
+        "day",
+        "partition",
+        "rows",
+        "by reason",
+        "archived",
+        "objects",
+        "action",
+        caption=f"{len(plans)} day(s) past retention",
+    )
+    for plan in plans:
+        if not plan.reconciled:
+            action = f"keep: {plan.problem}"
+        else:
+            action = verb if (dry_run or plan.purged) else "kept"
+        table.add_row(
+            plan.day.isoformat(),
+            plan.partition or "(default)",
+            str(plan.rows),
+            ", ".join(f"{k}={v}" for k, v in sorted(plan.by_reason.items())),
+            str(plan.archived_rows),
+            str(len(plan.objects)),
+            action,
+        )
+    Console().print(table)
+
+
+@click.command("dashboard")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8501, show_default=True, type=int)
+@_data_dir
+@_archive_dir
+@_database_url
+def dashboard(
+    host: str, port: int, data_dir: Path, archive_dir: Path | None, database_url: str | None
+) -> None:
+    """Serve the on-call dashboard (Streamlit) over the archive and the live hour in Postgres."""
+    import subprocess
+
+    from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
+
+    url = database_url
+    if url is None and (data_dir / "up.json").exists():
+        url = _resolve_database_url(None, data_dir)
+    root = _archive_root(data_dir, archive_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    click.echo(f"dashboard on http://{host}:{port} (archive {root})", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(dashboard_argv(host, port, root), env=dashboard_env(root, url), check=False)

@@ -1,0 +1,92 @@
+"""Launch the Streamlit dashboard (`apps/dashboard`) as a child process: `terragon dashboard`
+runs it in the foreground, `terragon up` next to the API. The dashboard never imports ingest;
+it gets the archive directory and `DATABASE_URL` through its environment."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import structlog
+
+log = structlog.get_logger()
+
+
+def dashboard_script() -> Path:
+    """`terragon_dashboard/app.py`, found without importing the package."""
+    spec = importlib.util.find_spec("terragon_dashboard")
+    if spec is None or not spec.submodule_search_locations:
+        raise click.ClickException(
+            "terragon-dashboard is not installed; run `uv sync` in the checkout"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "app.py"
+
+
+def dashboard_argv(host: str, port: int, archive_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(dashboard_script()),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        f"--archive-dir={archive_dir}",
+    ]
+
+
+def dashboard_env(archive_dir: Path, database_url: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TERRAGON_ARCHIVE_DIR"] = str(archive_dir)
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM the dashboard when `terragon up` dies, even by SIGKILL (no orphan)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def start_dashboard(
+    host: str, port: int, archive_dir: Path, database_url: str | None
+) -> subprocess.Popen[bytes]:
+    """Start the dashboard in the background; stop it with `stop_dashboard`."""
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        dashboard_argv(host, port, archive_dir),
+        env=dashboard_env(archive_dir, database_url),
+        stdout=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+    log.info("dashboard_started", pid=process.pid, url=f"http://{host}:{port}")
+    return process
+
+
+def stop_dashboard(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait(5)
+    log.info("dashboard_stopped", pid=process.pid, returncode=process.returncode)
