@@ -19,6 +19,7 @@ from litestar.router import Router
 from litestar.types import ControllerRouterHandler
 
 from terragon_ingest import health
+from terragon_ingest.access.routes import AccessInternalController, GithubWebhookController
 from terragon_ingest.db import create_pool
 from terragon_ingest.db.migrate import migrate
 from terragon_ingest.db.pool import CONNECTION_KWARGS
@@ -31,6 +32,8 @@ from terragon_ingest.kit.http import (
 )
 from terragon_ingest.lifecycle.jobs import periodic_jobs
 from terragon_ingest.lifecycle.scheduler import Scheduler
+from terragon_ingest.preview.lifespan import preview_lifespan
+from terragon_ingest.preview.routes import PreviewController, PreviewSessionController
 from terragon_ingest.runs.routes import RunsController
 from terragon_ingest.services import Services, provide_services
 from terragon_ingest.settings import Settings, get_settings
@@ -39,9 +42,19 @@ from terragon_ingest.telemetry import Metrics
 log = structlog.get_logger()
 
 # Routes behind `Authorization: Bearer $TERRAGON_INTERNAL_TOKEN` (the platform calls these).
-INTERNAL_ROUTES: list[ControllerRouterHandler] = [RunsController]
+INTERNAL_ROUTES: list[ControllerRouterHandler] = [
+    RunsController,
+    AccessInternalController,
+    PreviewSessionController,
+]
 # Routes with their own authentication (daemon token, preview cookie, webhook signature) or none.
-PUBLIC_ROUTES: list[ControllerRouterHandler] = [health.healthz, health.readyz, health.metrics]
+PUBLIC_ROUTES: list[ControllerRouterHandler] = [
+    health.healthz,
+    health.readyz,
+    health.metrics,
+    GithubWebhookController,
+    PreviewController,
+]
 
 
 def run_migrations(url: str) -> list[str]:
@@ -107,7 +120,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
         route_handlers=[internal, *PUBLIC_ROUTES],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=exception_handlers,
-        lifespan=[lifespan],
+        lifespan=[lifespan, preview_lifespan],
         openapi_config=OpenAPIConfig(
             title="terragon ingest",
             version="1.0.0",

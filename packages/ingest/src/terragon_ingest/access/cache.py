@@ -43,6 +43,15 @@ DENIED: Final = "0"
 INDEX_TTL_SECONDS: Final = 2 * repo_access_positive_ttl_seconds()
 """An index set outlives every access key it lists; each populate refreshes it."""
 
+# KEYS: access key, lock key. ARGV: lock token, lock ms.
+# The cached value if there is one, else "" when this caller took the lock, else nil (busy).
+_ACQUIRE: Final = """
+local value = redis.call('GET', KEYS[1])
+if value then return value end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return '' end
+return false
+"""
+
 # KEYS: access key, generation key, index key, lock key.
 # ARGV: generation seen before the check, value, ttl, user id, index ttl, lock token.
 _POPULATE: Final = """
@@ -128,11 +137,13 @@ class RepoAccessCache:
         try:
             while True:
                 with valkey_errors():
-                    if await self._valkey.set(lock, token, nx=True, px=self._lock_ms):
-                        break
-                    cached = await self._valkey.get(key)
-                if cached is not None:
-                    return _text(cached) == ALLOWED
+                    got = await self._valkey.eval(  # type: ignore[misc]
+                        _ACQUIRE, 2, key, lock, token, str(self._lock_ms)
+                    )
+                if got == b"":
+                    break
+                if got is not None:
+                    return _text(got) == ALLOWED
                 if loop.time() > deadline:
                     log.warning(
                         "repo_access_fill_lock_timeout",

@@ -19,7 +19,6 @@ from terragon_ingest.access.schemas import (
     GithubAccountUpdate,
     InvalidationCreate,
     InvalidationResult,
-    WebhookResult,
 )
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest
@@ -59,33 +58,8 @@ class GithubWebhookController(Controller):
         if not isinstance(payload, dict) or not delivery:
             raise InvalidRequest("webhook needs a JSON object body and X-GitHub-Delivery")
         trace_id = trace_id_from(request.headers.get("traceparent"))
-        result = await _handle(services, event, delivery, payload, trace_id)
+        result = await service.handle_delivery(services, event, delivery, payload, trace_id)
         return json_response(msgspec.to_builtins(result))
-
-
-async def _handle(
-    services: Any, event: str, delivery: str, payload: dict[str, Any], trace_id: str
-) -> WebhookResult:
-    async with connection(services.pool) as conn:
-        async with conn.transaction():
-            fresh = await repository.insert_delivery(conn, delivery, event, payload.get("action"))
-            if fresh:
-                try:
-                    targets: list[Any] = await service.apply_event(conn, event, payload)
-                except (KeyError, TypeError) as exc:
-                    raise InvalidRequest(f"{event!r} payload lacks {exc}") from exc
-                await repository.set_delivery_targets(conn, delivery, targets)
-        if not fresh:
-            recorded = await repository.fetch_delivery(conn, delivery)
-            if recorded is None or recorded[1]:
-                return WebhookResult(status="duplicate", event=event)
-            targets = recorded[0]
-    deleted = await service.run_invalidations(services, targets, trace_id)
-    async with connection(services.pool) as conn:
-        await repository.mark_delivery_invalidated(conn, delivery)
-    status = ("applied" if targets else "ignored") if fresh else "duplicate"
-    log.info("github_webhook_handled", event=event, delivery=delivery, status=status, keys=deleted)
-    return WebhookResult(status=status, event=event, keys_deleted=deleted)
 
 
 class AccessInternalController(Controller):

@@ -15,13 +15,20 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from terragon_core import EventOrigin, InvalidationReason
 from terragon_ingest.access import repository
 from terragon_ingest.access.invalidation import invalidate_repo_access
+from terragon_ingest.access.schemas import WebhookResult
+from terragon_ingest.db import connection
+from terragon_ingest.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from terragon_ingest.db import AsyncConn
     from terragon_ingest.services import Services
+
+log = structlog.get_logger()
 
 Target = tuple[str | None, str, str]
 """`(userId or None for every cached user, repoFullName, InvalidationReason)`."""
@@ -119,3 +126,34 @@ async def run_invalidations(services: Services, targets: list[Any], trace_id: st
             trace_id=trace_id,
         )
     return deleted
+
+
+async def handle_delivery(
+    services: Services, event: str, delivery: str, payload: dict[str, Any], trace_id: str
+) -> WebhookResult:
+    """Dedupe on `X-GitHub-Delivery`, apply in one transaction, then invalidate.
+
+    A redelivery whose invalidations did not all succeed retries them; the tables are not
+    touched twice.
+    """
+    targets: list[Any] = []
+    async with connection(services.pool) as conn:
+        async with conn.transaction():
+            fresh = await repository.insert_delivery(conn, delivery, event, payload.get("action"))
+            if fresh:
+                try:
+                    targets = await apply_event(conn, event, payload)
+                except (KeyError, TypeError) as exc:
+                    raise InvalidRequest(f"{event!r} payload lacks {exc}") from exc
+                await repository.set_delivery_targets(conn, delivery, targets)
+        if not fresh:
+            recorded = await repository.fetch_delivery(conn, delivery)
+            if recorded is None or recorded[1]:
+                return WebhookResult(status="duplicate", event=event)
+            targets = recorded[0]
+    deleted = await run_invalidations(services, targets, trace_id)
+    async with connection(services.pool) as conn:
+        await repository.mark_delivery_invalidated(conn, delivery)
+    status = ("applied" if targets else "ignored") if fresh else "duplicate"
+    log.info("github_webhook_handled", event=event, delivery=delivery, status=status, keys=deleted)
+    return WebhookResult(status=status, event=event, keys_deleted=deleted)

@@ -1,0 +1,3 @@
+"""Preview access: sessions bound to the active run, their tokens, and the three paths that
+decide access through the repo-access cache and fail closed (CONTRACT §5): exchange, proxy and
+subscription-token."""
