@@ -295,7 +295,10 @@ def test_resume_delivers_spooled_batches_with_original_ids(
     # What a daemon that died mid-run leaves behind: two sealed, unsent batches, no terminal.
     spec = parse_start(start_message(ingest.url, repo))
     crashed = Spool(spool_dir).create_run("run-1", spec, "a" * 32)
-    sealed = [crashed.seal([{"type": "assistant", "uuid": f"u{i}"}], None) for i in (1, 2)]
+    sealed = [
+        crashed.seal([b'{"type":"assistant","uuid":"u%d"}' % i], terminal=False, end_sha=None)
+        for i in (1, 2)
+    ]
     daemon = make_daemon()
     assert daemon.resume() == ["run-1"]
     assert daemon.wait_idle(WAIT)

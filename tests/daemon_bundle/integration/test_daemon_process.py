@@ -14,6 +14,7 @@ import pytest
 
 from terragon_core import decode_envelope, given, v2_fields_valid
 from terragon_daemon.server import request
+from terragon_daemon.spool import SealedBatch
 from terragon_daemon_bundle.builder import build
 from tests.daemon_bundle.support import (
     FAST_FLAGS,
@@ -101,11 +102,11 @@ def test_restart_after_sigkill_resends_sealed_batches_unchanged(
     assert first.wait() == -signal.SIGKILL
 
     batch_files = sorted((spool / "runs" / "run-1" / "batches").glob("*.json"))
-    spooled = [json.loads(p.read_text()) for p in batch_files]
-    assert [b["seq"] for b in spooled] == list(range(1, len(spooled) + 1))
-    assert spooled[-1]["terminal"] is True
+    spooled = [SealedBatch.from_file(p.read_bytes()) for p in batch_files]
+    assert [b.seq for b in spooled] == list(range(1, len(spooled) + 1))
+    assert spooled[-1].terminal is True
     seen_before = {r.event_id for r in ingest.received}
-    assert seen_before == {spooled[0]["eventId"]}  # only seq 1 ever left the first process
+    assert seen_before == {spooled[0].event_id}  # only seq 1 ever left the first process
 
     ingest.responder = lambda _r: Reply(200, {"status": "applied"})
     before = len(ingest.received)
@@ -113,7 +114,7 @@ def test_restart_after_sigkill_resends_sealed_batches_unchanged(
     assert second.wait() == 0, second.log()
     resent = ingest.received[before:]
     assert [(r.seq, r.event_id, r.body) for r in resent] == [
-        (b["seq"], b["eventId"], b["body"].encode()) for b in spooled
+        (b.seq, b.event_id, b.body) for b in spooled
     ]
     assert "event=batch_sealed" not in second.log()  # nothing re-sealed
     assert given(decode_envelope(resent[-1].body).end_sha) == head_sha(repo)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from terragon_daemon.batcher import Batcher
-from terragon_daemon.envelope import message_size
 
 
 class Clock:
@@ -16,8 +15,8 @@ class Clock:
         return self.now
 
 
-def msg(i: int, text: str = "") -> dict[str, object]:
-    return {"type": "assistant", "uuid": f"u{i}", "text": text}
+def msg(i: int, text: str = "") -> bytes:
+    return b'{"type":"assistant","uuid":"u%d","text":"%s"}' % (i, text.encode())
 
 
 def test_count_cap_seals_a_full_batch() -> None:
@@ -29,7 +28,7 @@ def test_count_cap_seals_a_full_batch() -> None:
 
 
 def test_byte_cap_seals_before_the_message_that_would_overflow() -> None:
-    size = message_size(msg(1, "x" * 50))
+    size = len(msg(1, "x" * 50))
     batcher = Batcher(max_messages=100, max_bytes=size * 2 + 1, interval=1.0, clock=Clock())
     assert batcher.add(msg(1, "x" * 50)) == []
     assert batcher.add(msg(2, "x" * 50)) == []

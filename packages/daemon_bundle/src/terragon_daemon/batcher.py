@@ -1,15 +1,14 @@
 """When to seal a batch: on the flush interval, the message count or the byte cap.
 
-Pure bookkeeping with an injected clock; the run decides what sealing means. A message larger
-than the byte cap travels alone (the server may answer 413; the batch is then dead-lettered).
+Pure bookkeeping over raw JSON messages with an injected clock; the run decides what sealing
+means. A message's size is its JSON length; a message larger than the byte cap travels alone
+(the server may answer 413; the batch is then dead-lettered).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-
-from terragon_daemon.envelope import Message, message_size
 
 
 class Batcher:
@@ -29,17 +28,17 @@ class Batcher:
         self._max_bytes = max_bytes
         self._interval = interval
         self._clock = clock
-        self._pending: list[Message] = []
+        self._pending: list[bytes] = []
         self._bytes = 0
         self._first_at: float | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, message: Message) -> list[list[Message]]:
+    def add(self, message: bytes) -> list[list[bytes]]:
         """Add one message; return the batches that became full (zero, one or two)."""
-        full: list[list[Message]] = []
-        size = message_size(message)
+        full: list[list[bytes]] = []
+        size = len(message)
         if self._pending and self._bytes + size > self._max_bytes:
             full.append(self.take())
         if not self._pending:
@@ -50,7 +49,7 @@ class Batcher:
             full.append(self.take())
         return full
 
-    def take(self) -> list[Message]:
+    def take(self) -> list[bytes]:
         """Everything pending, leaving the batcher empty."""
         batch, self._pending = self._pending, []
         self._bytes = 0

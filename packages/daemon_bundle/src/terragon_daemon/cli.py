@@ -105,10 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--flush-interval", type=_seconds, default=0.5, help="seconds (%(default)s)"
     )
     batching.add_argument(
-        "--max-batch-messages", type=_positive_int, default=50, help="(%(default)s)"
+        "--max-batch-messages", type=_positive_int, default=500, help="(%(default)s)"
     )
     batching.add_argument(
-        "--max-batch-bytes", type=_positive_int, default=256 * 1024, help="(%(default)s)"
+        "--max-batch-bytes", type=_positive_int, default=1024 * 1024, help="(%(default)s)"
     )
     delivery = parser.add_argument_group("delivery")
     delivery.add_argument(

@@ -20,6 +20,23 @@ from terragon_daemon.contract import (
 from terragon_daemon.protocol import StartSpec
 
 Message = dict[str, Any]
+"""A decoded agent message (used to look at its `type`)."""
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def decode_message(line: bytes) -> Message:
+    """One agent stdout line (UTF-8) → its JSON object; ValueError if it is not strict JSON or
+    not an object (NaN / Infinity are refused: the server's decoder is strict)."""
+    message = _DECODER.decode(line.decode("utf-8"))
+    if not isinstance(message, dict):
+        raise ValueError(f"a message must be a JSON object, got {type(message).__name__}")
+    return message
 
 
 def is_terminal_message(message: Message) -> bool:
@@ -27,43 +44,38 @@ def is_terminal_message(message: Message) -> bool:
     return message.get("type") in TERMINAL_MESSAGE_TYPES
 
 
-def is_terminal(messages: list[Message]) -> bool:
-    return any(is_terminal_message(m) for m in messages)
+def encode_json(data: object) -> bytes:
+    """Compact UTF-8 JSON."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def build_envelope(
+def encode_envelope(
     spec: StartSpec,
-    messages: list[Message],
+    messages: list[bytes],
     *,
     event_id: str,
     seq: int,
+    terminal: bool,
     end_sha: str | None,
-) -> dict[str, Any]:
-    """The body for one sealed batch; `event_id` and `seq` are used only in v2."""
-    body: dict[str, Any] = {
-        "threadId": spec.thread_id,
-        "threadChatId": spec.thread_chat_id,
-        "messages": messages,
-        "timezone": spec.timezone,
-        "payloadVersion": spec.payload_version,
-    }
+) -> bytes:
+    """The request body of one sealed batch. `messages` are the agent's lines as read (each
+    already checked by `decode_message`), spliced in verbatim; `event_id` / `seq` / `end_sha`
+    are used only in v2, `end_sha` only on the terminal batch."""
+    head = {"threadId": spec.thread_id, "threadChatId": spec.thread_chat_id}
+    tail: dict[str, Any] = {"timezone": spec.timezone, "payloadVersion": spec.payload_version}
     if spec.payload_version == DAEMON_EVENT_PAYLOAD_VERSION:
-        body["runId"] = spec.run_id
-        body["eventId"] = event_id
-        body["seq"] = seq
-        if is_terminal(messages):
-            body["endSha"] = end_sha
-    return body
-
-
-def encode_body(envelope: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON, the bytes that go on the wire."""
-    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def message_size(message: Message) -> int:
-    """A message's share of a batch, in bytes of compact JSON."""
-    return len(encode_body(message))
+        tail |= {"runId": spec.run_id, "eventId": event_id, "seq": seq}
+        if terminal:
+            tail["endSha"] = end_sha
+    return b"".join(
+        (
+            encode_json(head)[:-1],
+            b',"messages":[',
+            b",".join(messages),
+            b"],",
+            encode_json(tail)[1:],
+        )
+    )
 
 
 def synthetic_terminal(kind: str, reason: str, detail: str, exit_code: int | None) -> Message:

@@ -16,13 +16,13 @@ from pathlib import Path
 TMP_SUFFIX = ".tmp"
 
 
-def atomic_write_json(path: Path, data: object) -> None:
-    """Write `data` as JSON (mode 0600) next to `path`, fsync it, then rename over `path`."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` (mode 0600) next to `path`, fsync it, rename it over `path`, fsync the dir."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -31,6 +31,11 @@ def atomic_write_json(path: Path, data: object) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, data: object) -> None:
+    """`atomic_write_bytes` of `data` as sorted JSON."""
+    atomic_write_bytes(path, json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8"))
 
 
 def append_json_line(path: Path, data: object) -> None:

@@ -10,7 +10,6 @@ order (`delivery.Deliverer`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -23,7 +22,8 @@ from terragon_daemon.delivery import Deliverer
 from terragon_daemon.envelope import (
     Message,
     agent_ending,
-    is_terminal,
+    decode_message,
+    encode_json,
     is_terminal_message,
     synthetic_terminal,
 )
@@ -195,50 +195,45 @@ class RunSession:
             self.deliverer.producer_finished()
 
     def _accept(self, line: bytes) -> None:
+        raw = line.strip()
         try:
-            message = json.loads(line)
-        except ValueError:
+            message = decode_message(raw)
+        except ValueError as exc:
             log_event(
-                log, logging.WARNING, "agent_line_not_json", run_key=self.key, line=line[:200]
+                log, logging.WARNING, "agent_line_rejected", run_key=self.key, error=str(exc)[:200]
             )
-            return
-        if not isinstance(message, dict):
-            log_event(log, logging.WARNING, "agent_line_not_object", run_key=self.key)
             return
         if self.run.terminal_sealed:
+            kind = message.get("type")
             log_event(
-                log,
-                logging.WARNING,
-                "agent_output_after_terminal",
-                run_key=self.key,
-                type=message.get("type"),
+                log, logging.WARNING, "agent_output_after_terminal", run_key=self.key, type=kind
             )
             return
-        self._add(message)
+        self._add(raw, terminal=is_terminal_message(message))
 
-    def _add(self, message: Message) -> None:
-        batches = self._batcher.add(message)
-        if is_terminal_message(message) and len(self._batcher):
+    def _add(self, raw: bytes, *, terminal: bool) -> None:
+        """Batch one message; a terminal one seals everything pending, itself last."""
+        batches = self._batcher.add(raw)
+        if terminal and len(self._batcher):
             batches.append(self._batcher.take())
-        for batch in batches:
-            self._seal(batch)
+        for index, batch in enumerate(batches):
+            self._seal(batch, terminal=terminal and index == len(batches) - 1)
 
     def _finish(self, terminal: Message) -> None:
         """Seal what is left plus a terminal message of the daemon's own."""
-        self._add(terminal)
+        self._add(encode_json(terminal), terminal=True)
         fields = {"type": terminal["type"], "reason": terminal["reason"]}
         log_event(log, logging.WARNING, "synthetic_terminal_sealed", run_key=self.key, **fields)
 
-    def _seal(self, messages: list[Message]) -> None:
+    def _seal(self, messages: list[bytes], *, terminal: bool = False) -> None:
         if not messages:
             return
         end_sha: str | None = None
-        terminal = is_terminal(messages)
         if terminal and self.spec.payload_version == DAEMON_EVENT_PAYLOAD_VERSION:
             end_sha = read_head_sha(self.spec.repo_dir)
             if end_sha is None:
                 log_event(log, logging.WARNING, "end_sha_unavailable", run_key=self.key)
-        batch = self.run.seal(messages, end_sha)
+        batch = self.run.seal(messages, terminal=terminal, end_sha=end_sha)
         log_event(
             log,
             logging.INFO,

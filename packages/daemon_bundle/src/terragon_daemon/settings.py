@@ -15,8 +15,8 @@ class DaemonSettings:
     payload_version: int | None = None
     """Force `1` (legacy) or `2`; None follows the start message (v2 when it has a `runId`)."""
     flush_interval: float = 0.5
-    max_batch_messages: int = 50
-    max_batch_bytes: int = 256 * 1024
+    max_batch_messages: int = 500
+    max_batch_bytes: int = 1024 * 1024
     http_timeout: float = 10.0
     retry_base_delay: float = 0.5
     retry_max_delay: float = 30.0

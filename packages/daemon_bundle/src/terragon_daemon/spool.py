@@ -2,14 +2,18 @@
 
 ```
 {spool}/runs/{runKey}/state.json              spec (with token), lastSealedSeq, traceId, flags
-{spool}/runs/{runKey}/batches/{seq:010d}.json sealed, not yet delivered: seq, eventId, body
+{spool}/runs/{runKey}/batches/{seq:010d}.json sealed, not delivered: a JSON header line
+                                              (seq, eventId, terminal), then the exact body
 {spool}/runs/{runKey}/dead-letter.jsonl       batches the server refused, with the reason
 ```
 
 Sealing fixes a batch's `eventId` and `seq` once: the batch file is written (tmp + fsync +
-`os.replace`) before anything is sent, and a restart resends it unchanged. `seq` continues from
-the larger of the state's `lastSealedSeq` and the highest batch file, so a crash between the two
-writes never reuses a number. Files are private (0600) because the state holds the run's token.
+`os.replace`, see `files`) before anything is sent, and a restart resends it unchanged. `seq`
+continues from the larger of the state's `lastSealedSeq` and the highest batch file, so sealing
+costs one durable write and no crash ever reuses a number: the state takes the number over
+before the newest batch file is removed. Deleting a delivered batch needs no fsync: if the unlink
+is lost, the batch is resent with its own `eventId` and the server answers `duplicate`.
+Files are private (0600) because the state holds the run's token.
 """
 
 from __future__ import annotations
@@ -27,8 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from terragon_daemon.envelope import Message, build_envelope, encode_body, is_terminal
-from terragon_daemon.files import TMP_SUFFIX, append_json_line, atomic_write_json
+from terragon_daemon.envelope import encode_envelope
+from terragon_daemon.files import (
+    TMP_SUFFIX,
+    append_json_line,
+    atomic_write_bytes,
+    atomic_write_json,
+)
 from terragon_daemon.logs import log_event
 from terragon_daemon.protocol import StartSpec
 
@@ -59,22 +68,22 @@ class SealedBatch:
     body: bytes
     """The exact request body; every retry, before or after a restart, sends these bytes."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "eventId": self.event_id,
-            "terminal": self.terminal,
-            "body": self.body.decode("utf-8"),
-        }
+    def header(self) -> dict[str, Any]:
+        return {"seq": self.seq, "eventId": self.event_id, "terminal": self.terminal}
+
+    def to_file(self) -> bytes:
+        """A JSON header line, then the body bytes as they go on the wire."""
+        return json.dumps(self.header(), sort_keys=True).encode() + b"\n" + self.body
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SealedBatch:
-        return cls(
-            seq=int(data["seq"]),
-            event_id=str(data["eventId"]),
-            terminal=bool(data["terminal"]),
-            body=str(data["body"]).encode("utf-8"),
-        )
+    def from_file(cls, data: bytes) -> SealedBatch:
+        header, _, body = data.partition(b"\n")
+        fields = json.loads(header)
+        return cls(int(fields["seq"]), str(fields["eventId"]), bool(fields["terminal"]), body)
+
+    def to_json(self) -> dict[str, Any]:
+        """For the dead-letter file: the header plus the body as text."""
+        return {**self.header(), "body": self.body.decode("utf-8")}
 
 
 class SpoolRun:
@@ -118,25 +127,29 @@ class SpoolRun:
             },
         )
 
-    def seal(self, messages: list[Message], end_sha: str | None) -> SealedBatch:
+    def seal(self, messages: list[bytes], *, terminal: bool, end_sha: str | None) -> SealedBatch:
         """Fix `eventId` and the next `seq` for `messages` and persist the batch."""
         if self.terminal_sealed:
             raise RuntimeError(f"run {self.key!r} already sealed its terminal batch")
         seq = self.last_sealed_seq + 1
         event_id = str(uuid.uuid4())
-        envelope = build_envelope(self.spec, messages, event_id=event_id, seq=seq, end_sha=end_sha)
-        batch = SealedBatch(seq, event_id, is_terminal(messages), encode_body(envelope))
-        atomic_write_json(self._batch_path(seq), batch.to_json())
+        body = encode_envelope(
+            self.spec, messages, event_id=event_id, seq=seq, terminal=terminal, end_sha=end_sha
+        )
+        batch = SealedBatch(seq, event_id, terminal, body)
+        atomic_write_bytes(self._batch_path(seq), batch.to_file())
         self.last_sealed_seq = seq
-        self.terminal_sealed = batch.terminal
-        self.save_state()
+        self.terminal_sealed = terminal
         self.pending.append(batch)
         return batch
 
     def mark_delivered(self, batch: SealedBatch) -> None:
+        """Drop a delivered batch. While a newer batch file exists it still records the highest
+        `seq`; the newest one is only unlinked after the state has taken the number over."""
         self.pending.remove(batch)
         self.delivered += 1
-        self.save_state()
+        if batch.seq == self.last_sealed_seq:
+            self.save_state()
         self._batch_path(batch.seq).unlink(missing_ok=True)
 
     def dead_letter(self, batch: SealedBatch, reason: str, detail: dict[str, Any]) -> None:
@@ -206,7 +219,7 @@ class Spool:
         for path in sorted((directory / "batches").glob("*.json")):
             if path.name.startswith("."):
                 continue
-            pending.append(SealedBatch.from_json(json.loads(path.read_text(encoding="utf-8"))))
+            pending.append(SealedBatch.from_file(path.read_bytes()))
         return SpoolRun(directory, state, pending)
 
     def load_unfinished(self) -> list[SpoolRun]:
