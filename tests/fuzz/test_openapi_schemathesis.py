@@ -1,0 +1,101 @@
+"""Schemathesis over the real app's OpenAPI schema (`/schema/openapi.json`), served by uvicorn on
+127.0.0.1 against real PostgreSQL + Valkey: no server errors (5xx other than a documented 503)
+and no undocumented status codes, on every operation.
+
+Short form (default run): ~100 cases in total. Long form: ≥ 1 000 cases with
+TERRAGON_LONG_TESTS=1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from tests.conftest import INTERNAL_TOKEN
+from tests.fuzz.conftest import LONG
+from tests.live_server import LiveServer, free_port
+
+SHORT_CASES = 100
+LONG_CASES = 1200
+
+
+@pytest.fixture(name="live_url")
+def fx_live_url(settings: Any) -> Iterator[str]:
+    server = LiveServer(settings, free_port())
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _documented(operation: Any) -> set[str]:
+    return set(operation.definition.raw.get("responses", {}))
+
+
+def _exercise(
+    operation: Any, base_url: str, examples: int, seen: Counter[str], problems: list[str]
+) -> None:
+    documented = _documented(operation)
+    label = f"{operation.method.upper()} {operation.path}"
+    headers = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=not LONG,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            HealthCheck.data_too_large,
+        ],
+    )
+    @given(case=operation.as_strategy())
+    def exercise(case: Any) -> None:
+        response = case.call(base_url=base_url, headers=headers, timeout=30)
+        code = response.status_code
+        seen[f"{label} -> {code}"] += 1
+        if code >= 500 and not (code == 503 and "503" in documented):
+            problems.append(f"{label}: server error {code}: {response.text[:200]}")
+        elif str(code) not in documented and "default" not in documented:
+            problems.append(
+                f"{label}: undocumented status {code} (documented: {sorted(documented)})"
+            )
+
+    exercise()
+
+
+def run_schemathesis(base_url: str, total_cases: int) -> tuple[Counter[str], list[str]]:
+    schema = schemathesis.openapi.from_url(base_url + "/schema/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    assert operations, "the schema lists no operations"
+    per_operation = max(3, math.ceil(total_cases / len(operations)))
+    seen: Counter[str] = Counter()
+    problems: list[str] = []
+    for operation in operations:
+        _exercise(operation, base_url, per_operation, seen, problems)
+    print(f"schemathesis: {sum(seen.values())} cases over {len(operations)} operations")
+    for key, count in sorted(seen.items()):
+        print(f"  {key}: {count}")
+    return seen, problems
+
+
+def test_openapi_short_form_has_no_server_errors_or_undocumented_statuses(live_url: str) -> None:
+    seen, problems = run_schemathesis(live_url, SHORT_CASES)
+    assert sum(seen.values()) >= SHORT_CASES * 0.9
+    assert not problems, "\n".join(sorted(set(problems))[:40])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LONG, reason="long form: set TERRAGON_LONG_TESTS=1 (≥ 1 000 cases)")
+def test_openapi_long_form_has_no_server_errors_or_undocumented_statuses(live_url: str) -> None:
+    seen, problems = run_schemathesis(live_url, LONG_CASES)
+    assert sum(seen.values()) >= 1000
+    assert not problems, "\n".join(sorted(set(problems))[:40])
