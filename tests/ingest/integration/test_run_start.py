@@ -60,3 +60,17 @@ async def test_local_provider_without_a_daemon_is_a_clear_503(client, tmp_path) 
     assert response.status_code == 503
     assert "daemon" in response.json()["error"]
     assert response.headers["retry-after"]
+
+
+async def test_a_new_active_run_invalidates_cached_preview_access(client, valkey_url) -> None:
+    import valkey.asyncio as valkey_asyncio
+
+    from terragon_core import repo_access_key
+
+    key = repo_access_key("test", "user-1", "acme/web")
+    store = valkey_asyncio.from_url(valkey_url)
+    await store.set(key, b"1", ex=60)
+    await client.post("/api/internal/threads", json=thread_body())
+    assert (await _start(client, "fresh")).status_code == 200
+    assert await store.exists(key) == 0
+    await store.aclose()

@@ -11,9 +11,16 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from terragon_core import DaemonStartMessage, SandboxProvider, TriggerSource
+from terragon_core import (
+    DaemonStartMessage,
+    EventOrigin,
+    InvalidationReason,
+    SandboxProvider,
+    TriggerSource,
+)
+from terragon_ingest.access.invalidation import invalidate_repo_access
 from terragon_ingest.db import connection
-from terragon_ingest.errors import NotFound
+from terragon_ingest.errors import CacheUnavailable, NotFound
 from terragon_ingest.runs import repository, tokens
 from terragon_ingest.runs.schemas import RunStarted
 from terragon_ingest.runs.service import bind_run_sandbox, create_run_context
@@ -64,8 +71,8 @@ async def start_agent_message(
         run_start_sha=run_start_sha,
     )
     if context.created:
-        await on_active_run_bound(
-            services, user_id=thread.user_id, repo_full_name=thread.repo_full_name
+        await _invalidate_on_rebind(
+            services, thread.user_id, thread.repo_full_name, thread_id, context.run_id
         )
 
     async with connection(pool) as conn:
@@ -109,6 +116,26 @@ async def start_agent_message(
     )
 
 
-async def on_active_run_bound(services: Services, *, user_id: str, repo_full_name: str) -> None:
-    """A new active run was bound: cached preview access for the thread's repo is re-checked."""
-    del services, user_id, repo_full_name  # wired to invalidate_repo_access by the access domain
+async def _invalidate_on_rebind(
+    services: Services, user_id: str, repo_full_name: str, thread_id: str, run_id: str
+) -> None:
+    """A new active run was bound: the user's cached preview access to the repo is re-checked."""
+    try:
+        await invalidate_repo_access(
+            services,
+            user_id,
+            repo_full_name,
+            InvalidationReason.ACTIVE_RUN_REBOUND,
+            origin=EventOrigin.RUN_START,
+            thread_id=thread_id,
+            run_id=run_id,
+        )
+    except CacheUnavailable as exc:
+        # Access decisions fail closed while Valkey is down, and a stale entry lives <= 60 s:
+        # a run start must not fail for this.
+        log.warning(
+            "active_run_rebind_invalidation_skipped",
+            run_id=run_id,
+            error=str(exc),
+            hint="cached preview access may lag up to the positive TTL",
+        )
