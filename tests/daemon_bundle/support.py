@@ -155,7 +155,8 @@ def head_sha(repo: Path) -> str:
 
 
 def agent_command(*args: str, python: str = sys.executable) -> list[str]:
-    return [python, str(FAKE_AGENT), *args]
+    """`python -S tools/fake_agent.py ...` (-S: the fake agent is stdlib-only; starts faster)."""
+    return [python, "-S", str(FAKE_AGENT), *args]
 
 
 def start_message(
