@@ -30,6 +30,8 @@ class Captured:
     statements: list[str]
     """Each statement with its parameters inlined as SQL literals, in execution order."""
     pids: set[int] = field(default_factory=set)
+    order: list[int] = field(default_factory=list)
+    """The backend pid of each statement."""
 
 
 def pgbench_path() -> str:
@@ -71,6 +73,7 @@ def parse_log(text: str, exclude_pids: set[int]) -> Captured:
         if pending is not None:
             captured.statements.append(pending[1])
             captured.pids.add(pending[0])
+            captured.order.append(pending[0])
             pending = None
 
     for pid, level, message in _records(text):
@@ -97,6 +100,7 @@ def capture(
     admin_url: str, log_file: Path, send: Callable[[], Any], marker: str, timeout: float = 10.0
 ) -> Captured:
     """Turn on statement logging, run `send()` (one request), wait for `marker` in the log."""
+    wait_idle(admin_url)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         own = conn.execute("SELECT pg_backend_pid()").fetchone()
         assert own is not None
@@ -128,8 +132,30 @@ def capture(
             conn.execute("SELECT pg_reload_conf()")
     if marker not in text:
         raise RuntimeError(f"marker {marker!r} never reached the PostgreSQL log {log_file}")
-    # Keep only our window; ignore the probes' own SHOW statements.
-    return parse_log(text, exclude_pids={int(own[0])})
+    # Keep only the connections that carried the marked request (a request holds one pooled
+    # connection); ignore our own control connection.
+    captured = parse_log(text, exclude_pids={int(own[0])})
+    marked = {
+        pid for pid, sql in zip(captured.order, captured.statements, strict=True) if marker in sql
+    }
+    kept = [
+        sql for pid, sql in zip(captured.order, captured.statements, strict=True) if pid in marked
+    ]
+    return Captured(statements=kept, pids=marked, order=[p for p in captured.order if p in marked])
+
+
+def wait_idle(admin_url: str, timeout: float = 30.0) -> None:
+    """Wait until no client backend but ours is running a query (the service drained)."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        while time.monotonic() < deadline and quiet < 5:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            quiet = quiet + 1 if row and row[0] == 0 else 0
+            time.sleep(0.05)
 
 
 def templatize(statements: list[str], replacements: dict[str, str]) -> list[str]:
@@ -146,7 +172,9 @@ def templatize(statements: list[str], replacements: dict[str, str]) -> list[str]
             if value.isdigit():  # JSON `"seq":5` must not become `"seq"::bx_seq`
                 sql = sql.replace(":" + value, ": " + var)
             sql = sql.replace(value, var)
-        sql = _UUID_LITERAL.sub("gen_random_uuid()", sql)
+        # A fresh uuid per transaction that stays an untyped literal (function overloads
+        # resolve as they did for the service): digits are hex digits.
+        sql = _UUID_LITERAL.sub("'0000:bx_cid-0000-4000-8000-:bx_u'", sql)
         out.append(sql.rstrip().rstrip(";") + ";")
     return out
 
@@ -163,7 +191,12 @@ def pgbench_script(statements: list[str], client_vars: list[str]) -> str:
             "\\set bx_loaded 1",
             "\\endif",
         ]
-    lines += ["\\set bx_seq :bx_seq + 1", "\\set bx_evt random(1, 9000000000000000)"]
+    lines += [
+        "\\set bx_seq :bx_seq + 1",
+        "\\set bx_evt random(1, 9000000000000000)",
+        "\\set bx_cid 1000 + :client_id",
+        "\\set bx_u random(100000000000, 999999999999)",
+    ]
     lines += statements
     return "\n".join(lines) + "\n"
 
