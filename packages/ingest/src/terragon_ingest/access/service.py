@@ -33,6 +33,7 @@ log = structlog.get_logger()
 Target = tuple[str | None, str, str]
 """`(userId or None for every cached user, repoFullName, InvalidationReason)`."""
 
+HANDLED_EVENTS = frozenset({"member", "membership", "team", "team_add", "repository"})
 _REPO_EVENTS = {"publicized": "public", "privatized": "private"}
 
 
@@ -154,6 +155,8 @@ async def handle_delivery(
     deleted = await run_invalidations(services, targets, trace_id)
     async with connection(services.pool) as conn:
         await repository.mark_delivery_invalidated(conn, delivery)
-    status = ("applied" if targets else "ignored") if fresh else "duplicate"
-    log.info("github_webhook_handled", event=event, delivery=delivery, status=status, keys=deleted)
+    status = ("applied" if event in HANDLED_EVENTS else "ignored") if fresh else "duplicate"
+    log.info(
+        "github_webhook_handled", github_event=event, delivery=delivery, status=status, keys=deleted
+    )
     return WebhookResult(status=status, event=event, keys_deleted=deleted)

@@ -59,7 +59,8 @@ def upstream_url(origin: str, path: str, query: str) -> httpx.URL:
         raise ProxyRefused(SecurityReason.PROXY_PATH_DENIED, "dot segments are not proxied")
     url = httpx.URL(origin + "/" + quote(path, safe=_SAFE) + (f"?{query}" if query else ""))
     expected = httpx.URL(origin)
-    if (url.scheme, url.host, url.port) != (expected.scheme, expected.host, expected.port):
+    same = (url.scheme, url.host, url.port) == (expected.scheme, expected.host, expected.port)
+    if not same or url.userinfo or expected.userinfo:
         raise ProxyRefused(SecurityReason.PROXY_SSRF_BLOCKED, "target left the session's origin")
     return url
 
