@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,7 +126,13 @@ _data_dir = click.option(
     type=int,
     help="Port of the on-call dashboard (Streamlit, on --host); 0 to not start it.",
 )
-def up(host: str, port: int, data_dir: Path, dashboard_port: int) -> None:
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also run a demo fleet of real daemons (bundle + fake agent): strict and legacy runs, "
+    "stale daemons, missing endSha, oversized payloads, so the dashboard fills within minutes.",
+)
+def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) -> None:
     """Run the whole system on this machine.
 
     With no DATABASE_URL / VALKEY_URL set, starts an embedded PostgreSQL and Valkey under
@@ -139,6 +146,7 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     started: list[EmbeddedPostgres | EmbeddedValkey] = []
     dashboard = None
+    fleet: subprocess.Popen[bytes] | None = None
     state_file = data_dir / "up.json"
     with _sigterm_as_interrupt():
         try:
@@ -182,16 +190,55 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int) -> None:
                 archive_dir = effective.archive.archive_dir(data_dir)
                 dashboard = start_dashboard(host, dashboard_port, archive_dir, db_url)
                 click.echo(f"  Dashboard  http://{host}:{dashboard_port}\n", err=True)
+            if demo:
+                fleet = start_demo_fleet(public, data_dir, effective)
+                click.echo("  Demo fleet running (logs prefixed 'demo:')\n", err=True)
             _serve(effective, host, port)
         except KeyboardInterrupt:
             pass
         finally:
+            if fleet is not None:
+                stop_demo_fleet(fleet)
             if dashboard is not None:
                 stop_dashboard(dashboard)
             for server in reversed(started):
                 server.stop()
             state_file.unlink(missing_ok=True)
             click.echo("terragon stopped; embedded servers are down.", err=True)
+
+
+def start_demo_fleet(api: str, data_dir: Path, settings: Settings) -> subprocess.Popen[bytes]:
+    """`python -m tools.demo` from the source checkout, as a child we stop on every exit path."""
+    root = Path(__file__).resolve().parents[4]
+    if not (root / "tools" / "demo" / "__main__.py").exists():
+        raise click.ClickException(f"--demo needs a source checkout (no tools/demo under {root})")
+    socket_dir = settings.sandbox.socket_dir(data_dir)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tools.demo",
+            "--api",
+            api,
+            "--token",
+            settings.server.INTERNAL_TOKEN,
+            "--data-dir",
+            str(data_dir / "demo"),
+            "--socket-dir",
+            str(socket_dir),
+        ],
+        cwd=root,
+    )
+
+
+def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
+    if fleet.poll() is None:
+        fleet.terminate()
+        try:
+            fleet.wait(30)
+        except subprocess.TimeoutExpired:
+            fleet.kill()
+            fleet.wait(5)
 
 
 @main.command()

@@ -1,0 +1,74 @@
+"""`python -m tools.demo`: run the demo fleet against a live service (`terragon up --demo` starts it).
+
+python -m tools.demo --api http://127.0.0.1:8000 --data-dir .data/demo --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from tools.demo.fleet import BUNDLE, Fleet
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--api", default="http://127.0.0.1:8000", help="ingest base URL")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("TERRAGON_INTERNAL_TOKEN", "dev-internal-token"),
+        help="internal bearer token (env TERRAGON_INTERNAL_TOKEN)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".data/demo"),
+        help="checkouts and daemon spools live here",
+    )
+    parser.add_argument(
+        "--socket-dir",
+        type=Path,
+        default=None,
+        help="where the service looks for local daemons (default <data-dir>/../sandboxes)",
+    )
+    parser.add_argument("--sandboxes", type=int, default=12, help="daemons in the fleet")
+    parser.add_argument("--rounds", type=int, default=0, help="rounds of runs (0 = until stopped)")
+    parser.add_argument("--interval", type=float, default=20.0, help="seconds between rounds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="demo: %(message)s", stream=sys.stderr)
+    if not BUNDLE.exists():
+        print(
+            f"demo: the daemon bundle {BUNDLE} is missing; run `uv run terragon-bundle build`",
+            file=sys.stderr,
+        )
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    socket_dir = args.socket_dir or args.data_dir.resolve().parent / "sandboxes"
+    fleet = Fleet(args.api, args.token, args.data_dir.resolve(), socket_dir, args.sandboxes)
+    try:
+        fleet.setup()
+        number = 0
+        while not stop.is_set() and (args.rounds == 0 or number < args.rounds):
+            number += 1
+            fleet.round(number)
+            logging.info("round %d started %d runs", number, len(fleet.sandboxes))
+            stop.wait(args.interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fleet.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
