@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=20.0, help="seconds between rounds")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="demo: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     if not BUNDLE.exists():
         print(
             f"demo: the daemon bundle {BUNDLE} is missing; run `uv run terragon-bundle build`",
