@@ -1,0 +1,36 @@
+"""The dashboard's settings, from its environment (set by `terragon dashboard` / `terragon up`)
+or from script arguments after `--` (`streamlit run app.py -- --archive-dir=DIR`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _arg(name: str) -> str | None:
+    prefix = f"--{name}="
+    for arg in sys.argv[1:]:
+        if arg.startswith(prefix):
+            return arg.removeprefix(prefix)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    ARCHIVE_DIR: Path
+    """`TERRAGON_ARCHIVE_DIR` (or `--archive-dir=`): the Parquet archive; default `.data/archive`."""
+    DATABASE_URL: str | None
+    """`DATABASE_URL`: Postgres for the live last hour (read-only); unset → archive only."""
+    REFRESH_SECONDS: float
+    """`TERRAGON_DASHBOARD_REFRESH_SECONDS`: the page refreshes itself this often; 0 = never."""
+
+    @classmethod
+    def from_env(cls) -> DashboardSettings:
+        archive = _arg("archive-dir") or os.environ.get("TERRAGON_ARCHIVE_DIR") or ".data/archive"
+        return cls(
+            ARCHIVE_DIR=Path(archive).resolve(),
+            DATABASE_URL=os.environ.get("DATABASE_URL") or None,
+            REFRESH_SECONDS=float(os.environ.get("TERRAGON_DASHBOARD_REFRESH_SECONDS") or 30),
+        )
