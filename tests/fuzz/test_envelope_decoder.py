@@ -122,11 +122,28 @@ def test_strict_types_are_rejected(field: str, value: object) -> None:
             ),
         ),
         b'{"threadId":"t1","messages":[' + b"[" * 5000 + b"]" * 5000 + b"]}",
+        pytest.param(
+            b'{"threadId":"t1","messages":[{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}]}",
+            marks=pytest.mark.xfail(
+                raises=RecursionError,
+                reason="bug in terragon_core.decode_envelope: RecursionError (not a DecodeError) "
+                "escapes for JSON nested 100 000 deep inside a message",
+            ),
+        ),
         b"",
         b"null",
         b"[]",
     ],
-    ids=["nan", "infinity", "invalid-utf8", "deep-nesting", "empty", "null", "array"],
+    ids=[
+        "nan",
+        "infinity",
+        "invalid-utf8",
+        "deep-nesting",
+        "very-deep-nesting",
+        "empty",
+        "null",
+        "array",
+    ],
 )
 def test_hostile_bodies_are_envelope_errors(raw: bytes) -> None:
     with pytest.raises(EnvelopeError):
