@@ -83,3 +83,10 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean,
     e.status, e.connect, e.read, e.write, e.timeout))
 end
+
+-- Pacing for the soak: each connection waits `delay_ms` between requests.
+if (config.delay_ms or 0) > 0 then
+  function delay()
+    return config.delay_ms
+  end
+end

@@ -66,7 +66,9 @@ def _lua_string(value: str) -> str:
     return json.dumps(value)  # a JSON string literal is a valid Lua string literal for our ids
 
 
-def lua_config(mode: str, path: str, runs: list[RunHandle], phase: int, auth: str = "") -> str:
+def lua_config(
+    mode: str, path: str, runs: list[RunHandle], phase: int, auth: str = "", delay_ms: int = 0
+) -> str:
     entries = ",\n".join(
         "  {{run={}, tok={}, thr={}, chat={}}}".format(
             *(_lua_string(v) for v in (r.run_id, r.token, r.thread_id, r.thread_chat_id))
@@ -75,7 +77,7 @@ def lua_config(mode: str, path: str, runs: list[RunHandle], phase: int, auth: st
     )
     return (
         f"config = {{mode={_lua_string(mode)}, path={_lua_string(path)}, phase={phase}, "
-        f"auth={_lua_string(auth)}, runs={{\n{entries}\n}}}}\n"
+        f"auth={_lua_string(auth)}, delay_ms={delay_ms}, runs={{\n{entries}\n}}}}\n"
     )
 
 
@@ -91,11 +93,12 @@ def run_wrk(
     auth: str = "",
     watch: dict[str, list[int]] | None = None,
     timeout_s: int = 10,
+    delay_ms: int = 0,
 ) -> WrkResult:
     """One wrk thread per connection (each owns a run, so its `seq` is strictly increasing)."""
     binary = wrk_path()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(lua_config(mode, path, runs, phase, auth))
+        handle.write(lua_config(mode, path, runs, phase, auth, delay_ms))
         handle.write(SCRIPT.read_text())
         script = handle.name
     watch = watch or {}
