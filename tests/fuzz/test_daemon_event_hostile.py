@@ -106,14 +106,6 @@ CASES: dict[str, Any] = {
 }
 
 
-KNOWN_500 = {
-    "deep-nesting": "RecursionError from terragon_core.decode_envelope escapes as a 500",
-    "invalid-utf8": "UnicodeDecodeError from terragon_core.decode_envelope escapes as a 500",
-}
-"""Bugs found by this suite (reported to the owners); each case turns strict-xfail → pass when
-fixed, and then `xfail_strict` makes the stale mark fail so it gets removed."""
-
-
 def _check_400(live: LiveServer, run: dict[str, str], database_url: str, name: str) -> None:
     response, elapsed = _post(live, run, CASES[name](_envelope_prefix(run)))
     assert response.status_code == 400, f"{name}: {response.status_code} {response.text[:200]}"
@@ -125,21 +117,8 @@ def _check_400(live: LiveServer, run: dict[str, str], database_url: str, name: s
 def test_hostile_bodies_are_quick_400s_and_store_nothing(
     live: LiveServer, run: dict[str, str], database_url: str
 ) -> None:
-    for name in sorted(set(CASES) - set(KNOWN_500)):
+    for name in sorted(CASES):
         _check_400(live, run, database_url, name)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(raises=AssertionError, reason=reason))
-        for name, reason in sorted(KNOWN_500.items())
-    ],
-)
-def test_known_500s_are_quick_400s_and_store_nothing(
-    name: str, live: LiveServer, run: dict[str, str], database_url: str
-) -> None:
-    _check_400(live, run, database_url, name)
 
 
 def test_duplicate_keys_decode_to_one_value_and_apply_once(

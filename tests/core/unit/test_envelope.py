@@ -109,3 +109,11 @@ def test_schema_names_camel_case_fields() -> None:
         "endSha",
     } <= set(props)
     assert isinstance(DaemonEnvelope(thread_id="t", messages=[]), DaemonEnvelope)
+
+
+def test_hostile_bodies_are_envelope_errors_not_crashes() -> None:
+    with pytest.raises(EnvelopeError, match="UTF-8"):
+        decode_envelope(b'{"threadId": "\xff\xfe", "messages": []}')
+    deep = b'{"threadId":"t","messages":[{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+    with pytest.raises(EnvelopeError, match="nests too deeply"):
+        decode_envelope(deep)

@@ -51,6 +51,10 @@ def decode_envelope(body: bytes) -> DaemonEnvelope:
         return _decoder.decode(body)
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
         raise EnvelopeError(str(exc)) from exc
+    except UnicodeDecodeError as exc:  # msgspec surfaces invalid UTF-8 in strings this way
+        raise EnvelopeError(f"body is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
+    except RecursionError:  # hostile nesting deeper than the interpreter's recursion limit
+        raise EnvelopeError("body nests too deeply") from None
 
 
 def given(value: str | None) -> str | None:
