@@ -1,0 +1,1 @@
+"""Fault campaign against a fleet of real daemons: `uv run python -m tools.chaos --help`."""

@@ -1,0 +1,291 @@
+"""The fault campaign: a fleet of real daemons (the committed bundle + tools/fake_agent.py)
+posting through a cutting proxy to the service on embedded PostgreSQL + Valkey, all on
+127.0.0.1, while the service is SIGKILLed and restarted periodically, PostgreSQL is restarted
+once and Valkey is stopped for a while. At the end every message each fake agent emitted is
+compared with `run_message` (0 lost, 0 duplicated) and every run must be finished or failed.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from terragon_ingest.embedded import EmbeddedValkey
+from tools.bench.stack import REPO_ROOT, Stack, create_run, free_port, route_exists
+from tools.chaos.proxy import CuttingProxy
+
+BUNDLE = REPO_ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"
+FAKE_AGENT = REPO_ROOT / "tools" / "fake_agent.py"
+
+
+@dataclass
+class Config:
+    duration: float = 120.0
+    daemons: int = 20
+    messages: int = 40
+    rate: float = 5.0
+    """Agent lines per second per daemon."""
+    kill_every: float = 60.0
+    valkey_down: float = 30.0
+    cut_probability: float = 0.05
+    drain_timeout: float = 120.0
+    seed: int = 7
+
+
+@dataclass
+class Report:
+    runs: int = 0
+    emitted: int = 0
+    stored: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    unfinished: list[str] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    service_kills: int = 0
+    postgres_restarts: int = 0
+    valkey_outage_seconds: float = 0.0
+    proxy_cuts: int = 0
+    preview_probes: Counter[str] = field(default_factory=Counter)
+    preview_allowed_while_down: int = 0
+    notes: list[str] = field(default_factory=list)
+    daemon_exit_codes: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.lost == 0
+            and self.duplicated == 0
+            and not self.unfinished
+            and self.preview_allowed_while_down == 0
+            and self.runs > 0
+        )
+
+    def lines(self) -> list[str]:
+        return [
+            f"runs {self.runs}  emitted {self.emitted}  stored {self.stored}",
+            f"lost {self.lost}  duplicated {self.duplicated}  unfinished {len(self.unfinished)}",
+            f"run statuses {dict(self.statuses)}  daemon exits {dict(self.daemon_exit_codes)}",
+            f"faults: service SIGKILLs {self.service_kills}, PostgreSQL restarts "
+            f"{self.postgres_restarts}, Valkey down {self.valkey_outage_seconds:.0f} s, "
+            f"connections cut after commit {self.proxy_cuts}",
+            f"preview probes while Valkey down {dict(self.preview_probes)}  "
+            f"allowed-while-down {self.preview_allowed_while_down}",
+            *self.notes,
+            "RESULT: " + ("PASS" if self.ok else "FAIL"),
+        ]
+
+
+def _git_repo(path: Path) -> None:
+    git = ["git", "-c", "user.name=chaos", "-c", "user.email=chaos@terragon.invalid"]
+    subprocess.run([*git, "init", "-q", str(path)], check=True)
+    (path / "README.md").write_text("chaos\n")
+    subprocess.run([*git, "-C", str(path), "add", "README.md"], check=True)
+    subprocess.run([*git, "-C", str(path), "commit", "-qm", "init"], check=True)
+
+
+@dataclass
+class Daemon:
+    run_id: str
+    emitted: Path
+    proc: subprocess.Popen[bytes]
+
+
+def _spawn(cfg: Config, work: Path, index: int, message: dict[str, Any], url: str) -> Daemon:
+    repo = work / f"repo-{index}"
+    _git_repo(repo)
+    emitted = work / f"emitted-{index}.jsonl"
+    agent = (
+        f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE_AGENT))} --messages {cfg.messages} "
+        f"--rate {cfg.rate} --commits 1 --seed {cfg.seed * 1000 + index} "
+        f"| tee {shlex.quote(str(emitted))}"
+    )
+    start = {**message, "ingestUrl": url, "agentCommand": ["sh", "-c", agent], "repoDir": str(repo)}
+    start_file = work / f"start-{index}.json"
+    start_file.write_text(json.dumps(start))
+    log = (work / f"daemon-{index}.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(BUNDLE),
+            "--spool-dir",
+            str(work / f"spool-{index}"),
+            "--socket",
+            str(work / f"d{index}.sock"),
+            "--retry-base-delay",
+            "0.2",
+            "--retry-max-delay",
+            "2",
+            "--http-timeout",
+            "5",
+            "--flush-interval",
+            "0.2",
+            "--start-json",
+            str(start_file),
+        ],
+        stdout=log,
+        stderr=log,
+        cwd=repo,
+    )
+    return Daemon(message["runId"], emitted, proc)
+
+
+def _verify(db_url: str, daemons: list[Daemon], report: Report) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for daemon in daemons:
+            emitted = []
+            if daemon.emitted.exists():
+                for line in daemon.emitted.read_text().splitlines():
+                    try:
+                        uuid = json.loads(line).get("uuid")
+                    except ValueError:
+                        continue
+                    if uuid:
+                        emitted.append(uuid)
+            rows = conn.execute(
+                "SELECT message_uuid FROM run_message WHERE run_id = %s AND message_uuid IS NOT NULL",
+                (daemon.run_id,),
+            ).fetchall()
+            stored = Counter(str(r[0]) for r in rows)
+            report.emitted += len(emitted)
+            report.stored += sum(stored.values())
+            report.lost += sum(1 for u in emitted if u not in stored)
+            report.duplicated += sum(n - 1 for n in stored.values() if n > 1)
+            status = conn.execute(
+                "SELECT status FROM thread_run WHERE run_id = %s", (daemon.run_id,)
+            ).fetchone()
+            state = str(status[0]) if status else "missing"
+            report.statuses[state] += 1
+            if state not in ("finished", "failed"):
+                report.unfinished.append(daemon.run_id)
+
+
+def _preview_probe(url: str, session: dict[str, Any], report: Report) -> None:
+    try:
+        response = httpx.post(
+            f"{url}/api/preview/session/{session['previewSessionId']}/exchange",
+            json={"token": session["exchangeToken"]},
+            timeout=5,
+        )
+        code = response.status_code
+    except httpx.HTTPError as exc:
+        report.preview_probes[type(exc).__name__] += 1
+        return
+    report.preview_probes[str(code)] += 1
+    if code < 400:
+        report.preview_allowed_while_down += 1
+
+
+def run_campaign(cfg: Config, say: Any = print) -> Report:
+    report = Report()
+    if not BUNDLE.exists():
+        report.notes.append(f"SKIPPED: {BUNDLE} not built")
+        return report
+    work = Path(tempfile.mkdtemp(prefix="terragon-chaos-"))
+    stack = Stack(work / "stack")
+    proxy: CuttingProxy | None = None
+    daemons: list[Daemon] = []
+    try:
+        stack.start_backends()
+        port = free_port()
+        service = stack.start_service(port)
+        if not route_exists(service.url, "post", "/api/daemon-event"):
+            report.notes.append("SKIPPED: POST /api/daemon-event has not landed yet")
+            return report
+        preview = route_exists(service.url, "post", "/api/internal/preview/session/start")
+        proxy = CuttingProxy(port, cfg.cut_probability, seed=cfg.seed)
+        proxy.start()
+        ingest = f"http://127.0.0.1:{proxy.port}"
+        say(f"fleet: {cfg.daemons} daemons via proxy :{proxy.port} → service :{port}")
+        with stack.client() as client:
+            for i in range(cfg.daemons):
+                _, message = create_run(client, f"chaos-{i}")
+                daemons.append(_spawn(cfg, work, i, message, ingest))
+            probe_run, _ = create_run(client, "chaos-probe")
+        report.runs = len(daemons)
+        started = time.monotonic()
+        next_kill = cfg.kill_every
+        pg_at, vk_at = cfg.duration * 0.3, cfg.duration * 0.5
+        pg_done = vk_done = False
+        while True:
+            now = time.monotonic() - started
+            alive = [d for d in daemons if d.proc.poll() is None]
+            if now >= cfg.duration or not alive:
+                break
+            if now >= next_kill:
+                say(f"{now:5.0f}s SIGKILL service, restart")
+                service.kill()
+                service = stack.start_service(port)
+                report.service_kills += 1
+                next_kill += cfg.kill_every
+            if not pg_done and now >= pg_at:
+                say(f"{now:5.0f}s restart PostgreSQL")
+                assert stack.pg is not None
+                stack.pg.restart()
+                report.postgres_restarts += 1
+                pg_done = True
+            if not vk_done and now >= vk_at:
+                vk_done = True
+                session = None
+                if preview:
+                    with stack.client() as client:
+                        response = client.post(
+                            "/api/internal/preview/session/start",
+                            json={
+                                "threadId": probe_run.thread_id,
+                                "threadChatId": probe_run.thread_chat_id,
+                                "runId": probe_run.run_id,
+                                "userId": "bench-user",
+                                "upstreamOrigin": "http://127.0.0.1:9",
+                            },
+                        )
+                    session = response.json() if response.status_code == 200 else None
+                    if session is None:
+                        report.notes.append(f"preview session start: {response.status_code}")
+                say(f"{now:5.0f}s stop Valkey for {cfg.valkey_down:.0f} s")
+                assert stack.valkey is not None
+                vk_port = stack.valkey.port
+                stack.valkey.stop()
+                down = time.monotonic()
+                while time.monotonic() - down < cfg.valkey_down:
+                    if session is not None:
+                        _preview_probe(service.url, session, report)
+                    time.sleep(1.0)  # pacing
+                report.valkey_outage_seconds = time.monotonic() - down
+                stack.valkey = EmbeddedValkey(stack.root / "valkey", port=vk_port)
+                stack.valkey.start()
+            time.sleep(0.5)  # pacing
+        if not preview:
+            report.notes.append("preview paths not landed: no access probes during the outage")
+        say("draining: waiting for every daemon to deliver and exit")
+        deadline = time.monotonic() + cfg.drain_timeout
+        for daemon in daemons:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                report.daemon_exit_codes[daemon.proc.wait(remaining)] += 1
+            except subprocess.TimeoutExpired:
+                daemon.proc.terminate()
+                report.daemon_exit_codes[daemon.proc.wait(30)] += 1
+        report.proxy_cuts = proxy.cuts
+        _verify(stack.db_url, daemons, report)
+        return report
+    finally:
+        for daemon in daemons:
+            if daemon.proc.poll() is None:
+                daemon.proc.kill()
+        if proxy is not None:
+            proxy.stop()
+        stack.remove()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,48 @@
+"""`python -m tools.chaos`: run the bounded fault campaign and print the figures."""
+
+from __future__ import annotations
+
+import argparse
+
+from tools.chaos.campaign import Config, run_campaign
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.chaos",
+        description="Fleet of real daemons vs the service on 127.0.0.1 under faults (SIGKILL + "
+        "restart, PostgreSQL restart, Valkey outage, connections cut after commit); checks 0 lost, "
+        "0 duplicated, every run finished, preview access all 503 while Valkey is down.",
+    )
+    parser.add_argument("--duration", type=float, default=180.0, help="fault window, seconds")
+    parser.add_argument("--daemons", type=int, default=100, help="fleet size")
+    parser.add_argument(
+        "--messages", type=int, help="agent lines per daemon (default: rate x duration)"
+    )
+    parser.add_argument("--rate", type=float, default=2.0, help="agent lines/s per daemon")
+    parser.add_argument("--kill-every", type=float, default=60.0, help="SIGKILL period, seconds")
+    parser.add_argument("--valkey-down", type=float, default=30.0, help="Valkey outage, seconds")
+    parser.add_argument("--cut", type=float, default=0.05, help="P(cut a connection after commit)")
+    parser.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from terragon_ingest.log_config import configure_logging
+
+    args = build_parser().parse_args(argv)
+    configure_logging("warning", json=False)
+    cfg = Config(
+        duration=args.duration,
+        daemons=args.daemons,
+        messages=args.messages or max(10, int(args.rate * args.duration)),
+        rate=args.rate,
+        kill_every=args.kill_every,
+        valkey_down=args.valkey_down,
+        cut_probability=args.cut,
+        seed=args.seed,
+    )
+    report = run_campaign(cfg)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok or any(n.startswith("SKIPPED") for n in report.notes) else 1
