@@ -85,8 +85,11 @@ from terragon_core.events import PreviewEvent, decode_preview_event, encode_prev
 from terragon_core.flags import FLAG_DEFAULTS, FrozenFlags
 from terragon_core.keys import (
     QUARANTINE_OBJECT_PREFIX,
+    QUARANTINE_OFFLOAD_KEY_PREFIX,
     REPO_ACCESS_KEY_PREFIX,
     quarantine_object_key,
+    quarantine_offload_pending_key,
+    quarantine_offload_rate_key,
     repo_access_key,
     repo_access_positive_ttl_seconds,
     repo_access_ttl_seconds,
@@ -94,6 +97,8 @@ from terragon_core.keys import (
 from terragon_core.metrics import (
     METRIC_LABELS,
     QUARANTINE_PURGE_EVENT,
+    QUARANTINE_RECORDED_EVENT,
+    RUN_FINALIZED_EVENT,
     MetricName,
     prometheus_name,
 )
@@ -149,8 +154,10 @@ __all__ = [
     "QUARANTINE_INLINE_LIMIT_BYTES",
     "QUARANTINE_OBJECT_PREFIX",
     "QUARANTINE_OFFLOADS_PER_REPO_PER_MINUTE",
+    "QUARANTINE_OFFLOAD_KEY_PREFIX",
     "QUARANTINE_PREFIX_BYTES",
     "QUARANTINE_PURGE_EVENT",
+    "QUARANTINE_RECORDED_EVENT",
     "QUARANTINE_RETENTION_DAYS",
     "REPO_ACCESS_GENERATION_PREFIX",
     "REPO_ACCESS_INDEX_PREFIX",
@@ -158,6 +165,7 @@ __all__ = [
     "REPO_ACCESS_LOCK_PREFIX",
     "REPO_ACCESS_NEGATIVE_TTL_SECONDS",
     "REPO_ACCESS_POSITIVE_TTL_CAP_SECONDS",
+    "RUN_FINALIZED_EVENT",
     "SCHEMA_VERSION",
     "SECURITY_REASON_STATUS",
     "STALE_RUN_WINDOW_SECONDS",
@@ -204,6 +212,8 @@ __all__ = [
     "preview_token_replay_key",
     "prometheus_name",
     "quarantine_object_key",
+    "quarantine_offload_pending_key",
+    "quarantine_offload_rate_key",
     "repo_access_generation_key",
     "repo_access_index_key",
     "repo_access_key",

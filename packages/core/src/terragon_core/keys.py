@@ -12,6 +12,7 @@ from terragon_core.constants import (
 
 REPO_ACCESS_KEY_PREFIX = "terragon:v1:preview:repo-access"
 QUARANTINE_OBJECT_PREFIX = "preview/daemon-quarantine"
+QUARANTINE_OFFLOAD_KEY_PREFIX = "terragon:v1:preview:quarantine-offload"
 
 
 def repo_access_key(env: str, user_id: str, repo_full_name: str) -> str:
@@ -34,3 +35,13 @@ def repo_access_ttl_seconds(allowed: bool) -> int:
 def quarantine_object_key(thread_id: str, day: date, object_id: str) -> str:
     """`preview/daemon-quarantine/{threadId}/{yyyy-mm-dd}/{uuid}.json`."""
     return f"{QUARANTINE_OBJECT_PREFIX}/{thread_id}/{day.isoformat()}/{object_id}.json"
+
+
+def quarantine_offload_rate_key(env: str, repo_full_name: str, minute: int) -> str:
+    """`terragon:v1:preview:quarantine-offload:{env}:rate:{repoFullName}:{epochMinute}` (INCR+EXPIRE)."""
+    return f"{QUARANTINE_OFFLOAD_KEY_PREFIX}:{env}:rate:{repo_full_name}:{minute}"
+
+
+def quarantine_offload_pending_key(env: str) -> str:
+    """Sorted set of offloaded object keys by write time; maintenance removes objects without a row."""
+    return f"{QUARANTINE_OFFLOAD_KEY_PREFIX}:{env}:pending"

@@ -36,3 +36,10 @@ QUARANTINE_PURGE_EVENT: Final = "preview.quarantine.purge"
 def prometheus_name(metric: MetricName) -> str:
     """`preview.strict_mismatch` → `preview_strict_mismatch` (the exposition adds `_total`)."""
     return metric.value.replace(".", "_")
+
+
+QUARANTINE_RECORDED_EVENT: Final = "preview.quarantine.recorded"
+"""Event emitted with every quarantine row (properties: reason, quarantineId, eventId, seq)."""
+
+RUN_FINALIZED_EVENT: Final = "preview.run.finalized"
+"""Event emitted when the maintenance backstop finalizes a run (missing_end_sha_timeout)."""
