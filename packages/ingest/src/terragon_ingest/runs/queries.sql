@@ -101,3 +101,45 @@ WHERE token_hash = %(token_hash)s AND revoked_at IS NULL
 -- name: revoke_thread_tokens
 UPDATE daemon_token SET revoked_at = now()
 WHERE thread_id = %(thread_id)s AND revoked_at IS NULL
+
+-- name: record_missing_end_sha
+-- A terminal v2 envelope arrived without endSha (quarantined): start the backstop's grace window.
+UPDATE thread_run SET missing_end_sha_at = COALESCE(missing_end_sha_at, now())
+WHERE run_id = %(run_id)s AND status IN ('booting', 'running', 'validating')
+
+-- name: finalize_stale_runs
+-- The maintenance backstop (CONTRACT §4): non-terminal runs with no accepted envelope for the
+-- stale window (started_at when none), or whose missing-endSha grace window passed, become
+-- failed / missing_end_sha_timeout / working-tree-fallback and release the pointer. The status
+-- predicate makes it exactly-once even without the sweep's advisory lock.
+WITH due AS (
+    SELECT run_id FROM thread_run
+    WHERE status IN ('booting', 'running', 'validating')
+      AND (COALESCE(last_event_at, started_at) < now() - %(stale_seconds)s * interval '1 second'
+           OR missing_end_sha_at < now() - %(grace_seconds)s * interval '1 second')
+    ORDER BY run_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), finalized AS (
+    UPDATE thread_run r SET
+        status = 'failed',
+        finish_reason = 'missing_end_sha_timeout',
+        diff_source = 'working-tree-fallback',
+        diff_source_context = CASE
+            WHEN r.missing_end_sha_at IS NOT NULL
+            THEN 'missing_end_sha_timeout: terminal envelope without endSha, grace window passed'
+            ELSE 'missing_end_sha_timeout: no accepted envelope within the stale window' END,
+        ended_at = now()
+    FROM due WHERE r.run_id = due.run_id AND r.status IN ('booting', 'running', 'validating')
+    RETURNING r.run_id, r.thread_id, r.thread_chat_id, r.codesandbox_id, r.sandbox_provider
+), released AS (
+    UPDATE thread_run_context c
+    SET active_run_id = NULL, version = c.version + 1, updated_at = now()
+    FROM finalized f
+    WHERE c.thread_id = f.thread_id AND c.thread_chat_id = f.thread_chat_id
+      AND c.active_run_id = f.run_id
+    RETURNING c.active_run_id
+)
+SELECT f.run_id, f.thread_id, f.thread_chat_id, f.codesandbox_id, f.sandbox_provider,
+       t.repo_full_name, t.user_id, (SELECT count(*) FROM released) AS released
+FROM finalized f JOIN thread t ON t.thread_id = f.thread_id

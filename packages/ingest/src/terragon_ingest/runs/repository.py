@@ -147,3 +147,19 @@ async def fetch_daemon_token(conn: AsyncConn, token_hash: bytes) -> dict[str, An
 async def revoke_thread_tokens(conn: AsyncConn, thread_id: str) -> int:
     cur = await conn.execute(Q["revoke_thread_tokens"], {"thread_id": thread_id})
     return cur.rowcount
+
+
+async def record_missing_end_sha(conn: AsyncConn, run_id: str) -> bool:
+    cur = await conn.execute(Q["record_missing_end_sha"], {"run_id": run_id})
+    return cur.rowcount == 1
+
+
+async def finalize_stale_runs(
+    conn: AsyncConn, *, stale_seconds: int, grace_seconds: int, limit: int
+) -> list[dict[str, Any]]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        Q["finalize_stale_runs"],
+        {"stale_seconds": stale_seconds, "grace_seconds": grace_seconds, "limit": limit},
+    )
+    return await cur.fetchall()

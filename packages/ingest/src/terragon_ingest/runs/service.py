@@ -10,18 +10,18 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from terragon_core import FrozenFlags, SandboxProvider, TriggerSource
+from terragon_core import FinishReason, FrozenFlags, SandboxProvider, TriggerSource
 from terragon_ingest.db.pool import RETRYABLE_CONFLICTS
 from terragon_ingest.errors import NotFound, RunContextConflict
 from terragon_ingest.runs import repository
 from terragon_ingest.runs.flags import resolve_frozen_flags
 
 if TYPE_CHECKING:
-    from terragon_ingest.db import Pool
+    from terragon_ingest.db import AsyncConn, Pool
 
 log = structlog.get_logger()
 
@@ -157,3 +157,30 @@ async def bind_run_sandbox(
                 "run_start_sha": run_start_sha,
             },
         )
+
+
+async def record_missing_end_sha(pool: Pool, *, run_id: str) -> bool:
+    """Start the backstop's grace window for a run whose terminal envelope lacked `endSha`
+    (first time wins). False when the run is no longer active."""
+    async with pool.connection() as conn:
+        return await repository.record_missing_end_sha(conn, run_id)
+
+
+async def finalize_stale_runs(
+    conn: AsyncConn, *, stale_seconds: int, grace_seconds: int, limit: int = 500
+) -> list[dict[str, Any]]:
+    """The maintenance backstop's writer: finalize due runs as failed / `missing_end_sha_timeout`
+    / working-tree-fallback and release their pointer. Runs in the caller's transaction (which
+    holds the sweep lock); returns the finalized runs with their repo/user/provider."""
+    rows = await repository.finalize_stale_runs(
+        conn, stale_seconds=stale_seconds, grace_seconds=grace_seconds, limit=limit
+    )
+    for row in rows:
+        log.warning(
+            "run_finalized_by_backstop",
+            run_id=row["run_id"],
+            thread_id=row["thread_id"],
+            finish_reason=FinishReason.MISSING_END_SHA_TIMEOUT.value,
+            hint="the daemon never sent a terminal envelope with endSha; check the daemon's logs",
+        )
+    return rows
