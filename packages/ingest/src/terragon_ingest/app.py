@@ -20,6 +20,9 @@ from litestar.types import ControllerRouterHandler
 
 from terragon_ingest import health
 from terragon_ingest.access.routes import AccessInternalController, GithubWebhookController
+from terragon_ingest.daemon_events.internal_routes import CorrelationController
+from terragon_ingest.daemon_events.objects import QuarantineObjects
+from terragon_ingest.daemon_events.routes import post_daemon_event
 from terragon_ingest.db import create_pool
 from terragon_ingest.db.migrate import migrate
 from terragon_ingest.db.pool import CONNECTION_KWARGS
@@ -44,6 +47,7 @@ log = structlog.get_logger()
 # Routes behind `Authorization: Bearer $TERRAGON_INTERNAL_TOKEN` (the platform calls these).
 INTERNAL_ROUTES: list[ControllerRouterHandler] = [
     RunsController,
+    CorrelationController,
     AccessInternalController,
     PreviewSessionController,
 ]
@@ -52,6 +56,7 @@ PUBLIC_ROUTES: list[ControllerRouterHandler] = [
     health.healthz,
     health.readyz,
     health.metrics,
+    post_daemon_event,
     GithubWebhookController,
     PreviewController,
 ]
@@ -92,7 +97,13 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             socket_timeout=settings.valkey.TIMEOUT,
             socket_connect_timeout=settings.valkey.TIMEOUT,
         )
-        services = Services(settings=settings, pool=pool, valkey=client, metrics=Metrics())
+        services = Services(
+            settings=settings,
+            pool=pool,
+            valkey=client,
+            metrics=Metrics(),
+            objects=QuarantineObjects.from_settings(settings),
+        )
         app.state.services = services
         scheduler = Scheduler(periodic_jobs() if settings.server.BACKGROUND_JOBS else [])
         scheduler.start(services)

@@ -14,6 +14,7 @@ from valkey.asyncio import Valkey
 
 # Imported at run time, not under TYPE_CHECKING: Litestar resolves these hints when it
 # validates the injected dependency.
+from terragon_ingest.daemon_events.objects import QuarantineObjects
 from terragon_ingest.db import Pool
 from terragon_ingest.settings import Settings
 from terragon_ingest.telemetry import Metrics
@@ -27,6 +28,8 @@ class Services:
     metrics: Metrics
     extras: dict[str, Any] = field(default_factory=dict)
     """Domain-owned singletons (object store, sandbox registry, ...) keyed by their module."""
+    objects: QuarantineObjects | None = None
+    """The object store for offloaded quarantine payloads (daemon_events.objects)."""
 
 
 def provide_services(state: State) -> Services:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from terragon_core import MAINTENANCE_INTERVAL_SECONDS
 from terragon_ingest.archive.tasks import (
     RETENTION_INTERVAL_SECONDS,
     ROLLUP_INTERVAL_SECONDS,
@@ -14,6 +15,7 @@ from terragon_ingest.archive.tasks import (
     retention_purge_job,
 )
 from terragon_ingest.db.partitions import ensure_partitions_async
+from terragon_ingest.lifecycle.maintenance import sweep
 from terragon_ingest.lifecycle.scheduler import PeriodicJob
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ async def ensure_day_partitions(services: Services) -> int:
 def periodic_jobs() -> list[PeriodicJob]:
     return [
         PeriodicJob("ensure_day_partitions", 3600, ensure_day_partitions),
+        PeriodicJob("maintenance_sweep", MAINTENANCE_INTERVAL_SECONDS, sweep),
         PeriodicJob("archive_rollup", ROLLUP_INTERVAL_SECONDS, archive_rollup_job),
         PeriodicJob("retention_purge", RETENTION_INTERVAL_SECONDS, retention_purge_job),
     ]

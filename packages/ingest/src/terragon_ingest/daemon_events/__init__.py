@@ -1,0 +1,12 @@
+"""`POST /api/daemon-event`: the correlation decision, the exactly-once apply, the quarantine store.
+
+routes.py            the daemon-facing route (own body cap, strict decode, token, status bodies)
+internal_routes.py   quarantine read-out, UI-validation read-out, the maintenance sweep trigger
+service.py           the decision, in CONTRACT §4 order
+repository.py        SQL (queries.sql + the `terragon_apply_envelope` function of the migration)
+quarantine.py        quarantine rows: prefix, hash, size, inline payload or object-store offload
+objects.py           the object store (local directory or S3/R2 through obstore)
+terminal.py          endSha vs live HEAD, legacy UI outcome (read-only sandbox reader only)
+ui_rules.py          `.terragon/preview-validation.json` and the default UI globs
+commands.py          `terragon quarantine list|show|replay`, `terragon maintenance sweep`
+"""

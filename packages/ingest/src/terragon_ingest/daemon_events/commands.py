@@ -1,0 +1,160 @@
+"""CLI groups: `terragon quarantine list|show|replay` and `terragon maintenance sweep`.
+
+They work against DATABASE_URL (and VALKEY_URL / OBJECT_STORE_URL when set) without the server,
+so cron and operators can run them anywhere. Output is JSON, one object per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+import msgspec
+import valkey.asyncio as valkey_asyncio
+
+from terragon_core import QuarantineReason
+from terragon_ingest.daemon_events import repository
+from terragon_ingest.daemon_events.objects import QuarantineObjects
+from terragon_ingest.daemon_events.replay import replay_quarantined
+from terragon_ingest.daemon_events.schemas import QuarantineDetail, QuarantineRow
+from terragon_ingest.db import connection, create_pool
+from terragon_ingest.errors import IngestError
+from terragon_ingest.services import Services
+from terragon_ingest.settings import Settings, get_settings
+from terragon_ingest.telemetry import Metrics
+
+T = TypeVar("T")
+
+_database_url = click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    required=True,
+    help="PostgreSQL URL (env DATABASE_URL).",
+)
+
+
+@contextlib.asynccontextmanager
+async def cli_services(settings: Settings) -> AsyncIterator[Services]:
+    """The resources a command needs, without the HTTP server."""
+    assert settings.db.URL
+    pool = create_pool(settings.db.URL, min_size=1, max_size=4, timeout=settings.db.CONNECT_TIMEOUT)
+    await pool.open(wait=True, timeout=30)
+    if settings.valkey.URL:
+        client = valkey_asyncio.from_url(
+            settings.valkey.URL, socket_timeout=settings.valkey.TIMEOUT
+        )
+    else:  # offload bookkeeping is skipped (and says so) when Valkey is not configured
+        client = valkey_asyncio.Valkey(unix_socket_path="/nonexistent/valkey-not-configured.sock")
+    objects = QuarantineObjects.from_settings(settings)
+    try:
+        yield Services(
+            settings=settings, pool=pool, valkey=client, metrics=Metrics(), objects=objects
+        )
+    finally:
+        await client.aclose()
+        await pool.close()
+
+
+def _run(database_url: str, work: Callable[[Services], Awaitable[T]]) -> T:
+    base = get_settings()
+    settings = dataclasses.replace(base, db=dataclasses.replace(base.db, URL=database_url))
+
+    async def main() -> T:
+        async with cli_services(settings) as services:
+            return await work(services)
+
+    try:
+        return asyncio.run(main())
+    except IngestError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _echo(value: Any) -> None:
+    click.echo(msgspec.json.encode(value).decode())
+
+
+@click.group()
+def quarantine() -> None:
+    """Inspect and re-drive quarantined daemon envelopes."""
+
+
+@quarantine.command("list")
+@_database_url
+@click.option("--thread-id", default=None)
+@click.option("--run-id", default=None)
+@click.option("--reason", type=click.Choice([r.value for r in QuarantineReason]), default=None)
+@click.option(
+    "--since", type=click.DateTime(), default=None, help="Only rows created at/after (UTC)."
+)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+def list_rows(
+    database_url: str,
+    thread_id: str | None,
+    run_id: str | None,
+    reason: str | None,
+    since: datetime | None,
+    limit: int,
+) -> None:
+    """Quarantine rows, newest first (the shape of GET /api/internal/quarantine)."""
+
+    async def work(services: Services) -> list[dict[str, Any]]:
+        async with connection(services.pool) as conn:
+            return await repository.list_quarantine(
+                conn, thread_id=thread_id, run_id=run_id, reason=reason, since=since, limit=limit
+            )
+
+    for row in _run(database_url, work):
+        _echo(QuarantineRow(**row))
+
+
+@quarantine.command("show")
+@_database_url
+@click.argument("quarantine_id")
+@click.option("--payload", is_flag=True, help="Print the whole stored envelope instead.")
+def show(database_url: str, quarantine_id: str, payload: bool) -> None:
+    """One row with replay state; `--payload` prints the stored envelope."""
+    from terragon_ingest.daemon_events.replay import stored_payload
+
+    async def work(services: Services) -> bytes | None:
+        async with connection(services.pool) as conn:
+            row = await repository.fetch_quarantine(conn, quarantine_id)
+        if row is None:
+            raise click.ClickException(f"quarantine row {quarantine_id!r} not found")
+        if payload:
+            return await stored_payload(services, row)
+        row["payload_inline"] = row["payload_inline"] is not None
+        _echo(QuarantineDetail(**row))
+        return None
+
+    body = _run(database_url, work)
+    if body is not None:
+        click.echo(body.decode())
+
+
+@quarantine.command("replay")
+@_database_url
+@click.argument("quarantine_id")
+@click.option("--force", is_flag=True, help="Re-drive even if an earlier replay applied it.")
+def replay(database_url: str, quarantine_id: str, force: bool) -> None:
+    """Re-drive a quarantined envelope through the same decision path (idempotent)."""
+    outcome = _run(database_url, lambda s: replay_quarantined(s, quarantine_id, force=force))
+    _echo(dataclasses.asdict(outcome))
+
+
+@click.group()
+def maintenance() -> None:
+    """The correlation backstop."""
+
+
+@maintenance.command("sweep")
+@_database_url
+def sweep_now(database_url: str) -> None:
+    """Finalize stale runs and remove orphan objects once (one sweeper across replicas)."""
+    from terragon_ingest.lifecycle.maintenance import sweep
+
+    _echo(_run(database_url, sweep))

@@ -1,0 +1,68 @@
+"""Internal read-outs and triggers of the correlation plane (CONTRACT §3), behind the bearer token:
+quarantine rows, the legacy UI-validation outcome, and the maintenance sweep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import FromPath, QueryParameter
+from litestar.status_codes import HTTP_200_OK
+
+from terragon_core import QuarantineReason
+from terragon_ingest.daemon_events import repository
+from terragon_ingest.daemon_events.schemas import QuarantineRow, SweepResult, UiValidation
+from terragon_ingest.db import connection
+from terragon_ingest.errors import NotFound
+from terragon_ingest.lifecycle.maintenance import sweep
+from terragon_ingest.services import ServicesDep
+
+MAX_LIMIT = 1000
+
+
+class CorrelationController(Controller):
+    path = "/api/internal"
+    tags = ["internal"]
+
+    @get("/quarantine", raises=[ValidationException])
+    async def list_quarantine(
+        self,
+        services: ServicesDep,
+        thread_id: Annotated[str | None, QueryParameter(name="threadId")] = None,
+        run_id: Annotated[str | None, QueryParameter(name="runId")] = None,
+        reason: Annotated[QuarantineReason | None, QueryParameter()] = None,
+        since: Annotated[datetime | None, QueryParameter()] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
+    ) -> list[QuarantineRow]:
+        """Quarantined envelopes, newest first, filtered by thread, run, reason and time."""
+        async with connection(services.pool) as conn:
+            rows = await repository.list_quarantine(
+                conn,
+                thread_id=thread_id,
+                run_id=run_id,
+                reason=reason.value if reason else None,
+                since=since,
+                limit=limit,
+            )
+        return [QuarantineRow(**row) for row in rows]
+
+    @get("/ui-validation/{thread_id:str}/{thread_chat_id:str}", raises=[NotFoundException])
+    async def get_ui_validation(
+        self, thread_id: FromPath[str], thread_chat_id: FromPath[str], services: ServicesDep
+    ) -> UiValidation:
+        """The latest UI-validation outcome of a (thread, chat): `latestRunId`, outcome, reason."""
+        async with connection(services.pool) as conn:
+            row = await repository.fetch_ui_validation(conn, thread_id, thread_chat_id)
+        if row is None:
+            raise NotFound(
+                f"no UI-validation outcome for thread {thread_id!r} chat {thread_chat_id!r} yet"
+            )
+        return UiValidation(**row)
+
+    @post("/maintenance/sweep", status_code=HTTP_200_OK)
+    async def run_sweep(self, services: ServicesDep) -> SweepResult:
+        """Run the maintenance backstop now (it also runs every 60 s); one sweeper at a time."""
+        return await sweep(services)

@@ -1,0 +1,166 @@
+"""The quarantine store: every quarantined envelope becomes a recoverable row (DESIGN "quarantine
+is data, not a log line").
+
+A row keeps `payloadPrefix2k` (the first 2048 bytes of the envelope as received, cut on a UTF-8
+boundary), `payloadHash` (sha256 hex of the whole) and `payloadSize`. Envelopes up to 16 KiB are
+also kept whole in the row (`payload_inline`); larger ones are offloaded whole to the object store
+at `quarantine_object_key(...)`, at most `OFFLOADS_PER_REPO_PER_MINUTE` per repo per minute
+(Valkey INCR+EXPIRE). Over the limit, or with Valkey down, the offload is skipped and counted and
+the row keeps prefix and hash only: the row itself always commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from valkey.exceptions import ValkeyError
+
+from terragon_core import (
+    QUARANTINE_INLINE_LIMIT_BYTES,
+    QUARANTINE_PREFIX_BYTES,
+    MetricName,
+    QuarantineReason,
+    quarantine_object_key,
+    quarantine_offload_pending_key,
+    quarantine_offload_rate_key,
+)
+from terragon_ingest.errors import ObjectStoreUnavailable
+
+if TYPE_CHECKING:
+    from terragon_ingest.services import Services
+
+log = structlog.get_logger()
+
+RATE_KEY_TTL_SECONDS = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Dimensions:
+    """The thread's repo, user and sandbox: every quarantine row and metric carries them."""
+
+    repo_full_name: str | None
+    user_id: str | None
+    sandbox_provider: str | None
+    codesandbox_id: str | None = None
+
+
+def utf8_prefix(body: bytes, limit: int = QUARANTINE_PREFIX_BYTES) -> str:
+    """The first `limit` bytes of `body`, shortened to end on a UTF-8 character boundary."""
+    if len(body) <= limit:
+        return body.decode("utf-8", errors="replace")
+    cut = limit
+    while cut > 0 and (body[cut] & 0xC0) == 0x80:  # body[cut] continues the previous char
+        cut -= 1
+    return body[:cut].decode("utf-8", errors="replace")
+
+
+def payload_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+async def _offload_allowed(services: Services, repo: str, dims: Dimensions) -> bool:
+    limit = services.settings.correlation.OFFLOADS_PER_REPO_PER_MINUTE
+    key = quarantine_offload_rate_key(services.settings.server.ENV, repo, int(time.time() // 60))
+    try:
+        async with services.valkey.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, RATE_KEY_TTL_SECONDS)
+            count, _ = await pipe.execute()
+    except (ValkeyError, OSError) as exc:
+        log.warning(
+            "quarantine_offload_skipped",
+            reason="cache_unavailable",
+            repo=repo,
+            error=str(exc),
+            hint="the row keeps prefix and hash; check Valkey",
+        )
+        _count_skip(services, dims, "cache_unavailable")
+        return False
+    if int(count) > limit:
+        _count_skip(services, dims, "rate_limited")
+        return False
+    return True
+
+
+def _count_skip(services: Services, dims: Dimensions, reason: str) -> None:
+    services.metrics.inc(
+        MetricName.QUARANTINE_OFFLOAD_SKIPPED,
+        repo=dims.repo_full_name,
+        user=dims.user_id,
+        provider=dims.sandbox_provider,
+        reason=reason,
+    )
+
+
+async def offload(services: Services, body: bytes, thread_id: str, dims: Dimensions) -> str | None:
+    """Write the whole envelope to the object store; None when the offload was skipped.
+
+    The key is registered as pending first, so maintenance can remove the object if its row never
+    commits (crash, DB outage, duplicate). A store failure raises `ObjectStoreUnavailable` (503).
+    """
+    if not await _offload_allowed(services, dims.repo_full_name or "", dims):
+        return None
+    if services.objects is None:
+        raise ObjectStoreUnavailable("no object store configured for quarantine offloads")
+    key = quarantine_object_key(thread_id, datetime.now(UTC).date(), str(uuid.uuid4()))
+    try:
+        await services.valkey.zadd(
+            quarantine_offload_pending_key(services.settings.server.ENV), {key: time.time()}
+        )
+    except (ValkeyError, OSError):
+        _count_skip(services, dims, "cache_unavailable")
+        return None
+    await services.objects.put(key, body)
+    services.metrics.inc(
+        MetricName.QUARANTINE_OFFLOAD,
+        repo=dims.repo_full_name,
+        user=dims.user_id,
+        provider=dims.sandbox_provider,
+    )
+    return key
+
+
+async def build_row(
+    services: Services,
+    *,
+    body: bytes,
+    reason: QuarantineReason,
+    thread_id: str,
+    thread_chat_id: str,
+    run_id: str | None,
+    active_run_id: str | None,
+    payload_version: int | None,
+    event_id: str | None,
+    seq: int | None,
+    trace_id: str,
+    dims: Dimensions,
+) -> dict[str, Any]:
+    """The quarantine row (column → value), with the payload inline or offloaded."""
+    inline = len(body) <= QUARANTINE_INLINE_LIMIT_BYTES
+    object_key = None if inline else await offload(services, body, thread_id, dims)
+    return {
+        "thread_id": thread_id,
+        "thread_chat_id": thread_chat_id,
+        "run_id": run_id,
+        "active_run_id": active_run_id,
+        "reason": reason.value,
+        "payload_version": payload_version,
+        "payload_hash": payload_hash(body),
+        "payload_size": len(body),
+        "payload_prefix_2k": utf8_prefix(body),
+        "payload_inline": body.decode("utf-8", errors="replace") if inline else None,
+        "payload_object_key": object_key,
+        "offload_skipped": not inline and object_key is None,
+        "repo_full_name": dims.repo_full_name,
+        "user_id": dims.user_id,
+        "sandbox_provider": dims.sandbox_provider,
+        "event_id": event_id,
+        "seq": seq,
+        "trace_id": trace_id,
+    }

@@ -1,0 +1,186 @@
+"""Recording a quarantine decision: the row, its event, the counters, and (for a strict mismatch
+on a thread with a live preview) `v1.preview.access.denied`. One transaction per row.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from terragon_core import (
+    QUARANTINE_RECORDED_EVENT,
+    EventOrigin,
+    MetricName,
+    PreviewEventName,
+    QuarantineReason,
+    SecurityReason,
+)
+from terragon_ingest.daemon_events import repository
+from terragon_ingest.db import connection
+from terragon_ingest.telemetry import build_event, emit_event
+
+if TYPE_CHECKING:
+    from terragon_ingest.daemon_events.quarantine import Dimensions
+    from terragon_ingest.db import AsyncConn
+    from terragon_ingest.services import Services
+
+log = structlog.get_logger()
+
+_STALE_LOGGED: OrderedDict[tuple[str, int], None] = OrderedDict()
+_STALE_LOGGED_MAX = 10_000
+
+_HINTS: dict[QuarantineReason, str] = {
+    QuarantineReason.MISSING_RUN_ID: "the daemon predates runId; upgrade it or turn strict off for the repo",
+    QuarantineReason.MISMATCH: "a zombie daemon of an older run; it stops after this 202",
+    QuarantineReason.LEGACY_MODE: "applied under strict=false; roll daemonRunIdStrict out when daemons send runId",
+    QuarantineReason.PAYLOAD_VERSION_MISMATCH: "the run switched payload versions mid-run; check the daemon build",
+    QuarantineReason.MISSING_END_SHA: "terminal without endSha; the backstop finalizes the run after the grace window",
+    QuarantineReason.INVALID_ENVELOPE: "v2 envelope without eventId or positive seq; check the daemon build",
+}
+
+
+async def preview_sessions_touched_by_mismatch(
+    conn: AsyncConn, thread_id: str, thread_chat_id: str
+) -> list[str]:
+    """HOOK for the preview domain: live preview sessions of the (thread, chat) a strict mismatch
+    touches. Reads the landed `preview_session` table; swap in the preview domain's own read
+    function once it exists."""
+    return await repository.fetch_active_preview_sessions(conn, thread_id, thread_chat_id)
+
+
+async def record_quarantine(
+    services: Services,
+    row: dict[str, Any],
+    *,
+    dims: Dimensions,
+    strict: bool,
+) -> str:
+    """Insert the row and its event; count it. Returns the row id."""
+    reason = QuarantineReason(row["reason"])
+    strict_mismatch = strict and reason in (
+        QuarantineReason.MISSING_RUN_ID,
+        QuarantineReason.MISMATCH,
+    )
+    async with connection(services.pool) as conn, conn.transaction():
+        quarantine_id = await repository.insert_quarantine(conn, row)
+        await emit_quarantine_event(conn, row, quarantine_id, dims)
+        if strict_mismatch:
+            sessions = await preview_sessions_touched_by_mismatch(
+                conn, row["thread_id"], row["thread_chat_id"]
+            )
+            for session_id in sessions:
+                await _emit_access_denied(conn, row, session_id, dims)
+    count_quarantine(services, reason, dims, strict_mismatch=strict_mismatch)
+    log.info(
+        "envelope_quarantined",
+        quarantine_id=quarantine_id,
+        reason=reason.value,
+        thread_id=row["thread_id"],
+        run_id=row["run_id"],
+        active_run_id=row["active_run_id"],
+        event_id=row["event_id"],
+        seq=row["seq"],
+        hint=_HINTS[reason],
+    )
+    return quarantine_id
+
+
+def count_quarantine(
+    services: Services, reason: QuarantineReason, dims: Dimensions, *, strict_mismatch: bool
+) -> None:
+    labels = {
+        "repo": dims.repo_full_name,
+        "user": dims.user_id,
+        "provider": dims.sandbox_provider,
+        "reason": reason.value,
+    }
+    services.metrics.inc(MetricName.QUARANTINE, **labels)
+    if strict_mismatch:
+        services.metrics.inc(MetricName.STRICT_MISMATCH, **labels)
+    if reason is QuarantineReason.MISSING_END_SHA:
+        services.metrics.inc(MetricName.MISSING_END_SHA, **labels)
+    if reason is QuarantineReason.LEGACY_MODE:
+        services.metrics.inc(MetricName.LEGACY_MODE, **labels)
+
+
+async def emit_quarantine_event(
+    conn: AsyncConn, row: dict[str, Any], quarantine_id: str, dims: Dimensions
+) -> None:
+    event = build_event(
+        QUARANTINE_RECORDED_EVENT,
+        origin=EventOrigin.DAEMON_EVENT,
+        trace_id=row["trace_id"],
+        thread_id=row["thread_id"],
+        thread_chat_id=row["thread_chat_id"],
+        run_id=row["run_id"] or row["active_run_id"],
+        codesandbox_id=dims.codesandbox_id,
+        sandbox_provider=dims.sandbox_provider,
+        user_id=dims.user_id,
+        properties={
+            "reason": row["reason"],
+            "quarantineId": quarantine_id,
+            "envelopeRunId": row["run_id"],
+            "activeRunId": row["active_run_id"],
+            "eventId": row["event_id"],
+            "seq": row["seq"],
+            "payloadSize": row["payload_size"],
+            "offloaded": row["payload_object_key"] is not None,
+            "repoFullName": dims.repo_full_name,
+        },
+    )
+    await emit_event(conn, event)
+
+
+async def _emit_access_denied(
+    conn: AsyncConn, row: dict[str, Any], session_id: str, dims: Dimensions
+) -> None:
+    event = build_event(
+        PreviewEventName.ACCESS_DENIED.value,
+        origin=EventOrigin.DAEMON_EVENT,
+        trace_id=row["trace_id"],
+        thread_id=row["thread_id"],
+        thread_chat_id=row["thread_chat_id"],
+        run_id=row["active_run_id"],
+        codesandbox_id=dims.codesandbox_id,
+        sandbox_provider=dims.sandbox_provider,
+        preview_session_id=session_id,
+        user_id=dims.user_id,
+        properties={
+            "reason": SecurityReason.BINDING_MISMATCH.value,
+            "envelopeRunId": row["run_id"],
+            "activeRunId": row["active_run_id"],
+            "quarantineReason": row["reason"],
+        },
+    )
+    await emit_event(conn, event)
+
+
+async def after_legacy_apply(
+    services: Services, row: dict[str, Any], row_id: str, dims: Dimensions
+) -> None:
+    """The legacy_mode row committed with the apply; count it and emit its event."""
+    count_quarantine(services, QuarantineReason.LEGACY_MODE, dims, strict_mismatch=False)
+    try:
+        async with connection(services.pool) as conn:
+            await emit_quarantine_event(conn, row, row_id, dims)
+    except Exception as exc:  # the apply and its row committed; only the event line is lost
+        log.error("legacy_mode_event_lost", quarantine_id=row_id, error=str(exc))
+
+
+def log_stale_once(run_id: str, seq: int | None, last_seq: int | None) -> None:
+    """`stale_seq` is logged once per (runId, seq) per process: retries storms stay quiet."""
+    key = (run_id, seq or 0)
+    if key in _STALE_LOGGED:
+        return
+    _STALE_LOGGED[key] = None
+    if len(_STALE_LOGGED) > _STALE_LOGGED_MAX:
+        _STALE_LOGGED.popitem(last=False)
+    log.info(
+        "envelope_stale_seq",
+        run_id=run_id,
+        seq=seq,
+        last_accepted_seq=last_seq,
+        hint="a late retry or a reordered batch; acked 202, nothing applied",
+    )

@@ -1,0 +1,160 @@
+"""SQL of the daemon-event domain. The apply is one statement: `terragon_apply_envelope`
+(migration 2026-11-26-1820_correlation.sql), so an envelope costs one transaction, one round trip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import psycopg
+import structlog
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from terragon_ingest.db import load_queries
+from terragon_ingest.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from terragon_ingest.db import AsyncConn
+
+Q = load_queries("terragon_ingest.daemon_events")
+log = structlog.get_logger()
+
+
+class UnstorablePayload(Exception):
+    """PostgreSQL refused the messages as jsonb (e.g. a `\\u0000` escape)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    outcome: str
+    applied_messages: int
+    last_seq: int | None
+    run_status: str | None
+    legacy_row_id: str | None
+
+
+async def _one(conn: AsyncConn, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(Q[name], params)
+    return await cur.fetchone()
+
+
+async def _all(conn: AsyncConn, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(Q[name], params)
+    return await cur.fetchall()
+
+
+async def fetch_envelope_context(
+    conn: AsyncConn, thread_id: str, thread_chat_id: str, token_run_id: str
+) -> dict[str, Any] | None:
+    return await _one(
+        conn,
+        "fetch_envelope_context",
+        {"thread_id": thread_id, "thread_chat_id": thread_chat_id, "token_run_id": token_run_id},
+    )
+
+
+async def apply_envelope(
+    conn: AsyncConn,
+    params: dict[str, Any],
+    messages: list[dict[str, Any]],
+    legacy_row: dict[str, Any] | None,
+) -> ApplyResult:
+    """Run the decision-and-apply function; every failure leaves nothing written."""
+    values = {
+        **params,
+        "messages": msgspec.json.encode(messages).decode(),
+        "legacy_row": Jsonb(legacy_row) if legacy_row is not None else None,
+    }
+    try:
+        row = await _one(conn, "apply_envelope", values)
+    except psycopg.DataError as exc:
+        raise UnstorablePayload(str(exc)) from exc
+    except psycopg.OperationalError:
+        raise  # the pool's translate_errors turns this into DatabaseUnavailable
+    except psycopg.Error as exc:
+        log.error("envelope_apply_aborted", run_id=params["run_id"], error=str(exc))
+        raise DatabaseUnavailable(
+            f"the apply transaction aborted ({type(exc).__name__}); nothing was written, "
+            "the daemon retries the same envelope"
+        ) from exc
+    assert row is not None
+    legacy_id = row["legacy_row_id"]
+    return ApplyResult(
+        outcome=row["outcome"],
+        applied_messages=int(row["applied_messages"] or 0),
+        last_seq=row["last_seq"],
+        run_status=row["run_status"],
+        legacy_row_id=str(legacy_id) if legacy_id is not None else None,
+    )
+
+
+async def insert_quarantine(conn: AsyncConn, row: dict[str, Any]) -> str:
+    inserted = await _one(conn, "insert_quarantine", row)
+    assert inserted is not None
+    return str(inserted["id"])
+
+
+async def list_quarantine(
+    conn: AsyncConn,
+    *,
+    thread_id: str | None,
+    run_id: str | None,
+    reason: str | None,
+    since: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    params = {
+        "thread_id": thread_id,
+        "run_id": run_id,
+        "reason": reason,
+        "since": since,
+        "limit": limit,
+    }
+    return await _all(conn, "list_quarantine", params)
+
+
+async def fetch_quarantine(conn: AsyncConn, quarantine_id: str) -> dict[str, Any] | None:
+    """One row by id; None for an unknown or malformed id."""
+    try:
+        return await _one(conn, "fetch_quarantine", {"id": quarantine_id})
+    except psycopg.DataError:
+        return None
+
+
+async def mark_replayed(conn: AsyncConn, quarantine_id: str, replay_status: str) -> None:
+    await conn.execute(Q["mark_replayed"], {"id": quarantine_id, "replay_status": replay_status})
+
+
+async def fetch_ui_validation(
+    conn: AsyncConn, thread_id: str, thread_chat_id: str
+) -> dict[str, Any] | None:
+    params = {"thread_id": thread_id, "thread_chat_id": thread_chat_id}
+    return await _one(conn, "fetch_ui_validation", params)
+
+
+async def fetch_active_preview_sessions(
+    conn: AsyncConn, thread_id: str, thread_chat_id: str
+) -> list[str]:
+    params = {"thread_id": thread_id, "thread_chat_id": thread_chat_id}
+    return [
+        str(r["preview_session_id"])
+        for r in await _all(conn, "fetch_active_preview_sessions", params)
+    ]
+
+
+async def try_sweep_lock(conn: AsyncConn, key: int) -> bool:
+    """Inside a transaction: True when this session now holds the sweep lock until commit."""
+    row = await _one(conn, "try_sweep_lock", {"key": key})
+    return bool(row and row["pg_try_advisory_xact_lock"])
+
+
+async def existing_object_keys(conn: AsyncConn, keys: list[str]) -> set[str]:
+    rows = await _all(conn, "existing_object_keys", {"keys": keys})
+    return {str(r["payload_object_key"]) for r in rows}

@@ -1,0 +1,95 @@
+"""`POST /api/daemon-event` (CONTRACT §4): daemons post envelopes here with `X-Daemon-Token`.
+
+The route reads the raw body itself under `TERRAGON_MAX_BODY_BYTES` (413 `too_large`; Litestar's
+own limit is lifted for this route so it cannot pre-empt the body) and hands it to the decision.
+Every answer is JSON with `status`; a database or object-store outage is 503 `unavailable` with
+`Retry-After`, and nothing was written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.exceptions import ClientException
+from litestar.openapi.datastructures import ResponseSpec
+
+from terragon_core import DAEMON_TOKEN_HEADER, TRACEPARENT_HEADER, EnvelopeStatus, MetricName
+from terragon_ingest.daemon_events.schemas import EnvelopeAck
+from terragon_ingest.daemon_events.service import Reply, handle_delivery
+from terragon_ingest.errors import ServiceUnavailable
+from terragon_ingest.services import ServicesDep
+from terragon_ingest.telemetry import trace_id_from
+
+
+def _spec(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=EnvelopeAck, description=description)
+
+
+RESPONSES: dict[int, ResponseSpec] = {
+    202: _spec("`duplicate`, `stale_seq`, or `quarantined` with `reason`: acked, nothing applied"),
+    400: _spec("`invalid` with `errors`: the body is not JSON or has wrong types"),
+    401: _spec("`unauthorized`: missing, unknown or revoked X-Daemon-Token"),
+    403: _spec("`forbidden`: the token is bound to another thread"),
+    413: _spec("`too_large`: the body is over TERRAGON_MAX_BODY_BYTES"),
+    503: _spec("`unavailable`: database or object store down; retry after `Retry-After`"),
+}
+
+
+async def read_capped_body(request: Request[Any, Any, Any], cap: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed `cap` bytes."""
+    if (request.content_length or 0) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    stream = request.stream()
+    async with contextlib.aclosing(stream):
+        async for chunk in stream:
+            size += len(chunk)
+            if size > cap:
+                return None
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@post(
+    "/api/daemon-event",
+    status_code=200,
+    tags=["daemon"],
+    request_max_body_size=None,  # our own cap below answers 413 with a `status` body
+    responses=RESPONSES,
+    response_description="`applied` (with `legacyMode: true` for a legacy envelope under strict=false)",
+)
+async def post_daemon_event(
+    request: Request[Any, Any, Any], services: ServicesDep
+) -> Response[EnvelopeAck]:
+    """Deliver one envelope: applied exactly once, acked as duplicate / stale, or quarantined."""
+    started = time.perf_counter()
+    trace_id = trace_id_from(request.headers.get(TRACEPARENT_HEADER))
+    headers: dict[str, str] = {}
+    try:
+        body = await read_capped_body(request, services.settings.server.MAX_BODY_BYTES)
+        if body is None:
+            reply = Reply(
+                413, EnvelopeAck(EnvelopeStatus.TOO_LARGE, error="body over the size cap")
+            )
+        else:
+            token = request.headers.get(DAEMON_TOKEN_HEADER)
+            reply = await handle_delivery(services, body, token, trace_id)
+    except ClientException as exc:  # a malformed Content-Length header
+        reply = Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc.detail)]))
+    except ServiceUnavailable as exc:
+        headers["Retry-After"] = str(exc.retry_after_seconds)
+        reply = Reply(503, EnvelopeAck(EnvelopeStatus.UNAVAILABLE, error=str(exc)))
+    dims = reply.dims
+    services.metrics.inc(
+        MetricName.ENVELOPE,
+        repo=dims.repo_full_name if dims else None,
+        user=dims.user_id if dims else None,
+        provider=dims.sandbox_provider if dims else None,
+        reason=reply.ack.status.value,
+    )
+    services.metrics.envelope_seconds.observe(time.perf_counter() - started)
+    return Response(reply.ack, status_code=reply.http_status, headers=headers or None)

@@ -1,0 +1,213 @@
+"""The correlation decision for one daemon envelope, in CONTRACT §4's order; the first rule that
+fires decides: token → body shape → runId (missing / mismatch) → payload version → v2 fields →
+duplicate eventId → seq → terminal endSha → apply.
+
+Token, body shape and runId are decided here against the (thread, chat) pointer and the run's
+frozen snapshot. The rest is state that concurrent deliveries race on, so it is decided where it
+is written: `terragon_apply_envelope` locks the run row, re-checks the pointer and applies only
+if every remaining rule passes (see the migration 2026-11-26-1820_correlation.sql).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from terragon_core import (
+    DaemonEnvelope,
+    EnvelopeError,
+    EnvelopeStatus,
+    QuarantineReason,
+    SandboxProvider,
+    decode_envelope,
+    given,
+    is_failure,
+    is_terminal,
+    v2_fields_valid,
+)
+from terragon_ingest.daemon_events import quarantine, recording, repository
+from terragon_ingest.daemon_events.quarantine import Dimensions
+from terragon_ingest.daemon_events.schemas import EnvelopeAck
+from terragon_ingest.daemon_events.terminal import diff_source_for, legacy_ui_outcome
+from terragon_ingest.db import connection
+from terragon_ingest.runs.service import record_missing_end_sha
+from terragon_ingest.runs.tokens import resolve_daemon_token
+from terragon_ingest.sandbox.reader import SandboxRef
+
+if TYPE_CHECKING:
+    from terragon_ingest.services import Services
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    http_status: int
+    ack: EnvelopeAck
+    dims: Dimensions | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The pointer and frozen snapshot one envelope is decided against."""
+
+    active_run_id: str | None
+    strict: bool
+    run_start_sha: str | None
+    sandbox: SandboxRef
+    dims: Dimensions
+
+
+async def handle_delivery(
+    services: Services, body: bytes, token: str | None, trace_id: str
+) -> Reply:
+    """`POST /api/daemon-event` after the body was read under the size cap."""
+    async with connection(services.pool) as conn:  # 1. token
+        binding = await resolve_daemon_token(conn, token)
+    if binding is None:
+        ack = EnvelopeAck(
+            EnvelopeStatus.UNAUTHORIZED, error="missing, unknown or revoked X-Daemon-Token"
+        )
+        return Reply(401, ack)
+    try:  # 2. body shape
+        envelope = decode_envelope(body)
+    except EnvelopeError as exc:
+        return Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc)]))
+    if envelope.thread_id != binding.thread_id:
+        ack = EnvelopeAck(EnvelopeStatus.FORBIDDEN, error="the token is bound to another thread")
+        return Reply(403, ack)
+    return await correlate(services, body, envelope, binding.run_id, trace_id)
+
+
+async def correlate(
+    services: Services,
+    body: bytes,
+    envelope: DaemonEnvelope,
+    token_run_id: str,
+    trace_id: str,
+    *,
+    replay_of: str | None = None,
+) -> Reply:
+    """Rules 3 to 8 and the apply. `replay_of` (a quarantine id) re-drives a stored envelope: the
+    same path, but the outcome is reported to the replay instead of writing new quarantine rows."""
+    ctx = await _load_context(services, envelope, token_run_id)
+    case = _Case(services, ctx, envelope, body, trace_id, replay_of)
+    run_id = given(envelope.run_id)
+    legacy = False
+    if run_id is None:  # 3. runId: missing
+        if ctx.strict:
+            return await case.quarantine(QuarantineReason.MISSING_RUN_ID)
+        if ctx.active_run_id is None:  # nothing to apply a legacy envelope to: never another run
+            return await case.quarantine(QuarantineReason.MISMATCH)
+        legacy = True
+    elif run_id != ctx.active_run_id:  # 3. runId: mismatch (superseded, finished, foreign)
+        return await case.quarantine(QuarantineReason.MISMATCH)
+    target = ctx.active_run_id
+    assert target is not None
+    # Rules 4 to 8 are decided under the run lock by the apply; below we only prepare its inputs.
+    terminal = is_terminal(envelope.messages)
+    end_sha = given(envelope.end_sha)
+    diff = await diff_source_for(ctx.sandbox, end_sha) if terminal else None
+    ui = await legacy_ui_outcome(ctx.sandbox, ctx.run_start_sha) if legacy and terminal else None
+    legacy_row = None
+    if legacy and replay_of is None:
+        legacy_row = await case.row(QuarantineReason.LEGACY_MODE)
+    params = {
+        "run_id": target,
+        "dedupe_id": given(envelope.event_id) or _legacy_event_id(body),
+        "seq": envelope.seq,
+        "payload_version": envelope.payload_version,
+        "fields_valid": v2_fields_valid(envelope),
+        "trace_id": trace_id,
+        "terminal": terminal,
+        "failure": is_failure(envelope.messages),
+        "end_sha": end_sha,
+        "diff_source": diff.source.value if diff else None,
+        "diff_source_context": diff.context if diff else None,
+        "ui_outcome": ui.outcome.value if ui else None,
+        "ui_blocking_reason": ui.blocking_reason if ui else None,
+    }
+    try:
+        async with connection(services.pool) as conn:
+            result = await repository.apply_envelope(conn, params, envelope.messages, legacy_row)
+    except repository.UnstorablePayload as exc:
+        log.warning("envelope_unstorable", run_id=target, error=str(exc))
+        return await case.quarantine(QuarantineReason.INVALID_ENVELOPE)
+    seen = {"run_id": target, "last_accepted_seq": result.last_seq}
+    if result.outcome == "duplicate":
+        return Reply(202, EnvelopeAck(EnvelopeStatus.DUPLICATE, **seen), ctx.dims)
+    if result.outcome == "stale_seq":
+        recording.log_stale_once(target, envelope.seq, result.last_seq)
+        return Reply(202, EnvelopeAck(EnvelopeStatus.STALE_SEQ, **seen), ctx.dims)
+    if result.outcome != "applied":  # mismatch (pointer moved), payload version, v2 fields, endSha
+        reason = QuarantineReason(result.outcome)
+        if reason is QuarantineReason.MISSING_END_SHA and replay_of is None:
+            await record_missing_end_sha(services.pool, run_id=target)
+        return await case.quarantine(reason)
+    if legacy_row is not None and result.legacy_row_id is not None:
+        await recording.after_legacy_apply(services, legacy_row, result.legacy_row_id, ctx.dims)
+    ack = EnvelopeAck(
+        EnvelopeStatus.APPLIED,
+        legacy_mode=legacy,
+        applied_messages=result.applied_messages,
+        quarantine_id=result.legacy_row_id,
+        **seen,
+    )
+    return Reply(200, ack, ctx.dims)
+
+
+async def _load_context(services: Services, envelope: DaemonEnvelope, token_run_id: str) -> Context:
+    async with connection(services.pool) as conn:
+        row = await repository.fetch_envelope_context(
+            conn, envelope.thread_id, envelope.thread_chat_id, token_run_id
+        )
+    assert row is not None, "a live token always references its thread"
+    provider = row["sandbox_provider"]
+    dims = Dimensions(row["repo_full_name"], row["user_id"], provider, row["codesandbox_id"])
+    sandbox = SandboxRef(SandboxProvider(provider), row["codesandbox_id"], row["repo_dir"])
+    return Context(row["active_run_id"], bool(row["strict"]), row["run_start_sha"], sandbox, dims)
+
+
+def _legacy_event_id(body: bytes) -> str:
+    """v1 envelopes carry no eventId: an exact resend of the same body is still a duplicate."""
+    return "v1:" + hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Case:
+    """One envelope being decided: what a quarantine row needs."""
+
+    services: Services
+    ctx: Context
+    envelope: DaemonEnvelope
+    body: bytes
+    trace_id: str
+    replay_of: str | None
+
+    async def row(self, reason: QuarantineReason) -> dict[str, Any]:
+        return await quarantine.build_row(
+            self.services,
+            body=self.body,
+            reason=reason,
+            thread_id=self.envelope.thread_id,
+            thread_chat_id=self.envelope.thread_chat_id,
+            run_id=given(self.envelope.run_id),
+            active_run_id=self.ctx.active_run_id,
+            payload_version=self.envelope.payload_version,
+            event_id=given(self.envelope.event_id),
+            seq=self.envelope.seq,
+            trace_id=self.trace_id,
+            dims=self.ctx.dims,
+        )
+
+    async def quarantine(self, reason: QuarantineReason) -> Reply:
+        quarantine_id = self.replay_of
+        if self.replay_of is None:
+            quarantine_id = await recording.record_quarantine(
+                self.services, await self.row(reason), dims=self.ctx.dims, strict=self.ctx.strict
+            )
+        ack = EnvelopeAck(EnvelopeStatus.QUARANTINED, reason=reason, quarantine_id=quarantine_id)
+        return Reply(202, ack, self.ctx.dims)

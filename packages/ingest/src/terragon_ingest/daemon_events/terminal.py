@@ -1,0 +1,91 @@
+"""What a terminal envelope needs from the sandbox, read through the read-only reader only.
+
+- `diff_source_for`: the daemon's `endSha` against the sandbox's live HEAD. Equal → `sha`;
+  different or unreadable → `working-tree-fallback` with the reason in `diffSourceContext`.
+- `legacy_ui_outcome`: under legacy mode, the run's changed paths (since `runStartSha`) against
+  the repo's UI rules → `inconclusive` (UI touched), `not_required`, or `inconclusive` +
+  `ui_rules_invalid`. A sandbox that cannot be read is `inconclusive` too: unknown is not "no UI".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from terragon_core import (
+    UI_RULES_INVALID_BLOCKING_REASON,
+    UI_RULES_PATH,
+    DiffSource,
+    UiValidationOutcome,
+)
+from terragon_ingest.daemon_events.ui_rules import UiRulesInvalid, matching_paths, parse_rules
+from terragon_ingest.sandbox.reader import SandboxReadError, SandboxRef, reader_for
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class DiffDecision:
+    source: DiffSource
+    context: str
+
+
+@dataclass(frozen=True, slots=True)
+class UiDecision:
+    outcome: UiValidationOutcome
+    blocking_reason: str | None
+    detail: str
+
+
+async def diff_source_for(sandbox: SandboxRef, end_sha: str | None) -> DiffDecision:
+    if end_sha is None:
+        return DiffDecision(
+            DiffSource.WORKING_TREE_FALLBACK, "end_sha_missing: the envelope carries no endSha"
+        )
+    try:
+        head = await reader_for(sandbox.provider).read_head_sha(sandbox)
+    except SandboxReadError as exc:
+        return DiffDecision(DiffSource.WORKING_TREE_FALLBACK, f"head_unreadable: {exc}")
+    if head.strip().lower() == end_sha.strip().lower():
+        return DiffDecision(DiffSource.SHA, f"end_sha_matches_head: {head}")
+    return DiffDecision(
+        DiffSource.WORKING_TREE_FALLBACK,
+        f"end_sha_differs: endSha {end_sha} != live HEAD {head}",
+    )
+
+
+async def legacy_ui_outcome(sandbox: SandboxRef, run_start_sha: str | None) -> UiDecision:
+    reader = reader_for(sandbox.provider)
+    try:
+        raw = await reader.read_file(sandbox, UI_RULES_PATH)
+    except SandboxReadError as exc:
+        return UiDecision(UiValidationOutcome.INCONCLUSIVE, None, f"sandbox_unreadable: {exc}")
+    try:
+        rules = parse_rules(raw, UI_RULES_PATH)
+    except UiRulesInvalid as exc:
+        log.warning(
+            "ui_rules_invalid",
+            codesandbox_id=sandbox.codesandbox_id,
+            error=str(exc),
+            hint=f"fix {UI_RULES_PATH} in the repo (schemaVersion 1, uiRules/excludes globs)",
+        )
+        return UiDecision(
+            UiValidationOutcome.INCONCLUSIVE, UI_RULES_INVALID_BLOCKING_REASON, str(exc)
+        )
+    if run_start_sha is None:
+        return UiDecision(
+            UiValidationOutcome.INCONCLUSIVE, None, "run_start_sha_unknown: cannot diff the run"
+        )
+    try:
+        changes = await reader.changed_paths(sandbox, run_start_sha)
+    except (SandboxReadError, ValueError) as exc:
+        return UiDecision(UiValidationOutcome.INCONCLUSIVE, None, f"changes_unreadable: {exc}")
+    hits = matching_paths(rules, changes)
+    if hits:
+        return UiDecision(
+            UiValidationOutcome.INCONCLUSIVE,
+            None,
+            f"ui_paths_changed: {hits[:5]!r} ({rules.source})",
+        )
+    return UiDecision(UiValidationOutcome.NOT_REQUIRED, None, f"no_ui_paths ({rules.source})")
