@@ -1,0 +1,83 @@
+"""The route's own edges: its body cap answers 413 with a `status` body (Litestar's limit does not
+pre-empt it), and outages answer 503 `unavailable` with Retry-After and write nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import psycopg
+import psycopg.conninfo
+import pytest
+from litestar.testing import AsyncTestClient
+
+from terragon_ingest.app import create_app
+from tests.conftest import INTERNAL_TOKEN
+from tests.ingest.integration.test_daemon_event_support import (
+    envelope,
+    post,
+    quarantine_rows,
+    run_state,
+    start_run,
+)
+from tests.support import settings_for
+
+CAP = 4096
+
+
+@pytest.fixture(name="small_app")
+def fx_small_app(database_url, valkey_url, tmp_path):
+    return create_app(settings_for(database_url, valkey_url, tmp_path, MAX_BODY_BYTES=CAP))
+
+
+@pytest.fixture(name="small_client")
+async def fx_small_client(small_app) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(app=small_app) as client:
+        client.headers["Authorization"] = f"Bearer {INTERNAL_TOKEN}"
+        yield client
+
+
+async def test_body_over_the_cap_is_413_too_large(small_client) -> None:
+    run_id, token = await start_run(small_client)
+    body = envelope(run_id, 1, messages=[{"type": "assistant", "text": "x" * CAP}])
+    response = await post(small_client, body, token)
+    assert response.status_code == 413
+    assert response.json()["status"] == "too_large"
+    assert (await run_state(small_client, run_id))["acceptedEventCount"] == 0
+    # Just under the cap is fine.
+    fits = envelope(run_id, 1, messages=[{"type": "assistant", "text": "x" * (CAP - 400)}])
+    assert (await post(small_client, fits, token)).status_code == 200
+
+
+async def test_database_outage_is_503_unavailable(client, pg_admin_url, database_url) -> None:
+    run_id, token = await start_run(client)
+    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    async with await psycopg.AsyncConnection.connect(pg_admin_url, autocommit=True) as admin:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')  # type: ignore[arg-type]
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+    response = await post(client, envelope(run_id, 1), token)
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert int(response.headers["retry-after"]) >= 1
+    del run_id  # nothing can be read back while the database refuses connections
+
+
+async def test_object_store_outage_is_503_and_writes_no_row(client, app, tmp_path) -> None:
+    from obstore.store import LocalStore
+
+    from terragon_ingest.daemon_events.objects import QuarantineObjects
+
+    root = tmp_path / "store"
+    root.mkdir()
+    app.state.services.objects = QuarantineObjects(LocalStore(root), "broken")
+    root.rmdir()
+    root.write_text("a file where the store's directory was: every put fails")
+    _, token = await start_run(client)
+    # An oversized mismatch must be offloaded before its row is written; the store refuses.
+    body = envelope("zombie", 1, messages=[{"type": "assistant", "text": "x" * 20_000}])
+    response = await post(client, body, token)
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert response.headers["retry-after"]
+    assert await quarantine_rows(client) == []

@@ -1,0 +1,97 @@
+"""`terragon quarantine list|show|replay` and `terragon maintenance sweep` against DATABASE_URL
+without the server (the CLI runs in a worker thread: it owns its own event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from terragon_ingest.cli import main
+from terragon_ingest.settings import get_settings
+from tests.ingest.integration.test_daemon_event_support import (
+    envelope,
+    legacy_envelope,
+    post,
+    quarantine_rows,
+    run_state,
+    set_strict,
+    sql,
+    start_run,
+)
+
+
+@pytest.fixture(name="cli")
+def fx_cli(database_url, valkey_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("VALKEY_URL", valkey_url)
+    monkeypatch.setenv("TERRAGON_DATA_DIR", str(tmp_path))  # the app's local object store
+    get_settings.cache_clear()
+
+    async def invoke(*args: str) -> Any:
+        runner = CliRunner()
+        result = await asyncio.to_thread(
+            runner.invoke, main, [*args, "--database-url", database_url]
+        )
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    yield invoke
+    get_settings.cache_clear()
+
+
+async def test_replay_applies_after_the_operator_starts_a_run_and_is_idempotent(
+    client, cli, database_url
+) -> None:
+    await set_strict(client, False)
+    run_id, token = await start_run(client, request_id="first")
+    await sql(database_url, "UPDATE thread_run SET started_at = now() - interval '2 hours'")
+    assert (await client.post("/api/internal/maintenance/sweep")).json()["finalizedRuns"] == 1
+    response = await post(client, legacy_envelope([{"type": "assistant", "uuid": "late"}]), token)
+    assert (response.status_code, response.json()["reason"]) == (202, "mismatch")  # no active run
+    quarantine_id = response.json()["quarantineId"]
+    new_run, _ = await start_run(client, request_id="retry")  # the operator's fix
+
+    outcome = json.loads(await cli("quarantine", "replay", quarantine_id))
+    assert outcome == {
+        "quarantine_id": quarantine_id,
+        "replay_status": "applied",
+        "re_driven": True,
+    }
+    assert (await run_state(client, new_run))["acceptedMessageCount"] == 1
+    assert (await run_state(client, run_id))["acceptedMessageCount"] == 0
+    assert json.loads(await cli("quarantine", "replay", quarantine_id))["re_driven"] is False
+    forced = json.loads(await cli("quarantine", "replay", quarantine_id, "--force"))
+    assert forced["replay_status"] == "duplicate"
+    assert (await run_state(client, new_run))["acceptedEventCount"] == 1
+    rows = await quarantine_rows(client)
+    assert [r["reason"] for r in rows] == ["mismatch"]  # replays write no new rows
+    shown = json.loads(await cli("quarantine", "show", quarantine_id))
+    assert shown["replayStatus"] == "duplicate" and shown["replayedAt"]
+    assert shown["payloadInline"] is True
+
+
+async def test_replay_that_is_quarantined_again_records_why(client, cli) -> None:
+    await set_strict(client, True)
+    _, token = await start_run(client)
+    response = await post(client, envelope(None, 1), token)
+    quarantine_id = response.json()["quarantineId"]
+    outcome = json.loads(await cli("quarantine", "replay", quarantine_id))
+    assert outcome["replay_status"] == "quarantined:missing_run_id"
+    assert len(await quarantine_rows(client)) == 1
+
+
+async def test_list_show_payload_and_sweep_commands(client, cli, database_url) -> None:
+    _, token = await start_run(client)
+    body = envelope("zombie", 7, messages=[{"type": "assistant", "text": "é" * 9000}])
+    await post(client, body, token)
+    lines = (await cli("quarantine", "list", "--reason", "mismatch")).splitlines()
+    [row] = [json.loads(line) for line in lines]
+    assert (row["runIdOrNull"], row["payloadObjectKey"] is not None) == ("zombie", True)
+    payload = json.loads(await cli("quarantine", "show", row["id"], "--payload"))
+    assert payload["seq"] == 7 and payload["messages"][0]["text"] == "é" * 9000
+    await sql(database_url, "UPDATE thread_run SET started_at = now() - interval '2 hours'")
+    swept = json.loads(await cli("maintenance", "sweep"))
+    assert (swept["swept"], swept["finalizedRuns"], swept["purgedQuarantineRows"]) == (True, 1, 0)
