@@ -11,7 +11,7 @@ LONG = os.environ.get("TERRAGON_LONG_TESTS") == "1"
 
 settings.register_profile(
     "fuzz-short",
-    max_examples=100,
+    max_examples=60,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
