@@ -144,7 +144,8 @@ async def test_revoke_stops_the_cookie_and_remint_replaces_it(client, database_u
             r[0]
             for r in conn.execute(
                 "SELECT properties->>'reason' FROM preview_event "
-                "WHERE event_name = 'preview.cache.invalidation' ORDER BY ts_server"
+                "WHERE event_name = 'preview.cache.invalidation' "
+                "AND properties->>'reason' LIKE 'session%%' ORDER BY ts_server"
             )
         ]
     assert reasons == ["session_remint", "session_revoked"]

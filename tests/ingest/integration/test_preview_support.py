@@ -7,8 +7,8 @@ import asyncio
 import hashlib
 import hmac
 import json
+import threading
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from terragon_core import PREVIEW_COOKIE_NAME
@@ -86,29 +86,42 @@ async def post_webhook(
     )
 
 
-@dataclass
 class Upstream:
-    """A tiny HTTP/1.1 server on 127.0.0.1: `/sse` streams two events, gated by `release`."""
+    """A tiny HTTP/1.1 server on 127.0.0.1, on a thread and event loop of its own (the app under
+    `AsyncTestClient` blocks the test's loop while it serves). `/sse` sends one event, waits for
+    `release`, sends a second and sets `finished`; any other path echoes target and body."""
 
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
-    server: asyncio.Server | None = None
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.release = threading.Event()
+        self.finished = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.port = 0
 
     @property
     def origin(self) -> str:
-        assert self.server is not None
-        port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> Upstream:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    def __enter__(self) -> Upstream:
+        self._thread.start()
+        assert self._ready.wait(10), "upstream did not start"
         return self
 
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
+    def __exit__(self, *_: object) -> None:
+        self.release.set()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+        self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
@@ -122,7 +135,7 @@ class Upstream:
                 b"cache-control: no-cache\r\nconnection: close\r\n\r\ndata: one\n\n"
             )
             await writer.drain()
-            await self.release.wait()
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
             writer.write(b"data: two\n\n")
             await writer.drain()
             self.finished.set()

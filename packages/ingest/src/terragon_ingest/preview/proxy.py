@@ -34,9 +34,9 @@ HOP_BY_HOP: Final = frozenset(
         "transfer-encoding",
         "upgrade",
         "host",
-        "content-length",
     }
 )
+"""Never copied between the two hops (plus `content-length` on the way back: it is re-streamed)."""
 _SCHEME: Final = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _SAFE: Final = "/!$&'()*+,;=:@-._~"
 
@@ -108,7 +108,7 @@ async def forward(
     headers = {
         name: value
         for name, value in response.headers.items()
-        if name.lower() not in HOP_BY_HOP and name.lower() != "set-cookie"
+        if name.lower() not in HOP_BY_HOP | {"content-length", "set-cookie"}
     }
     headers[PROXY_REQUEST_ID_HEADER] = proxy_req_id
     return Stream(

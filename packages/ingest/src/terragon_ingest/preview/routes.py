@@ -187,5 +187,8 @@ class PreviewController(Controller):
                 error=f"{type(exc).__name__}: {exc}",
                 action="check the sandbox's preview server is up on its upstream origin",
             )
-            body = {"code": "upstream_unavailable", "error": f"upstream unreachable: {exc}"}
+            body = {
+                "code": "upstream_unavailable",
+                "error": f"upstream unreachable: {type(exc).__name__}",
+            }
             return json_response(body, 502, {PROXY_REQUEST_ID_HEADER: proxy_req_id})
