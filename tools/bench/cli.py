@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "bench-results", help="results directory"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the service during the apply load"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch data directory")
     return parser
 
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace, console: Console) -> list[BenchResult]:
         seconds=args.seconds or (3.0 if args.quick else 10.0),
         soak_seconds=args.soak,
         soak_rate=args.rate,
+        profile=args.profile,
     )
     selected = list(args.only or DEFAULT)
     if args.soak and "soak" not in selected:

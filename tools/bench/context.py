@@ -18,6 +18,8 @@ class Options:
     """Per load phase (≥ 10 s in the full mode, ~3 s with --quick)."""
     soak_seconds: float = 0.0
     soak_rate: float = 0.7
+    profile: bool = False
+    """Sample the service with py-spy during the apply load."""
 
 
 @dataclass

@@ -213,7 +213,18 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
         replay_runs = create_runs(client, f"replay-{ctx.phase()}", n)
         capture_run = create_runs(client, f"capture-{ctx.phase()}", 1)[0]
     ctx.status("ingest apply: service under wrk")
+    spy = None
+    if ctx.options.profile:
+        from tools.bench import profile
+
+        spy = profile.start(service.pid, ctx.options.seconds - 1, ctx.workdir / "profile-apply.txt")
     applied = _load(ctx, service, "apply", runs, DAEMON_EVENT)
+    profile_summary: dict[str, Any] = {}
+    if spy is not None:
+        from tools.bench import profile
+
+        spy.wait(60)
+        profile_summary = {"profile": profile.summarize(ctx.workdir / "profile-apply.txt")}
     events, messages = _accepted(stack.db_url, runs)
 
     def send() -> None:
@@ -264,6 +275,7 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
                 "messagesPerSecond": round(msgs_per_s, 1),
                 "noIo": noio_result.as_dict(),
                 **pg_details,
+                **profile_summary,
                 "note": f"{msgs_per_s:,.0f} messages/s; p50 {applied.p50_ms:.1f} ms, "
                 f"p99 {applied.p99_ms:.1f} ms; pgbench {pg_tps:,.0f} tps "
                 f"({pg_details['statementsPerRequest']} statements/envelope), "
