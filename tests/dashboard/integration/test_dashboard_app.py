@@ -49,7 +49,7 @@ def _charts(at: AppTest) -> list[tuple[str, pa.Table]]:
     found = []
     for element in at.get("vega_lite_chart"):
         spec = json.loads(element.proto.spec)
-        title = spec["layer"][0].get("title", "")
+        title = spec.get("title", "")
         data = pa.ipc.open_stream(element.proto.datasets[0].data.data).read_all()
         found.append((title, data))
     return found

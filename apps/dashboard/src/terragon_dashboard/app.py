@@ -59,18 +59,23 @@ filters = archive.Filters(
 def _trends() -> None:
     bucket, _ = archive.bucket_for(filters)
     data = archive.trend(con, filters, dimension)  # type: ignore[arg-type]
-    st.caption(f"{start} to {end} UTC, per {bucket}, split by {dimension}. {THRESHOLD_NOTE}")
+    st.caption(
+        f"{start} to {end} UTC, per {bucket}: the busiest minute of each {dimension} "
+        f"(top {archive.TOP_SERIES}). {THRESHOLD_NOTE}"
+    )
     for metric in TREND_METRICS:
         subset = pd.DataFrame(data.loc[data["metric"] == metric.value])
         if subset.empty:
             st.info(f"No {metric.value} in this range.")
             continue
+        st.markdown(f"**{TITLES[metric.value]}**")
         st.altair_chart(
             trend_chart(
                 subset,
                 title=TITLES[metric.value],
                 threshold=QUARANTINE_ALERT_PER_MINUTE,
                 x_title=f"{bucket} (UTC)",
+                y_title="busiest minute (envelopes / min)",
             ),
             width="stretch",
         )

@@ -104,38 +104,34 @@ def choices(con: duckdb.DuckDBPyConnection) -> Choices:
 
 
 def trend(con: duckdb.DuckDBPyConnection, filters: Filters, dimension: Dimension) -> pd.DataFrame:
-    """Columns `bucket, metric, series, per_minute`: the trend metrics' rate per bucket, split by
+    """Columns `bucket, metric, series, per_minute`: per bucket, the busiest minute's count of
+    each trend metric (what the per-minute alert threshold compares against), split by
     `dimension`: its `TOP_SERIES` largest values per metric (the alert is per value, so the rest
     are not summed into one misleading line; the top-offenders table ranks them all)."""
-    bucket, minutes = bucket_for(filters)
+    bucket, _ = bucket_for(filters)
     where, params = _where(filters)
     column = DIMENSION_COLUMNS[dimension]
-    if bucket == "day":
-        source = (
-            f"SELECT day::TIMESTAMPTZ AS bucket, metric, coalesce({column}, '(none)') AS series, "
-            f"quarantined FROM quarantine_daily WHERE metric IS NOT NULL AND {where}"
-        )
-    else:
-        source = (
-            f"SELECT date_trunc('{bucket}', minute) AS bucket, metric, "
-            f"coalesce({column}, '(none)') AS series, quarantined "
-            f"FROM quarantine_minutely WHERE metric IS NOT NULL AND {where}"
-        )
     return con.execute(
         f"""
-        WITH base AS ({source}),
-        ranked AS (
-            SELECT metric, series,
-                   row_number() OVER (PARTITION BY metric ORDER BY sum(quarantined) DESC, series)
-                       AS rank
-            FROM base GROUP BY metric, series
+        WITH top AS (
+            SELECT metric, coalesce({column}, '(none)') AS series
+            FROM quarantine_daily WHERE metric IS NOT NULL AND {where}
+            GROUP BY 1, 2
+            QUALIFY row_number() OVER (PARTITION BY metric ORDER BY sum(quarantined) DESC, series)
+                <= {TOP_SERIES}
+        ),
+        per_minute AS (
+            SELECT minute, metric, coalesce({column}, '(none)') AS series, sum(quarantined) AS n
+            FROM quarantine_minutely
+            WHERE metric IS NOT NULL AND {where}
+              AND coalesce({column}, '(none)') IN (SELECT series FROM top)
+            GROUP BY ALL
         )
-        SELECT bucket, metric, series, sum(quarantined) / {minutes} AS per_minute
-        FROM base JOIN ranked USING (metric, series)
-        WHERE rank <= {TOP_SERIES}
+        SELECT date_trunc('{bucket}', minute) AS bucket, metric, series, max(n) AS per_minute
+        FROM per_minute SEMI JOIN top USING (metric, series)
         GROUP BY ALL ORDER BY bucket, series
         """,
-        params,
+        params + params,
     ).df()
 
 
