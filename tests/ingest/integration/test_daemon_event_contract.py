@@ -300,3 +300,33 @@ async def test_metrics_count_each_decision_with_dimensions(client, app) -> None:
     assert metrics.value(MetricName.QUARANTINE, **labels, reason="missing_run_id") == 1
     assert metrics.value(MetricName.ENVELOPE, **labels, reason="applied") == 1
     assert metrics.value(MetricName.ENVELOPE, **labels, reason="quarantined") == 1
+
+
+async def test_strict_mismatch_on_a_live_preview_emits_access_denied(client, database_url) -> None:
+    await set_strict(client, True)
+    old_run, old_token = await start_run(client, request_id="first")
+    new_run, _ = await start_run(client, request_id="second")
+    await sql(
+        database_url,
+        """INSERT INTO preview_session (preview_session_id, thread_id, thread_chat_id, run_id,
+               user_id, repo_full_name, upstream_origin, expires_at)
+           VALUES ('ps-live', 'thread-1', 'chat-1', %s, 'user-1', 'acme/web',
+                   'http://127.0.0.1:3000', now() + interval '30 minutes'),
+                  ('ps-revoked', 'thread-1', 'chat-1', %s, 'user-1', 'acme/web',
+                   'http://127.0.0.1:3000', now() + interval '30 minutes')""",
+        (new_run, new_run),
+    )
+    await sql(
+        database_url,
+        "UPDATE preview_session SET revoked_at = now() WHERE preview_session_id = 'ps-revoked'",
+    )
+    response = await post(client, envelope(old_run, 1), old_token)
+    assert response.json()["reason"] == "mismatch"
+    events = await sql(
+        database_url,
+        "SELECT preview_session_id, run_id, properties FROM preview_event WHERE event_name = 'v1.preview.access.denied'",
+    )
+    assert [e["preview_session_id"] for e in events] == ["ps-live"]
+    assert events[0]["run_id"] == new_run
+    assert events[0]["properties"]["reason"] == "binding_mismatch"
+    assert events[0]["properties"]["envelopeRunId"] == old_run
