@@ -81,3 +81,13 @@ async def test_object_store_outage_is_503_and_writes_no_row(client, app, tmp_pat
     assert response.json()["status"] == "unavailable"
     assert response.headers["retry-after"]
     assert await quarantine_rows(client) == []
+
+
+async def test_openapi_documents_every_daemon_event_status(client) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    responses = schema["paths"]["/api/daemon-event"]["post"]["responses"]
+    assert {"200", "202", "400", "401", "403", "413", "503"} <= set(responses)
+    paths = schema["paths"]
+    assert "/api/internal/quarantine" in paths
+    assert "/api/internal/maintenance/sweep" in paths
+    assert "/api/internal/ui-validation/{thread_id}/{thread_chat_id}" in paths
