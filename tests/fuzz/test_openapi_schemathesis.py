@@ -23,12 +23,7 @@ from tests.live_server import LiveServer, free_port
 
 SHORT_CASES = 100
 LONG_CASES = 1200
-KNOWN_SERVER_ERRORS = {
-    "PUT /api/internal/access/github-accounts/{user_id}": (
-        "linking a GitHub login already linked to another user violates github_account_login "
-        "(upsert_github_account only handles ON CONFLICT (user_id)); reported to the access owner"
-    ),
-}
+KNOWN_SERVER_ERRORS: dict[str, str] = {}
 """Found by this suite and reported; printed on every run, excluded from the assertion. Remove an
 entry once its owner fixes it (the long form, TERRAGON_LONG_TESTS=1, never excludes them)."""
 

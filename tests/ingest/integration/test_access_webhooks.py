@@ -105,3 +105,19 @@ async def test_unknown_events_are_acknowledged_and_ignored(client) -> None:
     response = await post_webhook(client, "ping", {"zen": "Keep it logically awesome."})
     assert response.status_code == 200
     assert response.json()["status"] == "ignored"
+
+
+async def test_a_login_linked_to_another_user_is_a_409_not_a_500(client) -> None:
+    first = await client.put(
+        "/api/internal/access/github-accounts/u-1", json={"githubLogin": "octo"}
+    )
+    assert first.status_code == 200
+    taken = await client.put(
+        "/api/internal/access/github-accounts/u-2", json={"githubLogin": "octo"}
+    )
+    assert taken.status_code == 409
+    assert "octo" in taken.json()["error"]
+    relink = await client.put(
+        "/api/internal/access/github-accounts/u-1", json={"githubLogin": "octo2"}
+    )
+    assert relink.status_code == 200

@@ -41,6 +41,12 @@ class NotFound(UserError):
     status_code = 404
 
 
+class Conflict(UserError):
+    """The request contradicts what is already stored."""
+
+    status_code = 409
+
+
 class UnsupportedProvider(UserError):
     """This sandbox provider is not supported by this deployment."""
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import psycopg.errors
 from psycopg.types.json import Jsonb
 
 from terragon_ingest.db import load_queries
+from terragon_ingest.errors import Conflict
 
 if TYPE_CHECKING:
     from terragon_ingest.db import AsyncConn
@@ -26,6 +28,18 @@ async def execute(conn: AsyncConn, name: str, params: dict[str, Any]) -> int:
     """Run one named write of this domain's `queries.sql`; returns the row count."""
     cur = await conn.execute(Q[name], params)
     return cur.rowcount
+
+
+async def link_github_account(conn: AsyncConn, user_id: str, github_login: str) -> None:
+    """One login belongs to one user: linking a login another user holds is a `Conflict`."""
+    try:
+        await conn.execute(
+            Q["upsert_github_account"], {"user_id": user_id, "github_login": github_login}
+        )
+    except psycopg.errors.UniqueViolation as exc:
+        raise Conflict(
+            f"GitHub login {github_login!r} is already linked to another user; unlink it first"
+        ) from exc
 
 
 async def fetch_users_for_login(conn: AsyncConn, github_login: str) -> list[str]:

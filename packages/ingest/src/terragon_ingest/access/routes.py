@@ -22,7 +22,7 @@ from terragon_ingest.access.schemas import (
 )
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest
-from terragon_ingest.kit.http import json_response
+from terragon_ingest.kit.http import ConflictException, json_response
 from terragon_ingest.services import ServicesDep
 from terragon_ingest.telemetry import trace_id_from
 
@@ -80,12 +80,15 @@ class AccessInternalController(Controller):
         )
         return InvalidationResult(keys_deleted=deleted)
 
-    @put("/github-accounts/{user_id:str}", status_code=HTTP_200_OK, raises=[ValidationException])
+    @put(
+        "/github-accounts/{user_id:str}",
+        status_code=HTTP_200_OK,
+        raises=[ValidationException, ConflictException],
+    )
     async def link_github_account(
         self, user_id: FromPath[str], data: JSONBody[GithubAccountUpdate], services: ServicesDep
     ) -> GithubAccount:
         """Link a terragon user to their GitHub login (collaborator/team rows use logins)."""
         async with connection(services.pool) as conn:
-            params = {"user_id": user_id, "github_login": data.github_login}
-            await repository.execute(conn, "upsert_github_account", params)
+            await repository.link_github_account(conn, user_id, data.github_login)
         return GithubAccount(user_id=user_id, github_login=data.github_login)

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 
+class ConflictException(HTTPException):
+    """Documents a 409 in `/schema` (`raises=[ConflictException]`); domain code raises `Conflict`."""
+
+    status_code = 409
+
+
 def json_response(
     body: Any, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response[bytes]:
