@@ -87,6 +87,8 @@ async def test_hundred_concurrent_misses_across_replicas_make_one_check(services
         RepoAccessCache(services.valkey, source, env="test", lock_ms=30_000) for _ in range(4)
     ]
     tasks = [asyncio.create_task(replicas[i % 4].allowed("user-1", "acme/web")) for i in range(100)]
+    # The 100th caller holds the fill lock; it may park the others before it reaches the source.
+    await asyncio.wait_for(source.called.wait(), 10)
     await _wait_for(lambda: sum(r.waiting for r in replicas) == 99, "99 callers parked")
     assert source.calls == 1
     gate.set()
