@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
                 log.info("migrations_applied", names=applied)
         pool = create_pool(
             db_url,
-            min_size=settings.db.POOL_MIN,
+            min_size=min(settings.db.POOL_MIN, settings.db.POOL_MAX),
             max_size=settings.db.POOL_MAX,
             timeout=settings.db.CONNECT_TIMEOUT,
         )

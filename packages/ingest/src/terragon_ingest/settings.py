@@ -57,10 +57,16 @@ def _env_bool(name: str, default: bool) -> bool:
 class DatabaseSettings:
     URL: str | None = field(default_factory=lambda: _env_opt("DATABASE_URL"))
     """`DATABASE_URL`: PostgreSQL URL. Unset → `terragon up` starts an embedded server."""
-    POOL_MIN: int = field(default_factory=lambda: _env_int("TERRAGON_DB_POOL_MIN", 2))
-    """`TERRAGON_DB_POOL_MIN`: connections kept open per process."""
     POOL_MAX: int = field(default_factory=lambda: _env_int("TERRAGON_DB_POOL_MAX", 16))
     """`TERRAGON_DB_POOL_MAX`: upper bound of the per-process pool."""
+    POOL_MIN: int = field(
+        default_factory=lambda: _env_int(
+            "TERRAGON_DB_POOL_MIN", _env_int("TERRAGON_DB_POOL_MAX", 16)
+        )
+    )
+    """`TERRAGON_DB_POOL_MIN`: connections opened at start and kept open per process. Defaults
+    to `TERRAGON_DB_POOL_MAX`, so no connection is ever opened under load (the daemon-event hot
+    path would otherwise pay a connect, ~ms, exactly when it is busiest); capped at the max."""
     CONNECT_TIMEOUT: float = field(
         default_factory=lambda: _env_float("TERRAGON_DB_CONNECT_TIMEOUT", 5.0)
     )
