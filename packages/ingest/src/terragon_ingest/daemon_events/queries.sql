@@ -14,6 +14,17 @@ LEFT JOIN thread_run a ON a.run_id = c.active_run_id
 LEFT JOIN thread_run tr ON tr.run_id = %(token_run_id)s
 WHERE t.thread_id = %(thread_id)s
 
+-- name: ingest_envelope
+-- The happy path in one round trip: token, thread binding, context and (when the runId rule
+-- passes trivially and the batch is not terminal) the apply (migration 2026-11-26-1930).
+SELECT outcome, applied_messages, last_seq, run_status, token_run_id, user_id, repo_full_name,
+       repo_dir, sandbox_provider, codesandbox_id, active_run_id, run_id_strict AS strict,
+       run_start_sha
+FROM terragon_ingest_envelope(
+    %(token_hash)s, %(thread_id)s, %(thread_chat_id)s, %(run_id)s, %(dedupe_id)s, %(seq)s,
+    %(payload_version)s::smallint, %(fields_valid)s, %(messages)s::jsonb, %(trace_id)s,
+    %(terminal)s, %(failure)s, %(end_sha)s)
+
 -- name: apply_envelope
 SELECT outcome, applied_messages, last_seq, run_status, legacy_row_id
 FROM terragon_apply_envelope(

@@ -1,5 +1,7 @@
-"""SQL of the daemon-event domain. The apply is one statement: `terragon_apply_envelope`
-(migration 2026-11-26-1820_correlation.sql), so an envelope costs one transaction, one round trip.
+"""SQL of the daemon-event domain. An ordinary envelope costs one statement, one transaction, one
+round trip: `terragon_ingest_envelope` (migration 2026-11-26-1930_one_round_trip.sql) resolves the
+token, reads the context and runs the apply (`terragon_apply_envelope`, 2026-11-26-1820). The hot
+statements are prepared on first use (`prepare=True`) with stable parameter types.
 """
 
 from __future__ import annotations
@@ -60,6 +62,52 @@ async def fetch_envelope_context(
     )
 
 
+async def _apply(conn: AsyncConn, name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Run one apply statement (prepared); every failure leaves nothing written."""
+    try:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(Q[name], values, prepare=True)
+        row = await cur.fetchone()
+    except psycopg.DataError as exc:
+        raise UnstorablePayload(str(exc)) from exc
+    except psycopg.OperationalError:
+        raise  # the pool's translate_errors turns this into DatabaseUnavailable
+    except psycopg.Error as exc:
+        log.error("envelope_apply_aborted", run_id=values["run_id"], error=str(exc))
+        raise DatabaseUnavailable(
+            f"the apply transaction aborted ({type(exc).__name__}); nothing was written, "
+            "the daemon retries the same envelope"
+        ) from exc
+    assert row is not None
+    return row
+
+
+async def ingest_envelope(
+    conn: AsyncConn, token_hash: bytes, params: dict[str, Any], messages: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Token, binding, context and (on the happy path) the apply in one statement.
+
+    `outcome` is `unauthorized`, `forbidden`, `decide` (the caller decides with the returned
+    context and calls `apply_envelope`) or an outcome of the apply."""
+    values = {
+        **params,
+        "token_hash": token_hash,
+        "messages": msgspec.json.encode(messages).decode(),
+    }
+    return await _apply(conn, "ingest_envelope", values)
+
+
+def apply_result(row: dict[str, Any]) -> ApplyResult:
+    legacy_id = row.get("legacy_row_id")
+    return ApplyResult(
+        outcome=row["outcome"],
+        applied_messages=int(row["applied_messages"] or 0),
+        last_seq=row["last_seq"],
+        run_status=row["run_status"],
+        legacy_row_id=str(legacy_id) if legacy_id is not None else None,
+    )
+
+
 async def apply_envelope(
     conn: AsyncConn,
     params: dict[str, Any],
@@ -72,27 +120,7 @@ async def apply_envelope(
         "messages": msgspec.json.encode(messages).decode(),
         "legacy_row": Jsonb(legacy_row) if legacy_row is not None else None,
     }
-    try:
-        row = await _one(conn, "apply_envelope", values)
-    except psycopg.DataError as exc:
-        raise UnstorablePayload(str(exc)) from exc
-    except psycopg.OperationalError:
-        raise  # the pool's translate_errors turns this into DatabaseUnavailable
-    except psycopg.Error as exc:
-        log.error("envelope_apply_aborted", run_id=params["run_id"], error=str(exc))
-        raise DatabaseUnavailable(
-            f"the apply transaction aborted ({type(exc).__name__}); nothing was written, "
-            "the daemon retries the same envelope"
-        ) from exc
-    assert row is not None
-    legacy_id = row["legacy_row_id"]
-    return ApplyResult(
-        outcome=row["outcome"],
-        applied_messages=int(row["applied_messages"] or 0),
-        last_seq=row["last_seq"],
-        run_status=row["run_status"],
-        legacy_row_id=str(legacy_id) if legacy_id is not None else None,
-    )
+    return apply_result(await _apply(conn, "apply_envelope", values))
 
 
 async def insert_quarantine(conn: AsyncConn, row: dict[str, Any]) -> str:

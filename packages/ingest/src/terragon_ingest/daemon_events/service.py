@@ -2,10 +2,23 @@
 fires decides: token → body shape → runId (missing / mismatch) → payload version → v2 fields →
 duplicate eventId → seq → terminal endSha → apply.
 
-Token, body shape and runId are decided here against the (thread, chat) pointer and the run's
-frozen snapshot. The rest is state that concurrent deliveries race on, so it is decided where it
-is written: `terragon_apply_envelope` locks the run row, re-checks the pointer and applies only
-if every remaining rule passes (see the migration 2026-11-26-1820_correlation.sql).
+An ordinary envelope costs one round trip: `terragon_ingest_envelope` (migration
+2026-11-26-1930_one_round_trip.sql). Where each rule is decided:
+
+| rule | where |
+|---|---|
+| 1 token (missing) | `handle_delivery`: no header → 401, no I/O |
+| 1 token (unknown / revoked) | SQL `terragon_ingest_envelope` block "Rule 1" → `unauthorized` |
+| 2 body shape | `handle_delivery`: `decode_envelope`; on 400 the token is resolved first (rule 1 wins) |
+| 2½ thread binding (403) | SQL `terragon_ingest_envelope` → `forbidden` |
+| 3 runId missing / mismatch | `correlate` below, with the context the SQL returned (`decide`); the SQL only takes the trivial pass (runId = active run, batch not terminal) |
+| 4-7 payload version, v2 fields, duplicate, seq | SQL `terragon_apply_envelope`, under the run lock |
+| 8 terminal endSha | SQL `terragon_apply_envelope`; the sandbox HEAD is read in `correlate` (terminal batches always come back as `decide`) |
+| apply | SQL `terragon_apply_envelope`: messages, dedupe record, seq CAS, run state, in one transaction |
+
+So the duplicate and stale paths write nothing and return from the same one statement; the
+quarantine, legacy and terminal paths add the work they need (rows, sandbox reads) in `correlate`.
+A replay (`replay_of`) enters at `correlate` directly.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ from terragon_ingest.daemon_events.schemas import EnvelopeAck
 from terragon_ingest.daemon_events.terminal import diff_source_for, legacy_ui_outcome
 from terragon_ingest.db import connection
 from terragon_ingest.runs.service import record_missing_end_sha
-from terragon_ingest.runs.tokens import resolve_daemon_token
+from terragon_ingest.runs.tokens import hash_token, resolve_daemon_token
 from terragon_ingest.sandbox.reader import SandboxRef
 
 if TYPE_CHECKING:
@@ -61,25 +74,73 @@ class Context:
     dims: Dimensions
 
 
+_UNAUTHORIZED = "missing, unknown or revoked X-Daemon-Token"
+_FORBIDDEN = "the token is bound to another thread"
+
+
 async def handle_delivery(
     services: Services, body: bytes, token: str | None, trace_id: str
 ) -> Reply:
     """`POST /api/daemon-event` after the body was read under the size cap."""
-    async with connection(services.pool) as conn:  # 1. token
-        binding = await resolve_daemon_token(conn, token)
-    if binding is None:
-        ack = EnvelopeAck(
-            EnvelopeStatus.UNAUTHORIZED, error="missing, unknown or revoked X-Daemon-Token"
-        )
-        return Reply(401, ack)
+    if not token:  # 1. token
+        return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
     try:  # 2. body shape
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
+        async with connection(services.pool) as conn:  # 1. comes first: a bad token is 401
+            binding = await resolve_daemon_token(conn, token)
+        if binding is None:
+            return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
         return Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc)]))
+    params = _apply_params(envelope, body, trace_id)
+    try:  # 1, 2½ and the context; 4-8 and the apply when rule 3 passes trivially
+        async with connection(services.pool) as conn:
+            row = await repository.ingest_envelope(
+                conn, hash_token(token), params, envelope.messages
+            )
+    except repository.UnstorablePayload:  # step by step: quarantined as invalid_envelope
+        return await _handle_in_steps(services, body, envelope, token, trace_id)
+    outcome = row["outcome"]
+    if outcome == "unauthorized":
+        return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
+    if outcome == "forbidden":
+        return Reply(403, EnvelopeAck(EnvelopeStatus.FORBIDDEN, error=_FORBIDDEN))
+    ctx = _context(row)
+    if outcome == "decide":
+        return await correlate(services, body, envelope, row["token_run_id"], trace_id, ctx=ctx)
+    case = _Case(services, ctx, envelope, body, trace_id, None)
+    return await _conclude(case, params["run_id"], repository.apply_result(row))
+
+
+async def _handle_in_steps(
+    services: Services, body: bytes, envelope: DaemonEnvelope, token: str, trace_id: str
+) -> Reply:
+    """The same decision one round trip at a time (token, context, apply), for an envelope the
+    one-statement path could not even bind (its messages are not storable as jsonb)."""
+    async with connection(services.pool) as conn:
+        binding = await resolve_daemon_token(conn, token)
+    if binding is None:
+        return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
     if envelope.thread_id != binding.thread_id:
-        ack = EnvelopeAck(EnvelopeStatus.FORBIDDEN, error="the token is bound to another thread")
-        return Reply(403, ack)
+        return Reply(403, EnvelopeAck(EnvelopeStatus.FORBIDDEN, error=_FORBIDDEN))
     return await correlate(services, body, envelope, binding.run_id, trace_id)
+
+
+def _apply_params(envelope: DaemonEnvelope, body: bytes, trace_id: str) -> dict[str, Any]:
+    """What the apply needs that the envelope alone decides (the runId is as given)."""
+    return {
+        "thread_id": envelope.thread_id,
+        "thread_chat_id": envelope.thread_chat_id,
+        "run_id": given(envelope.run_id),
+        "dedupe_id": given(envelope.event_id) or _legacy_event_id(body),
+        "seq": envelope.seq,
+        "payload_version": envelope.payload_version,
+        "fields_valid": v2_fields_valid(envelope),
+        "trace_id": trace_id,
+        "terminal": is_terminal(envelope.messages),
+        "failure": is_failure(envelope.messages),
+        "end_sha": given(envelope.end_sha),
+    }
 
 
 async def correlate(
@@ -90,10 +151,13 @@ async def correlate(
     trace_id: str,
     *,
     replay_of: str | None = None,
+    ctx: Context | None = None,
 ) -> Reply:
     """Rules 3 to 8 and the apply. `replay_of` (a quarantine id) re-drives a stored envelope: the
-    same path, but the outcome is reported to the replay instead of writing new quarantine rows."""
-    ctx = await _load_context(services, envelope, token_run_id)
+    same path, but the outcome is reported to the replay instead of writing new quarantine rows.
+    `ctx` is the context when the caller already read it (the one-statement path)."""
+    if ctx is None:
+        ctx = await _load_context(services, envelope, token_run_id)
     case = _Case(services, ctx, envelope, body, trace_id, replay_of)
     run_id = given(envelope.run_id)
     legacy = False
@@ -108,23 +172,17 @@ async def correlate(
     target = ctx.active_run_id
     assert target is not None
     # Rules 4 to 8 are decided under the run lock by the apply; below we only prepare its inputs.
-    terminal = is_terminal(envelope.messages)
-    end_sha = given(envelope.end_sha)
+    params = _apply_params(envelope, body, trace_id)
+    terminal = params["terminal"]
+    end_sha = params["end_sha"]
     diff = await diff_source_for(ctx.sandbox, end_sha) if terminal else None
     ui = await legacy_ui_outcome(ctx.sandbox, ctx.run_start_sha) if legacy and terminal else None
     legacy_row = None
     if legacy and replay_of is None:
         legacy_row = await case.row(QuarantineReason.LEGACY_MODE)
-    params = {
+    del params["thread_id"], params["thread_chat_id"]
+    params |= {
         "run_id": target,
-        "dedupe_id": given(envelope.event_id) or _legacy_event_id(body),
-        "seq": envelope.seq,
-        "payload_version": envelope.payload_version,
-        "fields_valid": v2_fields_valid(envelope),
-        "trace_id": trace_id,
-        "terminal": terminal,
-        "failure": is_failure(envelope.messages),
-        "end_sha": end_sha,
         "diff_source": diff.source.value if diff else None,
         "diff_source_context": diff.context if diff else None,
         "ui_outcome": ui.outcome.value if ui else None,
@@ -136,27 +194,52 @@ async def correlate(
     except repository.UnstorablePayload as exc:
         log.warning("envelope_unstorable", run_id=target, error=str(exc))
         return await case.quarantine(QuarantineReason.INVALID_ENVELOPE)
+    return await _conclude(case, target, result, legacy=legacy, legacy_row=legacy_row)
+
+
+async def _conclude(
+    case: _Case,
+    target: str,
+    result: repository.ApplyResult,
+    *,
+    legacy: bool = False,
+    legacy_row: dict[str, Any] | None = None,
+) -> Reply:
+    """The reply for the apply's outcome (rules 3 re-checked, 4 to 8, or applied)."""
     seen = {"run_id": target, "last_accepted_seq": result.last_seq}
+    dims = case.ctx.dims
+    if result.outcome == "applied":
+        if legacy_row is not None and result.legacy_row_id is not None:
+            await recording.after_legacy_apply(
+                case.services, legacy_row, result.legacy_row_id, dims
+            )
+        ack = EnvelopeAck(
+            EnvelopeStatus.APPLIED,
+            legacy_mode=legacy,
+            applied_messages=result.applied_messages,
+            quarantine_id=result.legacy_row_id,
+            **seen,
+        )
+        return Reply(200, ack, dims)
     if result.outcome == "duplicate":
-        return Reply(202, EnvelopeAck(EnvelopeStatus.DUPLICATE, **seen), ctx.dims)
+        return Reply(202, EnvelopeAck(EnvelopeStatus.DUPLICATE, **seen), dims)
     if result.outcome == "stale_seq":
-        recording.log_stale_once(target, envelope.seq, result.last_seq)
-        return Reply(202, EnvelopeAck(EnvelopeStatus.STALE_SEQ, **seen), ctx.dims)
-    if result.outcome != "applied":  # mismatch (pointer moved), payload version, v2 fields, endSha
-        reason = QuarantineReason(result.outcome)
-        if reason is QuarantineReason.MISSING_END_SHA and replay_of is None:
-            await record_missing_end_sha(services.pool, run_id=target)
-        return await case.quarantine(reason)
-    if legacy_row is not None and result.legacy_row_id is not None:
-        await recording.after_legacy_apply(services, legacy_row, result.legacy_row_id, ctx.dims)
-    ack = EnvelopeAck(
-        EnvelopeStatus.APPLIED,
-        legacy_mode=legacy,
-        applied_messages=result.applied_messages,
-        quarantine_id=result.legacy_row_id,
-        **seen,
-    )
-    return Reply(200, ack, ctx.dims)
+        recording.log_stale_once(target, case.envelope.seq, result.last_seq)
+        return Reply(202, EnvelopeAck(EnvelopeStatus.STALE_SEQ, **seen), dims)
+    # mismatch (pointer moved), payload version, v2 fields, endSha
+    reason = QuarantineReason(result.outcome)
+    if reason is QuarantineReason.MISSING_END_SHA and case.replay_of is None:
+        await record_missing_end_sha(case.services.pool, run_id=target)
+    return await case.quarantine(reason)
+
+
+def _context(row: dict[str, Any]) -> Context:
+    """The context from a row of `fetch_envelope_context` or `terragon_ingest_envelope`."""
+    assert row["user_id"] is not None, "a live token always references its thread"
+    provider = row["sandbox_provider"]
+    dims = Dimensions(row["repo_full_name"], row["user_id"], provider, row["codesandbox_id"])
+    sandbox = SandboxRef(SandboxProvider(provider), row["codesandbox_id"], row["repo_dir"])
+    return Context(row["active_run_id"], bool(row["strict"]), row["run_start_sha"], sandbox, dims)
 
 
 async def _load_context(services: Services, envelope: DaemonEnvelope, token_run_id: str) -> Context:
@@ -165,10 +248,7 @@ async def _load_context(services: Services, envelope: DaemonEnvelope, token_run_
             conn, envelope.thread_id, envelope.thread_chat_id, token_run_id
         )
     assert row is not None, "a live token always references its thread"
-    provider = row["sandbox_provider"]
-    dims = Dimensions(row["repo_full_name"], row["user_id"], provider, row["codesandbox_id"])
-    sandbox = SandboxRef(SandboxProvider(provider), row["codesandbox_id"], row["repo_dir"])
-    return Context(row["active_run_id"], bool(row["strict"]), row["run_start_sha"], sandbox, dims)
+    return _context(row)
 
 
 def _legacy_event_id(body: bytes) -> str:

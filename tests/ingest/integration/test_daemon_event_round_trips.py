@@ -1,0 +1,72 @@
+"""The daemon-event hot path costs one statement (one round trip, one pooled connection): applied,
+duplicate, stale and unknown-token envelopes are decided by `terragon_ingest_envelope` alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from tests.ingest.integration.test_daemon_event_support import envelope, post, start_run
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.checkouts = 0
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    counter = Counter()
+    execute = psycopg.AsyncCursor.execute
+    getconn = AsyncConnectionPool.getconn
+
+    async def counting_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        counter.statements.append(str(query))
+        return await execute(self, query, *args, **kwargs)
+
+    async def counting_getconn(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counter.checkouts += 1
+        return await getconn(self, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", counting_execute)
+    monkeypatch.setattr(AsyncConnectionPool, "getconn", counting_getconn)
+    return counter
+
+
+async def _one_statement(client, counted: Counter, body: dict[str, Any], token: str) -> str:
+    counted.statements.clear()
+    counted.checkouts = 0
+    response = await post(client, body, token)
+    assert len(counted.statements) == 1, counted.statements
+    assert "terragon_ingest_envelope" in counted.statements[0]
+    assert counted.checkouts == 1
+    return response.json()["status"]
+
+
+async def test_applied_duplicate_and_stale_cost_one_statement(client, counted: Counter) -> None:
+    run_id, token = await start_run(client)
+    assert await _one_statement(client, counted, envelope(run_id, 1), token) == "applied"
+    # the same eventId again, then an older seq with a new eventId
+    assert await _one_statement(client, counted, envelope(run_id, 2, event_id="evt-1"), token) == (
+        "duplicate"
+    )
+    assert await _one_statement(client, counted, envelope(run_id, 1, event_id="x"), token) == (
+        "stale_seq"
+    )
+
+
+async def test_unknown_token_costs_one_statement_and_no_token_none(
+    client, counted: Counter
+) -> None:
+    run_id, _ = await start_run(client)
+    assert await _one_statement(client, counted, envelope(run_id, 1), "tdt_unknown") == (
+        "unauthorized"
+    )
+    counted.statements.clear()
+    response = await post(client, envelope(run_id, 1), "")
+    assert response.status_code == 401
+    assert counted.statements == []
