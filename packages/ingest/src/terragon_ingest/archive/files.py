@@ -74,8 +74,10 @@ def merge_hour(
     hour: datetime,
     keep_before: datetime,
     new_rows: pa.Table,
+    new_until: datetime | None = None,
 ) -> Path:
-    """Write an hour's file as (its rows before `keep_before`) + `new_rows`.
+    """Write an hour's file as (its rows before `keep_before`) + `new_rows` (only those with
+    `keep_before <= ts < new_until` when `new_until` is given: `new_rows` may span several hours).
 
     Rows at or after `keep_before` in the old file were written by a run that crashed before it
     advanced the watermark; they are dropped and re-read from Postgres, so nothing is counted twice.
@@ -84,17 +86,38 @@ def merge_hour(
     columns = ", ".join(name for name, _ in ARCHIVE_COLUMNS[dataset])
     con.register("new_rows", new_rows)
     try:
+        ts = TS_COLUMN[dataset]
         select = f"SELECT {columns} FROM new_rows"
+        if new_until is not None:
+            select += (
+                f" WHERE {ts} >= TIMESTAMPTZ '{keep_before.isoformat()}'"
+                f" AND {ts} < TIMESTAMPTZ '{new_until.isoformat()}'"
+            )
         if target.exists():
-            ts = TS_COLUMN[dataset]
             select = (
                 f"SELECT {columns} FROM read_parquet({_quote(target)}) "
                 f"WHERE {ts} < TIMESTAMPTZ '{keep_before.isoformat()}' UNION ALL {select}"
             )
-        _copy_atomic(con, f"{select} ORDER BY {TS_COLUMN[dataset]}", target)
+        _copy_atomic(con, f"{select} ORDER BY {ts}", target)
     finally:
         con.unregister("new_rows")
     return target
+
+
+def hours_with_rows(
+    con: duckdb.DuckDBPyConnection, dataset: ArchiveDataset, rows: pa.Table
+) -> set[datetime]:
+    """The UTC hours `rows` has rows in."""
+    if rows.num_rows == 0:
+        return set()
+    con.register("new_rows", rows)
+    try:
+        found = con.execute(
+            f"SELECT DISTINCT date_trunc('hour', {TS_COLUMN[dataset]}) FROM new_rows"
+        ).fetchall()
+    finally:
+        con.unregister("new_rows")
+    return {r[0] for r in found}
 
 
 _MEASURES_FROM_ROWS = (

@@ -1,5 +1,6 @@
 -- Archive rollup, retention and alert hooks. Timestamps are exported as epoch microseconds
 -- (exact: `extract(epoch ...)` is numeric) so the Parquet writer needs no time-zone parsing.
+-- The exports are unordered: the rollup splits them by hour and DuckDB sorts each hour file.
 
 -- name: try_lock
 SELECT pg_try_advisory_lock(%(key)s)
@@ -37,7 +38,6 @@ COPY (
     FROM daemon_event_quarantine q
     LEFT JOIN thread_run r ON r.run_id = coalesce(q.active_run_id, q.run_id)
     WHERE q.created_at >= %(lo)s AND q.created_at < %(hi)s
-    ORDER BY q.created_at, q.id
 ) TO STDOUT (FORMAT csv)
 
 -- name: export_preview_event
@@ -47,7 +47,6 @@ COPY (
            sandbox_provider, preview_session_id, user_id, proxy_req_id, properties::text
     FROM preview_event
     WHERE ts_server >= %(lo)s AND ts_server < %(hi)s
-    ORDER BY ts_server, id
 ) TO STDOUT (FORMAT csv)
 
 -- name: list_quarantine_partitions

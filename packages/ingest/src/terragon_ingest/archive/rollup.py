@@ -2,10 +2,13 @@
 
 Incremental from a watermark per source table (`archive_watermark`), one UTC hour per step:
 
-1. read the slice `[watermark, min(hour end, end))` from Postgres with one `COPY ... TO STDOUT`;
+1. read the slice `[watermark, min(hour end, end))` from Postgres with one `COPY ... TO STDOUT`
+   (several hours of the same day are read by one COPY, as many as keep a read near
+   `READ_TARGET_ROWS`: each COPY scans the day's partition, which has no index on `created_at`);
 2. rewrite that hour's rows file as (its rows before the watermark) + the slice, then the hour's
-   minutely aggregates and the day's daily aggregates from it (temporary file + rename each);
-3. only then advance the watermark.
+   minutely aggregates from it (temporary file + rename each); the day's daily aggregates are
+   rewritten once, when the watermark leaves the day or the run ends;
+3. only then advance the watermark (hour by hour).
 
 A crash anywhere leaves the watermark where it was; the rerun drops whatever the crashed run
 wrote past the watermark and writes the slice again, so nothing is counted twice or skipped.
@@ -33,6 +36,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 _HOUR = timedelta(hours=1)
+
+READ_TARGET_ROWS = 250_000
+"""Rows one COPY aims for: bounds the rollup's memory while catching up on a busy day."""
 
 SOURCES: dict[str, ArchiveDataset] = {
     "quarantine": ArchiveDataset.QUARANTINE_ROWS,
@@ -105,24 +111,33 @@ def _rollup_source(
     ):
         result.days.add(watermark.date())  # a crashed run may have left its daily file behind
     copied = 0
+    span = 1  # hours per COPY, adapted to the rows per hour seen so far
     while watermark < end:
         hour = floor_hour(watermark)
-        hi = min(hour + _HOUR, end)
-        rows = repository.export_rows(conn, dataset, watermark, hi)
-        _write_hour(con, root, dataset, hour, watermark, rows, result)
+        day_end = datetime.combine(hour.date() + timedelta(days=1), datetime.min.time(), UTC)
+        read_hi = min(hour + span * _HOUR, day_end, end)
+        rows = repository.export_rows(conn, dataset, watermark, read_hi)
         copied += rows.num_rows
-        nxt = hi
-        if hi < end:  # skip the empty hours up to the next row, if any
-            first = repository.fetch_first_at(conn, dataset, hi)
-            nxt = min(floor_hour(first), end) if first else end
-            nxt = max(nxt, hi)
-        # The day's aggregates are rewritten before the watermark leaves the day, and at the end
-        # of every run: a crash in between leaves the watermark inside the day, so the rerun
-        # rewrites them again.
-        if hour.date() in result.days and (nxt >= end or nxt.date() != hour.date()):
-            files.write_daily(con, root, hour.date())
-        repository.advance_watermark(conn, name, watermark, nxt)
-        watermark = nxt
+        hours = max(1, round((read_hi - watermark) / _HOUR))
+        span = max(1, min(24, READ_TARGET_ROWS * hours // max(rows.num_rows, 1)))
+        present = files.hours_with_rows(con, dataset, rows)
+        while watermark < read_hi:
+            hour = floor_hour(watermark)
+            hi = min(hour + _HOUR, read_hi)
+            _write_hour(con, root, dataset, hour, watermark, rows, hi, hour in present, result)
+            nxt = hi
+            if hi == read_hi and hi < end and rows.num_rows == 0:
+                # skip the empty hours up to the next row, if any
+                first = repository.fetch_first_at(conn, dataset, hi)
+                nxt = min(floor_hour(first), end) if first else end
+                nxt = max(nxt, hi)
+            # The day's aggregates are rewritten before the watermark leaves the day, and at the
+            # end of every run: a crash in between leaves the watermark inside the day, so the
+            # rerun rewrites them again.
+            if hour.date() in result.days and (nxt >= end or nxt.date() != hour.date()):
+                files.write_daily(con, root, hour.date())
+            repository.advance_watermark(conn, name, watermark, nxt)
+            watermark = nxt
     return copied
 
 
@@ -133,12 +148,15 @@ def _write_hour(
     hour: datetime,
     watermark: datetime,
     rows: pa.Table,
+    until: datetime,
+    has_rows: bool,
     result: RollupResult,
 ) -> None:
+    """Rewrite `hour`'s files with its part `[watermark, until)` of `rows`."""
     exists = files.hour_file(root, dataset, hour).exists()
-    if rows.num_rows == 0 and not exists:
+    if not has_rows and not exists:
         return
-    files.merge_hour(con, root, dataset, hour, watermark, rows)
+    files.merge_hour(con, root, dataset, hour, watermark, rows, until)
     if dataset is ArchiveDataset.QUARANTINE_ROWS:
         files.write_minutely(con, root, hour)
         result.days.add(hour.date())
@@ -163,9 +181,11 @@ def rebuild_day(conn: repository.Conn, root: Path, day: date) -> int:
                     hour = start + step * _HOUR
                     if hour >= watermark:
                         break
-                    rows = repository.export_rows(conn, dataset, hour, min(hour + _HOUR, watermark))
+                    hi = min(hour + _HOUR, watermark)
+                    rows = repository.export_rows(conn, dataset, hour, hi)
                     # keep nothing of the old file: the hour is re-read whole
-                    _write_hour(con, root, dataset, hour, hour, rows, result)
+                    has_rows = rows.num_rows > 0
+                    _write_hour(con, root, dataset, hour, hour, rows, hi, has_rows, result)
                     written += rows.num_rows
                 if day in result.days:
                     files.write_daily(con, root, day)
