@@ -62,6 +62,10 @@ FROM daemon_event_quarantine_default
 WHERE created_at < %(before)s
 ORDER BY day
 
+-- name: count_quarantine_day
+-- Exact, and cheap next to the GROUP BY below (no hashing: 0.2 s vs 1.1 s for a 1 M-row day).
+SELECT count(*) FROM daemon_event_quarantine WHERE created_at >= %(lo)s AND created_at < %(hi)s
+
 -- name: count_quarantine_groups
 SELECT reason, repo_full_name, user_id, sandbox_provider, count(*)
 FROM daemon_event_quarantine

@@ -148,6 +148,12 @@ GroupKey = tuple[str, str | None, str | None, str | None]
 """(reason, repo, user, provider)"""
 
 
+async def count_quarantine_day(conn: AsyncConn, lo: datetime, hi: datetime) -> int:
+    cur = await conn.execute(Q["count_quarantine_day"], {"lo": lo, "hi": hi})
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def count_quarantine_groups(
     conn: AsyncConn, lo: datetime, hi: datetime
 ) -> dict[GroupKey, int]:

@@ -4,7 +4,13 @@ A day leaves Postgres only when the archive is known to hold it:
 
 1. the rollup's watermark is past the day's end;
 2. the archive's daily aggregates match Postgres's counts exactly for every (reason, repo,
-   user, provider), and the archive holds as many rows as Postgres;
+   user, provider), and the archive holds as many rows as Postgres. Checked cheaply: Postgres's
+   exact `count(*)` of the day must equal the archive's row count and the sum of its daily
+   aggregates (per group, from the rows the rollup copied). Quarantine rows are only ever
+   inserted (replay updates no dimension; only this purge deletes), so equal totals mean no row
+   arrived after the rollup copied the day, hence equal per-group counts. When the totals
+   differ, Postgres's per-group counts are computed to say which groups differ. The cost grows
+   with the day's rows only through that `count(*)`, not through a GROUP BY over raw rows;
 3. then, in one transaction, a `preview.quarantine.purge` event with per-reason totals is
    emitted and the day's partition is detached and dropped (rows that fell into the DEFAULT
    partition are deleted); `preview_quarantine_purge_total` counts the rows by reason;
@@ -103,25 +109,31 @@ def _archived_groups(root: Path, day: date) -> tuple[dict[repository.GroupKey, i
 
 async def plan_day(conn: AsyncConn, root: Path, day: date, partition: str | None) -> DayPlan:
     lo, hi = _bounds(day)
-    groups = await repository.count_quarantine_groups(conn, lo, hi)
-    by_reason: Counter[str] = Counter()
-    for (reason, *_), n in groups.items():
-        by_reason[reason] += n
-    rows = sum(groups.values())
+    rows = await repository.count_quarantine_day(conn, lo, hi)
     archived, archived_rows = await asyncio.to_thread(_archived_groups, root, day)
-    plan = DayPlan(day, partition, rows, dict(by_reason), archived_rows, reconciled=False)
+    plan = DayPlan(day, partition, rows, _by_reason(archived), archived_rows, reconciled=False)
     watermark = await repository.fetch_watermark_async(conn, "quarantine")
     if watermark is None or watermark < hi:
         plan.problem = "the rollup has not passed this day yet"
-    elif archived != groups:
-        missing = {k: v for k, v in groups.items() if archived.get(k) != v}
-        plan.problem = f"archive aggregates differ from Postgres for {len(missing)} group(s)"
-    elif archived_rows != rows:
-        plan.problem = f"archive holds {archived_rows} rows, Postgres {rows}"
+    elif rows != archived_rows or sum(archived.values()) != archived_rows:
+        groups = await repository.count_quarantine_groups(conn, lo, hi)
+        plan.by_reason = _by_reason(groups)
+        if archived != groups:
+            missing = {k: v for k, v in groups.items() if archived.get(k) != v}
+            plan.problem = f"archive aggregates differ from Postgres for {len(missing)} group(s)"
+        else:
+            plan.problem = f"archive holds {archived_rows} rows, Postgres {rows}"
     else:
         plan.reconciled = True
         plan.objects = await repository.fetch_quarantine_object_keys(conn, lo, hi)
     return plan
+
+
+def _by_reason(groups: dict[repository.GroupKey, int]) -> dict[str, int]:
+    by_reason: Counter[str] = Counter()
+    for (reason, *_), n in groups.items():
+        by_reason[reason] += n
+    return dict(by_reason)
 
 
 async def plan_purge(conn: AsyncConn, root: Path, today: date) -> list[DayPlan]:
