@@ -33,17 +33,18 @@ FROM terragon_apply_envelope(
     %(diff_source_context)s, %(legacy_row)s::jsonb, %(ui_outcome)s, %(ui_blocking_reason)s)
 
 -- name: insert_quarantine
+-- The id is made by the caller (a random v4 uuid, like the column default) so the row, its
+-- event and the commit go out in one pipelined round trip.
 INSERT INTO daemon_event_quarantine (
-    thread_id, thread_chat_id, run_id, active_run_id, reason, payload_version, payload_hash,
+    id, thread_id, thread_chat_id, run_id, active_run_id, reason, payload_version, payload_hash,
     payload_size, payload_prefix_2k, payload_inline, payload_object_key, offload_skipped,
     repo_full_name, user_id, sandbox_provider, event_id, seq, trace_id
 ) VALUES (
-    %(thread_id)s, %(thread_chat_id)s, %(run_id)s, %(active_run_id)s, %(reason)s,
+    %(id)s::uuid, %(thread_id)s, %(thread_chat_id)s, %(run_id)s, %(active_run_id)s, %(reason)s,
     %(payload_version)s, %(payload_hash)s, %(payload_size)s, %(payload_prefix_2k)s,
     %(payload_inline)s, %(payload_object_key)s, %(offload_skipped)s, %(repo_full_name)s,
     %(user_id)s, %(sandbox_provider)s, %(event_id)s, %(seq)s, %(trace_id)s
 )
-RETURNING id
 
 -- name: list_quarantine
 SELECT id::text, thread_id, thread_chat_id, run_id AS run_id_or_null, active_run_id, reason,

@@ -63,7 +63,8 @@ async def record_quarantine(
         QuarantineReason.MISSING_RUN_ID,
         QuarantineReason.MISMATCH,
     )
-    async with connection(services.pool) as conn, conn.transaction():
+    # Pipelined: BEGIN, the row, its event (and the preview-session read) go out together.
+    async with connection(services.pool) as conn, conn.pipeline(), conn.transaction():
         quarantine_id = await repository.insert_quarantine(conn, row)
         await emit_quarantine_event(conn, row, quarantine_id, dims)
         if strict_mismatch:

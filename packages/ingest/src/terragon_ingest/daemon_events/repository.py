@@ -6,6 +6,7 @@ statements are prepared on first use (`prepare=True`) with stable parameter type
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -124,9 +125,10 @@ async def apply_envelope(
 
 
 async def insert_quarantine(conn: AsyncConn, row: dict[str, Any]) -> str:
-    inserted = await _one(conn, "insert_quarantine", row)
-    assert inserted is not None
-    return str(inserted["id"])
+    """Insert the row under a fresh id and return the id; waits for nothing in pipeline mode."""
+    quarantine_id = str(uuid.uuid4())
+    await conn.execute(Q["insert_quarantine"], {**row, "id": quarantine_id})
+    return quarantine_id
 
 
 async def list_quarantine(
