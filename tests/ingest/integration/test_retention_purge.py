@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from obstore.store import LocalStore
 
 from terragon_core import QUARANTINE_PURGE_EVENT, MetricName, QuarantineReason
 from terragon_ingest.archive import files, repository
-from terragon_ingest.archive.objects import object_store
 from terragon_ingest.archive.retention import purge
 from terragon_ingest.archive.rollup import rebuild_day, rollup
 from terragon_ingest.cli import main
+from terragon_ingest.daemon_events.objects import QuarantineObjects
 from terragon_ingest.telemetry import Metrics
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
 
@@ -93,7 +94,7 @@ async def _purge(url: str, tmp_path: Path, metrics: Metrics | None = None, dry_r
         return await purge(
             conn,
             archive_root=tmp_path / "archive",
-            store=object_store(None, tmp_path),
+            store=QuarantineObjects(LocalStore(tmp_path / "objects", mkdir=True), "test"),
             metrics=metrics or Metrics(),
             dry_run=dry_run,
         )

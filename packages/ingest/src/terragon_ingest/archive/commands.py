@@ -170,8 +170,8 @@ def purge_command(
     from rich.table import Table
 
     from terragon_ingest.archive import repository
-    from terragon_ingest.archive.objects import object_store
     from terragon_ingest.archive.retention import DayPlan, purge
+    from terragon_ingest.daemon_events.objects import QuarantineObjects
     from terragon_ingest.telemetry import Metrics
 
     settings = _settings(_resolve_database_url(database_url, data_dir), data_dir, archive_dir)
@@ -179,9 +179,7 @@ def purge_command(
     assert url
 
     root = settings.archive.archive_dir(settings.server.DATA_DIR)
-    store = object_store(
-        settings.objects.URL, settings.server.DATA_DIR, settings.objects.S3_ENDPOINT
-    )
+    store = QuarantineObjects.from_settings(settings)
 
     async def run() -> list[DayPlan]:
         conn = await repository.async_connect(url)

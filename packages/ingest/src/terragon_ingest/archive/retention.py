@@ -39,12 +39,10 @@ from terragon_core import (
 )
 from terragon_ingest import telemetry
 from terragon_ingest.archive import files, repository
-from terragon_ingest.archive.objects import delete_objects
 from terragon_ingest.db.locks import ARCHIVE_ROLLUP_LOCK, RETENTION_PURGE_LOCK
 
 if TYPE_CHECKING:
-    from obstore.store import ObjectStore
-
+    from terragon_ingest.daemon_events.objects import QuarantineObjects
     from terragon_ingest.db import AsyncConn
     from terragon_ingest.telemetry import Metrics
 
@@ -153,7 +151,7 @@ async def purge(
     conn: AsyncConn,
     *,
     archive_root: Path,
-    store: ObjectStore | None,
+    store: QuarantineObjects | None,
     metrics: Metrics,
     today: date | None = None,
     dry_run: bool = False,
@@ -188,7 +186,7 @@ async def purge(
     if store is not None and not dry_run:
         for plan in plans:
             if plan.purged and plan.objects:
-                await asyncio.to_thread(delete_objects, store, plan.objects)
+                await store.delete_many(plan.objects)
     return plans
 
 

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from terragon_ingest.archive import repository
 from terragon_ingest.archive.alerts import evaluate_alerts
-from terragon_ingest.archive.objects import object_store
 from terragon_ingest.archive.retention import DayPlan, purge
 from terragon_ingest.archive.rollup import RollupResult, rollup
+from terragon_ingest.daemon_events.objects import QuarantineObjects
 
 if TYPE_CHECKING:
     from terragon_ingest.services import Services
@@ -42,8 +42,6 @@ async def retention_purge_job(services: Services) -> list[DayPlan]:
         return await purge(
             conn,
             archive_root=settings.archive.archive_dir(settings.server.DATA_DIR),
-            store=object_store(
-                settings.objects.URL, settings.server.DATA_DIR, settings.objects.S3_ENDPOINT
-            ),
+            store=services.objects or QuarantineObjects.from_settings(settings),
             metrics=services.metrics,
         )

@@ -81,3 +81,9 @@ class QuarantineObjects:
             return True
 
         return await asyncio.to_thread(_delete)
+
+    async def delete_many(self, keys: list[str]) -> int:
+        """Delete `keys` (retention); keys already gone are fine. Returns how many were deleted."""
+        deleted = sum([await self.delete(key) for key in keys])
+        log.info("quarantine_objects_deleted", deleted=deleted, requested=len(keys))
+        return deleted
