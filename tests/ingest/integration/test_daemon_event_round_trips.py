@@ -70,3 +70,21 @@ async def test_unknown_token_costs_one_statement_and_no_token_none(
     response = await post(client, envelope(run_id, 1), "")
     assert response.status_code == 401
     assert counted.statements == []
+
+
+async def test_unstorable_messages_fall_back_to_the_step_by_step_path(
+    client, counted: Counter
+) -> None:
+    """A `\\u0000` escape cannot be stored as jsonb: the one statement fails to bind, and the
+    step-by-step path quarantines the envelope as `invalid_envelope` (nothing applied)."""
+    run_id, token = await start_run(client)
+    body = envelope(run_id, 1, messages=[{"type": "assistant", "text": "nul \u0000 here"}])
+    counted.statements.clear()
+    response = await post(client, body, token)
+    assert response.status_code == 202, response.text
+    assert (response.json()["status"], response.json()["reason"]) == (
+        "quarantined",
+        "invalid_envelope",
+    )
+    assert "terragon_ingest_envelope" in counted.statements[0]
+    assert len(counted.statements) > 1
