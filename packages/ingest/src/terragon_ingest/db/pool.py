@@ -10,7 +10,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from terragon_ingest.errors import DatabaseUnavailable
+from terragon_ingest.errors import DatabaseUnavailable, InvalidRequest
 
 AsyncConn = psycopg.AsyncConnection[Any]
 Pool = AsyncConnectionPool[AsyncConn]
@@ -41,11 +41,16 @@ def create_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Po
 
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
-    """Driver errors that mean "the database is not there" become `DatabaseUnavailable`."""
+    """Driver errors become domain errors: an outage is `DatabaseUnavailable` (503), a value the
+    database cannot store is `InvalidRequest` (400)."""
     try:
         yield
     except (psycopg.OperationalError, PoolTimeout) as exc:
         raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+    except psycopg.DataError as exc:
+        # A value PostgreSQL cannot store (a NUL byte in text, `\u0000` in jsonb, an out-of-range
+        # number) is the caller's input, not an outage: a 400 that names it, nothing written.
+        raise InvalidRequest(f"a value cannot be stored: {exc}") from exc
 
 
 @contextlib.asynccontextmanager

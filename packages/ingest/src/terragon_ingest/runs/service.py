@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from terragon_core import FinishReason, FrozenFlags, SandboxProvider, TriggerSource
+from terragon_ingest.db import connection
 from terragon_ingest.db.pool import RETRYABLE_CONFLICTS
 from terragon_ingest.errors import NotFound, RunContextConflict
 from terragon_ingest.runs import repository
@@ -93,7 +94,7 @@ async def _attempt(
     start_request_id: str,
     trigger_source: TriggerSource,
 ) -> RunContext:
-    async with pool.connection() as conn, conn.transaction():
+    async with connection(pool) as conn, conn.transaction():
         thread = await repository.fetch_thread(conn, thread_id)
         if thread is None:
             raise NotFound(
@@ -147,7 +148,7 @@ async def bind_run_sandbox(
     run_start_sha: str | None,
 ) -> bool:
     """Record the run's sandbox and start SHA (first value wins); False if the run is not active."""
-    async with pool.connection() as conn:
+    async with connection(pool) as conn:
         return await repository.bind_run_sandbox(
             conn,
             {
@@ -162,7 +163,7 @@ async def bind_run_sandbox(
 async def record_missing_end_sha(pool: Pool, *, run_id: str) -> bool:
     """Start the backstop's grace window for a run whose terminal envelope lacked `endSha`
     (first time wins). False when the run is no longer active."""
-    async with pool.connection() as conn:
+    async with connection(pool) as conn:
         return await repository.record_missing_end_sha(conn, run_id)
 
 
