@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--connections", type=int, default=32, help="HTTP/pgbench concurrency")
     parser.add_argument(
+        "--pool",
+        type=int,
+        default=None,
+        help="the service's TERRAGON_DB_POOL_MAX (default: the service's own default)",
+    )
+    parser.add_argument(
         "--seconds", type=float, help="seconds per load phase (default 10, --quick 3)"
     )
     parser.add_argument(
@@ -95,6 +101,8 @@ def run(args: argparse.Namespace, console: Console) -> list[BenchResult]:
     benches = _benches()
     root = Path(tempfile.mkdtemp(prefix="terragon-bench-"))
     stack = Stack(root / "stack")
+    if args.pool:
+        stack.pool_max = args.pool
     results: list[BenchResult] = []
     progress = Progress(
         SpinnerColumn(),

@@ -10,6 +10,7 @@ route that exists, without a target.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -80,10 +81,16 @@ def _noio_server(ctx: Context) -> Server:
     return server
 
 
-def _envelope(run: RunHandle, event_id: str, seq: int | str, messages: int = 3) -> bytes:
+def _envelope(
+    run: RunHandle, event_id: str, seq: int | str, messages: int = 3, size: int = 0
+) -> bytes:
+    """A v2 envelope shaped like `envelopes.lua` builds them: `messages` assistant messages whose
+    padding brings the body to about `size` bytes (0: short texts)."""
+    per = max(8, (size - 200) // messages - 150) if size else 0
     msgs = ",".join(
-        f'{{"type":"assistant","uuid":"{event_id}-m{i}","message":{{"role":"assistant",'
-        f'"content":[{{"type":"text","text":"capture {i}"}}]}}}}'
+        f'{{"type":"assistant","uuid":"{event_id}-m{i}","session_id":"bench","message":'
+        f'{{"role":"assistant","model":"fake-agent-1","content":[{{"type":"text","text":'
+        f'"{_PAD[:per] if per else f"capture {i}"}"}}]}}}}'
         for i in range(1, messages + 1)
     )
     return (
@@ -93,30 +100,56 @@ def _envelope(run: RunHandle, event_id: str, seq: int | str, messages: int = 3) 
     ).encode()
 
 
+_PAD = ("refactor test module fix commit diff agent seq " * 100)[:4200]
+REPLAY_SHAPES = 10
+"""The pgbench replay captures this many envelopes: message counts 1..10 paired with sizes spread
+evenly over 0.7..4 KB (stratified like `envelopes.lua`'s uniform draws), so the ceiling replays
+the load's mix rather than one small envelope."""
+
+
+def replay_shapes(count: int = REPLAY_SHAPES) -> list[tuple[int, int]]:
+    """(messages, bytes) pairs with the same means as the wrk load's uniform draws."""
+    sizes = [round(700 + (4000 - 700) * (i + 0.5) / count) for i in range(count)]
+    # A fixed shuffle pairs counts with sizes without correlating them.
+    order = [3, 7, 0, 9, 5, 1, 8, 4, 2, 6][:count] if count == 10 else list(range(count))
+    return [(1 + i * 10 // count, sizes[order[i]]) for i in range(count)]
+
+
+Capture = tuple[Callable[[], Any], dict[str, str], str]
+"""(send one request, per-request value → pgbench variable, the marker to find it in the log)."""
+
+
 def _pgbench_ceiling(
-    ctx: Context, send: Any, replacements: dict[str, str], client_rows: list[tuple[str, ...]]
+    ctx: Context, captures: list[Capture], client_rows: list[tuple[str, ...]]
 ) -> tuple[float, dict[str, Any]]:
     stack = ctx.stack
     assert stack.pg is not None
-    captured = capture(
-        stack.pg.url("postgres"), stack.pg.data_dir / "postgres.log", send, CAPTURE_EVENT
-    )
-    statements = templatize(captured.statements, replacements)
     columns = ["bx_run", "bx_tok", "bx_thr", "bx_tokh"] if client_rows else []
+    scripts: list[str] = []
+    per_request: list[int] = []
+    first: list[str] = []
+    for send, replacements, marker in captures:
+        captured = capture(
+            stack.pg.url("postgres"), stack.pg.data_dir / "postgres.log", send, marker
+        )
+        statements = templatize(captured.statements, replacements)
+        scripts.append(pgbench_script(statements, columns))
+        per_request.append(len(statements))
+        first = first or statements
     if client_rows:
         load_client_table(stack.db_url, client_rows, columns)
-    script = pgbench_script(statements, columns)
-    (ctx.workdir / "replay-script.sql").write_text(script)
+    (ctx.workdir / "replay-script.sql").write_text("\n-- next shape --\n".join(scripts))
     result = run_pgbench(
         stack.db_url,
-        script,
+        scripts,
         clients=ctx.options.connections,
         seconds=ctx.options.seconds,
         workdir=ctx.workdir,
     )
     details = {
-        "statementsPerRequest": len(statements),
-        "statements": [s[:300] for s in statements],
+        "statementsPerRequest": max(per_request),
+        "replayShapes": len(scripts),
+        "statements": [s[:300] for s in first],
         "pgbench": result.as_dict(),
     }
     return result.tps, details
@@ -144,7 +177,9 @@ def bench_threads_scaffold(ctx: Context) -> list[BenchResult]:
             client.post(path, json=body).raise_for_status()
 
     ctx.status("threads upsert: pgbench replay of the captured SQL")
-    pg_tps, pg_details = _pgbench_ceiling(ctx, send, {CAPTURE_EVENT: ":bx_evt"}, [])
+    pg_tps, pg_details = _pgbench_ceiling(
+        ctx, [(send, {CAPTURE_EVENT: ":bx_evt"}, CAPTURE_EVENT)], []
+    )
     ctx.status("threads upsert: no-I/O ceiling")
     noio = _noio_server(ctx)
     try:
@@ -227,28 +262,36 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
         profile_summary = {"profile": profile.summarize(ctx.workdir / "profile-apply.txt")}
     events, messages = _accepted(stack.db_url, runs)
 
-    def send() -> None:
-        import httpx
+    def sender(body: bytes) -> Callable[[], None]:
+        def send() -> None:
+            import httpx
 
-        response = httpx.post(
-            service.url + DAEMON_EVENT,
-            content=_envelope(capture_run, CAPTURE_EVENT, CAPTURE_SEQ),
-            headers={"X-Daemon-Token": capture_run.token, "Content-Type": "application/json"},
-            timeout=30,
-        )
-        response.raise_for_status()
+            response = httpx.post(
+                service.url + DAEMON_EVENT,
+                content=body,
+                headers={"X-Daemon-Token": capture_run.token, "Content-Type": "application/json"},
+                timeout=30,
+            )
+            response.raise_for_status()
 
-    replacements = {
-        capture_run.run_id: ":bx_run",
-        capture_run.token: ":bx_tok",
-        capture_run.token_sha256: ":bx_tokh",
-        capture_run.thread_id: ":bx_thr",
-        CAPTURE_EVENT: ":bx_evt",
-        CAPTURE_SEQ: ":bx_seq",
-    }
+        return send
+
+    captures: list[Capture] = []
+    for i, (count, size) in enumerate(replay_shapes()):
+        event_id, seq = f"{CAPTURE_EVENT}{i:02d}", str(int(CAPTURE_SEQ) + i)
+        body = _envelope(capture_run, event_id, seq, messages=count, size=size)
+        replacements = {
+            capture_run.run_id: ":bx_run",
+            capture_run.token: ":bx_tok",
+            capture_run.token_sha256: ":bx_tokh",
+            capture_run.thread_id: ":bx_thr",
+            event_id: ":bx_evt",
+            seq: ":bx_seq",
+        }
+        captures.append((sender(body), replacements, event_id))
     rows = [(r.run_id, r.token, r.thread_id, r.token_sha256) for r in replay_runs]
     ctx.status("ingest apply: pgbench replay of the captured SQL")
-    pg_tps, pg_details = _pgbench_ceiling(ctx, send, replacements, rows)
+    pg_tps, pg_details = _pgbench_ceiling(ctx, captures, rows)
     ctx.status("ingest apply: no-I/O ceiling")
     noio = _noio_server(ctx)
     try:

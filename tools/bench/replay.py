@@ -220,7 +220,7 @@ class PgbenchResult:
 
 def run_pgbench(
     db_url: str,
-    script: str,
+    script: str | list[str],
     *,
     clients: int,
     seconds: float,
@@ -228,8 +228,14 @@ def run_pgbench(
     threads: int = 2,
 ) -> PgbenchResult:
     info = psycopg.conninfo.conninfo_to_dict(db_url)
-    path = workdir / "replay.sql"
-    path.write_text(script)
+    # Several scripts (one per captured request shape) run with equal weight: pgbench draws one
+    # per transaction, so the replay has the load's mix of envelope sizes.
+    scripts = [script] if isinstance(script, str) else script
+    files: list[str] = []
+    for i, text in enumerate(scripts):
+        path = workdir / f"replay-{i}.sql"
+        path.write_text(text)
+        files += ["-f", f"{path}@1"]
     argv = [
         pgbench_path(),
         "-n",
@@ -245,8 +251,7 @@ def run_pgbench(
         "bx_loaded=0",
         "-D",
         "bx_seq=1000",
-        "-f",
-        str(path),
+        *files,
         "-h",
         str(info.get("host", "")),
         "-U",
@@ -261,7 +266,7 @@ def run_pgbench(
     failed = re.search(r"number of failed transactions: (\d+)", out)
     if proc.returncode != 0 or not tps:
         raise RuntimeError(
-            f"pgbench failed ({proc.returncode}):\n{out[-1500:]}\nscript:\n{script[:1500]}"
+            f"pgbench failed ({proc.returncode}):\n{out[-1500:]}\nscript:\n{scripts[0][:1500]}"
         )
     return PgbenchResult(
         tps=float(tps.group(1)),
