@@ -33,17 +33,31 @@ FROM terragon_apply_envelope(
     %(diff_source_context)s, %(legacy_row)s::jsonb, %(ui_outcome)s, %(ui_blocking_reason)s)
 
 -- name: insert_quarantine
--- The id is made by the caller (a random v4 uuid, like the column default) so the row, its
--- event and the commit go out in one pipelined round trip.
-INSERT INTO daemon_event_quarantine (
-    id, thread_id, thread_chat_id, run_id, active_run_id, reason, payload_version, payload_hash,
-    payload_size, payload_prefix_2k, payload_inline, payload_object_key, offload_skipped,
-    repo_full_name, user_id, sandbox_provider, event_id, seq, trace_id
+-- The row and its `quarantine.recorded` event in one statement: one implicit transaction, one
+-- round trip, no BEGIN/COMMIT (issue 7: the quarantine path at >= 0.8 x the apply path). The id is
+-- made by the caller (a random v4 uuid, like the column default) because the event carries it.
+-- Event parameters are `ev_` + the preview_event columns (telemetry.repository.event_params).
+WITH quarantined AS (
+    INSERT INTO daemon_event_quarantine (
+        id, thread_id, thread_chat_id, run_id, active_run_id, reason, payload_version,
+        payload_hash, payload_size, payload_prefix_2k, payload_inline, payload_object_key,
+        offload_skipped, repo_full_name, user_id, sandbox_provider, event_id, seq, trace_id
+    ) VALUES (
+        %(id)s::uuid, %(thread_id)s, %(thread_chat_id)s, %(run_id)s, %(active_run_id)s,
+        %(reason)s, %(payload_version)s, %(payload_hash)s, %(payload_size)s,
+        %(payload_prefix_2k)s, %(payload_inline)s, %(payload_object_key)s, %(offload_skipped)s,
+        %(repo_full_name)s, %(user_id)s, %(sandbox_provider)s, %(event_id)s, %(seq)s,
+        %(trace_id)s
+    )
+)
+INSERT INTO preview_event (
+    ts_server, schema_version, event_name, origin, trace_id, thread_id, thread_chat_id, run_id,
+    codesandbox_id, sandbox_provider, preview_session_id, user_id, proxy_req_id, properties
 ) VALUES (
-    %(id)s::uuid, %(thread_id)s, %(thread_chat_id)s, %(run_id)s, %(active_run_id)s, %(reason)s,
-    %(payload_version)s, %(payload_hash)s, %(payload_size)s, %(payload_prefix_2k)s,
-    %(payload_inline)s, %(payload_object_key)s, %(offload_skipped)s, %(repo_full_name)s,
-    %(user_id)s, %(sandbox_provider)s, %(event_id)s, %(seq)s, %(trace_id)s
+    %(ev_ts_server)s, %(ev_schema_version)s, %(ev_event_name)s, %(ev_origin)s, %(ev_trace_id)s,
+    %(ev_thread_id)s, %(ev_thread_chat_id)s, %(ev_run_id)s, %(ev_codesandbox_id)s,
+    %(ev_sandbox_provider)s, %(ev_preview_session_id)s, %(ev_user_id)s, %(ev_proxy_req_id)s,
+    %(ev_properties)s
 )
 
 -- name: list_quarantine

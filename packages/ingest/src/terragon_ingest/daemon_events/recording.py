@@ -1,5 +1,6 @@
 """Recording a quarantine decision: the row, its event, the counters, and (for a strict mismatch
-on a thread with a live preview) `v1.preview.access.denied`. One transaction per row.
+on a thread with a live preview) `v1.preview.access.denied`. One transaction per row: usually a
+single statement (row + event), pipelined with the denials for a strict mismatch.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from terragon_core import (
 )
 from terragon_ingest.daemon_events import repository
 from terragon_ingest.db import connection
-from terragon_ingest.telemetry import build_event, emit_event
+from terragon_ingest.telemetry import build_event, emit_event, log_event
 
 if TYPE_CHECKING:
+    from terragon_core import PreviewEvent
     from terragon_ingest.daemon_events.quarantine import Dimensions
     from terragon_ingest.db import AsyncConn
     from terragon_ingest.services import Services
@@ -63,16 +65,20 @@ async def record_quarantine(
         QuarantineReason.MISSING_RUN_ID,
         QuarantineReason.MISMATCH,
     )
-    # Pipelined: BEGIN, the row, its event (and the preview-session read) go out together.
-    async with connection(services.pool) as conn, conn.pipeline(), conn.transaction():
-        quarantine_id = await repository.insert_quarantine(conn, row)
-        await emit_quarantine_event(conn, row, quarantine_id, dims)
-        if strict_mismatch:
-            sessions = await preview_sessions_touched_by_mismatch(
-                conn, row["thread_id"], row["thread_chat_id"]
-            )
-            for session_id in sessions:
-                await _emit_access_denied(conn, row, session_id, dims)
+    quarantine_id = repository.new_quarantine_id()
+    event = quarantine_event(row, quarantine_id, dims)
+    async with connection(services.pool) as conn:
+        if not strict_mismatch:  # the row and its event: one statement, one round trip
+            await repository.insert_quarantine(conn, row, quarantine_id, event)
+        else:  # ... plus the denials of the live preview sessions, pipelined in one transaction
+            async with conn.pipeline(), conn.transaction():
+                await repository.insert_quarantine(conn, row, quarantine_id, event)
+                sessions = await preview_sessions_touched_by_mismatch(
+                    conn, row["thread_id"], row["thread_chat_id"]
+                )
+                for session_id in sessions:
+                    await _emit_access_denied(conn, row, session_id, dims)
+    log_event(event)
     count_quarantine(services, reason, dims, strict_mismatch=strict_mismatch)
     log.info(
         "envelope_quarantined",
@@ -106,10 +112,9 @@ def count_quarantine(
         services.metrics.inc(MetricName.LEGACY_MODE, **labels)
 
 
-async def emit_quarantine_event(
-    conn: AsyncConn, row: dict[str, Any], quarantine_id: str, dims: Dimensions
-) -> None:
-    event = build_event(
+def quarantine_event(row: dict[str, Any], quarantine_id: str, dims: Dimensions) -> PreviewEvent:
+    """The `quarantine.recorded` event of a quarantine row."""
+    return build_event(
         QUARANTINE_RECORDED_EVENT,
         origin=EventOrigin.DAEMON_EVENT,
         trace_id=row["trace_id"],
@@ -131,7 +136,13 @@ async def emit_quarantine_event(
             "repoFullName": dims.repo_full_name,
         },
     )
-    await emit_event(conn, event)
+
+
+async def emit_quarantine_event(
+    conn: AsyncConn, row: dict[str, Any], quarantine_id: str, dims: Dimensions
+) -> None:
+    """The event of a row written elsewhere (the legacy_mode row commits with its apply)."""
+    await emit_event(conn, quarantine_event(row, quarantine_id, dims))
 
 
 async def _emit_access_denied(

@@ -18,10 +18,12 @@ from psycopg.types.json import Jsonb
 
 from terragon_ingest.db import load_queries
 from terragon_ingest.errors import DatabaseUnavailable
+from terragon_ingest.telemetry.repository import event_params
 
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from terragon_core import PreviewEvent
     from terragon_ingest.db import AsyncConn
 
 Q = load_queries("terragon_ingest.daemon_events")
@@ -124,11 +126,17 @@ async def apply_envelope(
     return apply_result(await _apply(conn, "apply_envelope", values))
 
 
-async def insert_quarantine(conn: AsyncConn, row: dict[str, Any]) -> str:
-    """Insert the row under a fresh id and return the id; waits for nothing in pipeline mode."""
-    quarantine_id = str(uuid.uuid4())
-    await conn.execute(Q["insert_quarantine"], {**row, "id": quarantine_id})
-    return quarantine_id
+def new_quarantine_id() -> str:
+    """A quarantine row id, made before the insert because its event carries it."""
+    return str(uuid.uuid4())
+
+
+async def insert_quarantine(
+    conn: AsyncConn, row: dict[str, Any], quarantine_id: str, event: PreviewEvent
+) -> None:
+    """The row and its `quarantine.recorded` event: one prepared statement, all or nothing."""
+    values = {**row, "id": quarantine_id, **event_params(event, prefix="ev_")}
+    await conn.execute(Q["insert_quarantine"], values, prepare=True)
 
 
 async def list_quarantine(

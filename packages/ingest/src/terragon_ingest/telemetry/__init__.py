@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from terragon_ingest.telemetry.events import build_event, emit_event
+from terragon_ingest.telemetry.events import build_event, emit_event, log_event
 from terragon_ingest.telemetry.metrics import CONTENT_TYPE_LATEST, Metrics
 from terragon_ingest.telemetry.trace import new_traceparent, trace_id_from
 
@@ -11,6 +11,7 @@ __all__ = [
     "Metrics",
     "build_event",
     "emit_event",
+    "log_event",
     "new_traceparent",
     "trace_id_from",
 ]

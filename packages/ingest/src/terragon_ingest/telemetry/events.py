@@ -59,5 +59,10 @@ def build_event(
 
 async def emit_event(conn: AsyncConn, event: PreviewEvent) -> None:
     """Record `event`: a JSON log line (for log shipping) and a `preview_event` row (for the archive)."""
-    log.info("preview_event", **msgspec.to_builtins(event))
+    log_event(event)
     await repository.insert_preview_event(conn, event)
+
+
+def log_event(event: PreviewEvent) -> None:
+    """The JSON log line of an event whose row a caller writes itself (in a combined statement)."""
+    log.info("preview_event", **msgspec.to_builtins(event))

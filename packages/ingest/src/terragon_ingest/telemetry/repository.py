@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
@@ -15,23 +15,27 @@ if TYPE_CHECKING:
 Q = load_queries("terragon_ingest.telemetry")
 
 
+def event_params(event: PreviewEvent, prefix: str = "") -> dict[str, Any]:
+    """The `preview_event` columns of `event` as query parameters (names prefixed with `prefix`,
+    for a statement that also inserts other rows)."""
+    values: dict[str, Any] = {
+        "ts_server": event.ts_server,
+        "schema_version": event.schema_version,
+        "event_name": event.event_name,
+        "origin": event.origin.value,
+        "trace_id": event.trace_id,
+        "thread_id": event.thread_id,
+        "thread_chat_id": event.thread_chat_id,
+        "run_id": event.run_id,
+        "codesandbox_id": event.codesandbox_id,
+        "sandbox_provider": event.sandbox_provider.value if event.sandbox_provider else None,
+        "preview_session_id": event.preview_session_id,
+        "user_id": event.user_id,
+        "proxy_req_id": event.proxy_req_id,
+        "properties": Jsonb(event.properties),
+    }
+    return {prefix + k: v for k, v in values.items()} if prefix else values
+
+
 async def insert_preview_event(conn: AsyncConn, event: PreviewEvent) -> None:
-    await conn.execute(
-        Q["insert_preview_event"],
-        {
-            "ts_server": event.ts_server,
-            "schema_version": event.schema_version,
-            "event_name": event.event_name,
-            "origin": event.origin.value,
-            "trace_id": event.trace_id,
-            "thread_id": event.thread_id,
-            "thread_chat_id": event.thread_chat_id,
-            "run_id": event.run_id,
-            "codesandbox_id": event.codesandbox_id,
-            "sandbox_provider": event.sandbox_provider.value if event.sandbox_provider else None,
-            "preview_session_id": event.preview_session_id,
-            "user_id": event.user_id,
-            "proxy_req_id": event.proxy_req_id,
-            "properties": Jsonb(event.properties),
-        },
-    )
+    await conn.execute(Q["insert_preview_event"], event_params(event))
