@@ -1,9 +1,9 @@
 """The daemon (the committed bundle, `dist/terragon-daemon.pyz`, one-shot mode) relaying a fast
 fake agent to a no-I/O sink (the daemon is the subject, not the service):
 
-- relay: messages/s from `tools/fake_agent.py --rate 0` until the daemon has delivered everything
-  and exited, vs the agent alone writing the same lines to a pipe (the ceiling: the daemon
-  cannot relay faster than its agent produces);
+- relay: messages/s from a fast agent (a transcript recorded from `tools/fake_agent.py`,
+  replayed by `cat`) until the daemon has delivered everything and exited, vs that agent alone
+  writing the same lines to a pipe (the ceiling: the daemon cannot relay faster than its agent);
 - CPU: the daemon process's own CPU (children excluded) at a steady 100 messages/s.
 """
 
@@ -98,22 +98,27 @@ def bench_daemon(ctx: Context) -> list[BenchResult]:
         ]
     repo = _repo(ctx.workdir / "daemon-repo")
     count = 20_000 if ctx.options.quick else 100_000
-    ctx.status(f"daemon: the agent alone ({count:,} lines)")
+    # The fast agent: the fake agent's transcript recorded once, replayed by `cat` (bulk writes),
+    # so the daemon, not a Python generator at ~20 k lines/s, is what the relay measures.
+    transcript = ctx.workdir / "transcript.ndjson"
+    ctx.status(f"daemon: recording the fake agent ({count:,} lines)")
     t0 = time.perf_counter()
-    subprocess.run(
-        _agent("--messages", str(count)), stdout=subprocess.DEVNULL, cwd=repo, check=True
-    )
-    agent_rate = count / (time.perf_counter() - t0)
+    with transcript.open("wb") as out:
+        subprocess.run(_agent("--messages", str(count)), stdout=out, cwd=repo, check=True)
+    fake_rate = count / (time.perf_counter() - t0)
+    lines = sum(1 for _ in transcript.open("rb"))
+    ctx.status("daemon: the fast agent alone")
+    t0 = time.perf_counter()
+    subprocess.run(["cat", str(transcript)], stdout=subprocess.PIPE, check=True)
+    agent_rate = lines / (time.perf_counter() - t0)
     sink = _noio_server(ctx)
     try:
-        ctx.status(f"daemon: relaying {count:,} messages")
+        ctx.status(f"daemon: relaying {lines:,} messages")
         t0 = time.perf_counter()
-        proc = _daemon(
-            ctx, "relay", _start(sink.url, repo, "relay", _agent("--messages", str(count)))
-        )
+        proc = _daemon(ctx, "relay", _start(sink.url, repo, "relay", ["cat", str(transcript)]))
         code = proc.wait(timeout=600)
         relay_s = time.perf_counter() - t0
-        relay_rate = (count + 2) / relay_s  # + system init and result lines
+        relay_rate = lines / relay_s
         steady_s = 6.0 if ctx.options.quick else 20.0
         ctx.status(f"daemon: steady 100 msg/s for {steady_s:.0f} s")
         agent = _agent("--messages", str(int(100 * (steady_s + 2))), "--rate", "100")
@@ -139,11 +144,13 @@ def bench_daemon(ctx: Context) -> list[BenchResult]:
             target=RELAY_TARGET,
             met=relay_rate >= 20_000 and code == 0,
             details={
-                "messages": count,
+                "messages": lines,
                 "seconds": round(relay_s, 2),
                 "exitCode": code,
-                "note": f"{count:,} messages in {relay_s:.2f} s (exit {code}); the agent alone "
-                f"writes {agent_rate:,.0f} lines/s",
+                "fakeAgentLinesPerSecond": round(fake_rate),
+                "note": f"{lines:,} messages in {relay_s:.2f} s (exit {code}), start-up "
+                f"included; the fast agent (`cat` of a recorded transcript) alone writes "
+                f"{agent_rate:,.0f} lines/s; tools/fake_agent.py alone {fake_rate:,.0f} lines/s",
             },
         ),
         BenchResult(
