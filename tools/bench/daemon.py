@@ -119,6 +119,15 @@ def bench_daemon(ctx: Context) -> list[BenchResult]:
         code = proc.wait(timeout=600)
         relay_s = time.perf_counter() - t0
         relay_rate = lines / relay_s
+        # Delivered, not just read: every sealed batch acknowledged by the sink, none dead-lettered.
+        state = json.loads(
+            (ctx.workdir / "spool-relay" / "runs" / "run-relay" / "state.json").read_text()
+        )
+        delivered = (
+            bool(state.get("complete"))
+            and state.get("deadLettered") == 0
+            and state.get("delivered") == state.get("lastSealedSeq")
+        )
         steady_s = 6.0 if ctx.options.quick else 20.0
         ctx.status(f"daemon: steady 100 msg/s for {steady_s:.0f} s")
         agent = _agent("--messages", str(int(100 * (steady_s + 2))), "--rate", "100")
@@ -142,14 +151,17 @@ def bench_daemon(ctx: Context) -> list[BenchResult]:
             ceiling=agent_rate,
             ratio=ratio,
             target=RELAY_TARGET,
-            met=relay_rate >= 20_000 and code == 0,
+            met=relay_rate >= 20_000 and code == 0 and delivered,
             details={
                 "messages": lines,
                 "seconds": round(relay_s, 2),
                 "exitCode": code,
                 "fakeAgentLinesPerSecond": round(fake_rate),
+                "batchesDelivered": state.get("delivered"),
+                "deadLettered": state.get("deadLettered"),
                 "note": f"{lines:,} messages in {relay_s:.2f} s (exit {code}), start-up "
-                f"included; the fast agent (`cat` of a recorded transcript) alone writes "
+                f"included, {state.get('delivered')} batches delivered, "
+                f"{state.get('deadLettered')} dead-lettered; the fast agent (`cat` of a recorded transcript) alone writes "
                 f"{agent_rate:,.0f} lines/s; tools/fake_agent.py alone {fake_rate:,.0f} lines/s",
             },
         ),
