@@ -8,6 +8,7 @@ runs the selected benchmarks with a progress bar, prints a table and writes
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import tempfile
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--connections", type=int, default=32, help="HTTP/pgbench concurrency")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="`terragon serve --workers N` (and the no-I/O ceiling with as many); default: one "
+        "per core, as production runs it",
+    )
+    parser.add_argument(
         "--pool",
         type=int,
         default=None,
@@ -94,6 +102,7 @@ def run(args: argparse.Namespace, console: Console) -> list[BenchResult]:
         soak_seconds=args.soak,
         soak_rate=args.rate,
         profile=args.profile,
+        workers=args.workers,
     )
     selected = list(args.only or DEFAULT)
     if args.soak and "soak" not in selected:
@@ -101,6 +110,7 @@ def run(args: argparse.Namespace, console: Console) -> list[BenchResult]:
     benches = _benches()
     root = Path(tempfile.mkdtemp(prefix="terragon-bench-"))
     stack = Stack(root / "stack")
+    stack.workers = args.workers
     if args.pool:
         stack.pool_max = args.pool
     results: list[BenchResult] = []

@@ -20,6 +20,8 @@ class Options:
     soak_rate: float = 0.7
     profile: bool = False
     """Sample the service with py-spy during the apply load."""
+    workers: int = 1
+    """Worker processes of the service and of the no-I/O ceiling (the same server setup)."""
 
 
 @dataclass

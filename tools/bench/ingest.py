@@ -25,6 +25,7 @@ from tools.bench.stack import (
     create_runs,
     free_port,
     postgres_pids,
+    process_tree,
     route_exists,
 )
 from tools.bench.wrk import WrkResult, run_wrk
@@ -41,7 +42,7 @@ CAPTURE_SEQ = "987654321"
 def _watch(ctx: Context, server: Server) -> dict[str, list[int]]:
     stack = ctx.stack
     assert stack.pg is not None
-    return {"server": [server.pid], "postgres": postgres_pids(stack.pg.pgdata)}
+    return {"server": process_tree(server.pid), "postgres": postgres_pids(stack.pg.pgdata)}
 
 
 def _load(
@@ -82,6 +83,8 @@ def _noio_server(ctx: Context) -> Server:
         "--no-access-log",
         "--lifespan",
         "on",
+        "--workers",
+        str(ctx.options.workers),
     ]
     server = Server(argv, ctx.stack.service_env(), port, log_path=ctx.workdir / "noio.log")
     server.start()

@@ -24,6 +24,7 @@ def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None
             str(max(1, int(seconds))),
             "-r",
             "100",
+            "--subprocesses",  # `serve --workers N`: sample every worker
             "-f",
             "raw",
             "-o",

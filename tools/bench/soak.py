@@ -7,7 +7,7 @@ from __future__ import annotations
 from tools.bench.context import Context
 from tools.bench.ingest import DAEMON_EVENT, MISSING_ROUTE
 from tools.bench.report import BenchResult
-from tools.bench.stack import create_runs, proc_rss_bytes, route_exists
+from tools.bench.stack import create_runs, proc_rss_bytes, process_tree, route_exists
 from tools.bench.wrk import run_wrk
 
 TARGET = "p99 drift <= 1.5 x; RSS growth < 10 %"
@@ -63,7 +63,12 @@ def bench_soak(ctx: Context) -> list[BenchResult]:
         ctx.status(f"soak: window {len(windows) + 1} ({elapsed:.0f}/{total:.0f} s)")
         rps, p99 = load(seconds, delay_ms)
         windows.append(
-            {"rps": rps, "p99Ms": p99, "delayMs": delay_ms, "rssBytes": proc_rss_bytes(service.pid)}
+            {
+                "rps": rps,
+                "p99Ms": p99,
+                "delayMs": delay_ms,
+                "rssBytes": sum(proc_rss_bytes(p) for p in process_tree(service.pid)),
+            }
         )
         elapsed += seconds
         delay_ms = steer(delay_ms, rps)

@@ -54,6 +54,18 @@ def proc_rss_bytes(pid: int) -> int:
     return 0
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a server's worker processes)."""
+    pids = [pid]
+    for parent in pids:
+        children = Path(f"/proc/{parent}/task/{parent}/children")
+        try:
+            pids += [int(c) for c in children.read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
 def postgres_pids(pgdata: Path) -> list[int]:
     """The postmaster and its children (backends, walwriter, ...)."""
     try:
@@ -159,6 +171,7 @@ class Stack:
 
     root: Path
     pool_max: int = 16
+    workers: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
     pg: EmbeddedPostgres | None = None
     valkey: EmbeddedValkey | None = None
@@ -223,6 +236,8 @@ class Stack:
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",
+            str(self.workers),
         ]
         server = Server(argv, env, port, log_path=self.root / "service.log")
         server.start()

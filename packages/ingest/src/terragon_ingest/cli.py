@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 import structlog
@@ -51,22 +52,29 @@ def _settings_with(
     return dataclasses.replace(settings, db=db, valkey=vk, server=server)
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "lifespan": "on",
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1:
+        from terragon_ingest.workers import prepare_workers
+
+        level, json_logs = _logging_options()
+        prepare_workers(settings, log_level=level, json_logs=json_logs)
+        # uvicorn supervises the workers (restarts a dead one; SIGTERM/SIGINT stop them all).
+        target = "terragon_ingest.workers:create_worker_app"
+        uvicorn.run(target, factory=True, workers=workers, **options)
+        return
     from terragon_ingest.app import create_app
 
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
 
 
 @contextlib.contextmanager
@@ -100,7 +108,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def main(log_level: str, log_format: str | None) -> None:
     """terragon: the run-correlation plane (daemon event ingest, quarantine, preview access)."""
     json_logs = (log_format == "json") if log_format else not sys.stderr.isatty()
+    click.get_current_context().meta["logging"] = (log_level, json_logs)
     configure_logging(log_level, json=json_logs)
+
+
+def _logging_options() -> tuple[str, bool]:
+    """(level, JSON?) as the command line chose them, for worker processes to repeat."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("logging", ("info", True)) if ctx else ("info", True)
 
 
 _host = click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
@@ -244,9 +259,18 @@ def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
 @main.command()
 @_host
 @_port
-def serve(host: str, port: int) -> None:
+@click.option(
+    "--workers",
+    envvar="TERRAGON_WORKERS",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes (env TERRAGON_WORKERS); one per core is the usual choice. With more "
+    "than one, /metrics sums every worker and the preview signing secret is shared.",
+)
+def serve(host: str, port: int, workers: int) -> None:
     """Serve the API against DATABASE_URL and VALKEY_URL (production; migrates at start)."""
-    _serve(get_settings(), host, port)
+    _serve(get_settings(), host, port, workers)
 
 
 @main.command()

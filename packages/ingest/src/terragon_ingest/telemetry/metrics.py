@@ -11,7 +11,7 @@ import os
 # Without this, every counter also exports a `_created` gauge that alert rules never use.
 os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from terragon_core import METRIC_LABELS, MetricName, prometheus_name
@@ -74,4 +74,10 @@ class Metrics:
         return sample or 0.0
 
     def exposition(self) -> bytes:
+        """This registry, or, under `serve --workers N` (PROMETHEUS_MULTIPROC_DIR set before the
+        workers imported prometheus_client), the sum over every worker's counter files."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
         return generate_latest(self.registry)

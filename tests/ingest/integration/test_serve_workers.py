@@ -1,0 +1,124 @@
+"""`terragon serve --workers 2` as production runs it: two worker processes behind one port,
+`/metrics` answering the sum over both from whichever worker takes the scrape, one shared
+preview signing secret, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from terragon_core import MetricName, prometheus_name
+from terragon_ingest.settings import Settings
+from terragon_ingest.workers import MULTIPROC_ENV, prepare_workers
+from tests.ingest.integration.test_cli_up import TERRAGON, _free_port, _status, _wait_until
+
+BATCH = 40
+
+
+def _post_without_token(url: str) -> int:
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _unauthorized_total(base: str) -> float:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    name = prometheus_name(MetricName.ENVELOPE)
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == f"{name}_total" and sample.labels.get("reason") == "unauthorized"
+    )
+
+
+def _worker_pids(parent: int) -> list[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+def test_two_workers_share_one_port_one_metrics_view_and_stop_together(
+    database_url: str, valkey_url: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TERRAGON_", "PROMETHEUS_"))}
+    env |= {
+        "DATABASE_URL": database_url,
+        "VALKEY_URL": valkey_url,
+        "TERRAGON_DATA_DIR": str(tmp_path),
+        "TERRAGON_BACKGROUND_JOBS": "false",
+    }
+    proc = subprocess.Popen(
+        [TERRAGON, "--log-format", "json", "serve", "--workers", "2", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_until(lambda: _status(f"{base}/readyz") == 200, 60, "the workers to be ready")
+        _wait_until(lambda: len(_worker_pids(proc.pid)) >= 2, 30, "two worker processes")
+        # Concurrent connections spread over both workers' accept loops; a worker still starting
+        # takes none, so send batches until both have recorded a request (bounded).
+        metrics_dir = tmp_path / "prometheus-multiproc"
+        sent = 0
+
+        def recording_workers() -> int:
+            return len(list(metrics_dir.glob("counter_*.db")))
+
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(50):
+                codes = list(pool.map(_post_without_token, [f"{base}/api/daemon-event"] * BATCH))
+                assert codes == [401] * BATCH
+                sent += BATCH
+                if recording_workers() >= 2:
+                    break
+        assert recording_workers() >= 2, "one worker took every request"
+        # ... and every scrape, whichever worker answers it, sees all requests.
+        assert [_unauthorized_total(base) for _ in range(8)] == [float(sent)] * 8
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert code == 0, stderr[-2000:]
+    assert _status(f"{base}/healthz") is None
+
+
+def test_prepare_workers_shares_one_signing_secret_and_a_fresh_metrics_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TERRAGON_SIGNING_SECRET", raising=False)
+    monkeypatch.setenv("TERRAGON_DATA_DIR", str(tmp_path))
+    stale = tmp_path / "prometheus-multiproc" / "counter_1.db"
+    stale.parent.mkdir()
+    stale.write_bytes(b"left by the previous server")
+    for key in (MULTIPROC_ENV, "TERRAGON_LOG_LEVEL", "TERRAGON_LOG_FORMAT"):
+        monkeypatch.delenv(key, raising=False)  # monkeypatch restores what prepare_workers sets
+    prepare_workers(Settings(), log_level="warning", json_logs=True)
+    secret = os.environ["TERRAGON_SIGNING_SECRET"]
+    assert len(secret) == 64
+    # Every worker's settings (built from the inherited environment) agree on it.
+    assert secret == Settings().server.SIGNING_SECRET
+    assert not stale.exists(), "counters from a previous server must not be summed in"
+    assert os.environ[MULTIPROC_ENV] == str((tmp_path / "prometheus-multiproc").resolve())
+    # An operator's own secret is kept.
+    monkeypatch.setenv("TERRAGON_SIGNING_SECRET", "operator-secret")
+    prepare_workers(Settings(), log_level="warning", json_logs=True)
+    assert os.environ["TERRAGON_SIGNING_SECRET"] == "operator-secret"
