@@ -56,10 +56,17 @@ async def test_database_outage_is_503_unavailable(client, pg_admin_url, database
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
         )
-    response = await post(client, envelope(run_id, 1), token)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    response = await post(client, envelope(run_id, 1), token, traceparent=traceparent)
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
     assert int(response.headers["retry-after"]) >= 1
+    # A fixed message and the trace id; the driver's text stays in the log (CONTRACT §4).
+    assert response.json()["traceId"] == trace_id
+    assert response.json()["error"] == "PostgreSQL is unavailable."
+    for leak in ("connection", "psycopg", "FATAL", name):
+        assert leak not in response.text
     del run_id  # nothing can be read back while the database refuses connections
 
 

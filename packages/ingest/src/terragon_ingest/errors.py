@@ -5,8 +5,9 @@ IngestError
 │   ├── NotFound
 │   ├── UnsupportedProvider
 │   └── InvalidRequest
+│       └── UnstorableValue      a driver refused a value (its text goes to the log only)
 ├── RunContextConflict           the pointer moved under us 5 times: nothing written (409)
-├── ServiceUnavailable           a dependency is down: retry later (503)
+├── ServiceUnavailable           a dependency is down: retry later (503; fixed message + trace id)
 │   ├── DatabaseUnavailable
 │   ├── CacheUnavailable
 │   └── ObjectStoreUnavailable
@@ -22,7 +23,14 @@ class IngestError(Exception):
     status_code: int = 500
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
+        super().__init__(message or _doc(type(self)))
+
+    @property
+    def public_message(self) -> str:
+        """What the client reads. The message by default (our own words); a class whose message
+        carries a driver's text (an outage, an unstorable value) answers its docstring instead,
+        and the message goes to the log only."""
+        return str(self)
 
 
 class UserError(IngestError):
@@ -33,6 +41,15 @@ class UserError(IngestError):
 
 class InvalidRequest(UserError):
     """The request body is invalid."""
+
+
+class UnstorableValue(InvalidRequest):
+    """A value in the request cannot be stored (a NUL character, a number out of range, or a value
+    too large); nothing was written."""
+
+    @property
+    def public_message(self) -> str:
+        return _doc(UnstorableValue)
 
 
 class NotFound(UserError):
@@ -65,6 +82,10 @@ class ServiceUnavailable(IngestError):
     status_code = 503
     retry_after_seconds: int = 2
 
+    @property
+    def public_message(self) -> str:
+        return _doc(type(self))
+
 
 class DatabaseUnavailable(ServiceUnavailable):
     """PostgreSQL is unavailable."""
@@ -80,3 +101,7 @@ class ObjectStoreUnavailable(ServiceUnavailable):
 
 class MigrationError(IngestError):
     """The database schema cannot be migrated."""
+
+
+def _doc(cls: type) -> str:
+    return " ".join((cls.__doc__ or "").split())

@@ -12,6 +12,7 @@ import contextlib
 import time
 from typing import Any
 
+import structlog
 from litestar import Request, Response, post
 from litestar.exceptions import ClientException
 from litestar.openapi.datastructures import ResponseSpec
@@ -22,6 +23,8 @@ from terragon_ingest.daemon_events.service import Reply, handle_delivery
 from terragon_ingest.errors import ServiceUnavailable
 from terragon_ingest.services import ServicesDep
 from terragon_ingest.telemetry import trace_id_from
+
+log = structlog.get_logger()
 
 
 def _spec(description: str) -> ResponseSpec:
@@ -81,8 +84,16 @@ async def post_daemon_event(
     except ClientException as exc:  # a malformed Content-Length header
         reply = Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc.detail)]))
     except ServiceUnavailable as exc:
+        # The cause stays in the log under the trace id; the daemon gets a fixed message.
+        log.error(
+            "envelope_unavailable",
+            trace_id=trace_id,
+            error=str(exc),
+            hint="a dependency is down; the daemon retries the same envelope after Retry-After",
+        )
         headers["Retry-After"] = str(exc.retry_after_seconds)
-        reply = Reply(503, EnvelopeAck(EnvelopeStatus.UNAVAILABLE, error=str(exc)))
+        ack = EnvelopeAck(EnvelopeStatus.UNAVAILABLE, error=exc.public_message, trace_id=trace_id)
+        reply = Reply(503, ack)
     dims = reply.dims
     services.metrics.inc(
         MetricName.ENVELOPE,

@@ -20,7 +20,9 @@ class EnvelopeAck(msgspec.Struct, rename="camel", omit_defaults=True):
     errors: list[str] | None = None
     """Decoder errors (`status: invalid`)."""
     error: str | None = None
-    """A human-readable explanation for 401/403/413/503."""
+    """A human-readable explanation for 401/403/413/503 (never database or internal text)."""
+    trace_id: str | None = None
+    """On a 503: the request's trace id; the service's log has the cause under it."""
     run_id: str | None = None
     last_accepted_seq: int | None = None
     applied_messages: int | None = None
@@ -57,6 +59,8 @@ class QuarantineDetail(QuarantineRow, rename="camel"):
     payload_inline: bool = False
     replayed_at: datetime | None = None
     replay_status: str | None = None
+    token_run_id: str | None = None
+    """The run the sending token was minted for (null on rows older than that column)."""
 
 
 class UiValidation(msgspec.Struct, rename="camel"):

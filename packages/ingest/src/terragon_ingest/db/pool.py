@@ -10,7 +10,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from terragon_ingest.errors import DatabaseUnavailable, InvalidRequest
+from terragon_ingest.errors import DatabaseUnavailable, UnstorableValue
 
 AsyncConn = psycopg.AsyncConnection[Any]
 Pool = AsyncConnectionPool[AsyncConn]
@@ -45,12 +45,16 @@ def translate_errors() -> Iterator[None]:
     database cannot store is `InvalidRequest` (400)."""
     try:
         yield
+    except psycopg.errors.ProgramLimitExceeded as exc:
+        # An OperationalError by class, but the caller's input (a value too large to index): the
+        # same request would fail forever, so it is a 400, never a 503.
+        raise UnstorableValue(f"a value is too large to store: {exc}") from exc
     except (psycopg.OperationalError, PoolTimeout) as exc:
         raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
     except psycopg.DataError as exc:
         # A value PostgreSQL cannot store (a NUL byte in text, `\u0000` in jsonb, an out-of-range
-        # number) is the caller's input, not an outage: a 400 that names it, nothing written.
-        raise InvalidRequest(f"a value cannot be stored: {exc}") from exc
+        # number) is the caller's input, not an outage: a 400, nothing written.
+        raise UnstorableValue(f"a value cannot be stored: {exc}") from exc
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,9 @@ import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException
 
+from terragon_core import TRACEPARENT_HEADER
 from terragon_ingest.errors import IngestError, ServiceUnavailable
+from terragon_ingest.kit.trace import trace_id_from
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
@@ -50,20 +52,22 @@ def internal_token_guard(
 def ingest_error_handler(request: Request[Any, Any, Any], exc: IngestError) -> Response[bytes]:
     """One mapping from domain errors to HTTP (registered in `create_app`)."""
     headers: dict[str, str] = {}
+    body: dict[str, str] = {"error": exc.public_message, "code": type(exc).__name__}
     if isinstance(exc, ServiceUnavailable):
         headers["Retry-After"] = str(exc.retry_after_seconds)
-        # The message names the dependency and the cause; a traceback adds nothing for an outage.
+        # The cause (driver text) goes to the log under the trace id, never into the answer.
+        trace_id = trace_id_from(request.headers.get(TRACEPARENT_HEADER))
+        body["traceId"] = trace_id
         log.error(
             "request_failed",
             path=request.url.path,
+            trace_id=trace_id,
             error=str(exc),
             hint="a dependency is down; the client was told to retry",
         )
     else:
-        log.info("request_rejected", path=request.url.path, error=str(exc))
-    return json_response(
-        {"error": str(exc), "code": type(exc).__name__}, exc.status_code, headers or None
-    )
+        log.info("request_rejected", path=request.url.path, error=str(exc))  # the detail
+    return json_response(body, exc.status_code, headers or None)
 
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -76,5 +80,13 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
 
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     """Anything unhandled: log the traceback (5xx only) and answer a JSON 500."""
-    log.error("request_crashed", path=request.url.path, method=request.method, exc_info=exc)
-    return json_response({"error": "internal server error", "code": "InternalError"}, 500)
+    trace_id = trace_id_from(request.headers.get(TRACEPARENT_HEADER))
+    log.error(
+        "request_crashed",
+        path=request.url.path,
+        method=request.method,
+        trace_id=trace_id,
+        exc_info=exc,
+    )
+    body = {"error": "internal server error", "code": "InternalError", "traceId": trace_id}
+    return json_response(body, 500)

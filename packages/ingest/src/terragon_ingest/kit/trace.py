@@ -1,4 +1,6 @@
-"""W3C trace context: read `traceparent`, or start a new trace when it is absent or malformed."""
+"""W3C trace context: read `traceparent`, or start a new trace when it is absent or malformed.
+
+Generic (no domain): the error handlers in `kit.http` name the trace id in 5xx answers."""
 
 from __future__ import annotations
 
@@ -15,7 +17,3 @@ def trace_id_from(traceparent: str | None) -> str:
         if match and match.group(1) != "0" * 32:
             return match.group(1)
     return secrets.token_hex(16)
-
-
-def new_traceparent(trace_id: str | None = None) -> str:
-    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
