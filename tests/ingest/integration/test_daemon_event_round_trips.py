@@ -1,5 +1,7 @@
 """The daemon-event hot path costs one statement (one round trip, one pooled connection): applied,
-duplicate, stale and unknown-token envelopes are decided by `terragon_ingest_envelope` alone."""
+duplicate and stale envelopes are decided by `terragon_ingest_envelope` alone once the process
+knows the token (its first envelope costs one token lookup more, before the body is decoded); an
+unknown token costs that one lookup and nothing else."""
 
 from __future__ import annotations
 
@@ -49,9 +51,15 @@ async def _one_statement(client, counted: Counter, body: dict[str, Any], token: 
 
 async def test_applied_duplicate_and_stale_cost_one_statement(client, counted: Counter) -> None:
     run_id, token = await start_run(client)
-    assert await _one_statement(client, counted, envelope(run_id, 1), token) == "applied"
+    counted.statements.clear()
+    response = await post(client, envelope(run_id, 1, event_id="first"), token)
+    assert response.json()["status"] == "applied"
+    assert len(counted.statements) == 2  # the token, before decoding; then the one statement
+    assert "daemon_token" in counted.statements[0]
+    assert "terragon_ingest_envelope" in counted.statements[1]
+    assert await _one_statement(client, counted, envelope(run_id, 2), token) == "applied"
     # the same eventId again, then an older seq with a new eventId
-    assert await _one_statement(client, counted, envelope(run_id, 2, event_id="evt-1"), token) == (
+    assert await _one_statement(client, counted, envelope(run_id, 3, event_id="evt-2"), token) == (
         "duplicate"
     )
     assert await _one_statement(client, counted, envelope(run_id, 1, event_id="x"), token) == (
@@ -59,13 +67,12 @@ async def test_applied_duplicate_and_stale_cost_one_statement(client, counted: C
     )
 
 
-async def test_unknown_token_costs_one_statement_and_no_token_none(
-    client, counted: Counter
-) -> None:
+async def test_unknown_token_costs_one_lookup_and_no_token_none(client, counted: Counter) -> None:
     run_id, _ = await start_run(client)
-    assert await _one_statement(client, counted, envelope(run_id, 1), "tdt_unknown") == (
-        "unauthorized"
-    )
+    counted.statements.clear()
+    response = await post(client, envelope(run_id, 1), "tdt_unknown")
+    assert response.json()["status"] == "unauthorized"
+    assert len(counted.statements) == 1 and "daemon_token" in counted.statements[0]
     counted.statements.clear()
     response = await post(client, envelope(run_id, 1), "")
     assert response.status_code == 401
@@ -86,5 +93,5 @@ async def test_unstorable_messages_fall_back_to_the_step_by_step_path(
         "quarantined",
         "invalid_envelope",
     )
-    assert "terragon_ingest_envelope" in counted.statements[0]
+    assert "terragon_ingest_envelope" in counted.statements[1]  # after the token lookup
     assert len(counted.statements) > 1

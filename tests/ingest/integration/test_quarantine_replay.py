@@ -42,9 +42,11 @@ def fx_cli(database_url, valkey_url, tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
-async def test_replay_applies_after_the_operator_starts_a_run_and_is_idempotent(
+async def test_replay_decides_under_the_tokens_run_and_is_idempotent(
     client, cli, database_url
 ) -> None:
+    """A replay is decided as the delivery was, under the run its token named: never applied to a
+    run started since (CONTRACT §4), applied once that run itself is repaired, then idempotent."""
     await set_strict(client, False)
     run_id, token = await start_run(client, request_id="first")
     await sql(database_url, "UPDATE thread_run SET started_at = now() - interval '2 hours'")
@@ -52,20 +54,39 @@ async def test_replay_applies_after_the_operator_starts_a_run_and_is_idempotent(
     response = await post(client, legacy_envelope([{"type": "assistant", "uuid": "late"}]), token)
     assert (response.status_code, response.json()["reason"]) == (202, "mismatch")  # no active run
     quarantine_id = response.json()["quarantineId"]
-    new_run, _ = await start_run(client, request_id="retry")  # the operator's fix
+    shown = json.loads(await cli("quarantine", "show", quarantine_id))
+    assert shown["tokenRunId"] == run_id
 
+    new_run, _ = await start_run(client, request_id="retry")  # another run is not a fix
+    outcome = json.loads(await cli("quarantine", "replay", quarantine_id))
+    assert outcome["replay_status"] == "quarantined:mismatch"
+    assert (await run_state(client, new_run))["acceptedMessageCount"] == 0
+
+    # The operator repairs the first run (the one the token named) and makes it active again.
+    await sql(
+        database_url,
+        "UPDATE thread_run SET status = 'failed', ended_at = now() WHERE run_id = %s",
+        (new_run,),
+    )
+    await sql(
+        database_url,
+        "UPDATE thread_run SET status = 'running', ended_at = NULL, finish_reason = NULL "
+        "WHERE run_id = %s",
+        (run_id,),
+    )
+    await sql(database_url, "UPDATE thread_run_context SET active_run_id = %s", (run_id,))
     outcome = json.loads(await cli("quarantine", "replay", quarantine_id))
     assert outcome == {
         "quarantine_id": quarantine_id,
         "replay_status": "applied",
         "re_driven": True,
     }
-    assert (await run_state(client, new_run))["acceptedMessageCount"] == 1
-    assert (await run_state(client, run_id))["acceptedMessageCount"] == 0
+    assert (await run_state(client, run_id))["acceptedMessageCount"] == 1
+    assert (await run_state(client, new_run))["acceptedMessageCount"] == 0
     assert json.loads(await cli("quarantine", "replay", quarantine_id))["re_driven"] is False
     forced = json.loads(await cli("quarantine", "replay", quarantine_id, "--force"))
     assert forced["replay_status"] == "duplicate"
-    assert (await run_state(client, new_run))["acceptedEventCount"] == 1
+    assert (await run_state(client, run_id))["acceptedEventCount"] == 1
     rows = await quarantine_rows(client)
     assert [r["reason"] for r in rows] == ["mismatch"]  # replays write no new rows
     shown = json.loads(await cli("quarantine", "show", quarantine_id))

@@ -17,6 +17,15 @@ QUARANTINE_INLINE_LIMIT_BYTES: Final = 16 * 1024
 QUARANTINE_OFFLOADS_PER_REPO_PER_MINUTE: Final = 20
 QUARANTINE_RETENTION_DAYS: Final = 30
 
+# Envelope field limits (CONTRACT §4). Over the first → 400 `invalid` (the envelope cannot even be
+# attributed); over the others → quarantined `invalid_envelope` (202: kept, never retried forever).
+ENVELOPE_ID_MAX_CHARS: Final = 256
+"""`threadId`, `threadChatId`, `runId`."""
+ENVELOPE_FIELD_MAX_CHARS: Final = 128
+"""`eventId`, `endSha` and a message's `uuid`."""
+ENVELOPE_SEQ_MAX: Final = 2**63 - 1
+"""`seq` is in 1 … 2^63-1: PostgreSQL's bigint."""
+
 # Maintenance backstop (CONTRACT §4).
 MAINTENANCE_INTERVAL_SECONDS: Final = 60
 STALE_RUN_WINDOW_SECONDS: Final = 30 * 60

@@ -7,17 +7,23 @@ negotiation, dedupe, seq) belong to the ingest service; the order of all rules i
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
 from terragon_core.constants import (
     DAEMON_EVENT_PAYLOAD_VERSION,
+    ENVELOPE_FIELD_MAX_CHARS,
+    ENVELOPE_ID_MAX_CHARS,
+    ENVELOPE_SEQ_MAX,
     LEGACY_THREAD_CHAT_ID,
     TERMINAL_MESSAGE_TYPES,
 )
 
 PayloadVersion = Literal[1, 2]
+
+Id = Annotated[str, msgspec.Meta(max_length=ENVELOPE_ID_MAX_CHARS)]
+"""An identifier the envelope is attributed by: over the limit the body is a 400 (CONTRACT §4)."""
 
 ENVELOPE_CONTRACT_VERSION: Final = DAEMON_EVENT_PAYLOAD_VERSION
 
@@ -25,15 +31,16 @@ ENVELOPE_CONTRACT_VERSION: Final = DAEMON_EVENT_PAYLOAD_VERSION
 class DaemonEnvelope(msgspec.Struct, rename="camel", omit_defaults=True):
     """`POST /api/daemon-event` body. v1 carries only the first five fields."""
 
-    thread_id: str
+    thread_id: Id
     messages: list[dict[str, Any]]
-    thread_chat_id: str = LEGACY_THREAD_CHAT_ID
+    thread_chat_id: Id = LEGACY_THREAD_CHAT_ID
     timezone: str = "UTC"
     payload_version: PayloadVersion = 1
-    run_id: str | None = None
+    run_id: Id | None = None
+    # eventId, seq, endSha and message uuids are not bounded here: over their limits the envelope
+    # is quarantined as `invalid_envelope` (a state we record, see `over_limit`), not a 400 (which
+    # loses it). seq is a plain int for the same reason (0, negative and > 2^63-1 included).
     event_id: str | None = None
-    # Kept a plain int here: a v2 envelope with seq <= 0 is quarantined as `invalid_envelope`
-    # (a state we record), not rejected as a 400 (which loses it).
     seq: int | None = None
     end_sha: str | None = None
 
@@ -82,6 +89,23 @@ def v2_fields_valid(envelope: DaemonEnvelope) -> bool:
     `runId` absence is its own rule (checked earlier); this covers `eventId` and `seq`.
     """
     return given(envelope.event_id) is not None and envelope.seq is not None and envelope.seq >= 1
+
+
+def over_limit(envelope: DaemonEnvelope) -> str | None:
+    """Which field is over its CONTRACT §4 limit (`eventId`, `endSha`, a message `uuid` longer than
+    128 characters; `seq` outside 1 … 2^63-1), or None. Such an envelope is quarantined
+    `invalid_envelope` before any SQL sees it: PostgreSQL could not index or bind those values, and
+    a daemon would retry a 5xx forever."""
+    for name, value in (("eventId", envelope.event_id), ("endSha", envelope.end_sha)):
+        if value is not None and len(value) > ENVELOPE_FIELD_MAX_CHARS:
+            return f"{name} longer than {ENVELOPE_FIELD_MAX_CHARS} characters"
+    if envelope.seq is not None and not 1 <= envelope.seq <= ENVELOPE_SEQ_MAX:
+        return "seq outside 1 .. 2^63-1"
+    for message in envelope.messages:
+        value = message.get("uuid")
+        if isinstance(value, str) and len(value) > ENVELOPE_FIELD_MAX_CHARS:
+            return f"a message uuid longer than {ENVELOPE_FIELD_MAX_CHARS} characters"
+    return None
 
 
 def message_uuid(message: dict[str, Any]) -> str | None:

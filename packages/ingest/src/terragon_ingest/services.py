@@ -16,6 +16,7 @@ from valkey.asyncio import Valkey
 # validates the injected dependency.
 from terragon_ingest.daemon_events.objects import QuarantineObjects
 from terragon_ingest.db import Pool
+from terragon_ingest.runs.tokens import KnownTokens
 from terragon_ingest.settings import Settings
 from terragon_ingest.telemetry import Metrics
 
@@ -30,6 +31,8 @@ class Services:
     """Domain-owned singletons (object store, sandbox registry, ...) keyed by their module."""
     objects: QuarantineObjects | None = None
     """The object store for offloaded quarantine payloads (daemon_events.objects)."""
+    tokens: KnownTokens = field(default_factory=KnownTokens)
+    """Daemon tokens seen to resolve, checked before a body is decoded (runs.tokens)."""
 
 
 def provide_services(state: State) -> Services:

@@ -41,13 +41,14 @@ WITH quarantined AS (
     INSERT INTO daemon_event_quarantine (
         id, thread_id, thread_chat_id, run_id, active_run_id, reason, payload_version,
         payload_hash, payload_size, payload_prefix_2k, payload_inline, payload_object_key,
-        offload_skipped, repo_full_name, user_id, sandbox_provider, event_id, seq, trace_id
+        offload_skipped, repo_full_name, user_id, sandbox_provider, event_id, seq, trace_id,
+        token_run_id
     ) VALUES (
         %(id)s::uuid, %(thread_id)s, %(thread_chat_id)s, %(run_id)s, %(active_run_id)s,
         %(reason)s, %(payload_version)s, %(payload_hash)s, %(payload_size)s,
         %(payload_prefix_2k)s, %(payload_inline)s, %(payload_object_key)s, %(offload_skipped)s,
         %(repo_full_name)s, %(user_id)s, %(sandbox_provider)s, %(event_id)s, %(seq)s,
-        %(trace_id)s
+        %(trace_id)s, %(token_run_id)s
     )
 )
 INSERT INTO preview_event (
@@ -76,7 +77,7 @@ LIMIT %(limit)s
 SELECT id::text, thread_id, thread_chat_id, run_id AS run_id_or_null, active_run_id, reason,
        payload_version, payload_hash, payload_size, payload_prefix_2k, payload_object_key,
        repo_full_name, user_id, sandbox_provider, created_at, event_id, seq, trace_id,
-       offload_skipped, payload_inline, replayed_at, replay_status
+       offload_skipped, payload_inline, replayed_at, replay_status, token_run_id
 FROM daemon_event_quarantine WHERE id = %(id)s::uuid
 
 -- name: mark_replayed

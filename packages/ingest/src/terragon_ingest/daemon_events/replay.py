@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from terragon_core import EnvelopeError, decode_envelope
+from terragon_core import EnvelopeError, QuarantineReason, decode_envelope
 from terragon_ingest.daemon_events import repository
 from terragon_ingest.daemon_events.service import correlate
 from terragon_ingest.db import connection
@@ -57,7 +57,13 @@ async def replay_quarantined(
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
         raise PayloadNotRecoverable(f"stored payload does not decode: {exc}") from exc
-    token_run_id = row["active_run_id"] or row["run_id_or_null"] or ""
+    # Decided as its delivery was, under its token's run. Rows older than that column: a
+    # runId-less `mismatch` row was a zombie or came with no active run, so it is replayed as if
+    # by an unknown run (never applied to another run); any other as its run's own daemon.
+    token_run_id = row["token_run_id"]
+    if token_run_id is None:
+        zombie = row["reason"] == QuarantineReason.MISMATCH and row["run_id_or_null"] is None
+        token_run_id = "" if zombie else (row["active_run_id"] or row["run_id_or_null"] or "")
     trace_id = row["trace_id"] or trace_id_from(None)
     reply = await correlate(
         services, body, envelope, token_run_id, trace_id, replay_of=quarantine_id

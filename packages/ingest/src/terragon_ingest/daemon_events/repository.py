@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import psycopg
+import psycopg.errors
 import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -31,7 +32,8 @@ log = structlog.get_logger()
 
 
 class UnstorablePayload(Exception):
-    """PostgreSQL refused the messages as jsonb (e.g. a `\\u0000` escape)."""
+    """PostgreSQL refused the envelope's values for good (a `\\u0000` escape in jsonb, a value too
+    large to index): retrying cannot help."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,23 +68,37 @@ async def fetch_envelope_context(
 
 
 async def _apply(conn: AsyncConn, name: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Run one apply statement (prepared); every failure leaves nothing written."""
+    """Run one apply statement (prepared); every failure leaves nothing written.
+
+    A failure the same envelope would meet again (a value PostgreSQL cannot store, bind or index)
+    is `UnstorablePayload`, which the caller quarantines as `invalid_envelope`: a 503 would have
+    the daemon retry it forever. Only a failure that can pass (the server or connection gone, a
+    serialization conflict) is `DatabaseUnavailable`."""
     try:
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(Q[name], values, prepare=True)
         row = await cur.fetchone()
-    except psycopg.DataError as exc:
-        raise UnstorablePayload(str(exc)) from exc
+    except _DETERMINISTIC as exc:
+        log.warning("envelope_unstorable", run_id=values["run_id"], error=str(exc))
+        raise UnstorablePayload(type(exc).__name__) from exc
     except psycopg.OperationalError:
         raise  # the pool's translate_errors turns this into DatabaseUnavailable
     except psycopg.Error as exc:
         log.error("envelope_apply_aborted", run_id=values["run_id"], error=str(exc))
         raise DatabaseUnavailable(
-            f"the apply transaction aborted ({type(exc).__name__}); nothing was written, "
+            f"the apply transaction aborted ({type(exc).__name__}: {exc}); nothing was written, "
             "the daemon retries the same envelope"
         ) from exc
     assert row is not None
     return row
+
+
+_DETERMINISTIC: tuple[type[psycopg.Error], ...] = (
+    psycopg.DataError,  # 22xxx: a NUL in jsonb, a value out of range
+    psycopg.errors.ProgramLimitExceeded,  # 54xxx: an index row too large
+    psycopg.errors.UndefinedFunction,  # 42883: a parameter of a type no function takes (numeric)
+    psycopg.errors.DatatypeMismatch,  # 42804
+)
 
 
 async def ingest_envelope(

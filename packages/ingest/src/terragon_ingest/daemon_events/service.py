@@ -7,11 +7,11 @@ An ordinary envelope costs one round trip: `terragon_ingest_envelope` (migration
 
 | rule | where |
 |---|---|
-| 1 token (missing) | `handle_delivery`: no header → 401, no I/O |
-| 1 token (unknown / revoked) | SQL `terragon_ingest_envelope` block "Rule 1" → `unauthorized` |
-| 2 body shape | `handle_delivery`: `decode_envelope`; on 400 the token is resolved first (rule 1 wins) |
-| 2½ thread binding (403) | SQL `terragon_ingest_envelope` → `forbidden` |
-| 3 runId missing / mismatch | `correlate` below, with the context the SQL returned (`decide`); the SQL only takes the trivial pass (runId = active run, batch not terminal) |
+| 1 token | `handle_delivery`, before the body is decoded: no header → 401; a token this process has not seen resolve is looked up first (unknown / revoked → 401, the body never decoded); the SQL checks it again (`terragon_ingest_envelope` "Rule 1") |
+| 2 body shape | `handle_delivery`: `decode_envelope` (wrong types, `threadId` / `threadChatId` / `runId` over 256 characters → 400) |
+| 2½ thread binding (403) | SQL `terragon_ingest_envelope` → `forbidden` (step by step: `_handle_in_steps`) |
+| 3 runId missing / mismatch | `correlate` below, with the context the SQL returned (`decide`); the SQL only takes the trivial pass (runId = active run, batch not terminal). A runId-less envelope under a token of a run that is no longer active is that run's daemon: `mismatch`, never applied to the new run |
+| field limits | `correlate`, right after rule 3 (`over_limit`: `eventId` / `endSha` / a message `uuid` over 128 characters, `seq` outside 1 … 2^63-1 → `invalid_envelope`); such an envelope never reaches the one-statement path, PostgreSQL could not bind or index it |
 | 4-7 payload version, v2 fields, duplicate, seq | SQL `terragon_apply_envelope`, under the run lock |
 | 8 terminal endSha | SQL `terragon_apply_envelope`; the sandbox HEAD is read in `correlate` (terminal batches always come back as `decide`) |
 | apply | SQL `terragon_apply_envelope`: messages, dedupe record, seq CAS, run state, in one transaction |
@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from terragon_core import (
+    ENVELOPE_FIELD_MAX_CHARS,
+    ENVELOPE_SEQ_MAX,
     DaemonEnvelope,
     EnvelopeError,
     EnvelopeStatus,
@@ -39,6 +41,7 @@ from terragon_core import (
     given,
     is_failure,
     is_terminal,
+    over_limit,
     v2_fields_valid,
 )
 from terragon_ingest.daemon_events import quarantine, recording, repository
@@ -47,7 +50,7 @@ from terragon_ingest.daemon_events.schemas import EnvelopeAck
 from terragon_ingest.daemon_events.terminal import diff_source_for, legacy_ui_outcome
 from terragon_ingest.db import connection
 from terragon_ingest.runs.service import record_missing_end_sha
-from terragon_ingest.runs.tokens import hash_token, resolve_daemon_token
+from terragon_ingest.runs.tokens import TokenBinding, hash_token, resolve_daemon_token
 from terragon_ingest.sandbox.reader import SandboxRef
 
 if TYPE_CHECKING:
@@ -82,18 +85,16 @@ async def handle_delivery(
     services: Services, body: bytes, token: str | None, trace_id: str
 ) -> Reply:
     """`POST /api/daemon-event` after the body was read under the size cap."""
-    if not token:  # 1. token
+    if not token or await _known_token(services, token) is None:  # 1. token, before the body
         return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
     try:  # 2. body shape
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
-        async with connection(services.pool) as conn:  # 1. comes first: a bad token is 401
-            binding = await resolve_daemon_token(conn, token)
-        if binding is None:
-            return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
         return Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc)]))
+    if over_limit(envelope) is not None:  # decided in `correlate`, after rule 3; never bound in SQL
+        return await _handle_in_steps(services, body, envelope, token, trace_id)
     params = _apply_params(envelope, body, trace_id)
-    try:  # 1, 2½ and the context; 4-8 and the apply when rule 3 passes trivially
+    try:  # 1 again, 2½ and the context; 4-8 and the apply when rule 3 passes trivially
         async with connection(services.pool) as conn:
             row = await repository.ingest_envelope(
                 conn, hash_token(token), params, envelope.messages
@@ -108,15 +109,28 @@ async def handle_delivery(
     ctx = _context(row)
     if outcome == "decide":
         return await correlate(services, body, envelope, row["token_run_id"], trace_id, ctx=ctx)
-    case = _Case(services, ctx, envelope, body, trace_id, None)
+    case = _Case(services, ctx, envelope, body, trace_id, None, row["token_run_id"])
     return await _conclude(case, params["run_id"], repository.apply_result(row))
+
+
+async def _known_token(services: Services, token: str) -> TokenBinding | None:
+    """The token's binding if it is live: from this process's memory, else one indexed lookup.
+    Nothing of the body is decoded or stored before this answers."""
+    digest = hash_token(token)
+    binding = services.tokens.get(digest)
+    if binding is None:
+        async with connection(services.pool) as conn:
+            binding = await resolve_daemon_token(conn, token)
+        if binding is not None:
+            services.tokens.remember(digest, binding)
+    return binding
 
 
 async def _handle_in_steps(
     services: Services, body: bytes, envelope: DaemonEnvelope, token: str, trace_id: str
 ) -> Reply:
     """The same decision one round trip at a time (token, context, apply), for an envelope the
-    one-statement path could not even bind (its messages are not storable as jsonb)."""
+    one-statement path cannot take: a field over its limit, or messages not storable as jsonb."""
     async with connection(services.pool) as conn:
         binding = await resolve_daemon_token(conn, token)
     if binding is None:
@@ -158,17 +172,23 @@ async def correlate(
     `ctx` is the context when the caller already read it (the one-statement path)."""
     if ctx is None:
         ctx = await _load_context(services, envelope, token_run_id)
-    case = _Case(services, ctx, envelope, body, trace_id, replay_of)
+    case = _Case(services, ctx, envelope, body, trace_id, replay_of, token_run_id)
     run_id = given(envelope.run_id)
     legacy = False
     if run_id is None:  # 3. runId: missing
         if ctx.strict:
             return await case.quarantine(QuarantineReason.MISSING_RUN_ID)
-        if ctx.active_run_id is None:  # nothing to apply a legacy envelope to: never another run
+        # The token names its run: under a superseded run's token (or with no active run) this is
+        # the old run's daemon, whose envelope is never applied to another run.
+        if ctx.active_run_id is None or token_run_id != ctx.active_run_id:
             return await case.quarantine(QuarantineReason.MISMATCH)
         legacy = True
     elif run_id != ctx.active_run_id:  # 3. runId: mismatch (superseded, finished, foreign)
         return await case.quarantine(QuarantineReason.MISMATCH)
+    limit = over_limit(envelope)
+    if limit is not None:  # field limits: kept as a row, never bound in SQL
+        log.info("envelope_over_limit", run_id=run_id, reason=limit, trace_id=trace_id)
+        return await case.quarantine(QuarantineReason.INVALID_ENVELOPE)
     target = ctx.active_run_id
     assert target is not None
     # Rules 4 to 8 are decided under the run lock by the apply; below we only prepare its inputs.
@@ -266,8 +286,10 @@ class _Case:
     body: bytes
     trace_id: str
     replay_of: str | None
+    token_run_id: str | None
 
     async def row(self, reason: QuarantineReason) -> dict[str, Any]:
+        event_id, seq = given(self.envelope.event_id), self.envelope.seq
         return await quarantine.build_row(
             self.services,
             body=self.body,
@@ -276,9 +298,11 @@ class _Case:
             thread_chat_id=self.envelope.thread_chat_id,
             run_id=given(self.envelope.run_id),
             active_run_id=self.ctx.active_run_id,
+            token_run_id=self.token_run_id,
             payload_version=self.envelope.payload_version,
-            event_id=given(self.envelope.event_id),
-            seq=self.envelope.seq,
+            # An over-limit eventId / seq is kept in the payload, not in its column.
+            event_id=event_id if event_id and len(event_id) <= ENVELOPE_FIELD_MAX_CHARS else None,
+            seq=seq if seq is not None and -ENVELOPE_SEQ_MAX <= seq <= ENVELOPE_SEQ_MAX else None,
             trace_id=self.trace_id,
             dims=self.ctx.dims,
         )

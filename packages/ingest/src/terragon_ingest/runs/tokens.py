@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,3 +58,36 @@ async def resolve_daemon_token(conn: AsyncConn, token: str | None) -> TokenBindi
     if row is None or not hmac.compare_digest(bytes(row["token_hash"]), digest):
         return None
     return TokenBinding(thread_id=row["thread_id"], user_id=row["user_id"], run_id=row["run_id"])
+
+
+class KnownTokens:
+    """Digests of tokens this process has seen resolve, so that the token check that precedes body
+    decoding (CONTRACT §4) costs a round trip once per daemon, not once per envelope.
+
+    Only a gate in front of the decoder: an unknown token is never remembered (it is answered 401
+    after one indexed lookup, its body never decoded), and the authoritative check stays in SQL, so
+    a token revoked while remembered is still answered 401 there with nothing written. Bounded: at
+    most `max_entries`, each for `ttl_seconds`.
+    """
+
+    def __init__(self, max_entries: int = 10_000, ttl_seconds: float = 60.0) -> None:
+        self._entries: OrderedDict[bytes, tuple[float, TokenBinding]] = OrderedDict()
+        self._max = max_entries
+        self._ttl = ttl_seconds
+
+    def get(self, digest: bytes) -> TokenBinding | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        expires, binding = entry
+        if expires < time.monotonic():
+            del self._entries[digest]
+            return None
+        self._entries.move_to_end(digest)
+        return binding
+
+    def remember(self, digest: bytes, binding: TokenBinding) -> None:
+        self._entries[digest] = (time.monotonic() + self._ttl, binding)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
