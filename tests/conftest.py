@@ -86,6 +86,17 @@ def fx_database_url(pg_admin_url: str, template_database: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
+@pytest.fixture(name="empty_url")
+def fx_empty_url(pg_admin_url: str) -> Iterator[str]:
+    """A database with nothing in it: for the migration runner and the schema snapshot."""
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    yield _with_database(pg_admin_url, name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
 @pytest.fixture(name="valkey_server_url", scope="session")
 def fx_valkey_server_url(services_dir: Path) -> Iterator[str]:
     external = os.environ.get("TERRAGON_TEST_VALKEY_URL")

@@ -1,5 +1,5 @@
 """The apply's per-message dedupe reads one index entry per incoming message, however long the run
-and whatever the session's cached plan was built from (migration 2026-11-26-2000).
+and whatever the session's cached plan was built from (db/functions/terragon_ingest_envelope.sql; first fixed in migration 2026-11-26-2000).
 
 The earlier body let PostgreSQL run the check as a hashed subplan when the session first planned
 it against a small run_message (a fresh database, a new deploy): every later envelope then read all
@@ -17,9 +17,14 @@ import psycopg
 from tests.ingest.integration.test_daemon_event_support import start_run
 
 APPLY = """
-SELECT outcome, applied_messages FROM terragon_apply_envelope(
-    %(run)s, %(event)s, %(seq)s, 2::smallint, true, %(messages)s::jsonb, 'trace', false, false,
-    NULL, NULL, NULL, NULL, NULL, NULL)
+SELECT outcome, applied_messages FROM terragon_ingest_envelope(
+    p_token_hash => NULL, p_token_run_id => %(run)s, p_thread_id => 'thread-1',
+    p_thread_chat_id => 'chat-1', p_run_id => %(run)s, p_dedupe_id => %(event)s, p_seq => %(seq)s,
+    p_payload_version => 2::smallint, p_fields_valid => true, p_within_limits => true,
+    p_messages => %(messages)s::jsonb, p_trace_id => 'trace', p_terminal => false,
+    p_failure => false, p_end_sha => NULL, p_inputs_ready => false, p_diff_source => NULL,
+    p_diff_source_context => NULL, p_legacy_row => NULL, p_ui_outcome => NULL,
+    p_ui_blocking_reason => NULL)
 """
 RUN_MESSAGE_READS = """
 SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from terragon_ingest.app import run_migrations
-from terragon_ingest.db.migrate import load_migrations, migrate
+from terragon_ingest.db.migrate import load_functions, load_migrations, migrate
 from terragon_ingest.db.pool import CONNECTION_KWARGS
 from terragon_ingest.errors import MigrationError
-from tests.conftest import _with_database
-
-
-@pytest.fixture(name="empty_url")
-def fx_empty_url(pg_admin_url: str) -> Iterator[str]:
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    yield _with_database(pg_admin_url, name)
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
 def test_names_are_sortable_timestamps_and_unique() -> None:
@@ -35,7 +22,7 @@ def test_names_are_sortable_timestamps_and_unique() -> None:
 
 def test_from_empty_to_head_then_nothing_to_do(empty_url: str) -> None:
     applied = run_migrations(empty_url)
-    assert applied == [m.name for m in load_migrations()]
+    assert applied == [m.name for m in load_migrations()] + [f.name for f in load_functions()]
     assert run_migrations(empty_url) == []
     with psycopg.connect(empty_url) as conn:
         tables = {
@@ -78,7 +65,9 @@ def test_two_processes_migrating_at_once_apply_each_migration_once(empty_url: st
         t.join(60)
     assert errors == []
     applied = [name for r in results for name in r]
-    assert sorted(applied) == [m.name for m in load_migrations()]
+    assert sorted(applied) == sorted(
+        [m.name for m in load_migrations()] + [f.name for f in load_functions()]
+    )
 
 
 def test_an_edited_migration_is_refused(empty_url: str) -> None:
@@ -88,3 +77,23 @@ def test_an_edited_migration_is_refused(empty_url: str) -> None:
         conn.execute("UPDATE schema_migration SET checksum = 'x' WHERE name = %s", (first,))
         with pytest.raises(MigrationError, match="immutable"):
             migrate(conn)
+
+
+def test_a_changed_function_file_is_reapplied_and_old_overloads_dropped(empty_url: str) -> None:
+    """Function files are repeatable: a checksum that differs re-applies the file, and every other
+    overload of the name is dropped first (no call can reach an old signature)."""
+    run_migrations(empty_url)
+    with psycopg.connect(empty_url, **CONNECTION_KWARGS) as conn:  # type: ignore[arg-type]
+        conn.execute(
+            "CREATE FUNCTION terragon_envelope_verdict(old integer) RETURNS text "
+            "LANGUAGE sql AS $$ SELECT 'stale' $$"
+        )
+        conn.execute(
+            "UPDATE schema_function SET checksum = 'x' WHERE name = 'terragon_envelope_verdict.sql'"
+        )
+        assert migrate(conn) == ["terragon_envelope_verdict.sql"]
+        overloads = conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname = 'terragon_envelope_verdict'"
+        ).fetchone()
+        assert overloads == (1,)
+        assert migrate(conn) == []

@@ -110,7 +110,10 @@ def test_prepare_workers_shares_one_signing_secret_and_a_fresh_metrics_dir(
     stale.parent.mkdir()
     stale.write_bytes(b"left by the previous server")
     for key in (MULTIPROC_ENV, "TERRAGON_LOG_LEVEL", "TERRAGON_LOG_FORMAT"):
-        monkeypatch.delenv(key, raising=False)  # monkeypatch restores what prepare_workers sets
+        # setenv first: a bare delenv of an absent key records nothing to restore, and what
+        # prepare_workers sets would leak into later tests (PROMETHEUS_MULTIPROC_DIR did).
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     prepare_workers(Settings(), log_level="warning", json_logs=True)
     secret = os.environ["TERRAGON_SIGNING_SECRET"]
     assert len(secret) == 64

@@ -57,6 +57,7 @@ from terragon_core.constants import (
 from terragon_core.daemon_messages import DaemonStartMessage
 from terragon_core.enums import (
     ACTIVE_RUN_STATUSES,
+    CorrelationOutcome,
     DiffSource,
     EnvelopeStatus,
     EventOrigin,
@@ -183,6 +184,7 @@ __all__ = [
     "UI_RULES_PATH",
     "ArchiveDataset",
     "CodesandboxId",
+    "CorrelationOutcome",
     "DaemonEnvelope",
     "DaemonStartMessage",
     "DiffSource",

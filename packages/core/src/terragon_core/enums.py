@@ -120,6 +120,26 @@ class EnvelopeStatus(StrEnum):
     UNAVAILABLE = "unavailable"
 
 
+class CorrelationOutcome(StrEnum):
+    """What the one correlation decision (SQL `terragon_ingest_envelope`) answers for an envelope.
+
+    Each is an envelope status, a quarantine reason, or `needs_inputs` (the service gathers the
+    sandbox reads / legacy_mode row and asks again). A test checks the SQL answers exactly these.
+    """
+
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    MISSING_RUN_ID = "missing_run_id"
+    MISMATCH = "mismatch"
+    INVALID_ENVELOPE = "invalid_envelope"
+    PAYLOAD_VERSION_MISMATCH = "payload_version_mismatch"
+    DUPLICATE = "duplicate"
+    STALE_SEQ = "stale_seq"
+    MISSING_END_SHA = "missing_end_sha"
+    NEEDS_INPUTS = "needs_inputs"
+    APPLIED = "applied"
+
+
 class FeatureFlagName(StrEnum):
     """Flags frozen into every run at creation (CONTRACT §2)."""
 

@@ -277,17 +277,53 @@ def serve(host: str, port: int, workers: int) -> None:
 @click.option(
     "--database-url",
     envvar="DATABASE_URL",
-    required=True,
-    help="PostgreSQL URL (env DATABASE_URL).",
+    help="PostgreSQL URL (env DATABASE_URL). With --write-schema and no URL, a throwaway "
+    "embedded PostgreSQL is used.",
 )
-def migrate(database_url: str) -> None:
-    """Apply pending schema migrations (safe to run from several processes at once)."""
+@click.option(
+    "--write-schema",
+    is_flag=True,
+    help="Then write db/schema.sql, the readable snapshot of the schema at head (commit it with "
+    "the migration or function file that changed it).",
+)
+def migrate(database_url: str | None, write_schema: bool) -> None:
+    """Apply pending schema migrations and changed function files (safe to run from several
+    processes at once)."""
+    if database_url is None and not write_schema:
+        raise click.UsageError("set DATABASE_URL or pass --database-url")
+    if database_url is None:
+        _write_schema_from_scratch()
+        return
     from terragon_ingest.app import run_migrations
 
     applied = run_migrations(database_url)
     click.echo(
         f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "")
     )
+    if write_schema:
+        _write_schema(database_url)
+
+
+def _write_schema(database_url: str) -> None:
+    from terragon_ingest.db.schema import write_snapshot
+
+    click.echo(f"wrote {write_snapshot(database_url)}")
+
+
+def _write_schema_from_scratch() -> None:
+    import tempfile
+
+    from terragon_ingest.app import run_migrations
+    from terragon_ingest.embedded import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="terragon-schema-") as tmp:
+        server = EmbeddedPostgres(Path(tmp) / "pg")
+        url = server.start()
+        try:
+            run_migrations(url)
+            _write_schema(url)
+        finally:
+            server.stop()
 
 
 main.add_command(archive_commands.archive)

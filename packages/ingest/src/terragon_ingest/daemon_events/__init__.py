@@ -2,8 +2,8 @@
 
 routes.py            the daemon-facing route (own body cap, strict decode, token, status bodies)
 internal_routes.py   quarantine read-out, UI-validation read-out, the maintenance sweep trigger
-service.py           the decision, in CONTRACT §4 order
-repository.py        SQL (queries.sql + the `terragon_apply_envelope` function of the migration)
+service.py           the decision's Python half: token gate, decode, inputs it asks for, replies
+repository.py        SQL (queries.sql; the decision is db/functions/terragon_ingest_envelope.sql)
 quarantine.py        quarantine rows: prefix, hash, size, inline payload or object-store offload
 objects.py           the object store (local directory or S3/R2 through obstore)
 terminal.py          endSha vs live HEAD, legacy UI outcome (read-only sandbox reader only)

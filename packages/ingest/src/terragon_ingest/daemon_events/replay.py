@@ -17,7 +17,7 @@ import structlog
 
 from terragon_core import EnvelopeError, QuarantineReason, decode_envelope
 from terragon_ingest.daemon_events import repository
-from terragon_ingest.daemon_events.service import correlate
+from terragon_ingest.daemon_events.service import Delivery, decide
 from terragon_ingest.db import connection
 from terragon_ingest.errors import NotFound, UserError
 from terragon_ingest.telemetry import trace_id_from
@@ -65,9 +65,10 @@ async def replay_quarantined(
         zombie = row["reason"] == QuarantineReason.MISMATCH and row["run_id_or_null"] is None
         token_run_id = "" if zombie else (row["active_run_id"] or row["run_id_or_null"] or "")
     trace_id = row["trace_id"] or trace_id_from(None)
-    reply = await correlate(
-        services, body, envelope, token_run_id, trace_id, replay_of=quarantine_id
+    delivery = Delivery(
+        envelope, body, trace_id, token_run_id=token_run_id, replay_of=quarantine_id
     )
+    reply = await decide(services, delivery)
     status = reply.ack.status.value
     if reply.ack.reason is not None:
         status += f":{reply.ack.reason.value}"

@@ -1,12 +1,14 @@
 """SQL of the daemon-event domain. An ordinary envelope costs one statement, one transaction, one
-round trip: `terragon_ingest_envelope` (migration 2026-11-26-1930_one_round_trip.sql) resolves the
-token, reads the context and runs the apply (`terragon_apply_envelope`, 2026-11-26-1820). The hot
-statements are prepared on first use (`prepare=True`) with stable parameter types.
+round trip: `terragon_ingest_envelope` (db/functions/terragon_ingest_envelope.sql) checks the
+token, reads the context, decides every rule and applies. The hot statements are prepared on first
+use (`prepare=True`) with stable parameter types.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,7 @@ import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from terragon_core import CorrelationOutcome
 from terragon_ingest.db import load_queries
 from terragon_ingest.errors import DatabaseUnavailable
 from terragon_ingest.telemetry.repository import event_params
@@ -37,18 +40,32 @@ class UnstorablePayload(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class ApplyResult:
-    outcome: str
+class Decision:
+    """A row of `terragon_ingest_envelope`: the outcome, what the apply did, and the context
+    (every column but `outcome` is NULL for `unauthorized` / `forbidden`)."""
+
+    outcome: CorrelationOutcome
+    legacy: bool
     applied_messages: int
     last_seq: int | None
     run_status: str | None
     legacy_row_id: str | None
+    token_run_id: str | None
+    user_id: str | None
+    repo_full_name: str | None
+    repo_dir: str | None
+    sandbox_provider: str | None
+    codesandbox_id: str | None
+    active_run_id: str | None
+    strict: bool
+    run_start_sha: str | None
 
 
-async def _one(conn: AsyncConn, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(Q[name], params)
-    return await cur.fetchone()
+def _decision(values: Sequence[Any]) -> Decision:
+    row = Decision(*values)
+    return dataclasses.replace(
+        row, outcome=CorrelationOutcome(row.outcome), strict=bool(row.strict)
+    )
 
 
 async def _all(conn: AsyncConn, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -57,34 +74,38 @@ async def _all(conn: AsyncConn, name: str, params: dict[str, Any]) -> list[dict[
     return await cur.fetchall()
 
 
-async def fetch_envelope_context(
-    conn: AsyncConn, thread_id: str, thread_chat_id: str, token_run_id: str
-) -> dict[str, Any] | None:
-    return await _one(
-        conn,
-        "fetch_envelope_context",
-        {"thread_id": thread_id, "thread_chat_id": thread_chat_id, "token_run_id": token_run_id},
-    )
+async def _one(conn: AsyncConn, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(Q[name], params)
+    return await cur.fetchone()
 
 
-async def _apply(conn: AsyncConn, name: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Run one apply statement (prepared); every failure leaves nothing written.
+async def ingest_envelope(
+    conn: AsyncConn, params: dict[str, Any], messages: list[dict[str, Any]] | None
+) -> Decision:
+    """The one correlation decision and the apply, one prepared statement; every failure leaves
+    nothing written.
 
     A failure the same envelope would meet again (a value PostgreSQL cannot store, bind or index)
-    is `UnstorablePayload`, which the caller quarantines as `invalid_envelope`: a 503 would have
-    the daemon retry it forever. Only a failure that can pass (the server or connection gone, a
-    serialization conflict) is `DatabaseUnavailable`."""
+    is `UnstorablePayload`: the caller asks again without the messages and the decision answers
+    `invalid_envelope` (a 503 would have the daemon retry it forever). Only a failure that can pass
+    (the server or connection gone, a serialization conflict) is `DatabaseUnavailable`."""
+    values = {
+        **params,
+        "messages": None if messages is None else msgspec.json.encode(messages).decode(),
+        "legacy_row": Jsonb(params["legacy_row"]) if params.get("legacy_row") else None,
+    }
     try:
-        cur = conn.cursor(row_factory=dict_row)
-        await cur.execute(Q[name], values, prepare=True)
+        cur = conn.cursor(row_factory=lambda _cur: _decision)
+        await cur.execute(Q["ingest_envelope"], values, prepare=True)
         row = await cur.fetchone()
     except _DETERMINISTIC as exc:
-        log.warning("envelope_unstorable", run_id=values["run_id"], error=str(exc))
+        log.warning("envelope_unstorable", thread_id=params["thread_id"], error=str(exc))
         raise UnstorablePayload(type(exc).__name__) from exc
     except psycopg.OperationalError:
         raise  # the pool's translate_errors turns this into DatabaseUnavailable
     except psycopg.Error as exc:
-        log.error("envelope_apply_aborted", run_id=values["run_id"], error=str(exc))
+        log.error("envelope_apply_aborted", thread_id=params["thread_id"], error=str(exc))
         raise DatabaseUnavailable(
             f"the apply transaction aborted ({type(exc).__name__}: {exc}); nothing was written, "
             "the daemon retries the same envelope"
@@ -101,47 +122,6 @@ _DETERMINISTIC: tuple[type[psycopg.Error], ...] = (
 )
 
 
-async def ingest_envelope(
-    conn: AsyncConn, token_hash: bytes, params: dict[str, Any], messages: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Token, binding, context and (on the happy path) the apply in one statement.
-
-    `outcome` is `unauthorized`, `forbidden`, `decide` (the caller decides with the returned
-    context and calls `apply_envelope`) or an outcome of the apply."""
-    values = {
-        **params,
-        "token_hash": token_hash,
-        "messages": msgspec.json.encode(messages).decode(),
-    }
-    return await _apply(conn, "ingest_envelope", values)
-
-
-def apply_result(row: dict[str, Any]) -> ApplyResult:
-    legacy_id = row.get("legacy_row_id")
-    return ApplyResult(
-        outcome=row["outcome"],
-        applied_messages=int(row["applied_messages"] or 0),
-        last_seq=row["last_seq"],
-        run_status=row["run_status"],
-        legacy_row_id=str(legacy_id) if legacy_id is not None else None,
-    )
-
-
-async def apply_envelope(
-    conn: AsyncConn,
-    params: dict[str, Any],
-    messages: list[dict[str, Any]],
-    legacy_row: dict[str, Any] | None,
-) -> ApplyResult:
-    """Run the decision-and-apply function; every failure leaves nothing written."""
-    values = {
-        **params,
-        "messages": msgspec.json.encode(messages).decode(),
-        "legacy_row": Jsonb(legacy_row) if legacy_row is not None else None,
-    }
-    return apply_result(await _apply(conn, "apply_envelope", values))
-
-
 def new_quarantine_id() -> str:
     """A quarantine row id, made before the insert because its event carries it."""
     return str(uuid.uuid4())
@@ -151,7 +131,7 @@ async def insert_quarantine(
     conn: AsyncConn, row: dict[str, Any], quarantine_id: str, event: PreviewEvent
 ) -> None:
     """The row and its `quarantine.recorded` event: one prepared statement, all or nothing."""
-    values = {**row, "id": quarantine_id, **event_params(event, prefix="ev_")}
+    values = {"row": Jsonb({**row, "id": quarantine_id}), **event_params(event, prefix="ev_")}
     await conn.execute(Q["insert_quarantine"], values, prepare=True)
 
 

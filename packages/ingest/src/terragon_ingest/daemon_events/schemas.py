@@ -61,6 +61,8 @@ class QuarantineDetail(QuarantineRow, rename="camel"):
     replay_status: str | None = None
     token_run_id: str | None = None
     """The run the sending token was minted for (null on rows older than that column)."""
+    strict: bool | None = None
+    """The frozen daemonRunIdStrict the envelope was decided under (null on older rows)."""
 
 
 class UiValidation(msgspec.Struct, rename="camel"):

@@ -1,8 +1,16 @@
-"""The migration runner: ordered `migrations/YYYY-MM-DD-HHMM_slug.sql`, each applied once.
+"""The migration runner: ordered `migrations/YYYY-MM-DD-HHMM_slug.sql`, each applied once, then the
+function files `functions/<function_name>.sql`, each re-applied whenever it changed.
+
+Tables live in versioned migrations: a migration that has landed must never be edited; the runner
+stores each file's sha256 and refuses to start if one changed. Functions live one per file (Flyway's
+"repeatable migrations"): a changed function is a diff of its own file, and the runner re-applies
+it when its sha256 differs from the one recorded, after every versioned migration. Before it does,
+it drops every overload of that name, so a call can never reach an old signature. The known trap:
+a versioned migration must not call a function from a file (replaying history on an empty
+database would run the newest body against an old schema).
 
 Safe when several processes start at once: the whole run holds a Postgres advisory lock, so the
-second process waits and then finds nothing to do. A migration that has landed must never be
-edited; the runner stores each file's sha256 and refuses to start if one changed.
+second process waits and then finds nothing to do.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 _NAME = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{4}_[a-z0-9_]+\.sql$")
+_FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_]*\.sql$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +61,65 @@ def load_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.name)
 
 
+def load_functions() -> list[Migration]:
+    """Every function file, by name (`<function_name>.sql` defines that one function)."""
+    folder = resources.files("terragon_ingest.db") / "functions"
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        if not _FUNCTION_NAME.match(entry.name):
+            raise MigrationError(f"function file name {entry.name!r} is not <function_name>.sql")
+        found.append(Migration(entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda m: m.name)
+
+
+_DROP_OVERLOADS = """
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+             WHERE p.proname = '__NAME__' AND p.pronamespace = current_schema()::regnamespace
+    LOOP
+        EXECUTE format('DROP FUNCTION %s', f);
+    END LOOP;
+END $$"""
+
+
+def _apply_functions(conn: psycopg.Connection[Any]) -> list[str]:
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_function (
+               name text PRIMARY KEY,
+               checksum text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    done = {
+        str(name): str(checksum)
+        for name, checksum in conn.execute("SELECT name, checksum FROM schema_function")
+    }
+    applied: list[str] = []
+    for function in load_functions():
+        if done.get(function.name) == function.checksum:
+            continue
+        name = function.name.removesuffix(".sql")
+        with conn.transaction():
+            # A DO block takes no parameters: the name is a checked identifier ([a-z0-9_]).
+            conn.execute(cast("LiteralString", _DROP_OVERLOADS.replace("__NAME__", name)))
+            conn.execute(cast("LiteralString", function.sql))
+            conn.execute(
+                """INSERT INTO schema_function (name, checksum) VALUES (%s, %s)
+                   ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum,
+                                                    applied_at = now()""",
+                (function.name, function.checksum),
+            )
+        applied.append(function.name)
+        log.info("function_applied", function=function.name)
+    return applied
+
+
 def migrate(conn: psycopg.Connection[Any]) -> list[str]:
-    """Apply pending migrations on an autocommit connection; return the names applied."""
+    """Apply pending migrations, then changed function files, on an autocommit connection; return
+    the names applied."""
     applied_now: list[str] = []
     conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
@@ -83,6 +149,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
                 )
             applied_now.append(migration.name)
             log.info("migration_applied", migration=migration.name)
+        applied_now += _apply_functions(conn)
         ensure_partitions(conn)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
