@@ -165,6 +165,43 @@ def _pgbench_ceiling(
     return result.tps, details
 
 
+def _batch_histogram(url: str) -> dict[str, float]:
+    """Cumulative `le` bucket counts, `sum` and `count` of the group-commit batch histogram."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from terragon_core import INGEST_BATCH_HISTOGRAM
+
+    text = httpx.get(url + "/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != INGEST_BATCH_HISTOGRAM:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                out[sample.labels["le"]] = sample.value
+            elif sample.name.endswith(("_sum", "_count")):
+                out[sample.name.rsplit("_", 1)[1]] = sample.value
+    return out
+
+
+def batch_distribution(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Statements by batch-size bucket during a phase, and the mean envelopes per statement."""
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    buckets = sorted((k for k in delta if k not in ("sum", "count")), key=float)
+    shares: dict[str, int] = {}
+    below = 0.0
+    for le in buckets:
+        shares[f"<= {float(le):g}"] = int(delta[le] - below)
+        below = delta[le]
+    count = delta.get("count", 0.0)
+    return {
+        "statements": int(count),
+        "meanEnvelopesPerStatement": round(delta.get("sum", 0.0) / count, 2) if count else None,
+        "byBatchSize": shares,
+    }
+
+
 def bench_threads_scaffold(ctx: Context) -> list[BenchResult]:
     """`POST /api/internal/threads` (upsert): the machinery on a route that exists."""
     stack = ctx.stack
@@ -269,7 +306,9 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
         from tools.bench import profile
 
         spy = profile.start(service.pid, ctx.options.seconds - 1, ctx.workdir / "profile-apply.txt")
+    batches_before = _batch_histogram(service.url)
     applied = _load(ctx, service, "apply", runs, DAEMON_EVENT)
+    batches = batch_distribution(batches_before, _batch_histogram(service.url))
     profile_summary: dict[str, Any] = {}
     if spy is not None:
         from tools.bench import profile
@@ -333,12 +372,15 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
                 "acceptedMessages": messages,
                 "messagesPerSecond": round(msgs_per_s, 1),
                 "noIo": noio_result.as_dict(),
+                "groupCommit": batches,
                 **pg_details,
                 **profile_summary,
                 "note": f"{msgs_per_s:,.0f} messages/s; p50 {applied.p50_ms:.1f} ms, "
                 f"p99 {applied.p99_ms:.1f} ms; pgbench {pg_tps:,.0f} tps "
                 f"({pg_details['statementsPerRequest']} statements/envelope), "
-                f"no-I/O {noio_result.rps:,.0f} req/s; wrk CPU {applied.generator_cpu:.2f} core; "
+                f"no-I/O {noio_result.rps:,.0f} req/s; group commit "
+                f"{batches['meanEnvelopesPerStatement']} envelopes/statement "
+                f"{batches['byBatchSize']}; wrk CPU {applied.generator_cpu:.2f} core; "
                 f"{events} accepted of {applied.requests} answered",
             },
         )

@@ -26,6 +26,11 @@ class MetricName(StrEnum):
     QUARANTINE_PURGE = "preview.quarantine_purge"
 
 
+ENVELOPE_SECONDS_HISTOGRAM: Final = "preview_envelope_seconds"
+"""Daemon-event handling time (histogram, no labels)."""
+INGEST_BATCH_HISTOGRAM: Final = "preview_ingest_batch_envelopes"
+"""Envelopes per ingest statement under group commit (histogram, no labels; tools/bench reads it)."""
+
 METRIC_LABELS: Final = ("repo", "user", "provider", "reason")
 """Label set of every `preview_*` counter. `reason` is "" where none applies."""
 

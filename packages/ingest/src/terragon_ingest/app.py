@@ -21,6 +21,7 @@ from litestar.types import ControllerRouterHandler
 
 from terragon_ingest import health
 from terragon_ingest.access.routes import AccessInternalController, GithubWebhookController
+from terragon_ingest.daemon_events.group_commit import group_commit_for
 from terragon_ingest.daemon_events.internal_routes import CorrelationController
 from terragon_ingest.daemon_events.objects import QuarantineObjects
 from terragon_ingest.daemon_events.routes import post_daemon_event
@@ -98,12 +99,14 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             socket_timeout=settings.valkey.TIMEOUT,
             socket_connect_timeout=settings.valkey.TIMEOUT,
         )
+        metrics = Metrics()
         services = Services(
             settings=settings,
             pool=pool,
             valkey=client,
-            metrics=Metrics(),
+            metrics=metrics,
             objects=QuarantineObjects.from_settings(settings),
+            group_commit=group_commit_for(pool, settings, metrics),
         )
         app.state.services = services
         scheduler = Scheduler(periodic_jobs() if settings.server.BACKGROUND_JOBS else [])

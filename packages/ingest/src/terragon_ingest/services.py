@@ -14,6 +14,7 @@ from valkey.asyncio import Valkey
 
 # Imported at run time, not under TYPE_CHECKING: Litestar resolves these hints when it
 # validates the injected dependency.
+from terragon_ingest.daemon_events.group_commit import GroupCommit
 from terragon_ingest.daemon_events.objects import QuarantineObjects
 from terragon_ingest.db import Pool
 from terragon_ingest.runs.tokens import KnownTokens
@@ -31,6 +32,8 @@ class Services:
     """Domain-owned singletons (object store, sandbox registry, ...) keyed by their module."""
     objects: QuarantineObjects | None = None
     """The object store for offloaded quarantine payloads (daemon_events.objects)."""
+    group_commit: GroupCommit | None = None
+    """Grouped statements for ordinary envelopes (daemon_events.group_commit); None = off."""
     tokens: KnownTokens = field(default_factory=KnownTokens)
     """Daemon tokens seen to resolve, checked before a body is decoded (runs.tokens)."""
 

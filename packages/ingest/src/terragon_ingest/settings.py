@@ -141,6 +141,16 @@ class CorrelationSettings:
         default_factory=lambda: _env_int("TERRAGON_OFFLOADS_PER_REPO_PER_MINUTE", 20)
     )
     """`TERRAGON_OFFLOADS_PER_REPO_PER_MINUTE`: oversized quarantine offloads allowed per repo."""
+    GROUP_COMMIT_MAX_BATCH: int = field(
+        default_factory=lambda: _env_int("TERRAGON_GROUP_COMMIT_MAX_BATCH", 32)
+    )
+    """`TERRAGON_GROUP_COMMIT_MAX_BATCH`: envelopes at most in one grouped statement (1 = off).
+    At most 32: each writes in a subtransaction, and PostgreSQL caches 64 per transaction."""
+    GROUP_COMMIT_IN_FLIGHT: int = field(
+        default_factory=lambda: _env_int("TERRAGON_GROUP_COMMIT_IN_FLIGHT", 4)
+    )
+    """`TERRAGON_GROUP_COMMIT_IN_FLIGHT`: ingest statements one worker runs at once before
+    arrivals queue into the next grouped statement (about the database's cores)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,14 @@ FROM terragon_ingest_envelope(
     p_ui_outcome => %(ui_outcome)s::text,
     p_ui_blocking_reason => %(ui_blocking_reason)s::text)
 
+-- name: ingest_envelopes
+-- Group commit (db/functions/terragon_ingest_envelopes.sql): several envelopes through the one
+-- decision, one subtransaction each, one statement and one commit; prepared.
+SELECT ordinal, failed_sqlstate, outcome, legacy, applied_messages, last_seq, run_status,
+       legacy_row_id::text, token_run_id, user_id, repo_full_name, repo_dir, sandbox_provider,
+       codesandbox_id, active_run_id, run_id_strict AS strict, run_start_sha
+FROM terragon_ingest_envelopes(%(batch)s::jsonb)
+
 -- name: insert_quarantine
 -- The row (terragon_insert_quarantine: the one insert of a quarantine row) and its
 -- `quarantine.recorded` event in one statement: one implicit transaction, one round trip, no

@@ -114,6 +114,30 @@ async def ingest_envelope(
     return row
 
 
+async def ingest_envelopes(
+    conn: AsyncConn, batch: list[tuple[dict[str, Any], list[dict[str, Any]]]]
+) -> list[Decision | None]:
+    """Group commit: each (params, messages) through the one decision in its own subtransaction,
+    one statement, one commit. The answers are in the batch's order; None for an envelope whose
+    subtransaction failed (nothing of it was written: decide it again alone). Any failure of the
+    statement itself raises, and nothing of the batch was written."""
+    items = [
+        {**params, "token_hash": params["token_hash"].hex(), "messages": messages}
+        for params, messages in batch
+    ]
+    cur = conn.cursor()
+    await cur.execute(
+        Q["ingest_envelopes"], {"batch": msgspec.json.encode(items).decode()}, prepare=True
+    )
+    answers: list[Decision | None] = [None] * len(batch)
+    for ordinal, failed, *values in await cur.fetchall():
+        if failed is None:
+            answers[ordinal] = _decision(values)
+        else:
+            log.warning("envelope_in_batch_failed", sqlstate=failed, hint="decided again alone")
+    return answers
+
+
 _DETERMINISTIC: tuple[type[psycopg.Error], ...] = (
     psycopg.DataError,  # 22xxx: a NUL in jsonb, a value out of range
     psycopg.errors.ProgramLimitExceeded,  # 54xxx: an index row too large

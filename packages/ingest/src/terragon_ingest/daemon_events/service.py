@@ -129,7 +129,14 @@ async def _ask(
     services: Services, params: dict[str, Any], messages: list[dict[str, Any]] | None
 ) -> Decision:
     try:
-        async with connection(services.pool) as conn:
+        group = services.group_commit
+        # Grouped: an ordinary delivery's first call (not a replay, not the call with inputs).
+        grouped = params["token_hash"] is not None and not params["inputs_ready"]
+        if group is not None and messages is not None and grouped:
+            decision = await group.submit(params, messages)
+            if decision is not None:
+                return decision
+        async with connection(services.pool) as conn:  # alone
             return await repository.ingest_envelope(conn, params, messages)
     except repository.UnstorablePayload:
         # PostgreSQL cannot store these messages (a `\u0000` in jsonb): the same decision

@@ -536,6 +536,50 @@ BEGIN
 END;
 $function$;
 
+CREATE OR REPLACE FUNCTION public.terragon_ingest_envelopes(p_batch jsonb)
+ RETURNS TABLE(ordinal integer, failed_sqlstate text, outcome text, legacy boolean, applied_messages integer, last_seq bigint, run_status text, legacy_row_id uuid, token_run_id text, user_id text, repo_full_name text, repo_dir text, sandbox_provider text, codesandbox_id text, active_run_id text, run_id_strict boolean, run_start_sha text)
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    e jsonb;
+    i integer;
+BEGIN
+    FOR e, i IN SELECT b.value, b.idx::integer - 1
+                FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS b(value, idx) LOOP
+        BEGIN
+            RETURN QUERY
+            SELECT i, NULL::text, x.*
+            FROM terragon_ingest_envelope(
+                p_token_hash => decode(e ->> 'token_hash', 'hex'),
+                p_token_run_id => e ->> 'token_run_id',
+                p_thread_id => e ->> 'thread_id',
+                p_thread_chat_id => e ->> 'thread_chat_id',
+                p_run_id => e ->> 'run_id',
+                p_dedupe_id => e ->> 'dedupe_id',
+                p_seq => (e ->> 'seq')::bigint,
+                p_payload_version => (e ->> 'payload_version')::smallint,
+                p_fields_valid => (e ->> 'fields_valid')::boolean,
+                p_within_limits => (e ->> 'within_limits')::boolean,
+                p_messages => e -> 'messages',
+                p_trace_id => e ->> 'trace_id',
+                p_terminal => (e ->> 'terminal')::boolean,
+                p_failure => (e ->> 'failure')::boolean,
+                p_end_sha => e ->> 'end_sha',
+                p_inputs_ready => false,
+                p_diff_source => NULL,
+                p_diff_source_context => NULL,
+                p_legacy_row => NULL,
+                p_ui_outcome => NULL,
+                p_ui_blocking_reason => NULL) AS x;
+        EXCEPTION WHEN OTHERS THEN
+            RETURN QUERY SELECT i, SQLSTATE, NULL::text, NULL::boolean, NULL::integer,
+                NULL::bigint, NULL::text, NULL::uuid, NULL::text, NULL::text, NULL::text,
+                NULL::text, NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::text;
+        END;
+    END LOOP;
+END;
+$function$;
+
 CREATE OR REPLACE FUNCTION public.terragon_insert_quarantine(p_row jsonb)
  RETURNS uuid
  LANGUAGE sql

@@ -14,7 +14,13 @@ os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from terragon_core import METRIC_LABELS, MetricName, prometheus_name
+from terragon_core import (
+    ENVELOPE_SECONDS_HISTOGRAM,
+    INGEST_BATCH_HISTOGRAM,
+    METRIC_LABELS,
+    MetricName,
+    prometheus_name,
+)
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -48,10 +54,16 @@ class Metrics:
             for metric in MetricName
         }
         self.envelope_seconds = Histogram(
-            "preview_envelope_seconds",
+            ENVELOPE_SECONDS_HISTOGRAM,
             "Daemon-event handling time, from body read to response.",
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.ingest_batch = Histogram(
+            INGEST_BATCH_HISTOGRAM,
+            "Envelopes per ingest statement under group commit (1 = sent alone).",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32),
         )
 
     def inc(
