@@ -27,7 +27,7 @@ import structlog
 from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
 from terragon_ingest.log_config import configure_logging
-from terragon_ingest.settings import Settings, get_settings
+from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
 
 log = structlog.get_logger()
 
@@ -75,6 +75,13 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     from terragon_ingest.app import create_app
 
     uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
+
+
+def refuse_unsafe_secrets(settings: Settings) -> None:
+    """CONTRACT §3: outside `terragon up`, never serve on an unset, default or short secret."""
+    problems = settings.unsafe_secrets()
+    if problems:
+        raise click.ClickException(unsafe_secrets_message(problems))
 
 
 @contextlib.contextmanager
@@ -269,8 +276,14 @@ def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
     "than one, /metrics sums every worker and the preview signing secret is shared.",
 )
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API against DATABASE_URL and VALKEY_URL (production; migrates at start)."""
-    _serve(get_settings(), host, port, workers)
+    """Serve the API against DATABASE_URL and VALKEY_URL (production; migrates at start).
+
+    Refuses to start unless TERRAGON_INTERNAL_TOKEN, GITHUB_WEBHOOK_SECRET and
+    TERRAGON_SIGNING_SECRET are each set to at least 32 bytes that are not a development default.
+    """
+    settings = get_settings()
+    refuse_unsafe_secrets(settings)
+    _serve(settings, host, port, workers)
 
 
 @main.command()
