@@ -93,13 +93,24 @@ def fx_data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _demo_fleet(data_dir: Path) -> list[int]:
+    found = []
+    for pid in _processes_using(data_dir):
+        try:
+            if b"tools.demo" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def _uv_run_up(data_dir: Path, port: int, dashboard_port: int) -> subprocess.Popen[bytes]:
     uv = shutil.which("uv")
     assert uv, "uv must be on PATH (the workspace is run with it)"
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "VALKEY_URL"}}
     argv = [uv, "run", "--no-sync", "terragon", "--log-format", "json", "up"]
     argv += ["--data-dir", str(data_dir), "--port", str(port)]
-    argv += ["--dashboard-port", str(dashboard_port)]
+    argv += ["--dashboard-port", str(dashboard_port), "--demo"]
     return subprocess.Popen(
         argv,
         cwd=REPO_ROOT,
@@ -112,6 +123,7 @@ def _uv_run_up(data_dir: Path, port: int, dashboard_port: int) -> subprocess.Pop
 
 
 def test_up_under_uv_run_stops_everything_on_repeated_group_sigint(data_dir: Path) -> None:
+    """PostgreSQL, Valkey, the dashboard, the demo fleet and its daemons: none is left."""
     port, dashboard_port = _free_port(), _free_port()
     proc = _uv_run_up(data_dir, port, dashboard_port)
     pgid = proc.pid
@@ -129,6 +141,9 @@ def test_up_under_uv_run_stops_everything_on_repeated_group_sigint(data_dir: Pat
             "valkey": int((data_dir / "valkey" / "valkey.pid").read_text().strip()),
             "dashboard": int(started["pid"]),
         }
+        # The demo fleet and its daemons (all name the data dir on their command line).
+        _wait_until(lambda: _demo_fleet(data_dir), 30, "the demo fleet")
+        pids |= {f"process {pid}": pid for pid in _processes_using(data_dir)}
         assert all(_alive(pid) for pid in pids.values()), pids
 
         os.killpg(pgid, signal.SIGINT)

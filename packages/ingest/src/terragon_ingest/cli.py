@@ -314,7 +314,7 @@ def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
     show_default=True,
     type=click.IntRange(min=1),
     help="Worker processes (env TERRAGON_WORKERS); one per core is the usual choice. With more "
-    "than one, /metrics sums every worker and the preview signing secret is shared.",
+    "than one, /metrics sums every worker and every worker shares the configured secrets.",
 )
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the API against DATABASE_URL and VALKEY_URL (production; migrates at start).
