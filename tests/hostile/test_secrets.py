@@ -219,6 +219,10 @@ def test_unsafe_secrets_accepts_good_ones_and_names_each_bad_one() -> None:
     short = dataclasses.replace(server, INTERNAL_TOKEN="é" * 15 + "x")
     (problem,) = dataclasses.replace(base, server=short).unsafe_secrets()
     assert problem.startswith("TERRAGON_INTERNAL_TOKEN is 31 bytes")
+    # One good secret used twice: GitHub would hold the internal token.
+    shared = dataclasses.replace(server, GITHUB_WEBHOOK_SECRET=server.INTERNAL_TOKEN)
+    (problem,) = dataclasses.replace(base, server=shared).unsafe_secrets()
+    assert problem.startswith("GITHUB_WEBHOOK_SECRET is the same as TERRAGON_INTERNAL_TOKEN")
 
 
 # --- the guards themselves, through the app ---------------------------------------------------

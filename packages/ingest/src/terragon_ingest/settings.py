@@ -238,11 +238,18 @@ class Settings:
         if self.preview.PREVIOUS_SIGNING_SECRET is not None:  # optional, but a key when set
             name = "TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET"
             checked.append((name, self.preview.PREVIOUS_SIGNING_SECRET, DEV_SIGNING_SECRET))
-        return [
+        problems = [
             f"{name} {problem}"
             for name, value, default in checked
             if (problem := _secret_problem(value, default))
         ]
+        # One secret in two places widens who holds it (GitHub would hold the internal token).
+        seen: dict[str, str] = {}
+        for name, value, default in checked[:3]:
+            if value in seen and not _secret_problem(value, default):
+                problems.append(f"{name} is the same as {seen[value]}; make each one its own")
+            seen.setdefault(value, name)
+        return problems
 
 
 def _secret_problem(value: str, default: str) -> str | None:
