@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,13 @@ def settings_for(database_url: str, valkey_url: str, data_dir: Path, **server: A
             **server,
         ),
     )
+
+
+def good_secrets() -> dict[str, str]:
+    """The three secrets `terragon serve` requires, each made as an operator is told to make it
+    (`MAKE_SECRET_COMMAND`): for tests and tools that start a real `serve`."""
+    names = ("TERRAGON_INTERNAL_TOKEN", "GITHUB_WEBHOOK_SECRET", "TERRAGON_SIGNING_SECRET")
+    return {name: secrets.token_urlsafe(32) for name in names}
 
 
 def thread_body(thread_id: str = "thread-1", **overrides: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,7 +24,13 @@ import httpx
 from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-INTERNAL_TOKEN = "bench-internal-token"
+# `terragon serve` refuses default or short secrets (CONTRACT §3): made per bench process.
+INTERNAL_TOKEN = secrets.token_urlsafe(32)
+SERVICE_SECRETS = {
+    "TERRAGON_INTERNAL_TOKEN": INTERNAL_TOKEN,
+    "GITHUB_WEBHOOK_SECRET": secrets.token_urlsafe(32),
+    "TERRAGON_SIGNING_SECRET": secrets.token_urlsafe(32),
+}
 DATABASE = "bench"
 
 
@@ -208,7 +215,7 @@ class Stack:
                 "DATABASE_URL": self.db_url,
                 "VALKEY_URL": self.valkey_url,
                 "TERRAGON_ENV": "bench",
-                "TERRAGON_INTERNAL_TOKEN": INTERNAL_TOKEN,
+                **SERVICE_SECRETS,
                 "TERRAGON_DATA_DIR": str(self.root / "data"),
                 "TERRAGON_BACKGROUND_JOBS": "false",
                 "TERRAGON_LOG_LEVEL": "warning",

@@ -9,16 +9,14 @@ Domains add their own groups below (`quarantine`, `maintenance`, `archive`, ...)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import ipaddress
 import json
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -27,7 +25,8 @@ import structlog
 from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
 from terragon_ingest.log_config import configure_logging
-from terragon_ingest.settings import Settings, get_settings
+from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
+from terragon_ingest.stopping import StopOnceServer, StopSignals
 
 log = structlog.get_logger()
 
@@ -52,7 +51,7 @@ def _settings_with(
     return dataclasses.replace(settings, db=db, valkey=vk, server=server)
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+def _serve(settings: Settings, host: str, port: int, stop: StopSignals, workers: int = 1) -> None:
     import uvicorn
 
     options: dict[str, Any] = {
@@ -68,27 +67,21 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
 
         level, json_logs = _logging_options()
         prepare_workers(settings, log_level=level, json_logs=json_logs)
-        # uvicorn supervises the workers (restarts a dead one; SIGTERM/SIGINT stop them all).
+        # uvicorn supervises the workers (restarts a dead one; SIGTERM/SIGINT stop them all; it
+        # only queues signals, so a repeated one cannot interrupt its stop).
         target = "terragon_ingest.workers:create_worker_app"
         uvicorn.run(target, factory=True, workers=workers, **options)
         return
     from terragon_ingest.app import create_app
 
-    uvicorn.Server(uvicorn.Config(create_app(settings), **options)).run()
+    StopOnceServer(uvicorn.Config(create_app(settings), **options), stop).run()
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Before uvicorn installs its handlers, SIGTERM must still unwind our `finally` blocks."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def refuse_unsafe_secrets(settings: Settings) -> None:
+    """CONTRACT §3: outside `terragon up`, never serve on an unset, default or short secret."""
+    problems = settings.unsafe_secrets()
+    if problems:
+        raise click.ClickException(unsafe_secrets_message(problems))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,7 +144,10 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
     """Run the whole system on this machine.
 
     With no DATABASE_URL / VALKEY_URL set, starts an embedded PostgreSQL and Valkey under
-    DATA_DIR, migrates, and serves the API. Ctrl-C or SIGTERM stops everything it started.
+    DATA_DIR, migrates, and serves the API. Ctrl-C or SIGTERM stops everything it started; a
+    repeated signal during the stop is ignored. Runs on development secrets unless
+    TERRAGON_INTERNAL_TOKEN, GITHUB_WEBHOOK_SECRET and TERRAGON_SIGNING_SECRET are set: do not
+    expose it.
     """
     from terragon_ingest.archive.dashboard import start_dashboard, stop_dashboard
     from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
@@ -160,66 +156,114 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     started: list[EmbeddedPostgres | EmbeddedValkey] = []
-    dashboard = None
+    dashboard: subprocess.Popen[bytes] | None = None
     fleet: subprocess.Popen[bytes] | None = None
     state_file = data_dir / "up.json"
-    with _sigterm_as_interrupt():
+    stop = StopSignals().install()
+    try:
+        db_url = settings.db.URL
+        if not db_url:
+            pg = EmbeddedPostgres(data_dir)
+            started.append(pg)
+            pg.start()
+            pg.ensure_database(EMBEDDED_DATABASE)
+            db_url = pg.url(EMBEDDED_DATABASE)
+        valkey_url = settings.valkey.URL
+        if not valkey_url:
+            vk = EmbeddedValkey(data_dir)
+            started.append(vk)
+            valkey_url = vk.start()
+        public = f"http://{host}:{port}"
+        effective = _settings_with(
+            settings, db_url=db_url, valkey_url=valkey_url, data_dir=data_dir, public_url=public
+        )
+        state_file.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "databaseUrl": db_url,
+                    "valkeyUrl": valkey_url,
+                    "api": public,
+                }
+            )
+        )
+        click.echo(
+            f"\nterragon is up\n"
+            f"  API        {public}   (OpenAPI: {public}/schema, metrics: {public}/metrics)\n"
+            f"  Postgres   {db_url}\n"
+            f"  Valkey     {valkey_url}\n"
+            f"  data dir   {data_dir}\n"
+            f"  secrets    {_secrets_line(effective, host)}\n"
+            f"Press Ctrl-C to stop.\n",
+            err=True,
+        )
+        if dashboard_port:
+            archive_dir = effective.archive.archive_dir(data_dir)
+            dashboard = start_dashboard(host, dashboard_port, archive_dir, db_url)
+            click.echo(f"  Dashboard  http://{host}:{dashboard_port}\n", err=True)
+        if demo:
+            fleet = start_demo_fleet(public, data_dir, effective)
+            click.echo("  Demo fleet running (logs prefixed 'demo:')\n", err=True)
+        _serve(effective, host, port, stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        # From here on a signal is only noted: nothing may cut the stopping of the servers.
+        stop.begin_without_signal()
+        click.echo(f"terragon stopping ({stop.cause or 'exit'})...", err=True)
+        steps: list[tuple[str, Callable[[], None]]] = []
+        if fleet is not None:
+            steps.append(("demo fleet", lambda f=fleet: stop_demo_fleet(f)))
+        if dashboard is not None:
+            steps.append(("dashboard", lambda d=dashboard: stop_dashboard(d)))
+        steps += [(type(server).__name__, server.stop) for server in reversed(started)]
+        steps.append(("state file", lambda: state_file.unlink(missing_ok=True)))
+        failed = _run_stop_steps(steps, stop)
+        click.echo(
+            "terragon stopped; embedded servers are down."
+            if not failed
+            else f"terragon stopped, but could not stop: {', '.join(failed)} (see the log)",
+            err=True,
+        )
+        stop.finish()
+
+
+def _secrets_line(settings: Settings, host: str) -> str:
+    """The banner's word on secrets: `up` runs on development defaults unless they are set."""
+    problems = settings.unsafe_secrets()
+    if not problems:
+        return "set from the environment"
+    if not _is_loopback(host):
+        log.warning(
+            "up_exposed_with_development_secrets",
+            host=host,
+            problems=problems,
+            action="bind --host 127.0.0.1, or set the secrets (see `terragon serve --help`)",
+        )
+    token = settings.server.INTERNAL_TOKEN
+    return f"development secrets: do not expose this server (internal token: {token})"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _run_stop_steps(steps: list[tuple[str, Callable[[], None]]], stop: StopSignals) -> list[str]:
+    """Run every step even when one fails (a failure must not leave the others running)."""
+    failed = []
+    for name, step in steps:
         try:
-            db_url = settings.db.URL
-            if not db_url:
-                pg = EmbeddedPostgres(data_dir)
-                started.append(pg)
-                pg.start()
-                pg.ensure_database(EMBEDDED_DATABASE)
-                db_url = pg.url(EMBEDDED_DATABASE)
-            valkey_url = settings.valkey.URL
-            if not valkey_url:
-                vk = EmbeddedValkey(data_dir)
-                started.append(vk)
-                valkey_url = vk.start()
-            public = f"http://{host}:{port}"
-            effective = _settings_with(
-                settings, db_url=db_url, valkey_url=valkey_url, data_dir=data_dir, public_url=public
-            )
-            state_file.write_text(
-                json.dumps(
-                    {
-                        "pid": os.getpid(),
-                        "databaseUrl": db_url,
-                        "valkeyUrl": valkey_url,
-                        "api": public,
-                    }
-                )
-            )
-            click.echo(
-                f"\nterragon is up\n"
-                f"  API        {public}   (OpenAPI: {public}/schema, metrics: {public}/metrics)\n"
-                f"  Postgres   {db_url}\n"
-                f"  Valkey     {valkey_url}\n"
-                f"  data dir   {data_dir}\n"
-                f"  internal token: $TERRAGON_INTERNAL_TOKEN ({'set' if os.environ.get('TERRAGON_INTERNAL_TOKEN') else 'dev default: dev-internal-token'})\n"
-                f"Press Ctrl-C to stop.\n",
-                err=True,
-            )
-            if dashboard_port:
-                archive_dir = effective.archive.archive_dir(data_dir)
-                dashboard = start_dashboard(host, dashboard_port, archive_dir, db_url)
-                click.echo(f"  Dashboard  http://{host}:{dashboard_port}\n", err=True)
-            if demo:
-                fleet = start_demo_fleet(public, data_dir, effective)
-                click.echo("  Demo fleet running (logs prefixed 'demo:')\n", err=True)
-            _serve(effective, host, port)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if fleet is not None:
-                stop_demo_fleet(fleet)
-            if dashboard is not None:
-                stop_dashboard(dashboard)
-            for server in reversed(started):
-                server.stop()
-            state_file.unlink(missing_ok=True)
-            click.echo("terragon stopped; embedded servers are down.", err=True)
+            step()
+        except Exception as exc:
+            failed.append(name)
+            log.error("stop_step_failed", part=name, error=repr(exc), exc_info=exc)
+        stop.report()
+    return failed
 
 
 def start_demo_fleet(api: str, data_dir: Path, settings: Settings) -> subprocess.Popen[bytes]:
@@ -227,6 +271,8 @@ def start_demo_fleet(api: str, data_dir: Path, settings: Settings) -> subprocess
     root = Path(__file__).resolve().parents[4]
     if not (root / "tools" / "demo" / "__main__.py").exists():
         raise click.ClickException(f"--demo needs a source checkout (no tools/demo under {root})")
+    from terragon_ingest.archive.dashboard import die_with_parent
+
     socket_dir = settings.sandbox.socket_dir(data_dir)
     return subprocess.Popen(
         [
@@ -235,14 +281,16 @@ def start_demo_fleet(api: str, data_dir: Path, settings: Settings) -> subprocess
             "tools.demo",
             "--api",
             api,
-            "--token",
-            settings.server.INTERNAL_TOKEN,
             "--data-dir",
             str(data_dir / "demo"),
             "--socket-dir",
             str(socket_dir),
         ],
         cwd=root,
+        # The token goes by environment: a command line is readable by every local user.
+        env=os.environ | {"TERRAGON_INTERNAL_TOKEN": settings.server.INTERNAL_TOKEN},
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        start_new_session=True,  # like the dashboard: `up` alone gets the group's signals
     )
 
 
@@ -266,11 +314,24 @@ def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
     show_default=True,
     type=click.IntRange(min=1),
     help="Worker processes (env TERRAGON_WORKERS); one per core is the usual choice. With more "
-    "than one, /metrics sums every worker and the preview signing secret is shared.",
+    "than one, /metrics sums every worker and every worker shares the configured secrets.",
 )
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API against DATABASE_URL and VALKEY_URL (production; migrates at start)."""
-    _serve(get_settings(), host, port, workers)
+    """Serve the API against DATABASE_URL and VALKEY_URL (production; migrates at start).
+
+    Refuses to start unless TERRAGON_INTERNAL_TOKEN, GITHUB_WEBHOOK_SECRET and
+    TERRAGON_SIGNING_SECRET are each set to at least 32 bytes that are not a development default.
+    """
+    settings = get_settings()
+    refuse_unsafe_secrets(settings)
+    stop = StopSignals().install()
+    try:
+        _serve(settings, host, port, stop, workers)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.begin_without_signal()
+        stop.finish()
 
 
 @main.command()

@@ -13,6 +13,17 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+DEV_INTERNAL_TOKEN = "dev-internal-token"
+"""`terragon up`'s internal bearer token when none is set (development only)."""
+DEV_WEBHOOK_SECRET = "dev-webhook-secret"
+"""`terragon up`'s GitHub webhook secret when none is set (development only)."""
+DEV_SIGNING_SECRET = secrets.token_hex(32)
+"""`terragon up`'s preview signing key when none is set: random per process (development only)."""
+MIN_SECRET_BYTES = 32
+"""CONTRACT §3: outside `terragon up`, every secret is at least this long."""
+MAKE_SECRET_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+"""What the refusal to start on an unsafe secret tells the operator to run."""
+
 
 def _env_str(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -94,9 +105,9 @@ class ServerSettings:
     ENV: str = field(default_factory=lambda: _env_str("TERRAGON_ENV", "dev"))
     """`TERRAGON_ENV`: environment name; part of every repo-access cache key."""
     INTERNAL_TOKEN: str = field(
-        default_factory=lambda: _env_str("TERRAGON_INTERNAL_TOKEN", "dev-internal-token")
+        default_factory=lambda: _env_str("TERRAGON_INTERNAL_TOKEN", DEV_INTERNAL_TOKEN)
     )
-    """`TERRAGON_INTERNAL_TOKEN`: bearer token for `/api/internal/*`. Set it in production."""
+    """`TERRAGON_INTERNAL_TOKEN`: bearer token for `/api/internal/*`. Required outside `up`."""
     PUBLIC_URL: str | None = field(default_factory=lambda: _env_opt("TERRAGON_PUBLIC_URL"))
     """`TERRAGON_PUBLIC_URL`: base URL daemons post to (`ingestUrl`); default `http://host:port`."""
     DATA_DIR: Path = field(
@@ -112,13 +123,15 @@ class ServerSettings:
     )
     """`TERRAGON_BACKGROUND_JOBS`: run the 60 s maintenance sweep and rollup in-process."""
     SIGNING_SECRET: str = field(
-        default_factory=lambda: _env_str("TERRAGON_SIGNING_SECRET", secrets.token_hex(32))
+        default_factory=lambda: _env_str("TERRAGON_SIGNING_SECRET", DEV_SIGNING_SECRET)
     )
-    """`TERRAGON_SIGNING_SECRET`: HMAC key for preview tokens. Random per process if unset."""
+    """`TERRAGON_SIGNING_SECRET`: HMAC key for preview tokens. Required outside `up` (which makes
+    a random one per process); every worker and replica must share it."""
     GITHUB_WEBHOOK_SECRET: str = field(
-        default_factory=lambda: _env_str("GITHUB_WEBHOOK_SECRET", "dev-webhook-secret")
+        default_factory=lambda: _env_str("GITHUB_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)
     )
-    """`GITHUB_WEBHOOK_SECRET`: verifies `X-Hub-Signature-256` on `/api/webhooks/github`."""
+    """`GITHUB_WEBHOOK_SECRET`: verifies `X-Hub-Signature-256` on `/api/webhooks/github`.
+    Required outside `up`."""
     ALERT_WEBHOOK_URL: str | None = field(
         default_factory=lambda: _env_opt("TERRAGON_ALERT_WEBHOOK_URL")
     )
@@ -220,8 +233,63 @@ class Settings:
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
+    def unsafe_secrets(self) -> list[str]:
+        """Why these secrets must not serve outside `terragon up`, one line per problem (CONTRACT §3).
+
+        `serve` and its workers refuse to start on any; `up` runs with them and says so. The check
+        lives at that boundary, not in `create_app`, so tests and `up` build apps as before.
+        """
+        server = self.server
+        checked = [
+            ("TERRAGON_INTERNAL_TOKEN", server.INTERNAL_TOKEN, DEV_INTERNAL_TOKEN),
+            ("GITHUB_WEBHOOK_SECRET", server.GITHUB_WEBHOOK_SECRET, DEV_WEBHOOK_SECRET),
+            ("TERRAGON_SIGNING_SECRET", server.SIGNING_SECRET, DEV_SIGNING_SECRET),
+        ]
+        if self.preview.PREVIOUS_SIGNING_SECRET is not None:  # optional, but a key when set
+            name = "TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET"
+            checked.append((name, self.preview.PREVIOUS_SIGNING_SECRET, DEV_SIGNING_SECRET))
+        problems = [
+            f"{name} {problem}"
+            for name, value, default in checked
+            if (problem := _secret_problem(value, default))
+        ]
+        # One secret in two places widens who holds it (GitHub would hold the internal token).
+        seen: dict[str, str] = {}
+        for name, value, default in checked[:3]:
+            if value in seen and not _secret_problem(value, default):
+                problems.append(f"{name} is the same as {seen[value]}; make each one its own")
+            seen.setdefault(value, name)
+        return problems
+
+
+def _secret_problem(value: str, default: str) -> str | None:
+    if value == "":
+        return "is empty"
+    if value == DEV_SIGNING_SECRET:
+        return "is unset (`terragon up` makes a random one per process; workers and replicas must share one)"
+    if value == default:
+        return f"is unset or the development default {default!r}, which is for `terragon up` only"
+    if value != value.strip():
+        # A header value loses its surrounding whitespace on the way in (RFC 9110 §5.5).
+        return "has leading or trailing whitespace"
+    if (size := len(value.encode())) < MIN_SECRET_BYTES:
+        return f"is {size} bytes; at least {MIN_SECRET_BYTES} are needed"
+    return None
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, read once from the environment."""
     return Settings()
+
+
+def unsafe_secrets_message(problems: list[str]) -> str:
+    """What `serve` (or a worker) says when it refuses to start: each problem and the remedy."""
+    return "\n".join(
+        [
+            "refusing to start on unsafe secrets:",
+            *(f"  {problem}" for problem in problems),
+            f"Make each a secret of its own with:  {MAKE_SECRET_COMMAND}",
+            "(`terragon up` runs on development secrets, for this machine only.)",
+        ]
+    )

@@ -39,8 +39,8 @@ _REPO_EVENTS = {"publicized": "public", "privatized": "private"}
 
 def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
     """`X-Hub-Signature-256: sha256=<hex of HMAC-SHA256(secret, body)>`, compared in constant time."""
-    if not header or not header.startswith("sha256="):
-        return False
+    if not secret.strip() or not header or not header.startswith("sha256="):
+        return False  # an empty key is one anybody can sign with
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), header.encode())
 

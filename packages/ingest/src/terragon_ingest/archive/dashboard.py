@@ -56,8 +56,8 @@ def dashboard_env(archive_dir: Path, database_url: str | None) -> dict[str, str]
     return env
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM the dashboard when `terragon up` dies, even by SIGKILL (no orphan)."""
+def die_with_parent() -> None:
+    """Linux (`preexec_fn`): SIGTERM this child when `terragon up` dies, even by SIGKILL."""
     import ctypes
 
     pr_set_pdeathsig = 1
@@ -74,7 +74,10 @@ def start_dashboard(
         env=dashboard_env(archive_dir, database_url),
         stdout=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        # Out of our process group: a group SIGINT (Ctrl-C, a process manager) reaches `up`
+        # alone, and `up` stops the dashboard once, in order.
+        start_new_session=True,
     )
     log.info("dashboard_started", pid=process.pid, url=f"http://{host}:{port}")
     return process

@@ -41,11 +41,18 @@ def json_response(
 def internal_token_guard(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    """`Authorization: Bearer $TERRAGON_INTERNAL_TOKEN` on every `/api/internal/*` route."""
+    """`Authorization: Bearer $TERRAGON_INTERNAL_TOKEN` on every `/api/internal/*` route.
+
+    Exactly `Bearer`, one space, the token (compared in constant time). An empty configured token
+    opens to nobody: `serve` refuses to start on one, and an app built around one stays closed.
+    """
     expected: str = connection.app.state.settings.server.INTERNAL_TOKEN
     header = connection.headers.get("authorization", "")
     scheme, _sep, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+    valid = scheme.lower() == "bearer" and token.strip() != "" and expected.strip() != ""
+    # Compare even when the header is malformed, so its shape does not show in the timing.
+    same = hmac.compare_digest(token.encode(), expected.encode())
+    if not (valid and same):
         raise NotAuthorizedException("missing or wrong internal bearer token")
 
 
