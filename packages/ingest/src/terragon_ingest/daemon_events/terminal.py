@@ -20,7 +20,12 @@ from terragon_core import (
     UiValidationOutcome,
 )
 from terragon_ingest.daemon_events.ui_rules import UiRulesInvalid, matching_paths, parse_rules
-from terragon_ingest.sandbox.reader import SandboxReadError, SandboxRef, reader_for
+from terragon_ingest.sandbox.reader import (
+    SandboxFileRefused,
+    SandboxReadError,
+    SandboxRef,
+    reader_for,
+)
 
 log = structlog.get_logger()
 
@@ -59,11 +64,8 @@ async def legacy_ui_outcome(sandbox: SandboxRef, run_start_sha: str | None) -> U
     reader = reader_for(sandbox.provider)
     try:
         raw = await reader.read_file(sandbox, UI_RULES_PATH)
-    except SandboxReadError as exc:
-        return UiDecision(UiValidationOutcome.INCONCLUSIVE, None, f"sandbox_unreadable: {exc}")
-    try:
         rules = parse_rules(raw, UI_RULES_PATH)
-    except UiRulesInvalid as exc:
+    except (UiRulesInvalid, SandboxFileRefused) as exc:  # a FIFO, a symlink… is no rules file
         log.warning(
             "ui_rules_invalid",
             codesandbox_id=sandbox.codesandbox_id,
@@ -73,6 +75,8 @@ async def legacy_ui_outcome(sandbox: SandboxRef, run_start_sha: str | None) -> U
         return UiDecision(
             UiValidationOutcome.INCONCLUSIVE, UI_RULES_INVALID_BLOCKING_REASON, str(exc)
         )
+    except SandboxReadError as exc:
+        return UiDecision(UiValidationOutcome.INCONCLUSIVE, None, f"sandbox_unreadable: {exc}")
     if run_start_sha is None:
         return UiDecision(
             UiValidationOutcome.INCONCLUSIVE, None, "run_start_sha_unknown: cannot diff the run"
