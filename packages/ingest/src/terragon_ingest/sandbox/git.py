@@ -37,6 +37,7 @@ for minutes; a subprocess can be killed, with its memory capped by what we read 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import shutil
@@ -214,11 +215,31 @@ def _write_config(path: Path, object_format: str | None) -> None:
     (path / "config").write_text("\n".join(lines) + "\n")
 
 
+_carried_cache: dict[bytes, tuple[str | None, tuple[str, ...]]] = {}
+_CARRIED_CACHE_SIZE = 256
+
+
 async def _carry_config(private: PrivateGitDir, sandbox_config: bytes) -> PrivateGitDir:
-    """Data-only settings of the checkout's config, parsed by git from our copy."""
-    listed = await private.run(
-        "config", "--file", str(private.path / "sandbox-config"), "--list", "-z"
-    )
+    """Data-only settings of the checkout's config, parsed by git from our copy. The result
+    depends only on the config's bytes: cached by their digest (a config rarely changes, and
+    this saves a git process per read)."""
+    digest = hashlib.sha256(sandbox_config).digest()
+    cached = _carried_cache.get(digest)
+    if cached is None:
+        config_file = str(private.path / "sandbox-config")
+        listed = await private.run("config", "--file", config_file, "--list", "-z")
+        cached = _carried(listed)
+        if len(_carried_cache) >= _CARRIED_CACHE_SIZE:
+            _carried_cache.clear()
+        _carried_cache[digest] = cached
+    object_format, args = cached
+    if object_format is not None:
+        await asyncio.to_thread(_write_config, private.path, object_format)
+    return PrivateGitDir(private.path, private.work_tree, args)
+
+
+def _carried(listed: bytes) -> tuple[str | None, tuple[str, ...]]:
+    """`git config --list -z` output → (object format if not sha1, `-c` arguments)."""
     values: dict[str, str] = {}
     for entry in listed.split(b"\0"):
         key, _, value = entry.decode("utf-8", errors="replace").partition("\n")
@@ -226,10 +247,10 @@ async def _carry_config(private: PrivateGitDir, sandbox_config: bytes) -> Privat
         if carried and _TOKEN.fullmatch(value):
             values[key] = value  # the last one wins, as in git
     object_format = values.pop("extensions.objectformat", None)
-    if object_format is not None and object_format in OBJECT_FORMATS and object_format != "sha1":
-        await asyncio.to_thread(_write_config, private.path, object_format)
+    if object_format not in OBJECT_FORMATS or object_format == "sha1":
+        object_format = None
     args = tuple(part for key, value in sorted(values.items()) for part in ("-c", f"{key}={value}"))
-    return PrivateGitDir(private.path, private.work_tree, args)
+    return object_format, args
 
 
 async def run_capped(
