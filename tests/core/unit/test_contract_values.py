@@ -88,6 +88,23 @@ def test_constants() -> None:
     assert core.QUARANTINE_RETENTION_DAYS == 30
 
 
+def test_ui_rules_limits_are_the_contract() -> None:
+    """CONTRACT §4: at most 100 globs of at most 256 characters, 256 alternatives per glob."""
+    assert core.UI_RULES_MAX_GLOBS == 100
+    assert core.UI_RULES_MAX_GLOB_LENGTH == 256
+    assert core.UI_RULES_MAX_ALTERNATIVES == 256
+    assert core.UI_MATCH_MAX_PATHS >= 10_000
+    assert 0 < core.UI_MATCH_DEADLINE_SECONDS < 5  # a terminal envelope is answered within 5 s
+    limits = {
+        "UI_RULES_MAX_GLOBS",
+        "UI_RULES_MAX_GLOB_LENGTH",
+        "UI_RULES_MAX_ALTERNATIVES",
+        "UI_MATCH_MAX_PATHS",
+        "UI_MATCH_DEADLINE_SECONDS",
+    }
+    assert limits <= set(core.__all__)
+
+
 def test_security_reason_status_table_covers_every_reason() -> None:
     expected = {
         "token_replay": 409,

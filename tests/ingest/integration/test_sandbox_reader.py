@@ -74,3 +74,47 @@ async def test_unreachable_providers_and_missing_checkouts_raise_read_errors(
     missing = SandboxRef(SandboxProvider.LOCAL, "box", str(tmp_path / "nope"))
     with pytest.raises(SandboxReadError):
         await reader_for(SandboxProvider.LOCAL).read_head_sha(missing)
+
+
+async def test_sha256_checkout_and_data_only_settings_are_carried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The private git directory keeps what changes the answer (object format, core.filemode)
+    and leaves nothing behind."""
+    import tempfile
+
+    private_tmp = tmp_path / "private-tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+    repo = tmp_path / "sha256"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main", "--object-format=sha256")
+    (repo / "run.sh").write_text("echo\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "start")
+    git(repo, "config", "core.filemode", "false")
+    (repo / "run.sh").chmod(0o755)  # not a change when core.filemode is false
+    (repo / "App.tsx").write_text("x\n")
+    sandbox = SandboxRef(SandboxProvider.LOCAL, "box", str(repo))
+    reader = LocalGitReader()
+    head = await reader.read_head_sha(sandbox)
+    assert len(head) == 64 and head == git(repo, "rev-parse", "HEAD")
+    assert await reader.changed_paths(sandbox, head) == [ChangedPath("?", "App.tsx")]
+    assert list(private_tmp.iterdir()) == []
+
+
+async def test_not_a_checkout_or_a_gitfile_is_a_read_error(repo: Path, tmp_path: Path) -> None:
+    reader = LocalGitReader()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(SandboxReadError, match=r"no \.git"):
+        await reader.read_head_sha(SandboxRef(SandboxProvider.LOCAL, "box", str(plain)))
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / ".git").write_text(f"gitdir: {repo / '.git'}\n")
+    with pytest.raises(SandboxReadError, match="not a directory"):
+        await reader.read_head_sha(SandboxRef(SandboxProvider.LOCAL, "box", str(linked)))
+    with pytest.raises(SandboxReadError, match="not an object id"):
+        await reader.changed_paths(
+            SandboxRef(SandboxProvider.LOCAL, "box", str(repo)), "--output=x"
+        )

@@ -8,7 +8,7 @@ import pytest
 from terragon_ingest.daemon_events.ui_rules import (
     DEFAULT_RULES,
     UiRulesInvalid,
-    expand_braces,
+    compile_globs,
     matching_paths,
     parse_rules,
 )
@@ -38,11 +38,16 @@ def test_default_rules(path: str, ui: bool) -> None:
 
 
 def test_brace_expansion_nested_and_unbalanced() -> None:
-    assert expand_braces("a/{b,c{d,e}}.x") == ["a/b.x", "a/cd.x", "a/ce.x"]
-    assert expand_braces("plain/*.ts") == ["plain/*.ts"]
+    nested = compile_globs(["a/{b,c{d,e}}.x"])
+    assert nested.globs[0].alternatives == 3  # a/b.x, a/cd.x, a/ce.x: counted, not expanded
+    for path in ("a/b.x", "a/cd.x", "a/ce.x"):
+        assert nested.matcher().matches(path)
+    for path in ("a/c.x", "a/bd.x", "a/{b,c{d,e}}.x", "a/cde.x"):
+        assert not nested.matcher().matches(path)
+    assert compile_globs(["plain/*.ts"]).globs[0].alternatives == 1
     for bad in ("a/{b,c", "a/b}c"):
         with pytest.raises(UiRulesInvalid):
-            expand_braces(bad)
+            compile_globs([bad])
 
 
 def test_repo_rules_replace_defaults_and_apply_excludes() -> None:

@@ -44,3 +44,16 @@ UI_RULES_PATH: Final = ".terragon/preview-validation.json"
 DEFAULT_UI_RULES: Final = ("**/*.{tsx,jsx,css,scss,mdx}", "public/**/*")
 DEFAULT_UI_EXCLUDES: Final = ("docs/**/*", ".github/**/*")
 UI_RULES_INVALID_BLOCKING_REASON: Final = "ui_rules_invalid"
+
+# UI rules are untrusted input (CONTRACT §4): bounds of the rules file, and of the work one
+# terminal decision may spend matching (over them the outcome is `inconclusive`).
+UI_RULES_MAX_GLOBS: Final = 100
+"""Globs in one rules file, `uiRules` and `excludes` together."""
+UI_RULES_MAX_GLOB_LENGTH: Final = 256
+"""Characters in one glob."""
+UI_RULES_MAX_ALTERNATIVES: Final = 256
+"""Patterns one glob would expand to (`{a,b}{c,d}` is 4); counted, never expanded."""
+UI_MATCH_MAX_PATHS: Final = 100_000
+"""Changed paths matched in one decision; more is `inconclusive` (unknown is not "no UI")."""
+UI_MATCH_DEADLINE_SECONDS: Final = 2.0
+"""Time one decision may spend matching (off the event loop); past it, `inconclusive`."""

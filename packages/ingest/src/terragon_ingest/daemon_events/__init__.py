@@ -7,6 +7,7 @@ repository.py        SQL (queries.sql; the decision is db/functions/terragon_ing
 quarantine.py        quarantine rows: prefix, hash, size, inline payload or object-store offload
 objects.py           the object store (local directory or S3/R2 through obstore)
 terminal.py          endSha vs live HEAD, legacy UI outcome (read-only sandbox reader only)
-ui_rules.py          `.terragon/preview-validation.json` and the default UI globs
+ui_rules.py          `.terragon/preview-validation.json` and the default UI globs, with their limits
+globs.py             UI-rule globs: parsed with limits, matched by an automaton (linear, no regex)
 commands.py          `terragon quarantine list|show|replay`, `terragon maintenance sweep`
 """

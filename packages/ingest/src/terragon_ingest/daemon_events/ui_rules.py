@@ -3,7 +3,15 @@
 Rules come from `.terragon/preview-validation.json` in the sandbox checkout:
 `{"schemaVersion": 1, "uiRules": [globs], "excludes": [globs]}` (`excludes` optional). Absent →
 the defaults `**/*.{tsx,jsx,css,scss,mdx}`, `public/**/*` minus `docs/**/*`, `.github/**/*`.
-Anything else (bad JSON, wrong types, another schemaVersion, a malformed glob) is invalid.
+Anything else (bad JSON, wrong types, another schemaVersion, a malformed glob, over the limits)
+is invalid.
+
+The file is untrusted input: at most `UI_RULES_MAX_GLOBS` globs (both lists together) of at most
+`UI_RULES_MAX_GLOB_LENGTH` characters, each expanding to at most `UI_RULES_MAX_ALTERNATIVES`
+patterns (counted without expanding). Matching is linear in the path's length (`globs.py`: an
+automaton, never a backtracking regex), and one decision matches at most `UI_MATCH_MAX_PATHS`
+paths within a deadline: past either, `UiMatchBudgetExceeded` (the caller answers
+`inconclusive`). Both parsing and matching are CPU work: callers run them off the event loop.
 
 Globs: `**/` is zero or more directories, `**` anything, `*` and `?` stay inside one path segment,
 `[abc]` / `[!abc]` are classes, `{a,b}` alternates (nested allowed). A match is on the whole path.
@@ -11,15 +19,25 @@ Globs: `**/` is zero or more directories, `**` anything, `*` and `?` stay inside
 
 from __future__ import annotations
 
-import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from terragon_core import DEFAULT_UI_EXCLUDES, DEFAULT_UI_RULES
+from terragon_core import (
+    DEFAULT_UI_EXCLUDES,
+    DEFAULT_UI_RULES,
+    UI_MATCH_MAX_PATHS,
+    UI_RULES_MAX_ALTERNATIVES,
+    UI_RULES_MAX_GLOB_LENGTH,
+    UI_RULES_MAX_GLOBS,
+)
+from terragon_ingest.daemon_events.globs import GlobError, GlobSet, MatchBudgetExceeded, parse_glob
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from terragon_ingest.sandbox.diff_parser import ChangedPath
 
 SCHEMA_VERSION = 1
@@ -27,6 +45,10 @@ SCHEMA_VERSION = 1
 
 class UiRulesInvalid(ValueError):
     """The repo's UI rules file cannot be used; the outcome is inconclusive (`ui_rules_invalid`)."""
+
+
+class UiMatchBudgetExceeded(Exception):
+    """Too many changed paths, or matching ran past its deadline: the outcome is unknown."""
 
 
 class _RulesFile(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
@@ -37,88 +59,31 @@ class _RulesFile(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
 
 @dataclass(frozen=True, slots=True)
 class UiRules:
-    include: tuple[re.Pattern[str], ...]
-    exclude: tuple[re.Pattern[str], ...]
+    include: GlobSet
+    exclude: GlobSet
     source: str
     """`default` or the rules file's path."""
 
     def matches(self, path: str) -> bool:
-        return any(p.fullmatch(path) for p in self.include) and not any(
-            p.fullmatch(path) for p in self.exclude
+        """One path (tests, diagnostics); `matching_paths` is the bulk, budgeted form."""
+        return self.include.matcher().matches(path) and not self.exclude.matcher().matches(path)
+
+
+def compile_globs(patterns: Sequence[str]) -> GlobSet:
+    """`UiRulesInvalid` for a malformed glob or one over the length / alternatives limits."""
+    try:
+        return GlobSet(
+            [
+                parse_glob(
+                    p,
+                    max_length=UI_RULES_MAX_GLOB_LENGTH,
+                    max_alternatives=UI_RULES_MAX_ALTERNATIVES,
+                )
+                for p in patterns
+            ]
         )
-
-
-def expand_braces(pattern: str) -> list[str]:
-    """`a/{b,c{d,e}}.x` → `a/b.x`, `a/cd.x`, `a/ce.x`."""
-    depth, start = 0, -1
-    for i, ch in enumerate(pattern):
-        if ch == "{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch == "}" and depth > 0:
-            depth -= 1
-            if depth == 0:
-                options = _split_top_level(pattern[start + 1 : i])
-                head, tail = pattern[:start], pattern[i + 1 :]
-                return [e for o in options for e in expand_braces(head + o + tail)]
-    if depth != 0 or "}" in pattern:
-        raise UiRulesInvalid(f"unbalanced braces in glob {pattern!r}")
-    return [pattern]
-
-
-def _split_top_level(body: str) -> list[str]:
-    parts, depth, current = [], 0, []
-    for ch in body:
-        if ch == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
-def glob_to_regex(pattern: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[":
-            end = pattern.find("]", i + 2)
-            if end == -1:
-                raise UiRulesInvalid(f"unclosed character class in glob {pattern!r}")
-            body = pattern[i + 1 : end]
-            negate = body.startswith("!")
-            body = re.escape(body[1:] if negate else body).replace("\\-", "-")
-            out.append(f"[{'^' if negate else ''}{body}]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return "".join(out)
-
-
-def compile_globs(patterns: list[str] | tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
-    compiled: list[re.Pattern[str]] = []
-    for pattern in patterns:
-        if not pattern or pattern.startswith("/"):
-            raise UiRulesInvalid(f"glob {pattern!r} must be a non-empty repo-relative pattern")
-        for expanded in expand_braces(pattern):
-            compiled.append(re.compile(glob_to_regex(expanded), re.DOTALL))
-    return tuple(compiled)
+    except GlobError as exc:
+        raise UiRulesInvalid(str(exc)) from exc
 
 
 DEFAULT_RULES = UiRules(
@@ -138,14 +103,48 @@ def parse_rules(raw: bytes | None, source: str) -> UiRules:
         raise UiRulesInvalid(f"{source}: {exc}") from exc
     if parsed.schema_version != SCHEMA_VERSION:
         raise UiRulesInvalid(f"{source}: schemaVersion must be {SCHEMA_VERSION}")
-    return UiRules(compile_globs(parsed.ui_rules), compile_globs(parsed.excludes), source)
+    count = len(parsed.ui_rules) + len(parsed.excludes)
+    if count > UI_RULES_MAX_GLOBS:
+        raise UiRulesInvalid(
+            f"{source}: {count} globs (uiRules + excludes), over the limit of {UI_RULES_MAX_GLOBS}"
+        )
+    try:
+        return UiRules(compile_globs(parsed.ui_rules), compile_globs(parsed.excludes), source)
+    except UiRulesInvalid as exc:
+        raise UiRulesInvalid(f"{source}: {exc}") from exc
 
 
-def matching_paths(rules: UiRules, changes: list[ChangedPath]) -> list[str]:
-    """Changed paths the rules select; a rename or copy counts both its old and its new path."""
+def matching_paths(
+    rules: UiRules,
+    changes: Sequence[ChangedPath],
+    *,
+    deadline: float | None = None,
+    max_paths: int = UI_MATCH_MAX_PATHS,
+) -> list[str]:
+    """Changed paths the rules select; a rename or copy counts both its old and its new path.
+    `deadline` is a `time.monotonic()` value; past it, or over `max_paths` changed paths,
+    `UiMatchBudgetExceeded`."""
+    if len(changes) > max_paths:
+        raise UiMatchBudgetExceeded(
+            f"{len(changes)} changed paths, over the {max_paths} one decision may match"
+        )
+    include = rules.include.matcher(deadline)
+    exclude = rules.exclude.matcher(deadline)
     paths: list[str] = []
-    for change in changes:
-        for path in (change.path, change.old_path):
-            if path is not None and rules.matches(path) and path not in paths:
-                paths.append(path)
+    seen: set[str] = set()
+    try:
+        for change in changes:
+            if deadline is not None and time.monotonic() > deadline:
+                raise MatchBudgetExceeded("deadline")
+            for path in (change.path, change.old_path):
+                if path is None or path in seen:
+                    continue
+                seen.add(path)
+                if include.matches(path) and not exclude.matches(path):
+                    paths.append(path)
+    except MatchBudgetExceeded:
+        raise UiMatchBudgetExceeded(
+            f"matching {len(changes)} changed paths against {rules.source} ran past its "
+            f"deadline ({len(seen)} paths decided)"
+        ) from None
     return paths

@@ -4,14 +4,17 @@ Read-only by construction: it runs `git rev-parse`, `git diff`, `git status` and
 it holds no database handle and cannot reach the run-context writers (import-linter contract
 "sandbox reader is read-only"). Providers without a reachable checkout raise `SandboxReadError`,
 which correlation turns into `diffSource = working-tree-fallback` with the reason.
+
+The checkout is the sandbox's, so reading it runs nothing it controls (CONTRACT §4): git runs
+through a private git directory with a minimal environment (`git.py`), files are read without
+following or blocking on anything (`files.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from terragon_core import SandboxProvider
@@ -20,13 +23,23 @@ from terragon_ingest.sandbox.diff_parser import (
     parse_name_status_z,
     parse_untracked_porcelain_z,
 )
+from terragon_ingest.sandbox.errors import SandboxFileRefused, SandboxReadError
+from terragon_ingest.sandbox.files import read_confined
+from terragon_ingest.sandbox.git import private_git_dir
 
-GIT_TIMEOUT_SECONDS = 10.0
+__all__ = [
+    "MAX_FILE_BYTES",
+    "LocalGitReader",
+    "SandboxFileRefused",
+    "SandboxReadError",
+    "SandboxReader",
+    "SandboxRef",
+    "UnreachableReader",
+    "reader_for",
+]
+
 MAX_FILE_BYTES = 256 * 1024
-
-
-class SandboxReadError(Exception):
-    """The sandbox could not be read (no checkout, git failed, timed out)."""
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,73 +61,49 @@ class SandboxReader(Protocol):
     async def read_file(self, sandbox: SandboxRef, path: str) -> bytes | None: ...
 
 
-async def _git(repo_dir: str, *args: str) -> bytes:
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}  # read-only: take no locks
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            "git",
-            "-C",
-            repo_dir,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-    except OSError as exc:
-        raise SandboxReadError(f"cannot run git in {repo_dir!r}: {exc}") from exc
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT_SECONDS)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise SandboxReadError(f"git {args[0]} timed out in {repo_dir!r}") from None
-    if proc.returncode != 0:
-        message = err.decode(errors="replace").strip()
-        raise SandboxReadError(f"git {args[0]} failed in {repo_dir!r}: {message}")
-    return out
-
-
 class LocalGitReader:
     """Reads a checkout on this machine (`local` provider)."""
 
     def _dir(self, sandbox: SandboxRef) -> str:
         if not sandbox.repo_dir:
             raise SandboxReadError(f"sandbox {sandbox.codesandbox_id!r} has no repoDir")
-        # Existence is checked by git itself (`-C` fails on a missing dir): no blocking stat here.
         return sandbox.repo_dir
 
     async def read_head_sha(self, sandbox: SandboxRef) -> str:
-        out = await _git(self._dir(sandbox), "rev-parse", "--verify", "HEAD")
-        return out.decode().strip()
+        async with private_git_dir(self._dir(sandbox)) as git:
+            out = await git.run("rev-parse", "--verify", "HEAD")
+        sha = out.decode("ascii", errors="replace").strip()
+        if not _OBJECT_ID.fullmatch(sha):
+            raise SandboxReadError(f"git rev-parse answered {sha[:80]!r}, not an object id")
+        return sha
 
     async def changed_paths(self, sandbox: SandboxRef, base_sha: str | None) -> list[ChangedPath]:
         """Paths changed since `base_sha` (committed and uncommitted) plus untracked files."""
-        repo = self._dir(sandbox)
-        diff_args = ["diff", "--name-status", "-z", "-M"]
+        diff_args = [
+            "diff",
+            "--name-status",
+            "-z",
+            "-M",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--ignore-submodules=dirty",  # compare submodule commits; never run git inside one
+        ]
         if base_sha:
+            if not _OBJECT_ID.fullmatch(base_sha):
+                raise SandboxReadError(f"base {base_sha[:80]!r} is not an object id")
             diff_args.append(base_sha)
-        tracked = parse_name_status_z(await _git(repo, *diff_args))
-        untracked = parse_untracked_porcelain_z(
-            await _git(repo, "status", "--porcelain", "-z", "--untracked-files=all")
-        )
-        return tracked + untracked
+        diff_args.append("--")
+        async with private_git_dir(self._dir(sandbox)) as git:
+            tracked = parse_name_status_z(await git.run(*diff_args))
+            status = await git.run(
+                "status", "--porcelain", "-z", "--untracked-files=all", "--ignore-submodules=dirty"
+            )
+        return tracked + parse_untracked_porcelain_z(status)
 
     async def read_file(self, sandbox: SandboxRef, path: str) -> bytes | None:
-        return await asyncio.to_thread(_read_file, self._dir(sandbox), path)
-
-
-def _read_file(repo_dir: str, path: str) -> bytes | None:
-    root = Path(repo_dir).resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root):
-        raise SandboxReadError(f"path {path!r} escapes the checkout")
-    try:
-        with target.open("rb") as fh:
-            return fh.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise SandboxReadError(f"cannot read {path!r}: {exc}") from exc
+        """A small regular file inside the checkout; None when absent, `SandboxFileRefused` for
+        a FIFO, device, directory, symlink or a file over `MAX_FILE_BYTES`."""
+        return await asyncio.to_thread(read_confined, self._dir(sandbox), path, MAX_FILE_BYTES)
 
 
 class UnreachableReader:
