@@ -13,13 +13,18 @@ comes from anywhere but a Host that matches the template.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from terragon_core import PREVIEW_DEFAULT_ORIGIN, PREVIEW_SESSION_ID_PLACEHOLDER
 from terragon_ingest.errors import IngestError
+
+if TYPE_CHECKING:
+    from terragon_ingest.settings import Settings
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _SENTINEL: Final = "terragonsessionplaceholder"
@@ -135,3 +140,21 @@ def check_api_outside_namespace(template: OriginTemplate, public_url: str | None
             f"TERRAGON_PREVIEW_ORIGIN {template.text()} covers the API's own host "
             f"({public_url}); give previews a namespace of their own (e.g. *.preview.<domain>)"
         )
+
+
+def for_this_machine(settings: Settings) -> Settings:
+    """`terragon up`: sandboxes run on this machine, so private upstreams are allowed unless
+    `TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM` is set (then it decides)."""
+    if os.environ.get("TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM"):
+        return settings
+    preview = dataclasses.replace(settings.preview, ALLOW_PRIVATE_UPSTREAM=True)
+    return dataclasses.replace(settings, preview=preview)
+
+
+def banner(settings: Settings, port: int) -> str:
+    """The `up` banner line: where previews are served and what private upstreams may do."""
+    text = OriginTemplate.parse(settings.preview.ORIGIN).text(port)
+    private = "allowed" if settings.preview.ALLOW_PRIVATE_UPSTREAM else "refused"
+    return (
+        f"{text}   (private upstreams {private}; open {{previewUrl}}/__terragon/exchange?token=…)"
+    )
