@@ -108,6 +108,19 @@ async def test_upstream_headers_that_reach_beyond_the_page_are_dropped(client) -
     assert response.headers["x-upstream"] == "yes"
 
 
+async def test_a_cookie_an_upstream_sets_never_rides_along_to_any_upstream(client) -> None:
+    """The proxy's HTTP client is shared by every session: it must keep no cookie jar (found by
+    the browser test: `upstream=1` from one response came back on the next request)."""
+    with Upstream() as upstream:
+        run_id = await start_run(client)
+        a = await session_cookie(client, run_id, origin=upstream.origin)
+        b = await session_cookie(client, run_id, origin=upstream.origin)
+        first = await client.get("/sets-a-cookie", headers=a.headers())
+        second = await client.get("/", headers=b.headers())
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert [("cookie" in headers) for _line, headers in upstream.requests] == [False, False]
+
+
 async def test_a_service_worker_script_request_is_refused(client, app) -> None:
     with Upstream() as upstream:
         run_id = await start_run(client)

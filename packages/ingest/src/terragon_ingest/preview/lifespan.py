@@ -8,6 +8,7 @@ session-origin template and the httpx client that streams to preview upstreams.
 from __future__ import annotations
 
 import contextlib
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,6 +26,15 @@ if TYPE_CHECKING:
     from terragon_ingest.services import Services
 
 log = structlog.get_logger()
+
+
+def _cookie_jar_that_keeps_nothing() -> CookieJar:
+    """The proxy's client is shared by every session: a cookie one upstream sets must not ride
+    along to the next request to that host (another session's upstream, perhaps)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+NO_COOKIES = _cookie_jar_that_keeps_nothing()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +78,11 @@ async def preview_lifespan(app: Litestar) -> AsyncIterator[None]:
     # upstream origin and nowhere else.
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
     http = httpx.AsyncClient(
-        timeout=timeout, limits=limits, follow_redirects=False, trust_env=False
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=False,
+        trust_env=False,
+        cookies=NO_COOKIES,
     )
     keyring = PreviewKeyring.from_settings(settings.server.SIGNING_SECRET, settings.preview)
     origins = OriginTemplate.parse(settings.preview.ORIGIN)
