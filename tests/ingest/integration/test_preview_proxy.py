@@ -339,3 +339,26 @@ async def test_an_upstream_that_never_answers_is_a_504(live) -> None:
             assert response.headers["x-proxy-req-id"]
             assert 1.0 <= elapsed < 5.0, elapsed
             assert await asyncio.to_thread(upstream.closed.wait, 5)
+
+
+async def test_raw_request_targets_that_would_leave_the_origin_are_denied(live) -> None:
+    """What a client sends byte for byte (a test client would normalise these first)."""
+    with Upstream() as upstream:
+        async with _http(live) as http:
+            run_id = await start_run(http)
+            preview = await session_cookie(http, run_id, origin=upstream.origin)
+        host = preview.url.removeprefix("http://")
+        answers = []
+        for target in ("//evil.example/x", "/a/../../etc/passwd", "/%2e%2e/x", "/x/..%2F..%2Fy"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+            writer.write(
+                f"GET {target} HTTP/1.1\r\nhost: {host}\r\ncookie: {preview.cookie}\r\n"
+                "connection: close\r\n\r\n".encode()
+            )
+            await writer.drain()
+            answers.append((target, (await reader.read()).split(b"\r\n", 1)[0]))
+            writer.close()
+    assert [status for _, status in answers[:3]] == [b"HTTP/1.1 403 Forbidden"] * 3, answers
+    # An encoded slash is not a separator: `..%2F..%2Fy` is one segment, forwarded as sent.
+    assert answers[3][1] == b"HTTP/1.1 201 Created", answers
+    assert upstream.paths() == ["/x/..%2F..%2Fy"]

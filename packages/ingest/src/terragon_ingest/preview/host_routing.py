@@ -50,7 +50,6 @@ class SessionTarget:
     session_id: str
     raw_path: str
     """Still percent-encoded (what the proxy forwards)."""
-    server_port: int | None
 
 
 def server_port(scope: Scope | dict[str, Any]) -> int | None:
@@ -112,7 +111,7 @@ class PreviewHostRouter:
             await _not_found(send, f"{path} is reserved on preview origins and does not exist")
             return
         raw = (scope.get("raw_path") or path.encode()).split(b"?", 1)[0]
-        target = SessionTarget(session_part, raw.decode("latin-1"), port)
+        target = SessionTarget(session_part, raw.decode("latin-1"))
         routed = path if path in _SERVICE_PATHS else PROXY_MOUNT + path
         inner: Any = {**scope, "path": routed, "raw_path": routed.encode(), SCOPE_KEY: target}
         try:
