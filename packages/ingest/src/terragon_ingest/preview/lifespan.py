@@ -8,9 +8,9 @@ session-origin template and the httpx client that streams to preview upstreams.
 from __future__ import annotations
 
 import contextlib
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING
 
 import httpx

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import structlog
-from litestar import Controller, HttpMethod, Request, Response, get, post, route
+from litestar import Controller, HttpMethod, MediaType, Request, Response, get, post, route
 from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
@@ -136,7 +136,9 @@ class SessionOriginController(Controller):
             "referrer-policy": "no-referrer",
             **_NO_STORE,
         }
-        return Response(b"", status_code=HTTP_303_SEE_OTHER, headers=headers)
+        return Response(
+            b"", status_code=HTTP_303_SEE_OTHER, headers=headers, media_type=MediaType.TEXT
+        )
 
     @post(
         "/exchange",
