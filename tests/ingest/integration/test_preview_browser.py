@@ -229,7 +229,10 @@ def test_two_previews_in_one_browser_stay_apart(live: LiveServer, database_url: 
                         path=str(ARTIFACTS / "preview-session-a-probes.png"), full_page=True
                     )
 
-                    cookies = {(c["name"], c["domain"]): c for c in context.cookies()}
+                    cookies: dict[tuple[str, str], dict[str, Any]] = {
+                        (str(c.get("name")), str(c.get("domain"))): dict(c)
+                        for c in context.cookies()
+                    }
                 finally:
                     browser.close()
             paths_b = upstream_b.paths()
