@@ -10,10 +10,22 @@ from typing import Any
 from terragon_ingest.settings import Settings
 
 
-def settings_for(database_url: str, valkey_url: str, data_dir: Path, **server: Any) -> Settings:
+def settings_for(
+    database_url: str,
+    valkey_url: str,
+    data_dir: Path,
+    *,
+    preview: dict[str, Any] | None = None,
+    **server: Any,
+) -> Settings:
+    """Settings for a test: the given servers, no background jobs, and preview upstreams on
+    127.0.0.1 allowed (as `terragon up` allows them; SSRF tests pass `preview=` to refuse)."""
     base = Settings()
     return dataclasses.replace(
         base,
+        preview=dataclasses.replace(
+            base.preview, **{"ALLOW_PRIVATE_UPSTREAM": True, **(preview or {})}
+        ),
         db=dataclasses.replace(base.db, URL=database_url, POOL_MIN=1, POOL_MAX=8),
         valkey=dataclasses.replace(base.valkey, URL=valkey_url),
         server=dataclasses.replace(

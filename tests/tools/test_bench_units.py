@@ -94,8 +94,8 @@ def test_bench_and_chaos_help_run() -> None:
 def test_batch_distribution_is_the_phase_delta_of_the_cumulative_buckets() -> None:
     from tools.bench.ingest import batch_distribution
 
-    before = {"1.0": 5, "2.0": 5, "4.0": 6, "+Inf": 6, "sum": 8, "count": 6}
-    after = {"1.0": 7, "2.0": 9, "4.0": 12, "+Inf": 12, "sum": 26, "count": 12}
+    before: dict[str, float] = {"1.0": 5, "2.0": 5, "4.0": 6, "+Inf": 6, "sum": 8, "count": 6}
+    after: dict[str, float] = {"1.0": 7, "2.0": 9, "4.0": 12, "+Inf": 12, "sum": 26, "count": 12}
     got = batch_distribution(before, after)
     assert got == {
         "statements": 6,

@@ -59,6 +59,8 @@ def _assert_campaign(cfg: Config) -> None:
     assert report.ok, "\n".join(report.lines())
     assert report.service_kills >= 1 and report.postgres_restarts == 1
     assert report.emitted > 0 and report.lost == 0 and report.duplicated == 0
+    # Exchange, proxy and subscription-token on a session origin each answered 503 at least once.
+    assert report.preview_probes["503"] >= 3, report.preview_probes
 
 
 def test_chaos_smoke_loses_and_duplicates_nothing() -> None:

@@ -1,8 +1,8 @@
 """Access check on a cache hit (`RepoAccessCache.allowed`) vs a raw Valkey GET of the same key,
 from the same process, the same client and the same event loop. Alternating blocks cancel out
 the machine's noise; the ratio is median hit latency ÷ median GET latency. The subject is the
-cache itself (the preview routes that call it add their own work and are measured over HTTP
-once they land)."""
+cache itself; the preview routes that call it on a session origin are measured over HTTP in
+`preview.py`."""
 
 from __future__ import annotations
 

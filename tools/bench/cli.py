@@ -30,12 +30,13 @@ Bench = Callable[[Context], list[BenchResult]]
 
 def _benches() -> dict[str, tuple[Bench, bool]]:
     """name → (function, needs the HTTP service)."""
-    from tools.bench import access, archive, daemon, ingest, soak
+    from tools.bench import access, archive, daemon, ingest, preview, soak
 
     return {
         "ingest": (ingest.bench_daemon_event, True),
         "scaffold": (ingest.bench_threads_scaffold, True),
         "access": (access.bench_access, False),
+        "preview": (preview.bench_preview_proxy, True),
         "rollup": (archive.bench_rollup, False),
         "purge": (archive.bench_purge, False),
         "daemon": (daemon.bench_daemon, False),
@@ -43,7 +44,7 @@ def _benches() -> dict[str, tuple[Bench, bool]]:
     }
 
 
-DEFAULT = ["ingest", "scaffold", "access", "rollup", "purge", "daemon"]
+DEFAULT = ["ingest", "scaffold", "access", "preview", "rollup", "purge", "daemon"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -220,6 +220,9 @@ class Stack:
                 "TERRAGON_BACKGROUND_JOBS": "false",
                 "TERRAGON_LOG_LEVEL": "warning",
                 "TERRAGON_DB_POOL_MAX": str(self.pool_max),
+                # The whole stack runs on this machine (as `terragon up`): preview upstreams
+                # on 127.0.0.1 are allowed.
+                "TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM": "true",
                 "PYTHONUNBUFFERED": "1",
             }
         )

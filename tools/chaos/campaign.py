@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -58,6 +59,8 @@ class Report:
     proxy_cuts: int = 0
     preview_probes: Counter[str] = field(default_factory=Counter)
     preview_allowed_while_down: int = 0
+    preview_other_refusals: int = 0
+    """Probes refused with anything but 503 `cache_unavailable`: the probe missed its path."""
     notes: list[str] = field(default_factory=list)
     daemon_exit_codes: Counter[int] = field(default_factory=Counter)
 
@@ -68,6 +71,7 @@ class Report:
             and self.duplicated == 0
             and not self.unfinished
             and self.preview_allowed_while_down == 0
+            and self.preview_other_refusals == 0
             and self.runs > 0
         )
 
@@ -80,7 +84,8 @@ class Report:
             f"{self.postgres_restarts}, Valkey down {self.valkey_outage_seconds:.0f} s, "
             f"connections cut after commit {self.proxy_cuts}",
             f"preview probes while Valkey down {dict(self.preview_probes)}  "
-            f"allowed-while-down {self.preview_allowed_while_down}",
+            f"allowed-while-down {self.preview_allowed_while_down}  "
+            f"other refusals {self.preview_other_refusals}",
             *self.notes,
             "RESULT: " + ("PASS" if self.ok else "FAIL"),
         ]
@@ -170,20 +175,69 @@ def _verify(db_url: str, daemons: list[Daemon], report: Report) -> None:
                 report.unfinished.append(daemon.run_id)
 
 
-def _preview_probe(url: str, session: dict[str, Any], report: Report) -> None:
-    try:
-        response = httpx.post(
-            f"{url}/api/preview/session/{session['previewSessionId']}/exchange",
-            json={"token": session["exchangeToken"]},
-            timeout=5,
+def _on_origin(session: dict[str, Any], **headers: str) -> dict[str, str]:
+    """Name the session's origin in Host (Python's resolver does not know *.localhost; the
+    service is reached at its own address, as a browser's request to previewUrl would be)."""
+    return {"host": urlsplit(session["previewUrl"]).netloc, **headers}
+
+
+def _preview_probe(url: str, probe: dict[str, Any], report: Report) -> None:
+    """The three session-origin paths while Valkey is down: exchange (a still unspent token),
+    proxy and subscription-token (with a cookie taken while Valkey was up). Each must be a 503."""
+    unused, session, cookie = probe["unused"], probe["session"], probe["cookie"]
+    attempts: list[tuple[str, str, dict[str, Any], dict[str, str], Any]] = [
+        ("POST", "/__terragon/exchange", unused, {}, {"token": unused["exchangeToken"]}),
+        ("GET", "/", session, {"cookie": cookie}, None),
+        ("POST", "/__terragon/subscription-token", session, {"cookie": cookie}, None),
+    ]
+    for method, path, on, headers, body in attempts:
+        try:
+            response = httpx.request(
+                method, url + path, headers=_on_origin(on, **headers), json=body, timeout=5
+            )
+            code = response.status_code
+        except httpx.HTTPError as exc:
+            report.preview_probes[type(exc).__name__] += 1
+            continue
+        report.preview_probes[str(code)] += 1
+        if code < 400:
+            report.preview_allowed_while_down += 1
+        elif code != 503 or response.json().get("code") != "cache_unavailable":
+            report.preview_other_refusals += 1
+
+
+def _preview_sessions(
+    client: httpx.Client, url: str, run: Any, report: Report
+) -> dict[str, Any] | None:
+    """Two sessions on the probe run while Valkey is up: one exchanged for a cookie, one not."""
+    started = []
+    for _ in range(2):
+        response = client.post(
+            "/api/internal/preview/session/start",
+            json={
+                "threadId": run.thread_id,
+                "threadChatId": run.thread_chat_id,
+                "runId": run.run_id,
+                "userId": "bench-user",
+                "upstreamOrigin": "http://127.0.0.1:9",
+            },
         )
-        code = response.status_code
-    except httpx.HTTPError as exc:
-        report.preview_probes[type(exc).__name__] += 1
-        return
-    report.preview_probes[str(code)] += 1
-    if code < 400:
-        report.preview_allowed_while_down += 1
+        if response.status_code != 200:
+            report.notes.append(f"preview session start: {response.status_code}")
+            return None
+        started.append(response.json())
+    session, unused = started
+    exchanged = httpx.post(
+        url + "/__terragon/exchange",
+        json={"token": session["exchangeToken"]},
+        headers=_on_origin(session),
+        timeout=10,
+    )
+    if exchanged.status_code != 200:
+        report.notes.append(f"preview exchange while Valkey up: {exchanged.status_code}")
+        return None
+    cookie = exchanged.headers["set-cookie"].split(";", 1)[0]
+    return {"session": session, "unused": unused, "cookie": cookie}
 
 
 def run_campaign(cfg: Config, say: Any = print) -> Report:
@@ -236,30 +290,18 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 pg_done = True
             if not vk_done and now >= vk_at:
                 vk_done = True
-                session = None
+                probe = None
                 if preview:
                     with stack.client() as client:
-                        response = client.post(
-                            "/api/internal/preview/session/start",
-                            json={
-                                "threadId": probe_run.thread_id,
-                                "threadChatId": probe_run.thread_chat_id,
-                                "runId": probe_run.run_id,
-                                "userId": "bench-user",
-                                "upstreamOrigin": "http://127.0.0.1:9",
-                            },
-                        )
-                    session = response.json() if response.status_code == 200 else None
-                    if session is None:
-                        report.notes.append(f"preview session start: {response.status_code}")
+                        probe = _preview_sessions(client, service.url, probe_run, report)
                 say(f"{now:5.0f}s stop Valkey for {cfg.valkey_down:.0f} s")
                 assert stack.valkey is not None
                 vk_port = stack.valkey.port
                 stack.valkey.stop()
                 down = time.monotonic()
                 while time.monotonic() - down < cfg.valkey_down:
-                    if session is not None:
-                        _preview_probe(service.url, session, report)
+                    if probe is not None:
+                        _preview_probe(service.url, probe, report)
                     time.sleep(1.0)  # pacing
                 report.valkey_outage_seconds = time.monotonic() - down
                 stack.valkey = EmbeddedValkey(stack.root / "valkey", port=vk_port)

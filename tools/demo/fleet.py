@@ -3,6 +3,8 @@
 Everything goes through the front doors a real platform uses: `POST /api/internal/threads`,
 `PUT /api/internal/flags/...`, `POST /api/internal/runs/start` (delivered to each daemon's Unix
 socket), and — for the stale-daemon case — `POST /api/daemon-event` with a superseded run's token.
+Sandbox 0 also serves a preview page; each round starts a preview session on it and logs the
+link that opens it in a browser (`POST /api/internal/preview/session/start`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from tools.demo.preview import DemoPreview
 from tools.demo.profiles import USERS, Profile, profile_for
 
 log = logging.getLogger("demo")
@@ -68,6 +71,7 @@ class Fleet:
         self.data_dir = data_dir
         self.socket_dir = socket_dir
         self.sandboxes = [self._sandbox(i) for i in range(size)]
+        self.preview: DemoPreview | None = None
 
     def _sandbox(self, i: int) -> Sandbox:
         profile = profile_for(i)
@@ -112,6 +116,7 @@ class Fleet:
                 },
             ).raise_for_status()
             sb.process = self._spawn_daemon(sb)
+        self.preview = DemoPreview()
         log.info("demo fleet ready: %d sandboxes", len(self.sandboxes))
 
     def _spawn_daemon(self, sb: Sandbox) -> subprocess.Popen[bytes]:
@@ -165,6 +170,8 @@ class Fleet:
             sb.last_start = response.json()
             if previous and sb.profile.strict and number % 2 == 0:
                 self._zombie(sb, previous)
+            if sb.index == 0 and self.preview is not None:
+                self.preview.start_session(self.http, sb.thread_id, sb.user_id, sb.last_start)
 
     def _zombie(self, sb: Sandbox, stale: dict[str, Any]) -> None:
         """A daemon of a superseded run keeps posting: it must be quarantined as `mismatch`."""
@@ -207,4 +214,6 @@ class Fleet:
                     sb.process.wait(15)
                 if sb.process.poll() is None:
                     sb.process.kill()
+        if self.preview is not None:
+            self.preview.close()
         self.http.close()

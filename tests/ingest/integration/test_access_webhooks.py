@@ -75,19 +75,23 @@ async def test_team_membership_and_team_repos_grant_and_revoke(client) -> None:
     assert (await start_session(client, run_id, user_id="user-2")).status_code == 403
 
 
-async def test_publicized_then_privatized_fans_out_to_every_cached_user(client) -> None:
+async def test_publicized_then_privatized_fans_out_but_a_public_repo_grants_nothing(
+    client,
+) -> None:
+    """Visibility changes still drop every cached decision of the repo; a public repo does not
+    open its previews to strangers (they show uncommitted sandbox state, CONTRACT §5)."""
     run_id = await start_run(client)
     for user in ("u-a", "u-b"):
         assert (await start_session(client, run_id, user_id=user)).status_code == 403
     public = {"action": "publicized", "repository": {**REPO, "private": False}}
     assert (await post_webhook(client, "repository", public)).json()["keysDeleted"] == 2
     for user in ("u-a", "u-b"):
-        assert (await start_session(client, run_id, user_id=user)).status_code == 200
+        denied = await start_session(client, run_id, user_id=user)
+        assert (denied.status_code, denied.json()["code"]) == (403, "permission_denied")
+    assert (await start_session(client, run_id, user_id="user-1")).status_code == 200  # owner
     private = {"action": "privatized", "repository": REPO}
     response = await post_webhook(client, "repository", private)
-    assert response.json()["keysDeleted"] == 2
-    for user in ("u-a", "u-b"):
-        assert (await start_session(client, run_id, user_id=user)).status_code == 403
+    assert response.json()["keysDeleted"] == 3
 
 
 async def test_a_redelivery_is_a_duplicate_and_changes_nothing(client, database_url) -> None:

@@ -117,3 +117,96 @@ def test_up_detects_and_stops_a_stale_server_from_a_killed_run(data_dir: Path) -
         if second.poll() is None:
             second.kill()
     _wait_until(lambda: not _processes_using(data_dir), 15, "embedded servers to stop")
+
+
+def test_up_prints_the_preview_origin_and_serves_a_preview_on_it(data_dir: Path) -> None:
+    """The by-hand flow of the README: `up` names the origin template, a session started on it
+    answers `previewUrl`, and curl (which sends `*.localhost` to the loopback address) follows
+    the exchange redirect with its cookie jar to the upstream's page. The upstream is on
+    127.0.0.1, which `up` allows (`serve` would not)."""
+    import json
+    import shutil
+    import threading
+
+    from tests.ingest.integration.test_preview_support import Upstream
+
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed (apt-get install -y curl)")
+    port = _free_port()
+    proc = _up(data_dir, port)
+    banner: list[str] = []
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            banner.append(line.decode(errors="replace"))
+
+    threading.Thread(target=drain, daemon=True).start()
+    page = b"<h1>preview page</h1>"
+    try:
+        _wait_until(lambda: _ready(port) or proc.poll() is not None, 90, "readyz")
+        expected = f"Previews   http://{{previewSessionId}}.preview.localhost:{port}"
+        _wait_until(lambda: any(expected in line for line in banner), 10, "the banner")
+        assert any("private upstreams allowed" in line for line in banner)
+        with Upstream(pages={"/": ("text/html", page, b"")}) as upstream:
+            api = f"http://127.0.0.1:{port}"
+            auth = ["-H", "Authorization: Bearer " + os.environ["TERRAGON_INTERNAL_TOKEN"]]
+            json_body = ["-H", "content-type: application/json", "--data"]
+
+            def post(path: str, body: dict[str, str]) -> dict[str, str]:
+                out = subprocess.run(
+                    [curl, "-sf", *auth, *json_body, json.dumps(body), api + path],
+                    capture_output=True,
+                    check=True,
+                    timeout=30,
+                )
+                return json.loads(out.stdout)
+
+            thread = {
+                "threadId": "t-up",
+                "userId": "u-up",
+                "repoFullName": "acme/web",
+                "sandboxProvider": "manual",
+                "codesandboxId": "sb-up",
+            }
+            post("/api/internal/threads", thread)
+            run = post(
+                "/api/internal/runs/start",
+                {
+                    "threadId": "t-up",
+                    "threadChatId": "chat-1",
+                    "startRequestId": "r-up",
+                    "triggerSource": "ui",
+                },
+            )
+            started = post(
+                "/api/internal/preview/session/start",
+                {
+                    "threadId": "t-up",
+                    "threadChatId": "chat-1",
+                    "runId": run["runId"],
+                    "userId": "u-up",
+                    "upstreamOrigin": upstream.origin,
+                },
+            )
+            sid = started["previewSessionId"]
+            assert started["previewUrl"] == f"http://{sid}.preview.localhost:{port}"
+            jar = data_dir / "cookies.txt"
+            url = f"{started['previewUrl']}/__terragon/exchange?token={started['exchangeToken']}"
+            shown = subprocess.run(
+                [curl, "-sfL", "-c", str(jar), "-b", str(jar), url],
+                capture_output=True,
+                check=True,
+                timeout=30,
+            )
+            assert shown.stdout == page
+            # HttpOnly, host-only (FALSE: not for subdomains), Path=/, not Secure (http origin).
+            cookie_line = f"#HttpOnly_{sid}.preview.localhost\tFALSE\t/\tFALSE\t"
+            assert cookie_line in jar.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _wait_until(lambda: not _processes_using(data_dir), 15, "embedded servers to stop")

@@ -1,6 +1,7 @@
-"""Valkey really stopped: exchange, proxy and subscription-token answer 503
-`{code: "cache_unavailable", retryAfterMs, backoffHint}` with `Retry-After`, record the denial,
-and let nothing through (no cookie, no token, no upstream request)."""
+"""Valkey really stopped: on the session's origin, exchange (GET and POST), proxy and
+subscription-token answer 503 `{code: "cache_unavailable", retryAfterMs, backoffHint}` with
+`Retry-After`, record the denial, and let nothing through (no cookie, no token, no upstream
+request)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from pathlib import Path
 import psycopg
 from litestar.testing import AsyncTestClient
 
-from terragon_core import MetricName
+from terragon_core import PREVIEW_EXCHANGE_PATH, PREVIEW_SUBSCRIPTION_TOKEN_PATH, MetricName
 from terragon_ingest.app import create_app
 from terragon_ingest.embedded import EmbeddedValkey
 from tests.conftest import INTERNAL_TOKEN
 from tests.ingest.integration.test_preview_support import (
     Upstream,
     exchange,
+    on_origin,
     session_cookie,
     start_run,
     start_session,
@@ -49,24 +51,32 @@ async def test_every_access_path_fails_closed_when_valkey_is_down(database_url) 
             async with AsyncTestClient(app=app) as client:
                 client.headers["Authorization"] = f"Bearer {INTERNAL_TOKEN}"
                 run_id = await start_run(client)
-                sid, cookie = await session_cookie(client, run_id, origin=upstream.origin)
+                preview = await session_cookie(client, run_id, origin=upstream.origin)
                 unused = (await start_session(client, run_id, origin=upstream.origin)).json()
-                proxied = await client.get(f"/api/preview/proxy/{sid}/", headers={"cookie": cookie})
+                spare = (await start_session(client, run_id, origin=upstream.origin)).json()
+                proxied = await client.get("/", headers=preview.headers())
                 assert proxied.status_code == 201  # allowed while the cache is up
                 upstream.requests.clear()
 
                 await asyncio.to_thread(valkey_server.stop)
 
-                swapped = await exchange(
-                    client, unused["previewSessionId"], unused["exchangeToken"]
-                )
+                swapped = await exchange(client, unused["previewUrl"], unused["exchangeToken"])
                 _assert_cache_unavailable(swapped)
                 assert "set-cookie" not in swapped.headers
-                proxied = await client.get(f"/api/preview/proxy/{sid}/", headers={"cookie": cookie})
+                redirected = await client.get(
+                    PREVIEW_EXCHANGE_PATH,
+                    params={"token": spare["exchangeToken"]},
+                    headers=on_origin(spare["previewUrl"]),
+                    follow_redirects=False,
+                )
+                _assert_cache_unavailable(redirected)
+                assert "set-cookie" not in redirected.headers
+                assert "location" not in redirected.headers
+                proxied = await client.get("/", headers=preview.headers())
                 _assert_cache_unavailable(proxied)
                 assert proxied.headers["x-proxy-req-id"]
                 minted = await client.post(
-                    f"/api/preview/session/{sid}/subscription-token", headers={"cookie": cookie}
+                    PREVIEW_SUBSCRIPTION_TOKEN_PATH, headers=preview.headers()
                 )
                 _assert_cache_unavailable(minted)
                 assert "token" not in minted.json()
@@ -79,7 +89,7 @@ async def test_every_access_path_fails_closed_when_valkey_is_down(database_url) 
                     reason="cache_unavailable",
                 )
         assert upstream.requests == []  # nothing was let through
-        assert denied == 3
+        assert denied == 4
         with psycopg.connect(database_url) as conn:
             origins = sorted(
                 r[0]
@@ -88,7 +98,12 @@ async def test_every_access_path_fails_closed_when_valkey_is_down(database_url) 
                     " AND properties->>'reason' = 'cache_unavailable'"
                 )
             )
-        assert origins == ["preview_exchange", "preview_proxy", "preview_subscription"]
+        assert origins == [
+            "preview_exchange",
+            "preview_exchange",
+            "preview_proxy",
+            "preview_subscription",
+        ]
     finally:
         await asyncio.to_thread(valkey_server.stop)
         shutil.rmtree(directory, ignore_errors=True)

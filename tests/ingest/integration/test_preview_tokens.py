@@ -1,6 +1,7 @@
 """Exchange-token rejections over HTTP, each with its `SecurityReason` and core's status:
 wrong aud, wrong kid, expired, future iat beyond the skew, replayed jti, replayed nonce,
-claims bound to another session. Tokens are forged with the app's own keys."""
+claims bound to another session (worthless on this session's origin: 401). Tokens are forged
+with the app's own keys and presented on the session's own origin."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ def _forge(app, claims: dict[str, Any], *, aud: PreviewTokenAudience, kid: str =
 
 
 async def _session(client) -> tuple[str, dict[str, Any]]:
+    """`(previewUrl, claims of its exchange token)`."""
     run_id = await start_run(client)
     body = (await start_session(client, run_id)).json()
     claims = jwt.decode(body["exchangeToken"], options={"verify_signature": False})
-    return body["previewSessionId"], claims
+    return body["previewUrl"], claims
 
 
 def _fresh(claims: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -43,9 +45,9 @@ async def _assert_denied(response, reason: SecurityReason) -> None:
 
 
 async def test_a_forged_but_valid_token_is_accepted(client, app) -> None:
-    sid, claims = await _session(client)
+    url, claims = await _session(client)
     token = _forge(app, _fresh(claims), aud=PreviewTokenAudience.EXCHANGE)
-    assert (await exchange(client, sid, token)).status_code == 200  # the forge itself is right
+    assert (await exchange(client, url, token)).status_code == 200  # the forge itself is right
 
 
 @pytest.mark.parametrize(
@@ -57,13 +59,13 @@ async def test_a_forged_but_valid_token_is_accepted(client, app) -> None:
         ("expired", SecurityReason.EXPIRED),
         ("future_iat", SecurityReason.SIGNATURE_MISMATCH),
         ("too_long", SecurityReason.SIGNATURE_MISMATCH),
-        ("other_session", SecurityReason.BINDING_MISMATCH),
+        ("other_session", SecurityReason.SIGNATURE_MISMATCH),  # valid only on its own origin
         ("other_user", SecurityReason.BINDING_MISMATCH),
         ("old_revocation_version", SecurityReason.REVOKED),
     ],
 )
 async def test_bad_exchange_tokens_are_rejected(client, app, case: str, reason) -> None:
-    sid, claims = await _session(client)
+    url, claims = await _session(client)
     now = int(time.time())
     aud = PreviewTokenAudience.EXCHANGE
     kid = "k1"
@@ -85,33 +87,36 @@ async def test_bad_exchange_tokens_are_rejected(client, app, case: str, reason) 
         forged = _fresh(claims, sub="user-2")
     else:
         forged = _fresh(claims, rv=claims["rv"] - 1)
-    response = await exchange(client, sid, _forge(app, forged, aud=aud, kid=kid))
+    response = await exchange(client, url, _forge(app, forged, aud=aud, kid=kid))
     await _assert_denied(response, reason)
 
 
 async def test_a_replayed_jti_is_token_replay(client) -> None:
     run_id = await start_run(client)
     body = (await start_session(client, run_id)).json()
-    sid, token = body["previewSessionId"], body["exchangeToken"]
-    assert (await exchange(client, sid, token)).status_code == 200
-    await _assert_denied(await exchange(client, sid, token), SecurityReason.TOKEN_REPLAY)
+    url, token = body["previewUrl"], body["exchangeToken"]
+    assert (await exchange(client, url, token)).status_code == 200
+    await _assert_denied(await exchange(client, url, token), SecurityReason.TOKEN_REPLAY)
 
 
 async def test_a_replayed_nonce_is_token_replay(client, app) -> None:
-    sid, claims = await _session(client)
+    url, claims = await _session(client)
     first = _fresh(claims)
     aud = PreviewTokenAudience.EXCHANGE
-    assert (await exchange(client, sid, _forge(app, first, aud=aud))).status_code == 200
+    assert (await exchange(client, url, _forge(app, first, aud=aud))).status_code == 200
     second = _fresh(claims, nonce=first["nonce"])  # new jti, same nonce
     assert second["jti"] != first["jti"]
-    response = await exchange(client, sid, _forge(app, second, aud=aud))
+    response = await exchange(client, url, _forge(app, second, aud=aud))
     await _assert_denied(response, SecurityReason.TOKEN_REPLAY)
     assert "nonce" in response.json()["error"]
 
 
-async def test_a_token_of_another_session_is_binding_mismatch(client) -> None:
+async def test_a_token_of_another_session_is_worthless_on_this_origin(client) -> None:
     run_id = await start_run(client)
     first = (await start_session(client, run_id)).json()
     second = (await start_session(client, run_id)).json()
-    response = await exchange(client, second["previewSessionId"], first["exchangeToken"])
-    await _assert_denied(response, SecurityReason.BINDING_MISMATCH)
+    response = await exchange(client, second["previewUrl"], first["exchangeToken"])
+    await _assert_denied(response, SecurityReason.SIGNATURE_MISMATCH)
+    assert response.json()["error"] == "token belongs to another preview session"
+    # ...and it was not spent: on its own origin it still works.
+    assert (await exchange(client, first["previewUrl"], first["exchangeToken"])).status_code == 200

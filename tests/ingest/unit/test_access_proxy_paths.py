@@ -1,4 +1,5 @@
-"""The proxy's URL builder: what stays on the session's origin and what is refused."""
+"""The proxy's URL builder (raw, still percent-encoded paths, as the browser sent them): what
+stays on the session's origin and what is refused; and the upstream origin's validation."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ ORIGIN = "http://127.0.0.1:5173"
     [
         ("/", "", "http://127.0.0.1:5173/"),
         ("/src/App.tsx", "t=1", "http://127.0.0.1:5173/src/App.tsx?t=1"),
-        ("/a b/é", "", "http://127.0.0.1:5173/a%20b/%C3%A9"),
-        ("/100%", "", "http://127.0.0.1:5173/100%25"),  # a decoded "%" is re-encoded
+        ("/a%20b/%C3%A9", "", "http://127.0.0.1:5173/a%20b/%C3%A9"),  # kept as sent
+        ("/a%2Fb", "", "http://127.0.0.1:5173/a%2Fb"),  # an encoded slash stays encoded
+        ("/a b", "", "http://127.0.0.1:5173/a%20b"),  # a raw space is encoded
         ("/@evil.com", "", "http://127.0.0.1:5173/@evil.com"),
     ],
 )
@@ -66,7 +68,21 @@ def test_origins_are_normalized(raw: str, expected: str) -> None:
     assert normalize_origin(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["ftp://h", "http://u:p@h", "http://h/p", "http://h#f", "h"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ftp://h",
+        "http://u:p@h",
+        "http://:p@h",
+        "http://h/p",
+        "http://h#f",
+        "h",
+        "http://h:99999",  # was a 500 (ValueError from urlsplit().port)
+        "http://h:0",
+        "http://%31%32%37.0.0.1",
+        "http://ex ample.com",
+    ],
+)
 def test_origins_with_more_than_an_origin_are_refused(raw: str) -> None:
     with pytest.raises(InvalidRequest):
         normalize_origin(raw)

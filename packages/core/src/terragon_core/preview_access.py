@@ -17,7 +17,22 @@ PREVIEW_SUBSCRIPTION_TOKEN_TTL_SECONDS: Final = 60
 PREVIEW_TOKEN_LEEWAY_SECONDS: Final = 60
 """Clock skew accepted on `exp` and `iat`."""
 PREVIEW_COOKIE_NAME: Final = "terragon_preview"
-"""`Secure; HttpOnly; Path=/api/preview/proxy/{previewSessionId}; Max-Age=1800`, no `Domain`."""
+"""Set on the session's own origin only: host-only (no `Domain`), `Path=/`, `HttpOnly`,
+`SameSite=Lax`, `Secure` when the origin is https, `Max-Age=1800`."""
+
+PREVIEW_SESSION_ID_PLACEHOLDER: Final = "{previewSessionId}"
+"""Where the session id goes in the host of `TERRAGON_PREVIEW_ORIGIN` (an OpenAPI server variable)."""
+PREVIEW_DEFAULT_ORIGIN: Final = "http://{previewSessionId}.preview.localhost"
+"""The default session origin, followed by `:<port>` of the server (browsers and curl send
+`*.localhost` to the loopback address, RFC 6761)."""
+PREVIEW_RESERVED_PREFIX: Final = "/__terragon/"
+"""On a session origin this path prefix belongs to the service; every other path is the upstream's."""
+PREVIEW_EXCHANGE_PATH: Final = "/__terragon/exchange"
+PREVIEW_SUBSCRIPTION_TOKEN_PATH: Final = "/__terragon/subscription-token"
+PREVIEW_UPSTREAM_CONNECT_TIMEOUT_SECONDS: Final = 10
+"""Connecting to a preview upstream takes at most this long."""
+PREVIEW_UPSTREAM_IDLE_TIMEOUT_SECONDS: Final = 60
+"""An upstream response (a streaming one too) ends after this long without a byte."""
 CACHE_INVALIDATION_EVENT: Final = "preview.cache.invalidation"
 """Event recorded by `invalidate_repo_access` (one per call, with the reason)."""
 

@@ -37,8 +37,12 @@ from terragon_ingest.kit.http import (
 )
 from terragon_ingest.lifecycle.jobs import periodic_jobs
 from terragon_ingest.lifecycle.scheduler import Scheduler
+from terragon_ingest.preview import host_routing
 from terragon_ingest.preview.lifespan import preview_lifespan
-from terragon_ingest.preview.routes import PreviewController, PreviewSessionController
+from terragon_ingest.preview.openapi import schema_router
+from terragon_ingest.preview.origin import OriginTemplate, check_api_outside_namespace
+from terragon_ingest.preview.origin_routes import SessionOriginController
+from terragon_ingest.preview.routes import LegacyPreviewController, PreviewSessionController
 from terragon_ingest.runs.routes import RunsController
 from terragon_ingest.services import Services, provide_services
 from terragon_ingest.settings import Settings, get_settings
@@ -54,13 +58,15 @@ INTERNAL_ROUTES: list[ControllerRouterHandler] = [
     PreviewSessionController,
 ]
 # Routes with their own authentication (daemon token, preview cookie, webhook signature) or none.
+# `SessionOriginController` is reached only on a preview session's origin (`host_routing`).
 PUBLIC_ROUTES: list[ControllerRouterHandler] = [
     health.healthz,
     health.readyz,
     health.metrics,
     post_daemon_event,
     GithubWebhookController,
-    PreviewController,
+    LegacyPreviewController,
+    SessionOriginController,
 ]
 
 
@@ -78,6 +84,8 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             "`terragon up` starts embedded servers and sets them for you"
         )
     db_url, valkey_url = settings.db.URL, settings.valkey.URL
+    preview_origins = OriginTemplate.parse(settings.preview.ORIGIN)
+    check_api_outside_namespace(preview_origins, settings.server.PUBLIC_URL)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -145,6 +153,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             version="1.0.0",
             description="Run-correlation plane: daemon events, run context, quarantine, preview access.",
             path="/schema",
+            openapi_router=schema_router("/schema", preview_origins),
             components=Components(
                 security_schemes={
                     "internalBearer": SecurityScheme(type="http", scheme="bearer"),
@@ -155,4 +164,5 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
     )
     app = Litestar.from_config(config)
     app.state.settings = settings
+    host_routing.install(app, preview_origins)
     return app

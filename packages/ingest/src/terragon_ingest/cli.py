@@ -144,13 +144,15 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
     """Run the whole system on this machine.
 
     With no DATABASE_URL / VALKEY_URL set, starts an embedded PostgreSQL and Valkey under
-    DATA_DIR, migrates, and serves the API. Ctrl-C or SIGTERM stops everything it started; a
-    repeated signal during the stop is ignored. Runs on development secrets unless
-    TERRAGON_INTERNAL_TOKEN, GITHUB_WEBHOOK_SECRET and TERRAGON_SIGNING_SECRET are set: do not
-    expose it.
+    DATA_DIR, migrates, and serves the API. Previews are served on
+    http://{previewSessionId}.preview.localhost:PORT (TERRAGON_PREVIEW_ORIGIN), and upstreams on
+    this machine are allowed. Ctrl-C or SIGTERM stops everything it started; a repeated signal
+    during the stop is ignored. Runs on development secrets unless TERRAGON_INTERNAL_TOKEN,
+    GITHUB_WEBHOOK_SECRET and TERRAGON_SIGNING_SECRET are set: do not expose it.
     """
     from terragon_ingest.archive.dashboard import start_dashboard, stop_dashboard
     from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
+    from terragon_ingest.preview import origin as preview_origin
 
     settings = get_settings()
     data_dir = data_dir.resolve()
@@ -177,6 +179,7 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
         effective = _settings_with(
             settings, db_url=db_url, valkey_url=valkey_url, data_dir=data_dir, public_url=public
         )
+        effective = preview_origin.for_this_machine(effective)
         state_file.write_text(
             json.dumps(
                 {
@@ -190,6 +193,7 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
         click.echo(
             f"\nterragon is up\n"
             f"  API        {public}   (OpenAPI: {public}/schema, metrics: {public}/metrics)\n"
+            f"  Previews   {preview_origin.banner(effective, port)}\n"
             f"  Postgres   {db_url}\n"
             f"  Valkey     {valkey_url}\n"
             f"  data dir   {data_dir}\n"

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from terragon_core import (
+    PREVIEW_UPSTREAM_CONNECT_TIMEOUT_SECONDS,
+    PREVIEW_UPSTREAM_IDLE_TIMEOUT_SECONDS,
+)
+
 DEV_INTERNAL_TOKEN = "dev-internal-token"
 """`terragon up`'s internal bearer token when none is set (development only)."""
 DEV_WEBHOOK_SECRET = "dev-webhook-secret"
@@ -183,9 +188,26 @@ class PreviewSettings:
     )
     """`TERRAGON_PREVIEW_RETRY_AFTER_MS`: backoff told to clients when the access cache is down."""
     UPSTREAM_CONNECT_TIMEOUT: float = field(
-        default_factory=lambda: _env_float("TERRAGON_PREVIEW_UPSTREAM_CONNECT_TIMEOUT", 5.0)
+        default_factory=lambda: _env_float(
+            "TERRAGON_PREVIEW_UPSTREAM_CONNECT_TIMEOUT", PREVIEW_UPSTREAM_CONNECT_TIMEOUT_SECONDS
+        )
     )
     """`TERRAGON_PREVIEW_UPSTREAM_CONNECT_TIMEOUT`: seconds to reach a preview upstream (502 past it)."""
+    UPSTREAM_IDLE_TIMEOUT: float = field(
+        default_factory=lambda: _env_float(
+            "TERRAGON_PREVIEW_UPSTREAM_IDLE_TIMEOUT", PREVIEW_UPSTREAM_IDLE_TIMEOUT_SECONDS
+        )
+    )
+    """`TERRAGON_PREVIEW_UPSTREAM_IDLE_TIMEOUT`: seconds without a byte from the upstream before
+    its response ends (504 before the headers; a streaming body is cut)."""
+    ORIGIN: str | None = field(default_factory=lambda: _env_opt("TERRAGON_PREVIEW_ORIGIN"))
+    """`TERRAGON_PREVIEW_ORIGIN`: each session's origin, `{previewSessionId}` in the host (e.g.
+    `https://{previewSessionId}.preview.example.com`); unset → `http://{previewSessionId}.preview.localhost:<port>`."""
+    ALLOW_PRIVATE_UPSTREAM: bool = field(
+        default_factory=lambda: _env_bool("TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM", False)
+    )
+    """`TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM`: allow loopback/private/link-local upstreams
+    (`terragon up` turns it on unless set; off for `serve`: sandboxes are elsewhere in production)."""
     FILL_LOCK_MS: int = field(
         default_factory=lambda: _env_int("TERRAGON_PREVIEW_FILL_LOCK_MS", 3000)
     )

@@ -5,11 +5,11 @@
 
 - the user owns a thread on the repo (the thread's owner);
 - the user's linked GitHub login is a collaborator of the repo;
-- the login is a member of a team that has the repo;
-- the repo is public (anyone can read it, so its previews reveal nothing new; privatizing it
-  invalidates every cached user, CONTRACT §5).
+- the login is a member of a team that has the repo.
 
-The GitHub tables are kept current by `POST /api/webhooks/github`.
+A public repo grants nothing by itself (CONTRACT §5): a preview shows the sandbox's uncommitted
+state, which is not public because the repo is. The GitHub tables are kept current by
+`POST /api/webhooks/github` (visibility changes still invalidate: a custom source may read it).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class PermissionSource(ABC):
 
 
 class PostgresPermissionSource(PermissionSource):
-    """Thread owner, collaborators, team members and public repos, read from Postgres."""
+    """Thread owner, collaborators and team members, read from Postgres."""
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool

@@ -1,10 +1,9 @@
 -- name: fetch_repo_access
--- The default permission check: thread owner, collaborator, team member, or a public repo.
+-- The default permission check: thread owner, collaborator or team member. A public repo grants
+-- nothing by itself: a preview shows uncommitted sandbox state, which is not public.
 SELECT
     EXISTS (SELECT 1 FROM thread t
             WHERE t.user_id = %(user_id)s AND t.repo_full_name = %(repo_full_name)s)
- OR EXISTS (SELECT 1 FROM github_repo r
-            WHERE r.repo_full_name = %(repo_full_name)s AND r.visibility = 'public')
  OR EXISTS (SELECT 1 FROM github_account a
             JOIN github_repo_collaborator c ON lower(c.github_login) = lower(a.github_login)
             WHERE a.user_id = %(user_id)s AND c.repo_full_name = %(repo_full_name)s)

@@ -1,8 +1,8 @@
 """Process-wide preview resources, built in the app's lifespan after `Services`.
 
 `services.extras["access"]` holds the `RepoAccessCache` (its in-process single-flight futures
-must be shared by every request); `services.extras["preview"]` holds the signing keyring and the
-httpx client that streams to preview upstreams.
+must be shared by every request); `services.extras["preview"]` holds the signing keyring, the
+session-origin template and the httpx client that streams to preview upstreams.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING
 
 import httpx
 import structlog
 
 from terragon_ingest.access import PostgresPermissionSource, RepoAccessCache
+from terragon_ingest.preview.origin import OriginTemplate
 from terragon_ingest.preview.tokens import PreviewKeyring
 
 if TYPE_CHECKING:
@@ -26,10 +28,20 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 
+def _cookie_jar_that_keeps_nothing() -> CookieJar:
+    """The proxy's client is shared by every session: a cookie one upstream sets must not ride
+    along to the next request to that host (another session's upstream, perhaps)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+NO_COOKIES = _cookie_jar_that_keeps_nothing()
+
+
 @dataclass(frozen=True, slots=True)
 class PreviewRuntime:
     keyring: PreviewKeyring
     http: httpx.AsyncClient
+    origins: OriginTemplate
 
 
 def access_cache(services: Services) -> RepoAccessCache:
@@ -53,13 +65,35 @@ async def preview_lifespan(app: Litestar) -> AsyncIterator[None]:
         env=settings.server.ENV,
         lock_ms=settings.preview.FILL_LOCK_MS,
     )
-    timeout = httpx.Timeout(None, connect=settings.preview.UPSTREAM_CONNECT_TIMEOUT)
-    # No redirects followed (a 3xx goes back to the browser) and no env proxies: requests go
-    # to the session's upstream origin and nowhere else.
-    http = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+    connect, idle = (
+        settings.preview.UPSTREAM_CONNECT_TIMEOUT,
+        settings.preview.UPSTREAM_IDLE_TIMEOUT,
+    )
+    # `read`/`write` bound each socket operation, so a response (streaming too) ends after
+    # `idle` seconds without a byte; `pool` bounds the wait for a connection slot.
+    timeout = httpx.Timeout(connect=connect, read=idle, write=idle, pool=connect)
+    # No connection cap shared by every session (one preview's slow upstream must not starve
+    # the others; each connection is bounded by the timeouts instead). No redirects followed
+    # (a 3xx goes back to the browser) and no env proxies: requests go to the session's
+    # upstream origin and nowhere else.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+    http = httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=False,
+        trust_env=False,
+        cookies=NO_COOKIES,
+    )
     keyring = PreviewKeyring.from_settings(settings.server.SIGNING_SECRET, settings.preview)
-    services.extras["preview"] = PreviewRuntime(keyring=keyring, http=http)
-    log.info("preview_access_ready", kids=sorted(keyring.secrets), active_kid=keyring.active_kid)
+    origins = OriginTemplate.parse(settings.preview.ORIGIN)
+    services.extras["preview"] = PreviewRuntime(keyring=keyring, http=http, origins=origins)
+    log.info(
+        "preview_access_ready",
+        kids=sorted(keyring.secrets),
+        active_kid=keyring.active_kid,
+        origin=origins.text(),
+        allow_private_upstream=settings.preview.ALLOW_PRIVATE_UPSTREAM,
+    )
     try:
         yield
     finally:

@@ -22,6 +22,8 @@ class SessionStarted(msgspec.Struct, rename="camel"):
     preview_session_id: str
     exchange_token: str
     expires_at: datetime
+    preview_url: str
+    """The session's own origin; the browser starts at `{previewUrl}/__terragon/exchange?token=…`."""
 
 
 class ExchangeCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -29,8 +31,15 @@ class ExchangeCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True)
 
 
 class Exchanged(msgspec.Struct, rename="camel"):
-    preview_session_id: str
     expires_at: datetime
+
+
+class MovedToSessionOrigin(msgspec.Struct, rename="camel"):
+    """410 from the old path-based routes: the session is served from `previewUrl` now."""
+
+    code: str
+    error: str
+    preview_url: str | None
 
 
 class SubscriptionToken(msgspec.Struct, rename="camel"):

@@ -8,8 +8,11 @@ permission check instead. Each denial goes through `denials.deny` (event + count
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from terragon_core import (
     PREVIEW_EXCHANGE_TOKEN_MAX_TTL_SECONDS,
@@ -21,7 +24,7 @@ from terragon_core import (
 )
 from terragon_ingest.access import valkey_errors
 from terragon_ingest.db import connection
-from terragon_ingest.errors import CacheUnavailable
+from terragon_ingest.errors import CacheUnavailable, NotFound
 from terragon_ingest.preview import repository
 from terragon_ingest.preview.denials import AccessContext, deny
 from terragon_ingest.preview.lifespan import access_cache, preview_runtime
@@ -30,6 +33,8 @@ from terragon_ingest.preview.tokens import MintedToken, TokenRejected
 if TYPE_CHECKING:
     from terragon_ingest.preview.schemas import PreviewSession
     from terragon_ingest.services import Services
+
+log = structlog.get_logger()
 
 
 def new_session_id() -> str:
@@ -48,39 +53,56 @@ async def check_access(services: Services, ctx: AccessContext) -> None:
         raise await deny(services, ctx, SecurityReason.PERMISSION_DENIED, message)
 
 
-async def verify_token(
-    services: Services, ctx: AccessContext, audience: PreviewTokenAudience, token: str | None
-) -> PreviewSession:
-    """Verify a token of `audience` for the session of `ctx`; return the live session row.
-
-    Checks, in order: signature/kid/aud/iss/exp/iat (`signature_mismatch`, `expired`), `sid`
-    equals the path's session (`binding_mismatch`), the row exists and is neither revoked nor
-    past its expiry, `rv` equals its `revocationVersion` (`revoked`, `expired`), `sub` equals
-    its user (`binding_mismatch`).
-    """
-    if not token:
-        raise await deny(services, ctx, SecurityReason.SIGNATURE_MISMATCH, "no preview token")
-    try:
-        claims = preview_runtime(services).keyring.verify(audience, token)
-    except TokenRejected as exc:
-        raise await deny(services, ctx, exc.reason, str(exc)) from exc
-    if claims["sid"] != ctx.preview_session_id:
-        message = f"token is bound to session {claims['sid']!r}, not {ctx.preview_session_id!r}"
-        raise await deny(services, ctx, SecurityReason.BINDING_MISMATCH, message)
+async def live_session(services: Services, ctx: AccessContext) -> PreviewSession:
+    """The session named by the request's Host (`ctx.preview_session_id`), if it is live:
+    it exists, is not revoked and has not expired. Anything else is a 404 (CONTRACT §5)."""
     async with connection(services.pool) as conn:
         session = await repository.fetch_session(conn, str(ctx.preview_session_id))
-    if session is None:
-        raise await deny(services, ctx, SecurityReason.REVOKED, "preview session not found")
+    if session is None or session.revoked_at is not None or session.expires_at <= datetime.now(UTC):
+        log.info("preview_origin_not_live", preview_session_id=ctx.preview_session_id)
+        raise NotFound("no live preview session at this origin")
     ctx.bind(session)
-    if session.revoked_at is not None or claims["rv"] != session.revocation_version:
-        raise await deny(services, ctx, SecurityReason.REVOKED, "preview session was revoked")
-    if session.expires_at <= datetime.now(UTC):
-        raise await deny(services, ctx, SecurityReason.EXPIRED, "preview session expired")
+    return session
+
+
+async def verify_token(
+    services: Services,
+    ctx: AccessContext,
+    audience: PreviewTokenAudience,
+    tokens: Sequence[str],
+    session: PreviewSession,
+) -> None:
+    """Accept the first of `tokens` that is a valid `audience` token of this live `session`.
+
+    Checks, in order: signature/kid/aud/iss/exp/iat (`signature_mismatch`, `expired`); `sid`
+    equals the session of the Host (a token of another session is worth nothing here:
+    `signature_mismatch`, 401); `rv` equals its `revocationVersion` (`revoked`); `sub` equals
+    its user (`binding_mismatch`); an exchange token is then spent (`token_replay`).
+    """
+    if not tokens:
+        raise await deny(services, ctx, SecurityReason.SIGNATURE_MISMATCH, "no preview token")
+    keyring = preview_runtime(services).keyring
+    rejected: TokenRejected | None = None
+    for token in tokens:
+        try:
+            claims = keyring.verify(audience, token)
+        except TokenRejected as exc:
+            rejected = rejected or exc
+            continue
+        if claims["sid"] != session.preview_session_id:
+            message = "token belongs to another preview session"
+            rejected = rejected or TokenRejected(SecurityReason.SIGNATURE_MISMATCH, message)
+            continue
+        break
+    else:
+        assert rejected is not None
+        raise await deny(services, ctx, rejected.reason, str(rejected))
+    if claims["rv"] != session.revocation_version:
+        raise await deny(services, ctx, SecurityReason.REVOKED, "preview session was reminted")
     if claims["sub"] != session.user_id:
         raise await deny(services, ctx, SecurityReason.BINDING_MISMATCH, "token user differs")
     if audience is PreviewTokenAudience.EXCHANGE:
         await _spend(services, ctx, claims)
-    return session
 
 
 async def _spend(services: Services, ctx: AccessContext, claims: dict[str, Any]) -> None:

@@ -3,12 +3,16 @@
 Start reads the run-context pointer (`runs.repository.fetch_run_context`) and the run's frozen
 flags; it never writes run tables. A run frozen with `sandboxPreview = false` gets no preview
 session: that is a `permission_denied` (403), the closest `SecurityReason` to "previews are off
-for this run". Remint and revoke bump `revocationVersion` (every earlier cookie stops working)
-and invalidate the user's cached access through `invalidate_repo_access`.
+for this run". `upstreamOrigin` must be a bare http(s) origin (400 otherwise) whose addresses
+the deployment allows (`addresses.checked_addresses`: 403 `proxy_ssrf_blocked`). The answer
+carries `previewUrl`, the session's own origin. Remint and revoke bump `revocationVersion`
+(every earlier cookie stops working) and invalidate the user's cached access through
+`invalidate_repo_access`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -25,7 +29,13 @@ from terragon_ingest.access import invalidate_repo_access
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest, NotFound
 from terragon_ingest.preview import repository, service
+from terragon_ingest.preview.addresses import (
+    UpstreamRefused,
+    UpstreamUnresolvable,
+    checked_addresses,
+)
 from terragon_ingest.preview.denials import AccessContext, deny
+from terragon_ingest.preview.lifespan import preview_runtime
 from terragon_ingest.preview.schemas import SessionRevoked, SessionStarted
 from terragon_ingest.runs import repository as runs_repository
 from terragon_ingest.telemetry import build_event, emit_event
@@ -36,26 +46,51 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+_HOSTNAME = re.compile(r"^([a-z0-9.-]+|[0-9a-f:.]+)$")
+"""A DNS name or an IP literal (IPv6 without brackets, as `urlsplit` returns it)."""
+
 
 def normalize_origin(raw: str) -> str:
     """`scheme://host[:port]` only: no user info, path, query or fragment (the SSRF boundary)."""
     parts = urlsplit(raw.strip())
+    try:
+        port_number = parts.port
+    except ValueError:
+        port_number = -1
     if (
         parts.scheme not in {"http", "https"}
         or not parts.hostname
+        or not _HOSTNAME.match(parts.hostname)
         or parts.username is not None
         or parts.path not in {"", "/"}
         or parts.query
         or parts.fragment
+        or port_number in {-1, 0}
     ):
         raise InvalidRequest(f"upstreamOrigin must be http(s)://host[:port], got {raw!r}")
-    port = f":{parts.port}" if parts.port else ""
+    port = f":{port_number}" if port_number else ""
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"{parts.scheme}://{host}{port}"
 
 
+async def _check_upstream(services: Services, ctx: AccessContext, origin: str) -> None:
+    url = urlsplit(origin)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    allow = services.settings.preview.ALLOW_PRIVATE_UPSTREAM
+    try:
+        await checked_addresses(host, port, allow_private=allow)
+    except UpstreamUnresolvable as exc:
+        raise InvalidRequest(str(exc)) from exc
+    except UpstreamRefused as exc:
+        raise await deny(services, ctx, exc.reason, str(exc)) from exc
+
+
+def preview_url(services: Services, session_id: str, server_port: int | None) -> str:
+    return preview_runtime(services).origins.url(session_id, server_port)
+
+
 async def start_session(
-    services: Services, data: SessionStartCreate, trace_id: str
+    services: Services, data: SessionStartCreate, trace_id: str, server_port: int | None
 ) -> SessionStarted:
     origin = normalize_origin(data.upstream_origin)
     ctx = AccessContext(EventOrigin.PREVIEW_SESSION_START, trace_id, user_id=data.user_id)
@@ -76,6 +111,7 @@ async def start_session(
     if not run.frozen_flags.sandbox_preview:
         message = f"previews are off for run {data.run_id!r} (frozen sandboxPreview = false)"
         raise await deny(services, ctx, SecurityReason.PERMISSION_DENIED, message)
+    await _check_upstream(services, ctx, origin)
     await service.check_access(services, ctx)
     async with connection(services.pool) as conn:
         session = await repository.insert_session(
@@ -95,7 +131,8 @@ async def start_session(
         )
     await _state_changed(services, session, "created", ctx.origin, trace_id)
     minted = service.mint_exchange_token(services, session)
-    return SessionStarted(session.preview_session_id, minted.token, session.expires_at)
+    url = preview_url(services, session.preview_session_id, server_port)
+    return SessionStarted(session.preview_session_id, minted.token, session.expires_at, url)
 
 
 async def bump_session(
@@ -122,12 +159,15 @@ async def bump_session(
     return session
 
 
-async def remint_session(services: Services, session_id: str, trace_id: str) -> SessionStarted:
+async def remint_session(
+    services: Services, session_id: str, trace_id: str, server_port: int | None
+) -> SessionStarted:
     session = await bump_session(services, session_id, revoke=False, trace_id=trace_id)
     if session.revoked_at is not None:
         raise InvalidRequest(f"preview session {session_id!r} is revoked; start a new one")
     minted = service.mint_exchange_token(services, session)
-    return SessionStarted(session.preview_session_id, minted.token, session.expires_at)
+    url = preview_url(services, session.preview_session_id, server_port)
+    return SessionStarted(session.preview_session_id, minted.token, session.expires_at, url)
 
 
 async def revoke_session(services: Services, session_id: str, trace_id: str) -> SessionRevoked:
