@@ -128,7 +128,7 @@ ORDINARY = _seq(braces()).filter(lambda p: bool(p) and not p.startswith("/"))
 PATHS = st.text(alphabet="ab.-x/", max_size=14)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pattern=ORDINARY, paths=st.lists(PATHS, min_size=1, max_size=8))
 def test_same_answers_as_the_regex_matcher_on_ordinary_globs(
     pattern: str, paths: list[str]
