@@ -22,7 +22,6 @@ from litestar.types import ControllerRouterHandler
 from terragon_ingest import health
 from terragon_ingest.access.routes import AccessInternalController, GithubWebhookController
 from terragon_ingest.daemon_events.internal_routes import CorrelationController
-from terragon_ingest.daemon_events.objects import QuarantineObjects
 from terragon_ingest.daemon_events.routes import post_daemon_event
 from terragon_ingest.db import create_pool
 from terragon_ingest.db.migrate import migrate
@@ -36,6 +35,7 @@ from terragon_ingest.kit.http import (
 )
 from terragon_ingest.lifecycle.jobs import periodic_jobs
 from terragon_ingest.lifecycle.scheduler import Scheduler
+from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.preview.lifespan import preview_lifespan
 from terragon_ingest.preview.routes import PreviewController, PreviewSessionController
 from terragon_ingest.runs.routes import RunsController

@@ -12,10 +12,11 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from valkey.asyncio import Valkey
 
+from terragon_ingest.db import Pool
+
 # Imported at run time, not under TYPE_CHECKING: Litestar resolves these hints when it
 # validates the injected dependency.
-from terragon_ingest.daemon_events.objects import QuarantineObjects
-from terragon_ingest.db import Pool
+from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.runs.tokens import KnownTokens
 from terragon_ingest.settings import Settings
 from terragon_ingest.telemetry import Metrics
@@ -30,7 +31,7 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
     """Domain-owned singletons (object store, sandbox registry, ...) keyed by their module."""
     objects: QuarantineObjects | None = None
-    """The object store for offloaded quarantine payloads (daemon_events.objects)."""
+    """The object store for offloaded quarantine payloads (terragon_ingest.objects)."""
     tokens: KnownTokens = field(default_factory=KnownTokens)
     """Daemon tokens seen to resolve, checked before a body is decoded (runs.tokens)."""
 

@@ -19,11 +19,11 @@ import valkey.asyncio as valkey_asyncio
 
 from terragon_core import QuarantineReason
 from terragon_ingest.daemon_events import repository
-from terragon_ingest.daemon_events.objects import QuarantineObjects
 from terragon_ingest.daemon_events.replay import replay_quarantined
 from terragon_ingest.daemon_events.schemas import QuarantineDetail, QuarantineRow
 from terragon_ingest.db import connection, create_pool
 from terragon_ingest.errors import IngestError
+from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.services import Services
 from terragon_ingest.settings import Settings, get_settings
 from terragon_ingest.telemetry import Metrics
