@@ -5,6 +5,9 @@ internal_routes.py   quarantine read-out, UI-validation read-out, the maintenanc
 service.py           the decision's Python half: token gate, decode, inputs it asks for, replies
 repository.py        SQL (queries.sql; the decision is db/functions/terragon_ingest_envelope.sql)
 quarantine.py        quarantine rows: prefix, hash, size, inline payload or object-store offload
+recording.py         a quarantine row's insert, event, counters and preview denials
+replay.py            `terragon quarantine replay`: a stored envelope through the same decision
+maintenance.py       the backstop sweep: finalize silent runs, remove orphan offloaded objects
 terminal.py          endSha vs live HEAD, legacy UI outcome (read-only sandbox reader only)
 ui_rules.py          `.terragon/preview-validation.json` and the default UI globs
 commands.py          `terragon quarantine list|show|replay`, `terragon maintenance sweep`

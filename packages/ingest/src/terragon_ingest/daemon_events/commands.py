@@ -155,6 +155,6 @@ def maintenance() -> None:
 @_database_url
 def sweep_now(database_url: str) -> None:
     """Finalize stale runs and remove orphan objects once (one sweeper across replicas)."""
-    from terragon_ingest.lifecycle.maintenance import sweep
+    from terragon_ingest.daemon_events.maintenance import sweep
 
     _echo(_run(database_url, sweep))

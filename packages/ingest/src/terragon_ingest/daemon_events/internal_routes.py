@@ -14,10 +14,10 @@ from litestar.status_codes import HTTP_200_OK
 
 from terragon_core import QuarantineReason
 from terragon_ingest.daemon_events import repository
+from terragon_ingest.daemon_events.maintenance import sweep
 from terragon_ingest.daemon_events.schemas import QuarantineRow, SweepResult, UiValidation
 from terragon_ingest.db import connection
 from terragon_ingest.errors import NotFound
-from terragon_ingest.lifecycle.maintenance import sweep
 from terragon_ingest.services import ServicesDep
 
 MAX_LIMIT = 1000
