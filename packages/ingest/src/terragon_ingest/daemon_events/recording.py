@@ -47,9 +47,9 @@ _HINTS: dict[QuarantineReason, str] = {
 async def preview_sessions_touched_by_mismatch(
     conn: AsyncConn, thread_id: str, thread_chat_id: str
 ) -> list[str]:
-    """HOOK for the preview domain: live preview sessions of the (thread, chat) a strict mismatch
-    touches. Reads the landed `preview_session` table; swap in the preview domain's own read
-    function once it exists."""
+    """Live preview sessions of the (thread, chat) a strict mismatch touches, read from the
+    `preview_session` table by this domain's own query: daemon_events and preview are independent
+    (import-linter), and this read must share the quarantine row's transaction."""
     return await repository.fetch_active_preview_sessions(conn, thread_id, thread_chat_id)
 
 
