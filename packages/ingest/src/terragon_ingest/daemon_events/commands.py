@@ -102,14 +102,14 @@ def list_rows(
 ) -> None:
     """Quarantine rows, newest first (the shape of GET /api/internal/quarantine)."""
 
-    async def work(services: Services) -> list[dict[str, Any]]:
+    async def work(services: Services) -> list[QuarantineRow]:
         async with connection(services.pool) as conn:
             return await repository.list_quarantine(
                 conn, thread_id=thread_id, run_id=run_id, reason=reason, since=since, limit=limit
             )
 
     for row in _run(database_url, work):
-        _echo(QuarantineRow(**row))
+        _echo(row)
 
 
 @quarantine.command("show")
@@ -127,8 +127,10 @@ def show(database_url: str, quarantine_id: str, payload: bool) -> None:
             raise click.ClickException(f"quarantine row {quarantine_id!r} not found")
         if payload:
             return await stored_payload(services, row)
-        row["payload_inline"] = row["payload_inline"] is not None
-        _echo(QuarantineDetail(**row))
+        # `show` says whether the payload is inline; `--payload` prints it.
+        fields: dict[str, Any] = dataclasses.asdict(row)
+        fields["payload_inline"] = row.payload_inline is not None
+        _echo(QuarantineDetail(**fields))
         return None
 
     body = _run(database_url, work)

@@ -39,7 +39,7 @@ class CorrelationController(Controller):
     ) -> list[QuarantineRow]:
         """Quarantined envelopes, newest first, filtered by thread, run, reason and time."""
         async with connection(services.pool) as conn:
-            rows = await repository.list_quarantine(
+            return await repository.list_quarantine(
                 conn,
                 thread_id=thread_id,
                 run_id=run_id,
@@ -47,7 +47,6 @@ class CorrelationController(Controller):
                 since=since,
                 limit=limit,
             )
-        return [QuarantineRow(**row) for row in rows]
 
     @get("/ui-validation/{thread_id:str}/{thread_chat_id:str}", raises=[NotFoundException])
     async def get_ui_validation(
@@ -60,7 +59,7 @@ class CorrelationController(Controller):
             raise NotFound(
                 f"no UI-validation outcome for thread {thread_id!r} chat {thread_chat_id!r} yet"
             )
-        return UiValidation(**row)
+        return row
 
     @post("/maintenance/sweep", status_code=HTTP_200_OK)
     async def run_sweep(self, services: ServicesDep) -> SweepResult:
