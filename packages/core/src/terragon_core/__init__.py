@@ -83,7 +83,6 @@ from terragon_core.envelope import (
     given,
     is_failure,
     is_terminal,
-    message_uuid,
     over_limit,
     v2_fields_valid,
 )
@@ -219,7 +218,6 @@ __all__ = [
     "is_failure",
     "is_strict_mismatch",
     "is_terminal",
-    "message_uuid",
     "over_limit",
     "preview_token_replay_key",
     "prometheus_name",

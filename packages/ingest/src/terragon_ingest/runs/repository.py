@@ -126,12 +126,6 @@ async def bind_run_sandbox(conn: AsyncConn, params: dict[str, Any]) -> bool:
     return cur.rowcount == 1
 
 
-async def advance_last_accepted_seq(conn: AsyncConn, run_id: str, seq: int) -> bool:
-    """CAS `last_accepted_seq` forward; False when `seq` is not greater than the stored one."""
-    cur = await conn.execute(Q["advance_last_accepted_seq"], {"run_id": run_id, "seq": seq})
-    return cur.rowcount == 1
-
-
 async def fetch_run(conn: AsyncConn, run_id: str) -> Run | None:
     row = await _one(conn, "fetch_run", {"run_id": run_id})
     if row is None:
