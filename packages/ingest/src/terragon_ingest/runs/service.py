@@ -1,7 +1,10 @@
 """Run-context writers: the only code that writes run identity (DESIGN "one writer per fact").
 
 `create_run_context` mints a run and moves the pointer; `bind_run_sandbox` records the sandbox
-and the start SHA. Sandbox readers and the correlation path may read runs, never write them.
+and the start SHA; `finalize_stale_runs` is the backstop's; `record_missing_end_sha` starts its
+grace window. A run's progress (`last_accepted_seq`, counts, the terminal status and diff source)
+is written only by the correlation decision under the run lock
+(db/functions/terragon_ingest_envelope.sql). Sandbox readers only read runs.
 """
 
 from __future__ import annotations
