@@ -15,7 +15,7 @@ from tools.bench.wrk import lua_config
 LOG = """\
 2026-11-26 18:00:00.001 UTC [100] LOG:  statement: BEGIN
 2026-11-26 18:00:00.002 UTC [100] LOG:  execute <unnamed>: SELECT *
-\tFROM terragon_apply_envelope($1, $2, $10)
+\tFROM terragon_ingest_envelope($1, $2, $10)
 2026-11-26 18:00:00.003 UTC [100] DETAIL:  parameters: $1 = 'run-1', $2 = 'it''s {"seq":987654321}', $10 = NULL
 2026-11-26 18:00:00.004 UTC [200] LOG:  execute _pg3_0: SELECT 1 WHERE $1 = 'x'
 2026-11-26 18:00:00.005 UTC [200] DETAIL:  parameters: $1 = '5'
@@ -27,7 +27,7 @@ def test_parse_log_inlines_parameters_and_keeps_order_per_backend() -> None:
     captured = parse_log(LOG, exclude_pids={200})
     assert captured.statements == [
         "BEGIN",
-        "SELECT *\nFROM terragon_apply_envelope('run-1', 'it''s {\"seq\":987654321}', NULL)",
+        "SELECT *\nFROM terragon_ingest_envelope('run-1', 'it''s {\"seq\":987654321}', NULL)",
         "COMMIT",
     ]
     assert captured.order == [100, 100, 100]

@@ -29,7 +29,7 @@ _SEED = """
 INSERT INTO daemon_event_quarantine (
     created_at, thread_id, thread_chat_id, run_id, active_run_id, reason, payload_version,
     payload_hash, payload_size, payload_prefix_2k, repo_full_name, user_id, sandbox_provider,
-    event_id, seq, trace_id)
+    event_id, seq, trace_id, strict)
 SELECT %(start)s::timestamptz + (i::bigint * %(step)s::bigint) * interval '1 microsecond',
        't-' || (i %% 500), 'chat-1', 'run-' || (i %% 500), 'run-' || (i %% 500),
        (ARRAY['missing_run_id','mismatch','legacy_mode','payload_version_mismatch',
@@ -38,7 +38,7 @@ SELECT %(start)s::timestamptz + (i::bigint * %(step)s::bigint) * interval '1 mic
        '{"threadId":"t-' || (i %% 500) || '","messages":[' || repeat('x', 160) || ']}',
        'acme/repo-' || (i %% 7), 'user-' || (i %% 13),
        (ARRAY['docker','e2b','daytona','local','manual'])[1 + i %% 5],
-       'e-' || i, i, md5((i * 7)::text)
+       'e-' || i, i, md5((i * 7)::text), i %% 2 = 0
 FROM generate_series(0, %(n)s - 1) AS i
 """
 
@@ -69,7 +69,7 @@ def plain_copy(url: str, day: date, target: Path) -> int:
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
         query = (
             "COPY (SELECT id::text, created_at, thread_id, thread_chat_id, run_id, active_run_id,"
-            " reason, payload_version, payload_hash, payload_size, payload_prefix_2k,"
+            " reason, strict, payload_version, payload_hash, payload_size, payload_prefix_2k,"
             " payload_object_key, offload_skipped, repo_full_name, user_id, sandbox_provider,"
             " event_id, seq, trace_id FROM daemon_event_quarantine"
             " WHERE created_at >= %s AND created_at < %s) TO STDOUT (FORMAT csv)"

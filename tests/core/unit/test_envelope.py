@@ -13,7 +13,6 @@ from terragon_core import (
     given,
     is_failure,
     is_terminal,
-    message_uuid,
     v2_fields_valid,
 )
 
@@ -87,13 +86,6 @@ def test_terminal_and_failure_detection() -> None:
     assert is_terminal([{"type": "custom-stop"}])
     assert not is_failure([{"type": "custom-stop"}])
     assert is_failure([{"type": "assistant"}, {"type": "custom-error"}])
-
-
-def test_message_uuid() -> None:
-    assert message_uuid({"uuid": "u1"}) == "u1"
-    assert message_uuid({"uuid": ""}) is None
-    assert message_uuid({"uuid": 3}) is None
-    assert message_uuid({}) is None
 
 
 def test_schema_names_camel_case_fields() -> None:

@@ -73,7 +73,7 @@ async def test_database_outage_is_503_unavailable(client, pg_admin_url, database
 async def test_object_store_outage_is_503_and_writes_no_row(client, app, tmp_path) -> None:
     from obstore.store import LocalStore
 
-    from terragon_ingest.daemon_events.objects import QuarantineObjects
+    from terragon_ingest.objects import QuarantineObjects
 
     root = tmp_path / "store"
     root.mkdir()

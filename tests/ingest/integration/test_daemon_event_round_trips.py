@@ -79,11 +79,10 @@ async def test_unknown_token_costs_one_lookup_and_no_token_none(client, counted:
     assert counted.statements == []
 
 
-async def test_unstorable_messages_fall_back_to_the_step_by_step_path(
-    client, counted: Counter
-) -> None:
+async def test_unstorable_messages_are_decided_again_without_them(client, counted: Counter) -> None:
     """A `\\u0000` escape cannot be stored as jsonb: the one statement fails to bind, and the
-    step-by-step path quarantines the envelope as `invalid_envelope` (nothing applied)."""
+    same decision asked again without the messages quarantines the envelope as
+    `invalid_envelope` (nothing applied)."""
     run_id, token = await start_run(client)
     body = envelope(run_id, 1, messages=[{"type": "assistant", "text": "nul \u0000 here"}])
     counted.statements.clear()

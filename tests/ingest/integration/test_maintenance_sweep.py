@@ -60,7 +60,6 @@ async def test_run_missing_end_sha_is_finalized_after_the_grace_window_exactly_o
     )
     bodies = [r.json() for r in results]
     assert sum(b["finalizedRuns"] for b in bodies) == 1
-    assert all(b["purgedQuarantineRows"] == 0 for b in bodies)
     run = await run_state(client, run_id)
     assert (run["status"], run["finishReason"], run["diffSource"]) == (
         "failed",

@@ -16,7 +16,7 @@ from terragon_ingest.archive import files, repository
 from terragon_ingest.archive.retention import purge
 from terragon_ingest.archive.rollup import rebuild_day, rollup
 from terragon_ingest.cli import main
-from terragon_ingest.daemon_events.objects import QuarantineObjects
+from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.telemetry import Metrics
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
 

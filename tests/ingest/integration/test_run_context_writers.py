@@ -160,14 +160,3 @@ def test_backoff_is_25ms_doubling_with_20_percent_jitter() -> None:
         delay = service.backoff_seconds(attempt, rng)
         base = 0.025 * 2**attempt
         assert base * 0.8 <= delay <= base * 1.2
-
-
-async def test_last_accepted_seq_moves_only_forward(pool: Pool) -> None:
-    run = await _start(pool, "seq")
-    async with connection(pool) as conn:
-        assert await repository.advance_last_accepted_seq(conn, run.run_id, 1)
-        assert await repository.advance_last_accepted_seq(conn, run.run_id, 3)
-        assert not await repository.advance_last_accepted_seq(conn, run.run_id, 3)
-        assert not await repository.advance_last_accepted_seq(conn, run.run_id, 2)
-        stored = await repository.fetch_run(conn, run.run_id)
-    assert stored is not None and stored.last_accepted_seq == 3

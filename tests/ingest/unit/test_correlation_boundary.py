@@ -26,7 +26,7 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_correlation_modules_use_only_the_sandbox_reader() -> None:
-    for path in [*CORRELATION.glob("*.py"), CORRELATION.parent / "lifecycle" / "maintenance.py"]:
+    for path in CORRELATION.glob("*.py"):
         sandbox = {m for m in _imported_modules(path) if m.startswith("terragon_ingest.sandbox")}
         allowed = {m for m in sandbox if m.startswith(READER_SIDE)}
         assert sandbox == allowed, f"{path.name} imports {sorted(sandbox - allowed)}"

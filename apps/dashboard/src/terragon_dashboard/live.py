@@ -24,10 +24,12 @@ FROM (
     SELECT minute, {METRIC_SQL} AS metric, repo_full_name, user_id, sandbox_provider, n
     FROM (
     SELECT date_trunc('minute', q.created_at) AS minute, q.reason,
-           r.frozen_daemon_run_id_strict AS strict,
+           -- the row's own `strict` (what the decision used); rows older than that column
+           -- (migration 2026-11-30-2220) fall back to the run coalesce(active_run_id, run_id)
+           coalesce(q.strict, (SELECT r.frozen_daemon_run_id_strict FROM thread_run r
+                               WHERE r.run_id = coalesce(q.active_run_id, q.run_id))) AS strict,
            q.repo_full_name, q.user_id, q.sandbox_provider, count(*) AS n
     FROM daemon_event_quarantine q
-    LEFT JOIN thread_run r ON r.run_id = coalesce(q.active_run_id, q.run_id)
     WHERE q.created_at >= now() - interval '1 hour'
     GROUP BY 1, 2, 3, 4, 5, 6
     ) per_minute

@@ -26,6 +26,7 @@ from terragon_core.archive import (
     ArchiveDataset,
     archive_glob,
     archive_view_sql,
+    is_strict_mismatch,
 )
 from terragon_core.constants import (
     DAEMON_EVENT_PAYLOAD_VERSION,
@@ -87,7 +88,6 @@ from terragon_core.envelope import (
     given,
     is_failure,
     is_terminal,
-    message_uuid,
     over_limit,
     v2_fields_valid,
 )
@@ -244,8 +244,8 @@ __all__ = [
     "given",
     "http_status_for",
     "is_failure",
+    "is_strict_mismatch",
     "is_terminal",
-    "message_uuid",
     "over_limit",
     "preview_token_replay_key",
     "prometheus_name",

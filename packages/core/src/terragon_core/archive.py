@@ -108,7 +108,17 @@ METRIC_SQL: Final = (
     f" WHEN reason = '{QuarantineReason.MISSING_END_SHA}' THEN '{MetricName.MISSING_END_SHA}'"
     " END"
 )
-"""`preview.strict_mismatch` is `missing_run_id` plus `mismatch` under a strict run."""
+"""`preview.strict_mismatch` is `missing_run_id` plus `mismatch` under a strict run; `strict` is the
+quarantine row's own column (the frozen value the decision used). `is_strict_mismatch` is the same
+rule for Prometheus; a test holds the two equal."""
+
+
+def is_strict_mismatch(reason: str, strict: bool | None) -> bool:
+    """Whether a quarantine row counts as `preview.strict_mismatch` (`METRIC_SQL`'s first branch).
+    `missing_run_id` is only ever decided under strict, so its `strict` is not consulted."""
+    return reason == QuarantineReason.MISSING_RUN_ID or (
+        reason == QuarantineReason.MISMATCH and bool(strict)
+    )
 
 
 def archive_glob(root: str, dataset: ArchiveDataset) -> str:

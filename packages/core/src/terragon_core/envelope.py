@@ -109,12 +109,6 @@ def over_limit(envelope: DaemonEnvelope) -> str | None:
     return None
 
 
-def message_uuid(message: dict[str, Any]) -> str | None:
-    """The agent's own message id (Claude stream-json `uuid`), used for message-level dedupe."""
-    value = message.get("uuid")
-    return value if isinstance(value, str) and value else None
-
-
 def envelope_json_schema() -> dict[str, Any]:
     """JSON Schema of the envelope; its hash is embedded in the daemon bundle manifest."""
     return msgspec.json.schema(DaemonEnvelope)

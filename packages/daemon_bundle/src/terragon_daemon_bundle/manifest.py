@@ -13,7 +13,6 @@ import ast
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import terragon_core
@@ -81,10 +80,3 @@ def build_manifest(sources: dict[str, bytes], contract: EnvelopeContract) -> dic
 def render_manifest(manifest: dict[str, Any]) -> bytes:
     """The manifest file's exact bytes: indented, sorted, newline-terminated."""
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
-
-
-def load_manifest(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"{path.name} is not a JSON object")
-    return data

@@ -23,7 +23,6 @@ from terragon_ingest import health
 from terragon_ingest.access.routes import AccessInternalController, GithubWebhookController
 from terragon_ingest.daemon_events.group_commit import group_commit_for
 from terragon_ingest.daemon_events.internal_routes import CorrelationController
-from terragon_ingest.daemon_events.objects import QuarantineObjects
 from terragon_ingest.daemon_events.routes import post_daemon_event
 from terragon_ingest.db import create_pool
 from terragon_ingest.db.migrate import migrate
@@ -37,6 +36,7 @@ from terragon_ingest.kit.http import (
 )
 from terragon_ingest.lifecycle.jobs import periodic_jobs
 from terragon_ingest.lifecycle.scheduler import Scheduler
+from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.preview import host_routing
 from terragon_ingest.preview.lifespan import preview_lifespan
 from terragon_ingest.preview.openapi import schema_router

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -245,7 +244,3 @@ class EmbeddedValkey:
         server.stop()
         self._server = None
         log.info("embedded_valkey_stopped")
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

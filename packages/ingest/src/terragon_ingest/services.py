@@ -1,25 +1,29 @@
 """The process-wide resources handed to every route by dependency injection.
 
-Built once in the app's lifespan (`app.create_app`); routes receive `services: Services`.
+Built once in the app's lifespan (`app.create_app`); routes receive `services: ServicesDep`.
+Each domain's process-wide singleton is a typed field, set by the lifespan that builds it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from valkey.asyncio import Valkey
 
-# Imported at run time, not under TYPE_CHECKING: Litestar resolves these hints when it
-# validates the injected dependency.
-from terragon_ingest.daemon_events.group_commit import GroupCommit
-from terragon_ingest.daemon_events.objects import QuarantineObjects
-from terragon_ingest.db import Pool
 from terragon_ingest.runs.tokens import KnownTokens
-from terragon_ingest.settings import Settings
-from terragon_ingest.telemetry import Metrics
+
+if TYPE_CHECKING:
+    from valkey.asyncio import Valkey
+
+    from terragon_ingest.access import RepoAccessCache
+    from terragon_ingest.daemon_events.group_commit import GroupCommit
+    from terragon_ingest.db import Pool
+    from terragon_ingest.objects import QuarantineObjects
+    from terragon_ingest.preview.lifespan import PreviewRuntime
+    from terragon_ingest.settings import Settings
+    from terragon_ingest.telemetry import Metrics
 
 
 @dataclass(slots=True)
@@ -28,14 +32,17 @@ class Services:
     pool: Pool
     valkey: Valkey
     metrics: Metrics
-    extras: dict[str, Any] = field(default_factory=dict)
-    """Domain-owned singletons (object store, sandbox registry, ...) keyed by their module."""
     objects: QuarantineObjects | None = None
-    """The object store for offloaded quarantine payloads (daemon_events.objects)."""
+    """The object store for offloaded quarantine payloads (terragon_ingest.objects)."""
     group_commit: GroupCommit | None = None
     """Grouped statements for ordinary envelopes (daemon_events.group_commit); None = off."""
     tokens: KnownTokens = field(default_factory=KnownTokens)
     """Daemon tokens seen to resolve, checked before a body is decoded (runs.tokens)."""
+    access: RepoAccessCache | None = None
+    """The repo-access cache (its single-flight futures are shared by every request); set by
+    `preview.lifespan.preview_lifespan`, read through `preview.lifespan.access_cache`."""
+    preview: PreviewRuntime | None = None
+    """The preview signing keyring and upstream HTTP client; set by `preview_lifespan`."""
 
 
 def provide_services(state: State) -> Services:
@@ -43,5 +50,11 @@ def provide_services(state: State) -> Services:
     return services
 
 
-ServicesDep = NamedDependency[Services]
+if TYPE_CHECKING:
+    ServicesDep = NamedDependency[Services]
+else:
+    # At run time Litestar would validate the injected value against `Services` field by field on
+    # every request (msgspec resolving each field's type, which would make this module import
+    # every domain); the container is ours and built once, so it is passed through as is.
+    ServicesDep = NamedDependency[Any]
 """Annotate route parameters as `services: ServicesDep` to receive the app's `Services`."""

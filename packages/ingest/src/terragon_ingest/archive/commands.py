@@ -171,7 +171,7 @@ def purge_command(
 
     from terragon_ingest.archive import repository
     from terragon_ingest.archive.retention import DayPlan, purge
-    from terragon_ingest.daemon_events.objects import QuarantineObjects
+    from terragon_ingest.objects import QuarantineObjects
     from terragon_ingest.telemetry import Metrics
 
     settings = _settings(_resolve_database_url(database_url, data_dir), data_dir, archive_dir)

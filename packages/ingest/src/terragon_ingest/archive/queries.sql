@@ -29,14 +29,18 @@ SELECT min(created_at) FROM daemon_event_quarantine WHERE created_at >= %(since)
 SELECT min(ts_server) FROM preview_event WHERE ts_server >= %(since)s
 
 -- name: export_quarantine
+-- `strict` is the frozen daemonRunIdStrict the decision used, stored on the row. Rows written
+-- before that column (migration 2026-11-30-2220) have NULL: for those only, the old derivation
+-- (the run named by coalesce(active_run_id, run_id)); COALESCE skips the lookup for the others.
 COPY (
     SELECT q.id::text, (extract(epoch FROM q.created_at) * 1000000)::bigint, q.thread_id,
-           q.thread_chat_id, q.run_id, q.active_run_id, q.reason, r.frozen_daemon_run_id_strict,
+           q.thread_chat_id, q.run_id, q.active_run_id, q.reason,
+           coalesce(q.strict, (SELECT r.frozen_daemon_run_id_strict FROM thread_run r
+                               WHERE r.run_id = coalesce(q.active_run_id, q.run_id))),
            q.payload_version, q.payload_hash, q.payload_size, q.payload_prefix_2k,
            q.payload_object_key, q.offload_skipped, q.repo_full_name, q.user_id,
            q.sandbox_provider, q.event_id, q.seq, q.trace_id
     FROM daemon_event_quarantine q
-    LEFT JOIN thread_run r ON r.run_id = coalesce(q.active_run_id, q.run_id)
     WHERE q.created_at >= %(lo)s AND q.created_at < %(hi)s
 ) TO STDOUT (FORMAT csv)
 

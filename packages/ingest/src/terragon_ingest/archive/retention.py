@@ -42,8 +42,8 @@ from terragon_ingest.archive import files, repository
 from terragon_ingest.db.locks import ARCHIVE_ROLLUP_LOCK, RETENTION_PURGE_LOCK
 
 if TYPE_CHECKING:
-    from terragon_ingest.daemon_events.objects import QuarantineObjects
     from terragon_ingest.db import AsyncConn
+    from terragon_ingest.objects import QuarantineObjects
     from terragon_ingest.telemetry import Metrics
 
 log = structlog.get_logger()

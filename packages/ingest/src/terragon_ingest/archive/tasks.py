@@ -9,7 +9,7 @@ from terragon_ingest.archive import repository
 from terragon_ingest.archive.alerts import evaluate_alerts
 from terragon_ingest.archive.retention import DayPlan, purge
 from terragon_ingest.archive.rollup import RollupResult, rollup
-from terragon_ingest.daemon_events.objects import QuarantineObjects
+from terragon_ingest.objects import QuarantineObjects
 
 if TYPE_CHECKING:
     from terragon_ingest.services import Services

@@ -5,7 +5,9 @@ internal_routes.py   quarantine read-out, UI-validation read-out, the maintenanc
 service.py           the decision's Python half: token gate, decode, inputs it asks for, replies
 repository.py        SQL (queries.sql; the decision is db/functions/terragon_ingest_envelope.sql)
 quarantine.py        quarantine rows: prefix, hash, size, inline payload or object-store offload
-objects.py           the object store (local directory or S3/R2 through obstore)
+recording.py         a quarantine row's insert, event, counters and preview denials
+replay.py            `terragon quarantine replay`: a stored envelope through the same decision
+maintenance.py       the backstop sweep: finalize silent runs, remove orphan offloaded objects
 terminal.py          endSha vs live HEAD, legacy UI outcome (read-only sandbox reader only)
 ui_rules.py          `.terragon/preview-validation.json` and the default UI globs, with their limits
 globs.py             UI-rule globs: parsed with limits, matched by an automaton (linear, no regex)

@@ -19,11 +19,11 @@ import valkey.asyncio as valkey_asyncio
 
 from terragon_core import QuarantineReason
 from terragon_ingest.daemon_events import repository
-from terragon_ingest.daemon_events.objects import QuarantineObjects
 from terragon_ingest.daemon_events.replay import replay_quarantined
 from terragon_ingest.daemon_events.schemas import QuarantineDetail, QuarantineRow
 from terragon_ingest.db import connection, create_pool
 from terragon_ingest.errors import IngestError
+from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.services import Services
 from terragon_ingest.settings import Settings, get_settings
 from terragon_ingest.telemetry import Metrics
@@ -102,14 +102,14 @@ def list_rows(
 ) -> None:
     """Quarantine rows, newest first (the shape of GET /api/internal/quarantine)."""
 
-    async def work(services: Services) -> list[dict[str, Any]]:
+    async def work(services: Services) -> list[QuarantineRow]:
         async with connection(services.pool) as conn:
             return await repository.list_quarantine(
                 conn, thread_id=thread_id, run_id=run_id, reason=reason, since=since, limit=limit
             )
 
     for row in _run(database_url, work):
-        _echo(QuarantineRow(**row))
+        _echo(row)
 
 
 @quarantine.command("show")
@@ -127,8 +127,10 @@ def show(database_url: str, quarantine_id: str, payload: bool) -> None:
             raise click.ClickException(f"quarantine row {quarantine_id!r} not found")
         if payload:
             return await stored_payload(services, row)
-        row["payload_inline"] = row["payload_inline"] is not None
-        _echo(QuarantineDetail(**row))
+        # `show` says whether the payload is inline; `--payload` prints it.
+        fields: dict[str, Any] = dataclasses.asdict(row)
+        fields["payload_inline"] = row.payload_inline is not None
+        _echo(QuarantineDetail(**fields))
         return None
 
     body = _run(database_url, work)
@@ -155,6 +157,6 @@ def maintenance() -> None:
 @_database_url
 def sweep_now(database_url: str) -> None:
     """Finalize stale runs and remove orphan objects once (one sweeper across replicas)."""
-    from terragon_ingest.lifecycle.maintenance import sweep
+    from terragon_ingest.daemon_events.maintenance import sweep
 
     _echo(_run(database_url, sweep))

@@ -14,10 +14,10 @@ from litestar.status_codes import HTTP_200_OK
 
 from terragon_core import QuarantineReason
 from terragon_ingest.daemon_events import repository
+from terragon_ingest.daemon_events.maintenance import sweep
 from terragon_ingest.daemon_events.schemas import QuarantineRow, SweepResult, UiValidation
 from terragon_ingest.db import connection
 from terragon_ingest.errors import NotFound
-from terragon_ingest.lifecycle.maintenance import sweep
 from terragon_ingest.services import ServicesDep
 
 MAX_LIMIT = 1000
@@ -39,7 +39,7 @@ class CorrelationController(Controller):
     ) -> list[QuarantineRow]:
         """Quarantined envelopes, newest first, filtered by thread, run, reason and time."""
         async with connection(services.pool) as conn:
-            rows = await repository.list_quarantine(
+            return await repository.list_quarantine(
                 conn,
                 thread_id=thread_id,
                 run_id=run_id,
@@ -47,7 +47,6 @@ class CorrelationController(Controller):
                 since=since,
                 limit=limit,
             )
-        return [QuarantineRow(**row) for row in rows]
 
     @get("/ui-validation/{thread_id:str}/{thread_chat_id:str}", raises=[NotFoundException])
     async def get_ui_validation(
@@ -60,7 +59,7 @@ class CorrelationController(Controller):
             raise NotFound(
                 f"no UI-validation outcome for thread {thread_id!r} chat {thread_chat_id!r} yet"
             )
-        return UiValidation(**row)
+        return row
 
     @post("/maintenance/sweep", status_code=HTTP_200_OK)
     async def run_sweep(self, services: ServicesDep) -> SweepResult:

@@ -17,6 +17,7 @@ from terragon_core import (
     PreviewEventName,
     QuarantineReason,
     SecurityReason,
+    is_strict_mismatch,
 )
 from terragon_ingest.daemon_events import repository
 from terragon_ingest.db import connection
@@ -46,25 +47,20 @@ _HINTS: dict[QuarantineReason, str] = {
 async def preview_sessions_touched_by_mismatch(
     conn: AsyncConn, thread_id: str, thread_chat_id: str
 ) -> list[str]:
-    """HOOK for the preview domain: live preview sessions of the (thread, chat) a strict mismatch
-    touches. Reads the landed `preview_session` table; swap in the preview domain's own read
-    function once it exists."""
+    """Live preview sessions of the (thread, chat) a strict mismatch touches, read from the
+    `preview_session` table by this domain's own query: daemon_events and preview are independent
+    (import-linter), and this read must share the quarantine row's transaction."""
     return await repository.fetch_active_preview_sessions(conn, thread_id, thread_chat_id)
 
 
-async def record_quarantine(
-    services: Services,
-    row: dict[str, Any],
-    *,
-    dims: Dimensions,
-    strict: bool,
-) -> str:
-    """Insert the row and its event; count it. Returns the row id."""
+async def record_quarantine(services: Services, row: dict[str, Any], *, dims: Dimensions) -> str:
+    """Insert the row and its event; count it. Returns the row id.
+
+    `preview.strict_mismatch` is counted from the row's own `strict` (the frozen value the
+    decision used) by core's `is_strict_mismatch`, as the archive and the dashboard count it
+    (core's `METRIC_SQL`)."""
     reason = QuarantineReason(row["reason"])
-    strict_mismatch = strict and reason in (
-        QuarantineReason.MISSING_RUN_ID,
-        QuarantineReason.MISMATCH,
-    )
+    strict_mismatch = is_strict_mismatch(reason, row["strict"])
     quarantine_id = repository.new_quarantine_id()
     event = quarantine_event(row, quarantine_id, dims)
     async with connection(services.pool) as conn:

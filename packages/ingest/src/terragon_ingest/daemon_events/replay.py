@@ -23,8 +23,7 @@ from terragon_ingest.errors import NotFound, UserError
 from terragon_ingest.telemetry import trace_id_from
 
 if TYPE_CHECKING:
-    from typing import Any
-
+    from terragon_ingest.daemon_events.repository import StoredQuarantine
     from terragon_ingest.services import Services
 
 log = structlog.get_logger()
@@ -50,7 +49,7 @@ async def replay_quarantined(
         row = await repository.fetch_quarantine(conn, quarantine_id)
     if row is None:
         raise NotFound(f"quarantine row {quarantine_id!r} not found")
-    if row["replay_status"] == "applied" and not force:
+    if row.replay_status == "applied" and not force:
         return ReplayOutcome(quarantine_id, "applied", re_driven=False)
     body = await stored_payload(services, row)
     try:
@@ -60,11 +59,11 @@ async def replay_quarantined(
     # Decided as its delivery was, under its token's run. Rows older than that column: a
     # runId-less `mismatch` row was a zombie or came with no active run, so it is replayed as if
     # by an unknown run (never applied to another run); any other as its run's own daemon.
-    token_run_id = row["token_run_id"]
+    token_run_id = row.token_run_id
     if token_run_id is None:
-        zombie = row["reason"] == QuarantineReason.MISMATCH and row["run_id_or_null"] is None
-        token_run_id = "" if zombie else (row["active_run_id"] or row["run_id_or_null"] or "")
-    trace_id = row["trace_id"] or trace_id_from(None)
+        zombie = row.reason == QuarantineReason.MISMATCH and row.run_id_or_null is None
+        token_run_id = "" if zombie else (row.active_run_id or row.run_id_or_null or "")
+    trace_id = row.trace_id or trace_id_from(None)
     delivery = Delivery(
         envelope, body, trace_id, token_run_id=token_run_id, replay_of=quarantine_id
     )
@@ -78,18 +77,18 @@ async def replay_quarantined(
     return ReplayOutcome(quarantine_id, status, re_driven=True)
 
 
-async def stored_payload(services: Services, row: dict[str, Any]) -> bytes:
+async def stored_payload(services: Services, row: StoredQuarantine) -> bytes:
     """The whole envelope as received: inline, from the object store, or a complete prefix."""
     body: bytes | None = None
-    if row["payload_inline"] is not None:
-        body = row["payload_inline"].encode()
-    elif row["payload_object_key"] and services.objects is not None:
-        body = await services.objects.get(row["payload_object_key"])
-    elif len(row["payload_prefix_2k"].encode()) == row["payload_size"]:
-        body = row["payload_prefix_2k"].encode()
-    if body is None or hashlib.sha256(body).hexdigest() != row["payload_hash"]:
+    if row.payload_inline is not None:
+        body = row.payload_inline.encode()
+    elif row.payload_object_key and services.objects is not None:
+        body = await services.objects.get(row.payload_object_key)
+    elif len(row.payload_prefix_2k.encode()) == row.payload_size:
+        body = row.payload_prefix_2k.encode()
+    if body is None or hashlib.sha256(body).hexdigest() != row.payload_hash:
         raise PayloadNotRecoverable(
-            f"quarantine row {row['id']!r}: the whole payload ({row['payload_size']} bytes) is "
+            f"quarantine row {row.id!r}: the whole payload ({row.payload_size} bytes) is "
             "not stored (offload skipped or object missing); inspect payloadPrefix2k instead"
         )
     return body

@@ -16,10 +16,11 @@ import msgspec
 import psycopg
 import psycopg.errors
 import structlog
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from terragon_core import CorrelationOutcome
+from terragon_ingest.daemon_events.schemas import QuarantineRow, UiValidation
 from terragon_ingest.db import load_queries
 from terragon_ingest.errors import DatabaseUnavailable
 from terragon_ingest.telemetry.repository import event_params
@@ -68,16 +69,37 @@ def _decision(values: Sequence[Any]) -> Decision:
     )
 
 
-async def _all(conn: AsyncConn, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(Q[name], params)
-    return await cur.fetchall()
+@dataclass(frozen=True, slots=True)
+class StoredQuarantine:
+    """A row of `fetch_quarantine`: everything a replay and `terragon quarantine show` need."""
 
-
-async def _one(conn: AsyncConn, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(Q[name], params)
-    return await cur.fetchone()
+    id: str
+    thread_id: str
+    thread_chat_id: str
+    run_id_or_null: str | None
+    active_run_id: str | None
+    reason: str
+    payload_version: int | None
+    payload_hash: str
+    payload_size: int
+    payload_prefix_2k: str
+    payload_object_key: str | None
+    repo_full_name: str | None
+    user_id: str | None
+    sandbox_provider: str | None
+    created_at: datetime
+    event_id: str | None
+    seq: int | None
+    trace_id: str | None
+    offload_skipped: bool
+    payload_inline: str | None
+    """The whole envelope as received (up to 16 KiB), else NULL."""
+    replayed_at: datetime | None
+    replay_status: str | None
+    token_run_id: str | None
+    """The run the sending token was minted for (NULL on rows older than that column)."""
+    strict: bool | None
+    """The frozen daemonRunIdStrict the decision used (NULL on rows older than that column)."""
 
 
 async def ingest_envelope(
@@ -167,7 +189,7 @@ async def list_quarantine(
     reason: str | None,
     since: datetime | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[QuarantineRow]:
     params = {
         "thread_id": thread_id,
         "run_id": run_id,
@@ -175,15 +197,19 @@ async def list_quarantine(
         "since": since,
         "limit": limit,
     }
-    return await _all(conn, "list_quarantine", params)
+    cur = conn.cursor(row_factory=class_row(QuarantineRow))
+    await cur.execute(Q["list_quarantine"], params)
+    return await cur.fetchall()
 
 
-async def fetch_quarantine(conn: AsyncConn, quarantine_id: str) -> dict[str, Any] | None:
+async def fetch_quarantine(conn: AsyncConn, quarantine_id: str) -> StoredQuarantine | None:
     """One row by id; None for an unknown or malformed id."""
+    cur = conn.cursor(row_factory=class_row(StoredQuarantine))
     try:
-        return await _one(conn, "fetch_quarantine", {"id": quarantine_id})
+        await cur.execute(Q["fetch_quarantine"], {"id": quarantine_id})
     except psycopg.DataError:
         return None
+    return await cur.fetchone()
 
 
 async def mark_replayed(conn: AsyncConn, quarantine_id: str, replay_status: str) -> None:
@@ -192,27 +218,29 @@ async def mark_replayed(conn: AsyncConn, quarantine_id: str, replay_status: str)
 
 async def fetch_ui_validation(
     conn: AsyncConn, thread_id: str, thread_chat_id: str
-) -> dict[str, Any] | None:
-    params = {"thread_id": thread_id, "thread_chat_id": thread_chat_id}
-    return await _one(conn, "fetch_ui_validation", params)
+) -> UiValidation | None:
+    cur = conn.cursor(row_factory=class_row(UiValidation))
+    await cur.execute(
+        Q["fetch_ui_validation"], {"thread_id": thread_id, "thread_chat_id": thread_chat_id}
+    )
+    return await cur.fetchone()
 
 
 async def fetch_active_preview_sessions(
     conn: AsyncConn, thread_id: str, thread_chat_id: str
 ) -> list[str]:
     params = {"thread_id": thread_id, "thread_chat_id": thread_chat_id}
-    return [
-        str(r["preview_session_id"])
-        for r in await _all(conn, "fetch_active_preview_sessions", params)
-    ]
+    cur = await conn.execute(Q["fetch_active_preview_sessions"], params)
+    return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def try_sweep_lock(conn: AsyncConn, key: int) -> bool:
     """Inside a transaction: True when this session now holds the sweep lock until commit."""
-    row = await _one(conn, "try_sweep_lock", {"key": key})
-    return bool(row and row["pg_try_advisory_xact_lock"])
+    cur = await conn.execute(Q["try_sweep_lock"], {"key": key})
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def existing_object_keys(conn: AsyncConn, keys: list[str]) -> set[str]:
-    rows = await _all(conn, "existing_object_keys", {"keys": keys})
-    return {str(r["payload_object_key"]) for r in rows}
+    cur = await conn.execute(Q["existing_object_keys"], {"keys": keys})
+    return {str(r[0]) for r in await cur.fetchall()}

@@ -81,5 +81,8 @@ class SweepResult(msgspec.Struct, rename="camel"):
     finalized_runs: int = 0
     finalized_run_ids: list[str] = msgspec.field(default_factory=list)
     purged_quarantine_rows: int = 0
-    """Retention is the archive's job; always 0 from this sweep."""
+    """Always 0, on purpose: CONTRACT §3 lists the field, but quarantine rows are purged by
+    retention (`archive/retention.py`, its own daily job and `terragon retention purge`), which
+    first proves the archive holds the day; the sweep never deletes rows. Retention's count is
+    `preview_quarantine_purge_total` and its `preview.quarantine.purge` event."""
     orphan_objects_removed: int = 0

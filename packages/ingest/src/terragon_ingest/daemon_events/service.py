@@ -240,9 +240,7 @@ async def _conclude(
     quarantine_id = delivery.replay_of
     if quarantine_id is None:
         row = await _row(services, delivery, ctx, reason, decision.token_run_id)
-        quarantine_id = await recording.record_quarantine(
-            services, row, dims=ctx.dims, strict=ctx.strict
-        )
+        quarantine_id = await recording.record_quarantine(services, row, dims=ctx.dims)
     ack = EnvelopeAck(EnvelopeStatus.QUARANTINED, reason=reason, quarantine_id=quarantine_id)
     return Reply(202, ack, ctx.dims)
 

@@ -14,8 +14,8 @@ from terragon_ingest.archive.tasks import (
     archive_rollup_job,
     retention_purge_job,
 )
+from terragon_ingest.daemon_events.maintenance import sweep
 from terragon_ingest.db.partitions import ensure_partitions_async
-from terragon_ingest.lifecycle.maintenance import sweep
 from terragon_ingest.lifecycle.scheduler import PeriodicJob
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """Process-wide preview resources, built in the app's lifespan after `Services`.
 
-`services.extras["access"]` holds the `RepoAccessCache` (its in-process single-flight futures
-must be shared by every request); `services.extras["preview"]` holds the signing keyring, the
-session-origin template and the httpx client that streams to preview upstreams.
+`services.access` holds the `RepoAccessCache` (its in-process single-flight futures must be
+shared by every request); `services.preview` holds the signing keyring, the session-origin
+template and the httpx client that streams to preview upstreams.
 """
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ class PreviewRuntime:
 
 
 def access_cache(services: Services) -> RepoAccessCache:
-    cache: RepoAccessCache = services.extras["access"]
-    return cache
+    assert services.access is not None, "preview_lifespan builds it at start-up"
+    return services.access
 
 
 def preview_runtime(services: Services) -> PreviewRuntime:
-    runtime: PreviewRuntime = services.extras["preview"]
-    return runtime
+    assert services.preview is not None, "preview_lifespan builds it at start-up"
+    return services.preview
 
 
 @contextlib.asynccontextmanager
@@ -59,7 +59,7 @@ async def preview_lifespan(app: Litestar) -> AsyncIterator[None]:
     """Add the access cache and preview runtime to `app.state.services`; close them on exit."""
     services: Services = app.state.services
     settings = services.settings
-    services.extras["access"] = RepoAccessCache(
+    services.access = RepoAccessCache(
         services.valkey,
         PostgresPermissionSource(services.pool),
         env=settings.server.ENV,
@@ -86,7 +86,7 @@ async def preview_lifespan(app: Litestar) -> AsyncIterator[None]:
     )
     keyring = PreviewKeyring.from_settings(settings.server.SIGNING_SECRET, settings.preview)
     origins = OriginTemplate.parse(settings.preview.ORIGIN)
-    services.extras["preview"] = PreviewRuntime(keyring=keyring, http=http, origins=origins)
+    services.preview = PreviewRuntime(keyring=keyring, http=http, origins=origins)
     log.info(
         "preview_access_ready",
         kids=sorted(keyring.secrets),

@@ -63,13 +63,6 @@ SET codesandbox_id = %(codesandbox_id)s, sandbox_provider = %(sandbox_provider)s
 WHERE run_id = %(run_id)s AND status IN ('booting', 'running', 'validating')
 RETURNING run_id
 
--- name: advance_last_accepted_seq
--- The only statement that moves last_accepted_seq: a compare-and-swap on (null or < :seq).
-UPDATE thread_run
-SET last_accepted_seq = %(seq)s
-WHERE run_id = %(run_id)s AND (last_accepted_seq IS NULL OR last_accepted_seq < %(seq)s)
-RETURNING last_accepted_seq
-
 -- name: fetch_run
 SELECT r.run_id, r.thread_id, r.thread_chat_id, r.status, r.daemon_payload_version,
        r.last_accepted_seq, r.run_start_sha, r.run_end_sha, r.diff_source, r.diff_source_context,

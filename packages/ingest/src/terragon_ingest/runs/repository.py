@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, dict_row
 
 from terragon_core import FrozenFlags
 from terragon_ingest.db import load_queries
@@ -14,6 +15,31 @@ if TYPE_CHECKING:
     from terragon_ingest.db import AsyncConn
 
 Q = load_queries("terragon_ingest.runs")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonTokenRow:
+    """A live (unrevoked) daemon token by its digest."""
+
+    token_hash: bytes
+    thread_id: str
+    user_id: str
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizedRun:
+    """A run the backstop finalized, with its thread's dimensions (for the event and metric)."""
+
+    run_id: str
+    thread_id: str
+    thread_chat_id: str
+    codesandbox_id: str | None
+    sandbox_provider: str | None
+    repo_full_name: str
+    user_id: str
+    released: int
+    """Pointers released by the same statement (across every run it finalized)."""
 
 
 async def _one(conn: AsyncConn, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -100,12 +126,6 @@ async def bind_run_sandbox(conn: AsyncConn, params: dict[str, Any]) -> bool:
     return cur.rowcount == 1
 
 
-async def advance_last_accepted_seq(conn: AsyncConn, run_id: str, seq: int) -> bool:
-    """CAS `last_accepted_seq` forward; False when `seq` is not greater than the stored one."""
-    cur = await conn.execute(Q["advance_last_accepted_seq"], {"run_id": run_id, "seq": seq})
-    return cur.rowcount == 1
-
-
 async def fetch_run(conn: AsyncConn, run_id: str) -> Run | None:
     row = await _one(conn, "fetch_run", {"run_id": run_id})
     if row is None:
@@ -140,8 +160,10 @@ async def insert_daemon_token(conn: AsyncConn, params: dict[str, Any]) -> None:
     await conn.execute(Q["insert_daemon_token"], params)
 
 
-async def fetch_daemon_token(conn: AsyncConn, token_hash: bytes) -> dict[str, Any] | None:
-    return await _one(conn, "fetch_daemon_token", {"token_hash": token_hash})
+async def fetch_daemon_token(conn: AsyncConn, token_hash: bytes) -> DaemonTokenRow | None:
+    cur = conn.cursor(row_factory=class_row(DaemonTokenRow))
+    await cur.execute(Q["fetch_daemon_token"], {"token_hash": token_hash})
+    return await cur.fetchone()
 
 
 async def revoke_thread_tokens(conn: AsyncConn, thread_id: str) -> int:
@@ -156,8 +178,8 @@ async def record_missing_end_sha(conn: AsyncConn, run_id: str) -> bool:
 
 async def finalize_stale_runs(
     conn: AsyncConn, *, stale_seconds: int, grace_seconds: int, limit: int
-) -> list[dict[str, Any]]:
-    cur = conn.cursor(row_factory=dict_row)
+) -> list[FinalizedRun]:
+    cur = conn.cursor(row_factory=class_row(FinalizedRun))
     await cur.execute(
         Q["finalize_stale_runs"],
         {"stale_seconds": stale_seconds, "grace_seconds": grace_seconds, "limit": limit},

@@ -1,7 +1,10 @@
 """Run-context writers: the only code that writes run identity (DESIGN "one writer per fact").
 
 `create_run_context` mints a run and moves the pointer; `bind_run_sandbox` records the sandbox
-and the start SHA. Sandbox readers and the correlation path may read runs, never write them.
+and the start SHA; `finalize_stale_runs` is the backstop's; `record_missing_end_sha` starts its
+grace window. A run's progress (`last_accepted_seq`, counts, the terminal status and diff source)
+is written only by the correlation decision under the run lock
+(db/functions/terragon_ingest_envelope.sql). Sandbox readers only read runs.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -23,6 +26,7 @@ from terragon_ingest.runs.flags import resolve_frozen_flags
 
 if TYPE_CHECKING:
     from terragon_ingest.db import AsyncConn, Pool
+    from terragon_ingest.runs.repository import FinalizedRun
 
 log = structlog.get_logger()
 
@@ -169,7 +173,7 @@ async def record_missing_end_sha(pool: Pool, *, run_id: str) -> bool:
 
 async def finalize_stale_runs(
     conn: AsyncConn, *, stale_seconds: int, grace_seconds: int, limit: int = 500
-) -> list[dict[str, Any]]:
+) -> list[FinalizedRun]:
     """The maintenance backstop's writer: finalize due runs as failed / `missing_end_sha_timeout`
     / working-tree-fallback and release their pointer. Runs in the caller's transaction (which
     holds the sweep lock); returns the finalized runs with their repo/user/provider."""
@@ -179,8 +183,8 @@ async def finalize_stale_runs(
     for row in rows:
         log.warning(
             "run_finalized_by_backstop",
-            run_id=row["run_id"],
-            thread_id=row["thread_id"],
+            run_id=row.run_id,
+            thread_id=row.thread_id,
             finish_reason=FinishReason.MISSING_END_SHA_TIMEOUT.value,
             hint="the daemon never sent a terminal envelope with endSha; check the daemon's logs",
         )

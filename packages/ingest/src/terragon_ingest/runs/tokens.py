@@ -55,9 +55,9 @@ async def resolve_daemon_token(conn: AsyncConn, token: str | None) -> TokenBindi
     digest = hash_token(token)
     row = await repository.fetch_daemon_token(conn, digest)
     # The lookup is by digest; the compare is constant-time as a second line of defence.
-    if row is None or not hmac.compare_digest(bytes(row["token_hash"]), digest):
+    if row is None or not hmac.compare_digest(bytes(row.token_hash), digest):
         return None
-    return TokenBinding(thread_id=row["thread_id"], user_id=row["user_id"], run_id=row["run_id"])
+    return TokenBinding(thread_id=row.thread_id, user_id=row.user_id, run_id=row.run_id)
 
 
 class KnownTokens:

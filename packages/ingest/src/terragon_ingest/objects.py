@@ -1,4 +1,6 @@
-"""The object store for offloaded quarantine payloads, through obstore.
+"""The object store, through obstore: whole quarantined envelopes, written by the daemon-event
+domain (offload), read by its replay, deleted by its sweep (orphans) and by archive retention.
+Neutral ground: it imports no domain, so both domains can use it.
 
 `OBJECT_STORE_URL` unset → a local directory `<DATA_DIR>/objects`; `file:///dir` → that directory;
 `s3://bucket/prefix` → S3 or R2 (endpoint from `OBJECT_STORE_S3_ENDPOINT`, credentials from the

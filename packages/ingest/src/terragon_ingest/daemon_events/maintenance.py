@@ -60,31 +60,31 @@ async def sweep(
                 RUN_FINALIZED_EVENT,
                 origin=EventOrigin.DAEMON_EVENT,
                 trace_id=trace_id,
-                thread_id=run["thread_id"],
-                thread_chat_id=run["thread_chat_id"],
-                run_id=run["run_id"],
-                codesandbox_id=run["codesandbox_id"],
-                sandbox_provider=run["sandbox_provider"],
-                user_id=run["user_id"],
+                thread_id=run.thread_id,
+                thread_chat_id=run.thread_chat_id,
+                run_id=run.run_id,
+                codesandbox_id=run.codesandbox_id,
+                sandbox_provider=run.sandbox_provider,
+                user_id=run.user_id,
                 properties={
                     "finishReason": FinishReason.MISSING_END_SHA_TIMEOUT.value,
-                    "repoFullName": run["repo_full_name"],
+                    "repoFullName": run.repo_full_name,
                 },
             )
             await emit_event(conn, event)
     for run in finalized:
         services.metrics.inc(
             MetricName.RUN_FINALIZED,
-            repo=run["repo_full_name"],
-            user=run["user_id"],
-            provider=run["sandbox_provider"],
+            repo=run.repo_full_name,
+            user=run.user_id,
+            provider=run.sandbox_provider,
             reason=FinishReason.MISSING_END_SHA_TIMEOUT.value,
         )
     removed = await remove_orphan_objects(services, older_than_seconds=orphan_age_seconds)
     result = SweepResult(
         swept=True,
         finalized_runs=len(finalized),
-        finalized_run_ids=[str(r["run_id"]) for r in finalized],
+        finalized_run_ids=[r.run_id for r in finalized],
         orphan_objects_removed=removed,
     )
     if finalized or removed:
