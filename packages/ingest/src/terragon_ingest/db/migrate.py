@@ -48,28 +48,22 @@ class Migration:
 
 def load_migrations() -> list[Migration]:
     """Every migration shipped with the package, in apply order."""
-    folder = resources.files("terragon_ingest.db") / "migrations"
-    found: list[Migration] = []
-    for entry in folder.iterdir():
-        if not entry.name.endswith(".sql"):
-            continue
-        if not _NAME.match(entry.name):
-            raise MigrationError(
-                f"migration file name {entry.name!r} is not YYYY-MM-DD-HHMM_slug.sql"
-            )
-        found.append(Migration(entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found, key=lambda m: m.name)
+    return _load("migrations", _NAME, "YYYY-MM-DD-HHMM_slug.sql")
 
 
 def load_functions() -> list[Migration]:
     """Every function file, by name (`<function_name>.sql` defines that one function)."""
-    folder = resources.files("terragon_ingest.db") / "functions"
+    return _load("functions", _FUNCTION_NAME, "<function_name>.sql")
+
+
+def _load(folder_name: str, pattern: re.Pattern[str], form: str) -> list[Migration]:
+    folder = resources.files("terragon_ingest.db") / folder_name
     found: list[Migration] = []
     for entry in folder.iterdir():
         if not entry.name.endswith(".sql"):
             continue
-        if not _FUNCTION_NAME.match(entry.name):
-            raise MigrationError(f"function file name {entry.name!r} is not <function_name>.sql")
+        if not pattern.match(entry.name):
+            raise MigrationError(f"{folder_name} file name {entry.name!r} is not {form}")
         found.append(Migration(entry.name, entry.read_text(encoding="utf-8")))
     return sorted(found, key=lambda m: m.name)
 
@@ -86,17 +80,22 @@ BEGIN
 END $$"""
 
 
-def _apply_functions(conn: psycopg.Connection[Any]) -> list[str]:
+def _ledger(conn: psycopg.Connection[Any], table: LiteralString) -> dict[str, str]:
+    """name → checksum of what was applied, from `table` (created when missing)."""
     conn.execute(
-        """CREATE TABLE IF NOT EXISTS schema_function (
+        f"""CREATE TABLE IF NOT EXISTS {table} (
                name text PRIMARY KEY,
                checksum text NOT NULL,
                applied_at timestamptz NOT NULL DEFAULT now())"""
     )
-    done = {
+    return {
         str(name): str(checksum)
-        for name, checksum in conn.execute("SELECT name, checksum FROM schema_function")
+        for name, checksum in conn.execute(f"SELECT name, checksum FROM {table}")
     }
+
+
+def _apply_functions(conn: psycopg.Connection[Any]) -> list[str]:
+    done = _ledger(conn, "schema_function")
     applied: list[str] = []
     for function in load_functions():
         if done.get(function.name) == function.checksum:
@@ -123,16 +122,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     applied_now: list[str] = []
     conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
-        conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migration (
-                   name text PRIMARY KEY,
-                   checksum text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        done = {
-            str(name): str(checksum)
-            for name, checksum in conn.execute("SELECT name, checksum FROM schema_migration")
-        }
+        done = _ledger(conn, "schema_migration")
         for migration in load_migrations():
             if migration.name in done:
                 if done[migration.name] != migration.checksum:

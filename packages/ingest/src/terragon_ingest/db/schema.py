@@ -1,5 +1,6 @@
 """The schema as it is, in one readable file: `db/schema.sql` is this module's rendering of a
-database migrated from empty (tables, defaults, constraints, indexes, functions), checked by
+database migrated from empty (tables, defaults, constraints, indexes, function signatures; each
+function's body is in its own file, `db/functions/<name>.sql`), checked by
 `tests/ingest/integration/test_schema_snapshot.py`. Regenerate it after adding a migration or
 changing a function file: `uv run terragon migrate --write-schema`.
 
@@ -55,7 +56,9 @@ WHERE c.relnamespace = current_schema()::regnamespace
 ORDER BY c.relname
 """
 _FUNCTIONS = """
-SELECT pg_get_functiondef(p.oid) FROM pg_proc p
+SELECT p.proname, pg_get_function_identity_arguments(p.oid), pg_get_function_result(p.oid),
+       md5(pg_get_functiondef(p.oid))
+FROM pg_proc p
 WHERE p.pronamespace = current_schema()::regnamespace
 ORDER BY p.proname, pg_get_function_identity_arguments(p.oid)
 """
@@ -81,8 +84,13 @@ def render_schema(conn: psycopg.Connection[Any]) -> str:
     for child, parent in conn.execute(_DEFAULT_PARTITIONS).fetchall():
         out.append(f"CREATE TABLE {child} PARTITION OF {parent} DEFAULT;")
     out.append("")
-    for (definition,) in conn.execute(_FUNCTIONS).fetchall():
-        out.append(definition.rstrip() + ";\n")
+    # A function's body lives in its own file (db/functions/); here its signature and a digest of
+    # its definition as PostgreSQL holds it, so a changed body still makes the snapshot stale.
+    for name, arguments, result, digest in conn.execute(_FUNCTIONS).fetchall():
+        out.append(
+            f"-- FUNCTION {name}({arguments})\n--     RETURNS {result}\n"
+            f"--     body: db/functions/{name}.sql (definition md5 {digest})\n"
+        )
     return "\n".join(out).rstrip() + "\n"
 
 
