@@ -30,7 +30,7 @@ Bench = Callable[[Context], list[BenchResult]]
 
 def _benches() -> dict[str, tuple[Bench, bool]]:
     """name → (function, needs the HTTP service)."""
-    from tools.bench import access, archive, daemon, ingest, preview, soak
+    from tools.bench import access, archive, daemon, dashboard, ingest, preview, soak
 
     return {
         "ingest": (ingest.bench_daemon_event, True),
@@ -40,11 +40,12 @@ def _benches() -> dict[str, tuple[Bench, bool]]:
         "rollup": (archive.bench_rollup, False),
         "purge": (archive.bench_purge, False),
         "daemon": (daemon.bench_daemon, False),
+        "dashboard": (dashboard.bench_dashboard, False),
         "soak": (soak.bench_soak, True),
     }
 
 
-DEFAULT = ["ingest", "scaffold", "access", "preview", "rollup", "purge", "daemon"]
+DEFAULT = ["ingest", "scaffold", "access", "preview", "rollup", "purge", "daemon", "dashboard"]
 
 
 def build_parser() -> argparse.ArgumentParser:

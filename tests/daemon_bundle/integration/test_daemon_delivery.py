@@ -3,9 +3,11 @@ legacy v1, stop/kill, resume. Every wait is on an event or a condition with a de
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
-import time
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -313,16 +315,33 @@ def test_resume_delivers_spooled_batches_with_original_ids(
 
 
 def test_a_straggler_holding_stdout_does_not_hold_the_run(
-    make_daemon: DaemonFactory, ingest: FakeIngest, repo: Path
+    make_daemon: DaemonFactory, ingest: FakeIngest, repo: Path, tmp_path: Path
 ) -> None:
+    """Causal, not a stopwatch: the run completes while the straggler that holds the agent's
+    stdout open is still alive (it sleeps far longer than `run_to_completion` waits)."""
+    pidfile = tmp_path / "straggler.pid"
     agent = " ".join(shlex.quote(a) for a in agent_command("--messages", "1"))
-    script = f"{agent}; sleep 5 & exit 0"  # the background sleep inherits the agent's stdout
-    started = time.monotonic()
-    run_to_completion(
-        make_daemon(), start_message(ingest.url, repo, agentCommand=["sh", "-c", script])
-    )
-    assert time.monotonic() - started < 4
-    assert ingest.received[-1].message_types[-1] == "result"
+    # The background sleep inherits the agent's stdout; only its pid goes to the file.
+    script = f"{agent}; sleep 600 & echo $! > {shlex.quote(str(pidfile))}; exit 0"
+    try:
+        run_to_completion(
+            make_daemon(), start_message(ingest.url, repo, agentCommand=["sh", "-c", script])
+        )
+        straggler = int(pidfile.read_text())
+        assert _is_sleeping(straggler), "the straggler is gone: this run proved nothing"
+        assert ingest.received[-1].message_types[-1] == "result"
+    finally:
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def _is_sleeping(pid: int) -> bool:
+    """`pid` is alive and still our `sleep` (not a recycled pid)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"sleep")
+    except FileNotFoundError:
+        return False
 
 
 def test_unreadable_spool_run_is_skipped(
