@@ -20,7 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.ingest.integration.test_cli_up import _free_port, _processes_using, _status, _wait_until
+from tests.ingest.integration.test_cli_up import (
+    TERRAGON,
+    _free_port,
+    _processes_using,
+    _status,
+    _wait_until,
+)
 from tests.support import StderrLines, good_secrets
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -194,3 +200,37 @@ def test_serve_under_uv_run_stops_cleanly_on_repeated_group_sigint(
         if proc.poll() is None:
             os.killpg(pgid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_serve_workers_die_with_a_killed_supervisor(
+    database_url: str, valkey_url: str, tmp_path: Path
+) -> None:
+    """Workers live outside the supervisor's process group: a SIGKILLed supervisor (no cleanup
+    at all) must still take them along, or they would keep serving on the inherited socket."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TERRAGON_", "PROMETHEUS_"))}
+    env |= good_secrets() | {
+        "DATABASE_URL": database_url,
+        "VALKEY_URL": valkey_url,
+        "TERRAGON_DATA_DIR": str(tmp_path),
+        "TERRAGON_BACKGROUND_JOBS": "false",
+    }
+    proc = subprocess.Popen(
+        [TERRAGON, "--log-format", "json", "serve", "--workers", "2", "--port", str(port)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_until(lambda: len(_in_session(proc.pid, outside_group=True)) == 2, 90, "two workers")
+        workers = _in_session(proc.pid, outside_group=True)
+        proc.kill()
+        proc.wait(10)
+        for pid in workers:
+            _wait_until(lambda pid=pid: not _alive(pid), 30, f"worker {pid} to be gone")
+        assert _status(f"http://127.0.0.1:{port}/healthz") is None
+    finally:
+        for pid in _in_session(proc.pid):
+            os.kill(pid, signal.SIGKILL)
