@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +59,37 @@ def thread_body(thread_id: str = "thread-1", **overrides: Any) -> dict[str, Any]
     }
     body.update(overrides)
     return body
+
+
+class StderrLines:
+    """The child's stderr, read on a thread so the test can wait for a line with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.lines: list[str] = []
+        assert proc.stderr is not None
+        self._stream = proc.stderr
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for raw in self._stream:
+            self.lines.append(raw.decode(errors="replace"))
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def find(self, predicate: Callable[[str], bool]) -> str | None:
+        return next((line for line in list(self.lines) if predicate(line)), None)
+
+    def wait_for(self, needle: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while (line := self.find(lambda line: needle in line)) is None:
+            assert time.monotonic() < deadline, f"timed out waiting for {needle!r} on stderr"
+            time.sleep(0.05)
+        return line
+
+    def count(self, needle: str) -> int:
+        return sum(needle in line for line in list(self.lines))
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)

@@ -15,14 +15,19 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.ingest.integration.test_cli_up import _free_port, _processes_using, _status, _wait_until
-from tests.support import good_secrets
+from tests.ingest.integration.test_cli_up import (
+    TERRAGON,
+    _free_port,
+    _processes_using,
+    _status,
+    _wait_until,
+)
+from tests.support import StderrLines, good_secrets
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,8 +43,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _in_session(sid: int) -> list[int]:
-    """Pids of live processes whose session is `sid` (everything `uv run` started in it)."""
+def _in_session(sid: int, *, outside_group: bool = False) -> list[int]:
+    """Pids of live processes whose session is `sid` (everything `uv run` started in it), or only
+    those that left its process group (`serve`'s workers, once started)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -50,38 +56,10 @@ def _in_session(sid: int) -> list[int]:
             continue
         # pid (comm) state ppid pgrp session ...: comm may hold spaces, split after its ')'.
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
+        live = int(fields[3]) == sid and fields[0] != "Z"
+        if live and (not outside_group or int(fields[2]) != sid):
             found.append(int(entry.name))
     return found
-
-
-class _Lines:
-    """The child's stderr, read on a thread so the test can wait for a line with a deadline."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.lines: list[str] = []
-        assert proc.stderr is not None
-        stream = proc.stderr
-        self._thread = threading.Thread(
-            target=lambda: self.lines.extend(raw.decode(errors="replace") for raw in stream),
-            daemon=True,
-        )
-        self._thread.start()
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def find(self, predicate: Callable[[str], bool]) -> str | None:
-        return next((line for line in list(self.lines) if predicate(line)), None)
-
-    def wait_for(self, needle: str, timeout: float) -> str:
-        _wait_until(lambda: self.find(lambda line: needle in line) is not None, timeout, needle)
-        line = self.find(lambda line: needle in line)
-        assert line is not None
-        return line
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
 
 
 @pytest.fixture(name="data_dir")
@@ -127,7 +105,7 @@ def test_up_under_uv_run_stops_everything_on_repeated_group_sigint(data_dir: Pat
     port, dashboard_port = _free_port(), _free_port()
     proc = _uv_run_up(data_dir, port, dashboard_port)
     pgid = proc.pid
-    lines = _Lines(proc)
+    lines = StderrLines(proc)
     try:
         _wait_until(
             lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200 or proc.poll() is not None,
@@ -172,9 +150,10 @@ def test_up_under_uv_run_stops_everything_on_repeated_group_sigint(data_dir: Pat
 def test_serve_under_uv_run_stops_cleanly_on_repeated_group_sigint(
     database_url: str, valkey_url: str, tmp_path: Path, workers: int
 ) -> None:
-    """`serve` signalled the same way: the app's own shutdown runs, everything exits, code 0
-    (one process: uvicorn's "second SIGINT forces the exit" skipped the shutdown and re-raised
-    the signal as "Aborted!", exit 1; the `--workers` supervisor only queues signals)."""
+    """`serve` signalled the same way: the app's own shutdown runs, everything exits, code 0.
+    One process: uvicorn took the second SIGINT as "force exit", skipped the app's shutdown and
+    re-raised it ("Aborted!", exit 1). Workers: each got the group's signal and stopped on its
+    own, the supervisor saw one dead before reading its queued signal and restarted it mid-stop."""
     uv = shutil.which("uv")
     assert uv
     port = _free_port()
@@ -196,7 +175,7 @@ def test_serve_under_uv_run_stops_cleanly_on_repeated_group_sigint(
         start_new_session=True,
     )
     pgid = proc.pid
-    lines = _Lines(proc)
+    lines = StderrLines(proc)
     try:
         _wait_until(
             lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200 or proc.poll() is not None,
@@ -204,8 +183,10 @@ def test_serve_under_uv_run_stops_cleanly_on_repeated_group_sigint(
             "serve to be ready",
         )
         assert proc.poll() is None, lines.text()[-3000:]
-        expected = 2 + (workers if workers > 1 else 0)  # uv, terragon (+ its workers)
-        _wait_until(lambda: len(_in_session(pgid)) >= expected, 30, f"{expected} processes")
+        if workers > 1:  # every worker started (a worker leaves the group as it starts)
+            _wait_until(
+                lambda: len(_in_session(pgid, outside_group=True)) == workers, 90, "the workers"
+            )
         os.killpg(pgid, signal.SIGINT)
         lines.wait_for("ingest_stopped", 30)  # the app's shutdown ran (in one worker at least)
         os.killpg(pgid, signal.SIGINT)
@@ -219,3 +200,37 @@ def test_serve_under_uv_run_stops_cleanly_on_repeated_group_sigint(
         if proc.poll() is None:
             os.killpg(pgid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_serve_workers_die_with_a_killed_supervisor(
+    database_url: str, valkey_url: str, tmp_path: Path
+) -> None:
+    """Workers live outside the supervisor's process group: a SIGKILLed supervisor (no cleanup
+    at all) must still take them along, or they would keep serving on the inherited socket."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TERRAGON_", "PROMETHEUS_"))}
+    env |= good_secrets() | {
+        "DATABASE_URL": database_url,
+        "VALKEY_URL": valkey_url,
+        "TERRAGON_DATA_DIR": str(tmp_path),
+        "TERRAGON_BACKGROUND_JOBS": "false",
+    }
+    proc = subprocess.Popen(
+        [TERRAGON, "--log-format", "json", "serve", "--workers", "2", "--port", str(port)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_until(lambda: len(_in_session(proc.pid, outside_group=True)) == 2, 90, "two workers")
+        workers = _in_session(proc.pid, outside_group=True)
+        proc.kill()
+        proc.wait(10)
+        for pid in workers:
+            _wait_until(lambda pid=pid: not _alive(pid), 30, f"worker {pid} to be gone")
+        assert _status(f"http://127.0.0.1:{port}/healthz") is None
+    finally:
+        for pid in _in_session(proc.pid):
+            os.kill(pid, signal.SIGKILL)

@@ -19,7 +19,7 @@ from terragon_core import MetricName, prometheus_name
 from terragon_ingest.settings import Settings
 from terragon_ingest.workers import MULTIPROC_ENV, prepare_workers
 from tests.ingest.integration.test_cli_up import TERRAGON, _free_port, _status, _wait_until
-from tests.support import good_secrets
+from tests.support import StderrLines, good_secrets
 
 BATCH = 40
 
@@ -70,11 +70,13 @@ def test_two_workers_share_one_port_one_metrics_view_and_stop_together(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    stderr_lines = StderrLines(proc)
     try:
         _wait_until(lambda: _status(f"{base}/readyz") == 200, 60, "the workers to be ready")
         _wait_until(lambda: len(_worker_pids(proc.pid)) >= 2, 30, "two worker processes")
-        # Concurrent connections spread over both workers' accept loops; a worker still starting
-        # takes none, so send batches until both have recorded a request (bounded).
+        # Both workers serving (each logs its start), then concurrent connections spread over
+        # both accept loops: send batches until both have recorded a request (bounded).
+        _wait_until(lambda: stderr_lines.count("ingest_started") >= 2, 60, "both workers started")
         metrics_dir = tmp_path / "prometheus-multiproc"
         sent = 0
 
@@ -98,8 +100,8 @@ def test_two_workers_share_one_port_one_metrics_view_and_stop_together(
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    assert code == 0, stderr[-2000:]
+    stderr_lines.join(10)
+    assert code == 0, stderr_lines.text()[-2000:]
     assert _status(f"{base}/healthz") is None
 
 

@@ -26,7 +26,7 @@ from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
 from terragon_ingest.log_config import configure_logging
 from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
-from terragon_ingest.stopping import StopOnceServer, StopSignals
+from terragon_ingest.stopping import StopOnceServer, StopSignals, die_with_parent
 
 log = structlog.get_logger()
 
@@ -275,8 +275,6 @@ def start_demo_fleet(api: str, data_dir: Path, settings: Settings) -> subprocess
     root = Path(__file__).resolve().parents[4]
     if not (root / "tools" / "demo" / "__main__.py").exists():
         raise click.ClickException(f"--demo needs a source checkout (no tools/demo under {root})")
-    from terragon_ingest.archive.dashboard import die_with_parent
-
     socket_dir = settings.sandbox.socket_dir(data_dir)
     return subprocess.Popen(
         [

@@ -75,6 +75,15 @@ class StopSignals:
             signal.signal(sig, signal.SIG_IGN)
 
 
+def die_with_parent() -> None:
+    """Linux: SIGTERM the calling process when its parent dies, even by SIGKILL (no orphan).
+    Usable as `preexec_fn`; one of our children outside our process group needs it."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class StopOnceServer(uvicorn.Server):
     """uvicorn whose signal handler is `StopSignals`': the first signal stops it gracefully, a
     later one neither forces an exit nor is raised again after `run()` returns."""

@@ -9,20 +9,28 @@ start (`prepare_workers`, in the supervising process):
   (answered by any worker) sums them (prometheus_client's multiprocess mode);
 - logging: each worker configures the same level and format as the command line asked for.
 
+A worker leaves the supervisor's process group: a signal to the group (Ctrl-C, `uv run`, a process
+manager) reaches the supervisor alone, which stops the workers with SIGTERM. A worker that stopped
+on its own would be seen dead and restarted in the middle of the stop (uvicorn checks its workers
+before it reads a queued signal). It dies with the supervisor (PDEATHSIG) instead.
+
 Everything else already works across replicas: migrations take an advisory lock, each periodic
 job makes itself unique with an advisory lock, the access cache single-flight lives in Valkey.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from litestar import Litestar
 
 from terragon_ingest.log_config import configure_logging
 from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
+from terragon_ingest.stopping import die_with_parent
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LOG_FORMAT_ENV = "TERRAGON_LOG_FORMAT"
@@ -43,9 +51,21 @@ def create_worker_app() -> Litestar:
     """The app factory each worker imports (`uvicorn ... --factory`)."""
     from terragon_ingest.app import create_app
 
+    _leave_the_supervisors_group()
     settings = get_settings()
     # `serve` checked already; a worker started some other way (`uvicorn … --factory`) checks too.
     if problems := settings.unsafe_secrets():
         raise SystemExit(unsafe_secrets_message(problems))
     configure_logging(settings.server.LOG_LEVEL, json=os.environ.get(_LOG_FORMAT_ENV) != "console")
     return create_app(settings)
+
+
+def _leave_the_supervisors_group() -> None:
+    """In a worker of `serve --workers N` (a spawned child): own process group, die with parent."""
+    supervisor = multiprocessing.parent_process()
+    if supervisor is None or sys.platform != "linux":
+        return  # not under the supervisor (`uvicorn … --factory` alone): keep the terminal's signals
+    os.setpgid(0, 0)
+    die_with_parent()
+    if os.getppid() != supervisor.pid:  # it died before PDEATHSIG was armed
+        raise SystemExit("the serve supervisor is gone; not starting a worker without it")

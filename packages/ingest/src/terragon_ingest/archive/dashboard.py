@@ -7,13 +7,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 import structlog
+
+from terragon_ingest.stopping import die_with_parent
 
 log = structlog.get_logger()
 
@@ -54,14 +55,6 @@ def dashboard_env(archive_dir: Path, database_url: str | None) -> dict[str, str]
     if database_url:
         env["DATABASE_URL"] = database_url
     return env
-
-
-def die_with_parent() -> None:
-    """Linux (`preexec_fn`): SIGTERM this child when `terragon up` dies, even by SIGKILL."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def start_dashboard(
