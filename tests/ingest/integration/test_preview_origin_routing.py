@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import schemathesis
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -172,6 +173,7 @@ async def test_the_address_is_checked_again_at_proxy_time(
 
 async def test_the_schema_documents_the_session_origin_routes(client) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
+    schemathesis.openapi.from_dict(schema).validate()  # the OpenAPI 3.1 meta-schema
     paths = schema["paths"]
     server = {
         "url": "http://{previewSessionId}.preview.localhost:{port}",
