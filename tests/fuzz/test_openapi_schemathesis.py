@@ -124,15 +124,19 @@ def test_openapi_long_form_has_no_server_errors_or_undocumented_statuses(live_ur
 def run_cli(base_url: str, *, token: str | None, examples: int) -> tuple[int, str]:
     """`st run <schema> --checks all` from the repository root (its `schemathesis.toml`).
 
-    `--url` sends every operation to this server, the session-origin paths too (their `servers`
-    name `*.preview.localhost`, which the test host may not resolve; on the API's host they answer
-    their documented 404)."""
+    The session-origin operations (tag `preview session origin`) name their own `servers`
+    (`*.preview.localhost`, routed by Host): schemathesis cannot reach them there, and sending
+    them to the API's host asks what the schema does not promise. The short form above sends them
+    to the API's host for their documented 404; the session-origin suites test them where they
+    live."""
     command = [
         str(Path(sys.executable).parent / "st"),
         "run",
         f"{base_url}/schema/openapi.json",
         "--url",
         base_url,
+        "--exclude-tag",
+        "preview session origin",
         "--checks",
         "all",
         "--max-examples",
@@ -150,13 +154,15 @@ def run_cli(base_url: str, *, token: str | None, examples: int) -> tuple[int, st
 
 
 def _summary(output: str) -> str:
-    lines = [line for line in output.splitlines() if re.search(r"(failure|error|passed|No issues)", line)]
+    pattern = r"(failure|error|passed|No issues)"
+    lines = [line for line in output.splitlines() if re.search(pattern, line)]
     return lines[-1] if lines else output[-400:]
 
 
 @pytest.mark.parametrize("token", [INTERNAL_TOKEN, None], ids=["with-bearer", "without-bearer"])
 def test_the_cli_with_every_check_finds_no_failure(live_url: str, token: str | None) -> None:
-    code, output = run_cli(live_url, token=token, examples=LONG_CASES // 40 if LONG else CLI_EXAMPLES)
+    examples = LONG_CASES // 40 if LONG else CLI_EXAMPLES
+    code, output = run_cli(live_url, token=token, examples=examples)
     print(output[-3000:])
     assert re.search(r"Operations:\s+(\d+) selected", output), output[-2000:]
     assert code == 0, f"st run: {_summary(output)}\n{output[-6000:]}"

@@ -72,9 +72,7 @@ class AccessInternalController(Controller):
     path = "/api/internal/access"
     tags = ["internal"]
 
-    @post(
-        "/invalidate", status_code=HTTP_200_OK, responses=error_responses(400, 401, 503)
-    )
+    @post("/invalidate", status_code=HTTP_200_OK, responses=error_responses(400, 401, 503))
     async def invalidate(
         self, data: JSONBody[InvalidationCreate], services: ServicesDep
     ) -> InvalidationResult:

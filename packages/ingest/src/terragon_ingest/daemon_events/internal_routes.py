@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, get, post
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK
@@ -17,7 +18,7 @@ from terragon_ingest.daemon_events import repository
 from terragon_ingest.daemon_events.maintenance import sweep
 from terragon_ingest.daemon_events.schemas import QuarantineRow, SweepResult, UiValidation
 from terragon_ingest.db import connection
-from terragon_ingest.errors import NotFound
+from terragon_ingest.errors import InvalidRequest, NotFound
 from terragon_ingest.kit.openapi import NO_NUL_PATTERN as NO_NUL
 from terragon_ingest.kit.openapi import error_responses
 from terragon_ingest.services import ServicesDep
@@ -40,17 +41,23 @@ class CorrelationController(Controller):
             str | None, QueryParameter(name="runId", max_length=ID_MAX, pattern=NO_NUL)
         ] = None,
         reason: Annotated[QuarantineReason | None, QueryParameter()] = None,
-        since: Annotated[datetime | None, QueryParameter()] = None,
+        # Text parsed here: Litestar's lax conversion would also take a number (`since=0.5`) as a
+        # Unix time, which the schema's `date-time` does not promise.
+        since: Annotated[str | None, QueryParameter(format="date-time")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
     ) -> list[QuarantineRow]:
         """Quarantined envelopes, newest first, filtered by thread, run, reason and time."""
+        try:
+            since_at = msgspec.convert(since, datetime | None)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(f"since must be an RFC 3339 date-time: {exc}") from None
         async with connection(services.pool) as conn:
             return await repository.list_quarantine(
                 conn,
                 thread_id=thread_id,
                 run_id=run_id,
                 reason=reason.value if reason else None,
-                since=since,
+                since=since_at,
                 limit=limit,
             )
 

@@ -37,9 +37,7 @@ class PreviewSessionController(Controller):
     tags = ["internal", "preview"]
     exception_handlers = {PreviewDenied: denial_response}
 
-    @post(
-        "/start", status_code=HTTP_200_OK, responses=error_responses(400, 401, 403, 404, 503)
-    )
+    @post("/start", status_code=HTTP_200_OK, responses=error_responses(400, 401, 403, 404, 503))
     async def start(
         self,
         data: JSONBody[SessionStartCreate],

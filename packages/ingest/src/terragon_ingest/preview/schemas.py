@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
 from typing import Annotated
 
 import msgspec
 
 from terragon_ingest.kit.openapi import Text, WireId
 
-
 _PORT = r"0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_H = "[0-9A-Fa-f]{1,4}"
+_IPV6 = "|".join(  # the compressed forms of RFC 4291 §2.2 (no embedded IPv4)
+    [
+        f"({_H}:){{7}}{_H}",
+        f"({_H}:){{1,7}}:",
+        *(f"({_H}:){{1,{6 - k}}}(:{_H}){{1,{k + 1}}}" for k in range(6)),
+        f":((:{_H}){{1,7}}|:)",
+    ]
+)
+_SPACE = r"[\t\n\v\f\r ]*"  # what `str.strip` removes and every regex dialect means alike
 UPSTREAM_ORIGIN_PATTERN = (
-    r"^\s*https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\])(:(" + _PORT + r")?)?/?\s*$"
+    rf"^{_SPACE}https?://([A-Za-z0-9.-]+|\[({_IPV6})\])(:({_PORT})?)?/?{_SPACE}$"
 )
 """`scheme://host[:port]`: no user info, path, query or fragment. `normalize_origin` stays the
 full check (the SSRF boundary); this is its shape, in /schema so a client knows before it asks."""
