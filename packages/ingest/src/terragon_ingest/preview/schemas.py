@@ -12,12 +12,18 @@ from terragon_ingest.kit.openapi import Text, WireId
 
 _PORT = r"0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _H = "[0-9A-Fa-f]{1,4}"
-_IPV6 = "|".join(  # the compressed forms of RFC 4291 §2.2 (no embedded IPv4)
+_V4 = (
+    r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+)
+_IPV6 = "|".join(  # the text forms of RFC 4291 §2.2, compressed and with an embedded IPv4
     [
         f"({_H}:){{7}}{_H}",
         f"({_H}:){{1,7}}:",
         *(f"({_H}:){{1,{6 - k}}}(:{_H}){{1,{k + 1}}}" for k in range(6)),
         f":((:{_H}){{1,7}}|:)",
+        f"({_H}:){{6}}{_V4}",
+        f"({_H}:){{1,5}}:{_V4}",
+        f"::({_H}:){{0,5}}{_V4}",
     ]
 )
 _SPACE = r"[\t\n\v\f\r ]*"  # what `str.strip` removes and every regex dialect means alike
