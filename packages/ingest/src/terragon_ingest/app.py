@@ -34,6 +34,7 @@ from terragon_ingest.kit.http import (
     internal_token_guard,
     unexpected_error_handler,
 )
+from terragon_ingest.kit.openapi import StrictStructSchemaPlugin
 from terragon_ingest.lifecycle.jobs import periodic_jobs
 from terragon_ingest.lifecycle.scheduler import Scheduler
 from terragon_ingest.objects import QuarantineObjects
@@ -161,6 +162,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             ),
         ),
         request_max_body_size=settings.server.MAX_BODY_BYTES,
+        plugins=[StrictStructSchemaPlugin()],  # before Litestar's own Struct plugin
     )
     app = Litestar.from_config(config)
     app.state.settings = settings

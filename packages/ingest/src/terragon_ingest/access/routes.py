@@ -7,7 +7,6 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Controller, Request, Response, post, put
-from litestar.exceptions import NotAuthorizedException, ValidationException
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
@@ -22,7 +21,8 @@ from terragon_ingest.access.schemas import (
 )
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest
-from terragon_ingest.kit.http import ConflictException, json_response
+from terragon_ingest.kit.http import json_response
+from terragon_ingest.kit.openapi import error_responses
 from terragon_ingest.services import ServicesDep
 from terragon_ingest.telemetry import trace_id_from
 
@@ -33,7 +33,13 @@ class GithubWebhookController(Controller):
     path = "/api/webhooks"
     tags = ["webhooks"]
 
-    @post("/github", status_code=HTTP_200_OK, raises=[NotAuthorizedException, ValidationException])
+    @post(
+        "/github",
+        status_code=HTTP_200_OK,
+        responses=error_responses(
+            400, 401, 503, s401="`signature_mismatch`: missing or wrong X-Hub-Signature-256."
+        ),
+    )
     async def github(
         self, request: Request[Any, Any, Any], services: ServicesDep
     ) -> Response[bytes]:
@@ -66,7 +72,7 @@ class AccessInternalController(Controller):
     path = "/api/internal/access"
     tags = ["internal"]
 
-    @post("/invalidate", status_code=HTTP_200_OK, raises=[ValidationException])
+    @post("/invalidate", status_code=HTTP_200_OK, responses=error_responses(400, 401, 503))
     async def invalidate(
         self, data: JSONBody[InvalidationCreate], services: ServicesDep
     ) -> InvalidationResult:
@@ -83,7 +89,7 @@ class AccessInternalController(Controller):
     @put(
         "/github-accounts/{user_id:str}",
         status_code=HTTP_200_OK,
-        raises=[ValidationException, ConflictException],
+        responses=error_responses(400, 401, 409, 503),
     )
     async def link_github_account(
         self, user_id: FromPath[str], data: JSONBody[GithubAccountUpdate], services: ServicesDep

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from terragon_core import InvalidationReason
+from terragon_ingest.kit.openapi import Text
 
 
 class WebhookResult(msgspec.Struct, rename="camel"):
@@ -18,9 +19,9 @@ class WebhookResult(msgspec.Struct, rename="camel"):
 class InvalidationCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     """`POST /api/internal/access/invalidate`: no `userId` → every cached user of the repo."""
 
-    repo_full_name: str
+    repo_full_name: Text
     reason: InvalidationReason
-    user_id: str | None = None
+    user_id: Text | None = None
 
 
 class InvalidationResult(msgspec.Struct, rename="camel"):
@@ -30,9 +31,9 @@ class InvalidationResult(msgspec.Struct, rename="camel"):
 class GithubAccountUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     """`PUT /api/internal/access/github-accounts/{userId}`: the user's GitHub login."""
 
-    github_login: str
+    github_login: Text
 
 
 class GithubAccount(msgspec.Struct, rename="camel"):
     user_id: str
-    github_login: str
+    github_login: Text

@@ -7,17 +7,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, get, post
-from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
+from terragon_core import ENVELOPE_ID_MAX_CHARS as ID_MAX
 from terragon_core import QuarantineReason
 from terragon_ingest.daemon_events import repository
 from terragon_ingest.daemon_events.maintenance import sweep
 from terragon_ingest.daemon_events.schemas import QuarantineRow, SweepResult, UiValidation
 from terragon_ingest.db import connection
-from terragon_ingest.errors import NotFound
+from terragon_ingest.errors import InvalidRequest, NotFound
+from terragon_ingest.kit.openapi import NO_NUL_PATTERN as NO_NUL
+from terragon_ingest.kit.openapi import error_responses
 from terragon_ingest.services import ServicesDep
 
 MAX_LIMIT = 1000
@@ -27,28 +30,41 @@ class CorrelationController(Controller):
     path = "/api/internal"
     tags = ["internal"]
 
-    @get("/quarantine", raises=[ValidationException])
+    @get("/quarantine", responses=error_responses(400, 401, 503))
     async def list_quarantine(
         self,
         services: ServicesDep,
-        thread_id: Annotated[str | None, QueryParameter(name="threadId")] = None,
-        run_id: Annotated[str | None, QueryParameter(name="runId")] = None,
+        thread_id: Annotated[
+            str | None, QueryParameter(name="threadId", max_length=ID_MAX, pattern=NO_NUL)
+        ] = None,
+        run_id: Annotated[
+            str | None, QueryParameter(name="runId", max_length=ID_MAX, pattern=NO_NUL)
+        ] = None,
         reason: Annotated[QuarantineReason | None, QueryParameter()] = None,
-        since: Annotated[datetime | None, QueryParameter()] = None,
+        # Text parsed here: Litestar's lax conversion would also take a number (`since=0.5`) as a
+        # Unix time, which the schema's `date-time` does not promise.
+        since: Annotated[str | None, QueryParameter(format="date-time")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
     ) -> list[QuarantineRow]:
         """Quarantined envelopes, newest first, filtered by thread, run, reason and time."""
+        try:
+            since_at = msgspec.convert(since, datetime | None)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(f"since must be an RFC 3339 date-time: {exc}") from None
         async with connection(services.pool) as conn:
             return await repository.list_quarantine(
                 conn,
                 thread_id=thread_id,
                 run_id=run_id,
                 reason=reason.value if reason else None,
-                since=since,
+                since=since_at,
                 limit=limit,
             )
 
-    @get("/ui-validation/{thread_id:str}/{thread_chat_id:str}", raises=[NotFoundException])
+    @get(
+        "/ui-validation/{thread_id:str}/{thread_chat_id:str}",
+        responses=error_responses(400, 401, 404, 503),
+    )
     async def get_ui_validation(
         self, thread_id: FromPath[str], thread_chat_id: FromPath[str], services: ServicesDep
     ) -> UiValidation:
@@ -61,7 +77,7 @@ class CorrelationController(Controller):
             )
         return row
 
-    @post("/maintenance/sweep", status_code=HTTP_200_OK)
+    @post("/maintenance/sweep", status_code=HTTP_200_OK, responses=error_responses(401, 503))
     async def run_sweep(self, services: ServicesDep) -> SweepResult:
         """Run the maintenance backstop now (it also runs every 60 s); one sweeper at a time."""
         return await sweep(services)

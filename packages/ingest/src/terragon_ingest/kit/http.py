@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException
 
 from terragon_core import TRACEPARENT_HEADER
 from terragon_ingest.errors import IngestError, ServiceUnavailable
+from terragon_ingest.kit.openapi import ErrorBody
 from terragon_ingest.kit.trace import trace_id_from
 
 if TYPE_CHECKING:
@@ -19,12 +20,6 @@ if TYPE_CHECKING:
     from litestar.handlers.base import BaseRouteHandler
 
 log = structlog.get_logger()
-
-
-class ConflictException(HTTPException):
-    """Documents a 409 in `/schema` (`raises=[ConflictException]`); domain code raises `Conflict`."""
-
-    status_code = 409
 
 
 def json_response(
@@ -59,12 +54,12 @@ def internal_token_guard(
 def ingest_error_handler(request: Request[Any, Any, Any], exc: IngestError) -> Response[bytes]:
     """One mapping from domain errors to HTTP (registered in `create_app`)."""
     headers: dict[str, str] = {}
-    body: dict[str, str] = {"error": exc.public_message, "code": type(exc).__name__}
+    body = ErrorBody(code=type(exc).__name__, error=exc.public_message)
     if isinstance(exc, ServiceUnavailable):
         headers["Retry-After"] = str(exc.retry_after_seconds)
         # The cause (driver text) goes to the log under the trace id, never into the answer.
         trace_id = trace_id_from(request.headers.get(TRACEPARENT_HEADER))
-        body["traceId"] = trace_id
+        body.trace_id = trace_id
         log.error(
             "request_failed",
             path=request.url.path,
@@ -78,10 +73,8 @@ def ingest_error_handler(request: Request[Any, Any, Any], exc: IngestError) -> R
 
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    """Litestar's own 4xx/5xx (validation, auth, 404, 405) as `{error, code, detail}` JSON."""
-    body: dict[str, Any] = {"error": exc.detail, "code": type(exc).__name__}
-    if exc.extra:
-        body["detail"] = exc.extra
+    """Litestar's own 4xx/5xx (validation, auth, 404, 405) as `ErrorBody` (`detail` on validation)."""
+    body = ErrorBody(code=type(exc).__name__, error=exc.detail, detail=exc.extra or None)
     return json_response(body, exc.status_code, exc.headers)
 
 
@@ -95,5 +88,5 @@ def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) ->
         trace_id=trace_id,
         exc_info=exc,
     )
-    body = {"error": "internal server error", "code": "InternalError", "traceId": trace_id}
+    body = ErrorBody(code="InternalError", error="internal server error", trace_id=trace_id)
     return json_response(body, 500)

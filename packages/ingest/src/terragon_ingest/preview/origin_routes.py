@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import structlog
 from litestar import Controller, HttpMethod, MediaType, Request, Response, get, post, route
-from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_303_SEE_OTHER
@@ -33,6 +32,7 @@ from terragon_core import (
 )
 from terragon_ingest.errors import NotFound
 from terragon_ingest.kit.http import json_response
+from terragon_ingest.kit.openapi import error_responses
 from terragon_ingest.preview import proxy, service
 from terragon_ingest.preview.addresses import (
     UpstreamRefused,
@@ -112,6 +112,12 @@ async def _cookie_session(
     await service.check_access(services, ctx)
 
 
+_NOT_HERE = "The Host names no live session (or this is not a session origin)."
+# Denials answer the status of their `SecurityReason` (401 expired/revoked, 403, 409 token_replay,
+# 503 cache down); the body is `ErrorBody` with that reason as `code`.
+_EXCHANGE_ERRORS = error_responses(400, 401, 403, 404, 409, 503, s404=_NOT_HERE)
+
+
 class SessionOriginController(Controller):
     """Served on `{previewUrl}` only (the Host names the session); 404 on the API's host."""
 
@@ -122,7 +128,7 @@ class SessionOriginController(Controller):
     @get(
         "/exchange",
         status_code=HTTP_303_SEE_OTHER,
-        raises=[ValidationException, NotAuthorizedException, NotFoundException],
+        responses=_EXCHANGE_ERRORS,
     )
     async def exchange_redirect(
         self, token: FromQuery[str], request: Request[Any, Any, Any], services: ServicesDep
@@ -143,7 +149,7 @@ class SessionOriginController(Controller):
     @post(
         "/exchange",
         status_code=HTTP_200_OK,
-        raises=[ValidationException, NotAuthorizedException, NotFoundException],
+        responses=_EXCHANGE_ERRORS,
     )
     async def exchange(
         self,
@@ -160,7 +166,7 @@ class SessionOriginController(Controller):
     @post(
         "/subscription-token",
         status_code=HTTP_200_OK,
-        raises=[NotAuthorizedException, NotFoundException],
+        responses=error_responses(401, 403, 404, 503, s404=_NOT_HERE),
     )
     async def subscription_token(
         self, request: Request[Any, Any, Any], services: ServicesDep

@@ -7,13 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, post, route
-from litestar.exceptions import NotFoundException, ValidationException
-from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_410_GONE
 
 from terragon_core import PREVIEW_EXCHANGE_PATH
 from terragon_ingest.kit.http import json_response
+from terragon_ingest.kit.openapi import error_responses
 from terragon_ingest.preview import sessions
 from terragon_ingest.preview.denials import PreviewDenied, denial_response
 from terragon_ingest.preview.host_routing import server_port
@@ -38,7 +37,7 @@ class PreviewSessionController(Controller):
     tags = ["internal", "preview"]
     exception_handlers = {PreviewDenied: denial_response}
 
-    @post("/start", status_code=HTTP_200_OK, raises=[ValidationException, NotFoundException])
+    @post("/start", status_code=HTTP_200_OK, responses=error_responses(400, 401, 403, 404, 503))
     async def start(
         self,
         data: JSONBody[SessionStartCreate],
@@ -52,7 +51,11 @@ class PreviewSessionController(Controller):
         port = server_port(request.scope)
         return await sessions.start_session(services, data, _trace(request), port)
 
-    @post("/{preview_session_id:str}/remint", status_code=HTTP_200_OK, raises=[NotFoundException])
+    @post(
+        "/{preview_session_id:str}/remint",
+        status_code=HTTP_200_OK,
+        responses=error_responses(400, 401, 404, 503),
+    )
     async def remint(
         self,
         preview_session_id: FromPath[str],
@@ -63,7 +66,11 @@ class PreviewSessionController(Controller):
         port = server_port(request.scope)
         return await sessions.remint_session(services, preview_session_id, _trace(request), port)
 
-    @post("/{preview_session_id:str}/revoke", status_code=HTTP_200_OK, raises=[NotFoundException])
+    @post(
+        "/{preview_session_id:str}/revoke",
+        status_code=HTTP_200_OK,
+        responses=error_responses(400, 401, 404, 503),
+    )
     async def revoke(
         self,
         preview_session_id: FromPath[str],
@@ -72,13 +79,6 @@ class PreviewSessionController(Controller):
     ) -> SessionRevoked:
         """Revoke the session: its cookies and tokens stop working at once."""
         return await sessions.revoke_session(services, preview_session_id, _trace(request))
-
-
-_GONE = {
-    HTTP_410_GONE: ResponseSpec(
-        MovedToSessionOrigin, description="Moved: the preview is served from `previewUrl` now."
-    )
-}
 
 
 class LegacyPreviewController(Controller):
@@ -95,7 +95,10 @@ class LegacyPreviewController(Controller):
         ],
         http_method=PROXY_METHODS,
         status_code=HTTP_410_GONE,
-        responses=_GONE,
+        # Not in /schema: a route that answers 410 to every request is no operation a client can
+        # call (schemathesis rightly flags every valid request as rejected); CONTRACT §5 and the
+        # 410 body itself (`previewUrl`) are where an old link learns where to go.
+        include_in_schema=False,
     )
     async def moved(
         self,

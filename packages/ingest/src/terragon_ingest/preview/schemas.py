@@ -4,18 +4,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
+
+from terragon_ingest.kit.openapi import Text, WireId
+
+_PORT = r"0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_H = "[0-9A-Fa-f]{1,4}"
+_V4 = (
+    r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+)
+_IPV6 = "|".join(  # the text forms of RFC 4291 §2.2, compressed and with an embedded IPv4
+    [
+        f"({_H}:){{7}}{_H}",
+        f"({_H}:){{1,7}}:",
+        *(f"({_H}:){{1,{6 - k}}}(:{_H}){{1,{k + 1}}}" for k in range(6)),
+        f":((:{_H}){{1,7}}|:)",
+        f"({_H}:){{6}}{_V4}",
+        f"({_H}:){{1,5}}:{_V4}",
+        f"::({_H}:){{0,5}}{_V4}",
+    ]
+)
+_SPACE = r"[\t\n\v\f\r ]*"  # what `str.strip` removes and every regex dialect means alike
+UPSTREAM_ORIGIN_PATTERN = (
+    rf"^{_SPACE}https?://([A-Za-z0-9.-]+|\[({_IPV6})\])(:({_PORT})?)?/?{_SPACE}$"
+)
+"""`scheme://host[:port]`: no user info, path, query or fragment. `normalize_origin` stays the
+full check (the SSRF boundary); this is its shape, in /schema so a client knows before it asks."""
 
 
 class SessionStartCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     """`POST /api/internal/preview/session/start`: the binding must equal the active run."""
 
-    thread_id: str
-    thread_chat_id: str
-    run_id: str
-    user_id: str
-    upstream_origin: str
+    thread_id: WireId
+    thread_chat_id: WireId
+    run_id: WireId
+    user_id: Text
+    upstream_origin: Annotated[str, msgspec.Meta(pattern=UPSTREAM_ORIGIN_PATTERN)]
 
 
 class SessionStarted(msgspec.Struct, rename="camel"):
@@ -27,7 +53,7 @@ class SessionStarted(msgspec.Struct, rename="camel"):
 
 
 class ExchangeCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    token: str
+    token: Text
 
 
 class Exchanged(msgspec.Struct, rename="camel"):

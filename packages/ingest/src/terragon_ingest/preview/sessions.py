@@ -52,11 +52,11 @@ _HOSTNAME = re.compile(r"^([a-z0-9.-]+|[0-9a-f:.]+)$")
 
 def normalize_origin(raw: str) -> str:
     """`scheme://host[:port]` only: no user info, path, query or fragment (the SSRF boundary)."""
-    parts = urlsplit(raw.strip())
     try:
+        parts = urlsplit(raw.strip())  # raises on a bracketed host that is no IPv6 literal
         port_number = parts.port
     except ValueError:
-        port_number = -1
+        raise InvalidRequest(f"upstreamOrigin must be http(s)://host[:port], got {raw!r}") from None
     if (
         parts.scheme not in {"http", "https"}
         or not parts.hostname

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post, put
-from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from terragon_core import FeatureFlagName
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest, NotFound
+from terragon_ingest.kit.openapi import error_responses
 from terragon_ingest.runs import flags, repository
 from terragon_ingest.runs.schemas import (
     FlagUpdate,
@@ -30,7 +30,7 @@ class RunsController(Controller):
     path = "/api/internal"
     tags = ["internal"]
 
-    @post("/threads", status_code=HTTP_201_CREATED, raises=[ValidationException])
+    @post("/threads", status_code=HTTP_201_CREATED, responses=error_responses(400, 401, 503))
     async def upsert_thread(self, data: JSONBody[ThreadCreate], services: ServicesDep) -> Thread:
         """Register or update a thread (idempotent upsert)."""
         async with connection(services.pool) as conn:
@@ -46,7 +46,11 @@ class RunsController(Controller):
                 },
             )
 
-    @post("/runs/start", status_code=HTTP_200_OK, raises=[NotFoundException, ValidationException])
+    @post(
+        "/runs/start",
+        status_code=HTTP_200_OK,
+        responses=error_responses(400, 401, 404, 409, 422, 503),
+    )
     async def start_run(
         self, data: JSONBody[RunStartCreate], services: ServicesDep, request: Request[Any, Any, Any]
     ) -> RunStarted:
@@ -63,7 +67,7 @@ class RunsController(Controller):
             ingest_url=ingest_url,
         )
 
-    @get("/runs/{run_id:str}", raises=[NotFoundException])
+    @get("/runs/{run_id:str}", responses=error_responses(400, 401, 404, 503))
     async def get_run(self, run_id: FromPath[str], services: ServicesDep) -> Run:
         """One run: status, payload version, last accepted seq, SHAs, diff source, frozen flags."""
         async with connection(services.pool) as conn:
@@ -75,7 +79,7 @@ class RunsController(Controller):
     @put(
         "/flags/{name:str}",
         status_code=HTTP_200_OK,
-        raises=[ValidationException, NotFoundException],
+        responses=error_responses(400, 401, 404, 503),
     )
     async def put_flag(
         self, name: FromPath[str], data: JSONBody[FlagUpdate], services: ServicesDep

@@ -7,15 +7,16 @@ from datetime import datetime
 import msgspec
 
 from terragon_core import DaemonStartMessage, FrozenFlags, SandboxProvider, TriggerSource
+from terragon_ingest.kit.openapi import Text, WireId
 
 
 class ThreadCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    thread_id: str
-    user_id: str
-    repo_full_name: str
+    thread_id: WireId
+    user_id: Text
+    repo_full_name: Text
     sandbox_provider: SandboxProvider
-    codesandbox_id: str
-    repo_dir: str | None = None
+    codesandbox_id: Text
+    repo_dir: Text | None = None
 
 
 class Thread(msgspec.Struct, rename="camel"):
@@ -28,9 +29,9 @@ class Thread(msgspec.Struct, rename="camel"):
 
 
 class RunStartCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    thread_id: str
-    thread_chat_id: str
-    start_request_id: str
+    thread_id: WireId
+    thread_chat_id: WireId
+    start_request_id: Text
     trigger_source: TriggerSource
 
 
@@ -63,8 +64,8 @@ class FlagUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     """`PUT /api/internal/flags/{name}`: no repo/user → the global value."""
 
     enabled: bool
-    repo_full_name: str | None = None
-    user_id: str | None = None
+    repo_full_name: Text | None = None
+    user_id: Text | None = None
 
 
 class FlagUpdated(msgspec.Struct, rename="camel"):
