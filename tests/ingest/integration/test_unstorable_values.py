@@ -37,4 +37,4 @@ async def test_nul_bytes_are_a_400(client, method: str, path: str, body: dict | 
     assert response.status_code == 400, response.text
     answer = response.json()
     assert answer["code"] == "ValidationException", answer
-    assert {d["key"] for d in answer["detail"]} & {"threadId", "userId"}, answer
+    assert {d["key"] for d in answer["detail"]} & {"threadId", "thread_id", "userId"}, answer
