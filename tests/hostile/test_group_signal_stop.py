@@ -220,11 +220,17 @@ def test_serve_workers_die_with_a_killed_supervisor(
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    lines = StderrLines(proc)
     try:
-        _wait_until(lambda: len(_in_session(proc.pid, outside_group=True)) == 2, 90, "two workers")
+        # Both workers serving (each logs its start; a slow machine takes a while to get there).
+        _wait_until(
+            lambda: lines.count("ingest_started") >= 2 or proc.poll() is not None, 120, "workers"
+        )
+        assert proc.poll() is None, lines.text()[-3000:]
+        assert len(_in_session(proc.pid, outside_group=True)) == 2, lines.text()[-3000:]
         workers = _in_session(proc.pid, outside_group=True)
         proc.kill()
         proc.wait(10)
