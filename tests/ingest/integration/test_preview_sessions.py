@@ -99,7 +99,8 @@ async def test_upstream_origin_must_be_a_bare_origin(client) -> None:
     for origin in (*bad, "http://h:0", "http://ex ample.com", "http://%31%32%37.0.0.1"):
         response = await start_session(client, run_id, origin=origin)
         assert response.status_code == 400, (origin, response.text)
-        assert "upstreamOrigin" in response.json()["error"]
+        # Named either by the schema's constraint (`detail`) or by the service's own check.
+        assert "upstreamOrigin" in response.text, (origin, response.text)
 
 
 async def test_exchange_sets_the_preview_cookie_exactly(client) -> None:
