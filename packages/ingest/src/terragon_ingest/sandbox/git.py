@@ -277,20 +277,29 @@ async def run_capped(
     except OSError as exc:
         raise SandboxReadError(f"cannot run {what}: {exc}") from exc
     assert proc.stdout is not None and proc.stderr is not None
+    readers = [
+        asyncio.ensure_future(_read_capped(proc.stdout, max_output, what)),
+        asyncio.ensure_future(_read_capped(proc.stderr, MAX_GIT_STDERR_BYTES, what, truncate=True)),
+    ]
     try:
         async with asyncio.timeout(time_limit):
-            out, err = await asyncio.gather(
-                _read_capped(proc.stdout, max_output, what),
-                _read_capped(proc.stderr, MAX_GIT_STDERR_BYTES, what, truncate=True),
-            )
+            out, err = await asyncio.gather(*readers)
             code = await proc.wait()
     except TimeoutError:
         raise SandboxReadError(f"{what} timed out after {time_limit:g} s") from None
     finally:
         if proc.returncode is None:
             _kill_group(proc.pid)
-            await proc.wait()
-            await _drain(proc)
+        # A reader that outlived the other's error would race the drain for its stream; and a
+        # pipe left full (reading paused) never reaches EOF, so wait() could wait for it forever:
+        # stop the readers, drain both pipes to their end, then reap (each step bounded).
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await _drain(proc)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(5.0):
+                await proc.wait()
     if code != 0:
         message = err.decode(errors="replace").strip()
         raise SandboxReadError(f"{what} failed (exit {code}): {message}")
