@@ -226,16 +226,18 @@ def run_pgbench(
     seconds: float,
     workdir: Path,
     threads: int = 2,
+    weights: list[int] | None = None,
+    seq_start: int = 1000,
 ) -> PgbenchResult:
     info = psycopg.conninfo.conninfo_to_dict(db_url)
-    # Several scripts (one per captured request shape) run with equal weight: pgbench draws one
-    # per transaction, so the replay has the load's mix of envelope sizes.
+    # Several scripts (one per captured request shape) run with equal weight unless `weights`
+    # says otherwise: pgbench draws one per transaction, so the replay has the load's mix.
     scripts = [script] if isinstance(script, str) else script
     files: list[str] = []
     for i, text in enumerate(scripts):
         path = workdir / f"replay-{i}.sql"
         path.write_text(text)
-        files += ["-f", f"{path}@1"]
+        files += ["-f", f"{path}@{weights[i] if weights else 1}"]
     argv = [
         pgbench_path(),
         "-n",
@@ -250,7 +252,7 @@ def run_pgbench(
         "-D",
         "bx_loaded=0",
         "-D",
-        "bx_seq=1000",
+        f"bx_seq={seq_start}",
         *files,
         "-h",
         str(info.get("host", "")),

@@ -230,8 +230,16 @@ class Stack:
         return env
 
     def start_service(self, port: int | None = None) -> Server:
+        self.service = self.spawn_service(port)
+        return self.service
+
+    def spawn_service(
+        self, port: int | None = None, env: dict[str, str] | None = None, name: str = "service"
+    ) -> Server:
+        """Another `terragon serve` on the same databases (`env` overrides settings); the caller
+        stops it."""
         port = port or free_port()
-        env = self.service_env()
+        env = {**self.service_env(), **(env or {})}
         env["TERRAGON_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
         argv = [
             sys.executable,
@@ -249,9 +257,8 @@ class Stack:
             "--workers",
             str(self.workers),
         ]
-        server = Server(argv, env, port, log_path=self.root / "service.log")
+        server = Server(argv, env, port, log_path=self.root / f"{name}.log")
         server.start()
-        self.service = server
         return server
 
     def client(self) -> httpx.Client:

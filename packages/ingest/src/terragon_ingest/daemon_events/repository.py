@@ -143,14 +143,8 @@ async def ingest_envelopes(
     one statement, one commit. The answers are in the batch's order; None for an envelope whose
     subtransaction failed (nothing of it was written: decide it again alone). Any failure of the
     statement itself raises, and nothing of the batch was written."""
-    items = [
-        {**params, "token_hash": params["token_hash"].hex(), "messages": messages}
-        for params, messages in batch
-    ]
     cur = conn.cursor()
-    await cur.execute(
-        Q["ingest_envelopes"], {"batch": msgspec.json.encode(items).decode()}, prepare=True
-    )
+    await cur.execute(Q["ingest_envelopes"], {"batch": batch_json(batch)}, prepare=True)
     answers: list[Decision | None] = [None] * len(batch)
     for ordinal, failed, *values in await cur.fetchall():
         if failed is None:
@@ -158,6 +152,16 @@ async def ingest_envelopes(
         else:
             log.warning("envelope_in_batch_failed", sqlstate=failed, hint="decided again alone")
     return answers
+
+
+def batch_json(batch: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> str:
+    """`terragon_ingest_envelopes`'s argument: the parameter names without `p_`, token_hash as
+    hex (tools/bench replays this text as the grouped ceiling)."""
+    items = [
+        {**params, "token_hash": params["token_hash"].hex(), "messages": messages}
+        for params, messages in batch
+    ]
+    return msgspec.json.encode(items).decode()
 
 
 _DETERMINISTIC: tuple[type[psycopg.Error], ...] = (

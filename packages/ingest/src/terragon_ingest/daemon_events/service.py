@@ -116,7 +116,7 @@ async def _known_token(services: Services, token: str) -> TokenBinding | None:
 async def decide(services: Services, delivery: Delivery) -> Reply:
     """Rules 1 (again, the authority) and 3 to 8, and the apply: see the module docstring."""
     envelope = delivery.envelope
-    params = _params(delivery)
+    params = envelope_params(delivery)
     messages = envelope.messages if params["within_limits"] else None
     decision = await _ask(services, params, messages)
     if decision.outcome is Outcome.NEEDS_INPUTS:
@@ -145,9 +145,10 @@ async def _ask(
             return await repository.ingest_envelope(conn, params, None)
 
 
-def _params(delivery: Delivery) -> dict[str, Any]:
+def envelope_params(delivery: Delivery) -> dict[str, Any]:
     """What the decision needs that the envelope alone says. Over-limit values are passed as NULL:
-    PostgreSQL could not bind or index them, and `within_limits` already decides the envelope."""
+    PostgreSQL could not bind or index them, and `within_limits` already decides the envelope.
+    (Public for tools/bench, whose grouped pgbench ceiling replays exactly these parameters.)"""
     envelope, body = delivery.envelope, delivery.body
     within = over_limit(envelope) is None
     event_id = given(envelope.event_id)
