@@ -30,7 +30,7 @@ Bench = Callable[[Context], list[BenchResult]]
 
 def _benches() -> dict[str, tuple[Bench, bool]]:
     """name → (function, needs the HTTP service)."""
-    from tools.bench import access, archive, daemon, dashboard, ingest, preview, soak
+    from tools.bench import access, archive, daemon, dashboard, growth, ingest, preview, soak
 
     return {
         "ingest": (ingest.bench_daemon_event, True),
@@ -41,11 +41,22 @@ def _benches() -> dict[str, tuple[Bench, bool]]:
         "purge": (archive.bench_purge, False),
         "daemon": (daemon.bench_daemon, False),
         "dashboard": (dashboard.bench_dashboard, False),
+        "growth": (growth.bench_growth, True),
         "soak": (soak.bench_soak, True),
     }
 
 
-DEFAULT = ["ingest", "scaffold", "access", "preview", "rollup", "purge", "daemon", "dashboard"]
+DEFAULT = [
+    "ingest",
+    "scaffold",
+    "access",
+    "preview",
+    "rollup",
+    "purge",
+    "daemon",
+    "dashboard",
+    "growth",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ Incremental from a watermark per source table (`archive_watermark`), one UTC hou
 
 1. read the slice `[watermark, min(hour end, end))` from Postgres with one `COPY ... TO STDOUT`
    (several hours of the same day are read by one COPY, as many as keep a read near
-   `READ_TARGET_ROWS`: each COPY scans the day's partition, which has no index on `created_at`);
+   `READ_TARGET_ROWS`; a BRIN index on the time column finds the slice without reading the day);
 2. rewrite that hour's rows file as (its rows before the watermark) + the slice, then the hour's
    minutely aggregates from it (temporary file + rename each); the day's daily aggregates are
    rewritten once, when the watermark leaves the day or the run ends;

@@ -60,6 +60,7 @@ CREATE TABLE daemon_event_quarantine (
 ) PARTITION BY RANGE (created_at);
 ALTER TABLE daemon_event_quarantine ADD CONSTRAINT daemon_event_quarantine_pkey PRIMARY KEY (id, created_at);
 ALTER TABLE daemon_event_quarantine ADD CONSTRAINT daemon_event_quarantine_reason_check CHECK ((reason = ANY (ARRAY['missing_run_id'::text, 'mismatch'::text, 'legacy_mode'::text, 'payload_version_mismatch'::text, 'missing_end_sha'::text, 'invalid_envelope'::text])));
+CREATE INDEX daemon_event_quarantine_created_brin ON ONLY public.daemon_event_quarantine USING brin (created_at) WITH (pages_per_range='32', autosummarize='on');
 CREATE INDEX daemon_event_quarantine_object_key ON ONLY public.daemon_event_quarantine USING btree (payload_object_key) WHERE (payload_object_key IS NOT NULL);
 CREATE INDEX daemon_event_quarantine_run ON ONLY public.daemon_event_quarantine USING btree (run_id) WHERE (run_id IS NOT NULL);
 CREATE INDEX daemon_event_quarantine_thread ON ONLY public.daemon_event_quarantine USING btree (thread_id, created_at);
@@ -165,6 +166,7 @@ CREATE TABLE preview_event (
 ) PARTITION BY RANGE (ts_server);
 ALTER TABLE preview_event ADD CONSTRAINT preview_event_pkey PRIMARY KEY (id, ts_server);
 CREATE INDEX preview_event_name_ts ON ONLY public.preview_event USING btree (event_name, ts_server);
+CREATE INDEX preview_event_ts_brin ON ONLY public.preview_event USING brin (ts_server) WITH (pages_per_range='32', autosummarize='on');
 
 CREATE TABLE preview_session (
     preview_session_id text NOT NULL,
