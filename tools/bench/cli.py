@@ -104,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", action="store_true", help="py-spy the service during the apply load"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch data directory")
+    parser.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the service under test (repeatable), e.g. "
+        "TERRAGON_GROUP_COMMIT_IN_FLIGHT=2 to compare tunings",
+    )
     return parser
 
 
@@ -126,6 +134,11 @@ def run(args: argparse.Namespace, console: Console) -> list[BenchResult]:
     stack.workers = args.workers
     if args.pool:
         stack.pool_max = args.pool
+    for item in args.service_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--service-env wants NAME=VALUE, got {item!r}")
+        stack.extra_env[name] = value
     results: list[BenchResult] = []
     progress = Progress(
         SpinnerColumn(),
