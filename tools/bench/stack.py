@@ -150,7 +150,11 @@ class Server:
             stderr=log,
             start_new_session=True,
         )
-        wait_http(self.url + self.health_path, timeout, self.proc)
+        try:
+            wait_http(self.url + self.health_path, timeout, self.proc)
+        except BaseException:  # never leave a half-started server (and its workers) behind
+            self.stop()
+            raise
 
     def kill(self) -> None:
         """SIGKILL (the chaos campaign's fault)."""
