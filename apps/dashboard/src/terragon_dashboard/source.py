@@ -64,6 +64,9 @@ def _add_bucket_views(con: duckdb.DuckDBPyConnection, url: str) -> None:
     base = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
     fs = _s3_filesystem()
     try:
+        # an archive not written yet is empty; a bucket that does not exist is a wrong setting
+        if fs.get_file_info(parsed.netloc).type == pafs.FileType.NotFound:
+            raise OSError(f"bucket {parsed.netloc!r} does not exist")
         infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
     except OSError as exc:
         endpoint = os.environ.get("OBJECT_STORE_S3_ENDPOINT") or "AWS's own"

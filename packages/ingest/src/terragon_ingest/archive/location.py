@@ -204,6 +204,9 @@ class ObjectArchive:
         fs = self.arrow_filesystem()
         base = f"{self.bucket}/{self.prefix}".rstrip("/")
         try:
+            # an archive not written yet is empty; a bucket that does not exist is a wrong setting
+            if fs.get_file_info(self.bucket).type == pafs.FileType.NotFound:
+                raise OSError(f"bucket {self.bucket!r} does not exist")
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as exc:
             raise self._fail("listing the archive", exc) from exc
