@@ -91,7 +91,7 @@ class S3Target:
             region_name=self.region,
         )
 
-    def keys(self) -> list[str]:
+    def list_keys(self) -> list[str]:
         """Every key under this target's prefix, relative to it."""
         client = self.boto3()
         prefix = f"{self.prefix}/" if self.prefix else ""

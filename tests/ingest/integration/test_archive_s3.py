@@ -70,7 +70,7 @@ def test_rollup_publishes_whole_objects_and_archive_sql_reads_them_from_another_
     with repository.connect(database_url) as conn:
         first = rollup(conn, _archive(s3), settle_seconds=60)
     assert first.end is not None and first.rows["quarantine"] >= 90
-    keys = s3.child("archive").keys()
+    keys = s3.child("archive").list_keys()
     assert keys and all(k.endswith(".parquet") for k in keys), keys  # no temporary object
     days = {k.split("/")[1] for k in keys if k.startswith("quarantine_daily/")}
     assert {f"day={utc_day(o).date()}" for o in (-3, -2, -1)} <= days
@@ -80,7 +80,7 @@ def test_rollup_publishes_whole_objects_and_archive_sql_reads_them_from_another_
     with repository.connect(database_url) as conn:
         again = rollup(conn, _archive(s3), settle_seconds=60)
     assert again.rows == {"quarantine": 0, "preview_event": 0}
-    assert s3.child("archive").keys() == keys
+    assert s3.child("archive").list_keys() == keys
     _assert_archive_equals_postgres(database_url, _archive(s3), first.end)
 
     expected = sum(_postgres_groups(database_url, first.end).values())
@@ -172,7 +172,7 @@ async def test_retention_reconciles_against_the_bucket_and_keeps_a_day_that_does
     assert older.reconciled and older.purged and older.archived_rows == 9
     assert not old.reconciled and not old.purged
     assert old.problem == "archive aggregates differ from Postgres for 1 group(s)"
-    objects = s3.child("objects").keys()
+    objects = s3.child("objects").list_keys()
     # the purged day's payloads left the bucket; the kept day's stayed
     assert [r.object_key for r in rows if r.object_key and r.at.date() == older.day]
     assert not any(r.object_key in objects for r in rows if r.at.date() == older.day)
@@ -182,7 +182,7 @@ async def test_retention_reconciles_against_the_bucket_and_keeps_a_day_that_does
     assert await asyncio.to_thread(_rebuild, database_url, _archive(s3), old.day) == 10
     again = {p.day: p for p in await _purge(database_url, s3, store)}
     assert again[old.day].reconciled and again[old.day].purged
-    assert s3.child("objects").keys() == []
+    assert s3.child("objects").list_keys() == []
     # the archive in the bucket still answers for both purged days
     totals = await asyncio.to_thread(_daily_totals, _archive(s3))
     assert totals == [(older.day, 9), (old.day, 10)]
@@ -210,7 +210,7 @@ async def test_oversized_payload_goes_to_the_bucket_is_shown_and_leaves_with_its
     assert (await post(client, large, token)).status_code == 202
     [row] = await sql(database_url, "SELECT id, payload_object_key FROM daemon_event_quarantine")
     key = row["payload_object_key"]
-    assert key and s3.child("objects").keys() == [key]
+    assert key and s3.child("objects").list_keys() == [key]
 
     env = {"DATABASE_URL": database_url, "OBJECT_STORE_URL": f"{s3.url}/objects"}
     shown = _terragon("quarantine", "show", "--payload", str(row["id"]), cwd=tmp_path, env=env)
@@ -231,6 +231,6 @@ async def test_oversized_payload_goes_to_the_bucket_is_shown_and_leaves_with_its
     async with conn:
         plans = await purge(conn, archive_root=where, store=store, metrics=Metrics())
     assert [(p.day, p.reconciled, p.purged, p.objects) for p in plans] == [(day, True, True, [key])]
-    assert s3.child("objects").keys() == []
+    assert s3.child("objects").list_keys() == []
     gone = _terragon("quarantine", "show", str(row["id"]), cwd=tmp_path, env=env)
     assert gone.returncode != 0

@@ -91,7 +91,7 @@ def test_archive_rollup_names_the_setting(
         env["OBJECT_STORE_S3_ENDPOINT"] = blackhole
     result = _terragon("archive", "rollup", cwd=tmp_path, env=env)
     _assert_clear_failure(result, "TERRAGON_ARCHIVE_URL", "AWS_ACCESS_KEY_ID")
-    assert s3.child("archive").keys() == []
+    assert s3.child("archive").list_keys() == []
 
 
 @pytest.fixture(name="settings")
@@ -125,4 +125,4 @@ async def test_offload_with_a_wrong_secret_answers_503_and_logs_no_secret(
     assert "OBJECT_STORE_URL" in failed["error"] and "AWS_SECRET_ACCESS_KEY" in failed["error"]
     text = repr(logs)
     assert WRONG_SECRET not in text
-    assert s3.child("objects").keys() == []
+    assert s3.child("objects").list_keys() == []
