@@ -30,7 +30,7 @@ Bench = Callable[[Context], list[BenchResult]]
 
 def _benches() -> dict[str, tuple[Bench, bool]]:
     """name → (function, needs the HTTP service)."""
-    from tools.bench import access, archive, daemon, dashboard, ingest, preview, soak
+    from tools.bench import access, archive, archive_read, daemon, dashboard, ingest, preview, soak
 
     return {
         "ingest": (ingest.bench_daemon_event, True),
@@ -41,6 +41,7 @@ def _benches() -> dict[str, tuple[Bench, bool]]:
         "purge": (archive.bench_purge, False),
         "daemon": (daemon.bench_daemon, False),
         "dashboard": (dashboard.bench_dashboard, False),
+        "archive-read": (archive_read.bench_archive_read, False),
         "soak": (soak.bench_soak, True),
     }
 
@@ -60,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         action="append",
-        choices=[*DEFAULT, "soak"],
-        help="run only these benchmarks (repeatable; default: all but soak)",
+        choices=[*DEFAULT, "soak", "archive-read"],
+        help="run only these benchmarks (repeatable; default: all but soak and archive-read, "
+        "which measures the read path from S3 once, not a regression ceiling)",
     )
     parser.add_argument("--connections", type=int, default=32, help="HTTP/pgbench concurrency")
     parser.add_argument(

@@ -26,7 +26,7 @@ from tests.dashboard.integration.test_dashboard_browser import (
     _seed,
     _wait_for,
 )
-from tests.s3_server import S3Target
+from tools.s3_server import S3Target
 
 pytestmark = [
     pytest.mark.browser,

@@ -32,7 +32,7 @@ from tests.ingest.integration.test_archive_rollup import (
     _seed_days,
 )
 from tests.ingest.integration.test_daemon_event_support import envelope, post, sql, start_run
-from tests.s3_server import S3Target
+from tools.s3_server import S3Target
 from tests.support import settings_for
 
 TERRAGON = str(Path(sys.executable).parent / "terragon")

@@ -18,7 +18,7 @@ import structlog.testing
 
 from terragon_ingest.settings import Settings
 from tests.ingest.integration.test_daemon_event_support import envelope, post, start_run
-from tests.s3_server import S3Target
+from tools.s3_server import S3Target
 from tests.support import settings_for
 
 TERRAGON = str(Path(sys.executable).parent / "terragon")

@@ -1,5 +1,6 @@
-"""A real S3 API for the tests: moto's standalone server (PyPI `moto[server]`) as a subprocess on
-127.0.0.1, the way conftest starts PostgreSQL and Valkey — the service talks HTTP to it with
+"""A real S3 API for the tests (fixtures `s3_bucket` / `s3` in tests/conftest.py) and for
+`tools.bench --only archive-read`: moto's standalone server (PyPI `moto[server]`) as a subprocess
+on 127.0.0.1, the way conftest starts PostgreSQL and Valkey — the service talks HTTP to it with
 signed requests, nothing is patched in-process.
 
 The server enforces authentication (`INITIAL_NO_AUTH_ACTION_COUNT`): the first few calls create an
