@@ -99,7 +99,8 @@ def _fsspec_connection(
 
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    con.register_filesystem(S3Fsspec(endpoint=endpoint, client_options={"allow_http": True}))
+    fs = S3Fsspec("s3", config={"endpoint": endpoint}, client_options={"allow_http": True})
+    con.register_filesystem(fs)
     for dataset in ArchiveDataset:  # a glob that matches nothing is an error: empty views
         con.execute(archive_view_sql(dataset, url if dataset in present else None))
     return con

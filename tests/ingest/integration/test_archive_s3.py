@@ -19,7 +19,7 @@ import pytest
 
 from terragon_core import QuarantineReason
 from terragon_ingest.archive import repository
-from terragon_ingest.archive.location import ObjectArchive, open_archive
+from terragon_ingest.archive.location import ArchiveLocation, ObjectArchive, open_archive
 from terragon_ingest.archive.retention import purge
 from terragon_ingest.archive.rollup import rebuild_day, rollup
 from terragon_ingest.objects import QuarantineObjects, open_store
@@ -32,8 +32,8 @@ from tests.ingest.integration.test_archive_rollup import (
     _seed_days,
 )
 from tests.ingest.integration.test_daemon_event_support import envelope, post, sql, start_run
-from tools.s3_server import S3Target
 from tests.support import settings_for
+from tools.s3_server import S3Target
 
 TERRAGON = str(Path(sys.executable).parent / "terragon")
 R = QuarantineReason
@@ -127,7 +127,7 @@ def _seed_retention(url: str, store: QuarantineObjects) -> list[Row]:
     return rows
 
 
-def _rollup(url: str, where: ObjectArchive) -> None:
+def _rollup(url: str, where: ArchiveLocation) -> None:
     with repository.connect(url) as conn:
         rollup(conn, where, settle_seconds=60)
 

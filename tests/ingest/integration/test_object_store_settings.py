@@ -18,8 +18,8 @@ import structlog.testing
 
 from terragon_ingest.settings import Settings
 from tests.ingest.integration.test_daemon_event_support import envelope, post, start_run
-from tools.s3_server import S3Target
 from tests.support import settings_for
+from tools.s3_server import S3Target
 
 TERRAGON = str(Path(sys.executable).parent / "terragon")
 WRONG_SECRET = "wrong-secret-" + "Zq9" * 12
