@@ -234,3 +234,31 @@ async def test_oversized_payload_goes_to_the_bucket_is_shown_and_leaves_with_its
     assert s3.child("objects").list_keys() == []
     gone = _terragon("quarantine", "show", str(row["id"]), cwd=tmp_path, env=env)
     assert gone.returncode != 0
+
+
+def test_the_rollup_job_writes_to_the_bucket_and_evaluates_the_alert_hooks(
+    database_url: str, valkey_url: str, tmp_path: Path, s3: S3Target
+) -> None:
+    """`run_rollup` (the periodic job's body) with `TERRAGON_ARCHIVE_URL` set: the archive lands
+    in the bucket, none in the data dir, and the alert hooks still fire after it."""
+    from terragon_ingest.archive.alerts import ACCESS_DENIED_RULE, QUARANTINE_RULE
+    from terragon_ingest.archive.tasks import run_rollup
+    from tests.ingest.integration.test_archive_alert_hooks import Receiver, _storm
+
+    receiver = Receiver()
+    receiver.thread.start()
+    try:
+        base = settings_for(database_url, valkey_url, tmp_path, ALERT_WEBHOOK_URL=receiver.url)
+        settings = dataclasses.replace(
+            base, archive=dataclasses.replace(base.archive, URL=f"{s3.url}/archive")
+        )
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        _storm(database_url, now - timedelta(minutes=1))
+        result = run_rollup(settings)
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+    assert result.rows["quarantine"] > 0
+    assert {p["alert"] for p in receiver.posts} == {QUARANTINE_RULE, ACCESS_DENIED_RULE}
+    assert any(k.startswith("quarantine_daily/") for k in s3.child("archive").list_keys())
+    assert not (tmp_path / "archive").exists()
