@@ -2,6 +2,8 @@
 per test cloned from a migrated template, and a flushed Valkey per test.
 
 Set TERRAGON_TEST_DATABASE_URL / TERRAGON_TEST_VALKEY_URL to use external servers instead.
+S3: a moto server (`tools/s3_server.py`), or the bucket of TERRAGON_TEST_S3_URL (with
+TERRAGON_TEST_S3_ENDPOINT and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 import valkey
 
 from terragon_ingest.log_config import configure_logging
+from tools.s3_server import S3Target
 
 os.environ.setdefault("TERRAGON_ENV", "test")
 os.environ.setdefault("TERRAGON_INTERNAL_TOKEN", "test-internal-token")
@@ -119,6 +122,34 @@ def fx_valkey_url(valkey_server_url: str) -> str:
     client.flushdb()
     client.close()
     return valkey_server_url
+
+
+@pytest.fixture(name="s3_bucket", scope="session")
+def fx_s3_bucket(services_dir: Path) -> Iterator[S3Target]:
+    """A real S3 API: the bucket of TERRAGON_TEST_S3_URL, else a moto server started here."""
+    from tools.s3_server import external_target, start_bucket
+
+    external = external_target()
+    if external is not None:
+        yield external
+        return
+    server, target = start_bucket(services_dir)
+    try:
+        yield target
+    finally:
+        server.stop()
+
+
+@pytest.fixture(name="s3")
+def fx_s3(s3_bucket: S3Target, monkeypatch: pytest.MonkeyPatch) -> S3Target:
+    """A prefix of this test's own in the bucket, and the environment that reaches it (set for
+    this test: settings and child processes read the endpoint and credentials from it)."""
+    from tools.s3_server import unique_prefix
+
+    target = s3_bucket.child(unique_prefix())
+    for name, value in target.env().items():
+        monkeypatch.setenv(name, value)
+    return target
 
 
 @pytest.fixture(name="settings")

@@ -30,7 +30,17 @@ Bench = Callable[[Context], list[BenchResult]]
 
 def _benches() -> dict[str, tuple[Bench, bool]]:
     """name → (function, needs the HTTP service)."""
-    from tools.bench import access, archive, daemon, dashboard, growth, ingest, preview, soak
+    from tools.bench import (
+        access,
+        archive,
+        archive_read,
+        daemon,
+        dashboard,
+        growth,
+        ingest,
+        preview,
+        soak,
+    )
 
     return {
         "ingest": (ingest.bench_daemon_event, True),
@@ -42,6 +52,7 @@ def _benches() -> dict[str, tuple[Bench, bool]]:
         "daemon": (daemon.bench_daemon, False),
         "dashboard": (dashboard.bench_dashboard, False),
         "growth": (growth.bench_growth, True),
+        "archive-read": (archive_read.bench_archive_read, False),
         "soak": (soak.bench_soak, True),
     }
 
@@ -71,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         action="append",
-        choices=[*DEFAULT, "soak"],
-        help="run only these benchmarks (repeatable; default: all but soak)",
+        choices=[*DEFAULT, "soak", "archive-read"],
+        help="run only these benchmarks (repeatable; default: all but soak and archive-read, "
+        "which measures the read path from S3 once, not a regression ceiling)",
     )
     parser.add_argument("--connections", type=int, default=32, help="HTTP/pgbench concurrency")
     parser.add_argument(

@@ -10,6 +10,7 @@ import pytest
 
 from terragon_core import ArchiveDataset, MetricName, QuarantineReason
 from terragon_ingest.archive import files, repository
+from terragon_ingest.archive.location import ArchiveLocation
 from terragon_ingest.archive.rollup import rollup
 from tests.dashboard.seed import (
     Row,
@@ -60,14 +61,14 @@ def _postgres_groups(url: str, before: datetime) -> dict[tuple, int]:
     return {tuple(r[:-1]): r[-1] for r in result}
 
 
-def _archive_groups(root: Path, dataset: ArchiveDataset) -> dict[tuple, int]:
+def _archive_groups(root: Path | ArchiveLocation, dataset: ArchiveDataset) -> dict[tuple, int]:
     con = files.open_archive(root)
     measure = "count(*)" if dataset is ArchiveDataset.QUARANTINE_ROWS else "sum(quarantined)"
     result = con.execute(f"SELECT day, {GROUP}, {measure} FROM {dataset} GROUP BY ALL").fetchall()
     return {tuple(r[:-1]): r[-1] for r in result}
 
 
-def _assert_archive_equals_postgres(url: str, root: Path, end: datetime) -> None:
+def _assert_archive_equals_postgres(url: str, root: Path | ArchiveLocation, end: datetime) -> None:
     expected = _postgres_groups(url, end)
     assert expected, "the seed must have produced rows before `end`"
     for dataset in (

@@ -14,6 +14,7 @@ from terragon_core import QUARANTINE_ALERT_PER_MINUTE, TREND_METRICS
 from terragon_dashboard import archive, live
 from terragon_dashboard.charts import trend_chart
 from terragon_dashboard.settings import DashboardSettings
+from terragon_dashboard.source import ArchiveUnreachable
 
 TITLES = {
     "preview.strict_mismatch": "strict_mismatch (missing runId or wrong run, strict)",
@@ -28,7 +29,11 @@ settings = DashboardSettings.from_env()
 st.set_page_config(page_title="terragon · quarantine", layout="wide")
 st.title("Quarantine trends")
 
-con = archive.open_archive(settings.ARCHIVE_DIR)
+try:
+    con = archive.open_archive(settings.archive)
+except ArchiveUnreachable as exc:  # a wrong bucket, endpoint or key: say which setting to check
+    st.error(str(exc))
+    st.stop()
 choice = archive.choices(con)
 today = datetime.now(UTC).date()
 first, last = archive.default_range(choice, today)
@@ -41,7 +46,7 @@ with st.sidebar:
     repos = st.multiselect("Repo", choice.repos, key="repos")
     users = st.multiselect("User", choice.users, key="users")
     providers = st.multiselect("Provider", choice.providers, key="providers")
-    st.caption(f"Archive: `{settings.ARCHIVE_DIR}`")
+    st.caption(f"Archive: `{settings.archive}`")
 
 days = list(picked) if isinstance(picked, tuple | list) else [picked]
 start: date = days[0] if days else first

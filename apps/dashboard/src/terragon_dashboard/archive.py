@@ -11,7 +11,7 @@ from typing import Final, Literal
 import duckdb
 import pandas as pd
 
-from terragon_core import ArchiveDataset, archive_view_sql
+from terragon_dashboard.source import add_views
 
 Dimension = Literal["repo", "user", "provider"]
 
@@ -51,12 +51,15 @@ class Choices:
     providers: list[str] = field(default_factory=list)
 
 
-def open_archive(root: Path) -> duckdb.DuckDBPyConnection:
+def open_archive(root: Path | str) -> duckdb.DuckDBPyConnection:
+    """The archive's views in an in-memory DuckDB; `root` is a directory or an `s3://` URL."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    for dataset in ArchiveDataset:
-        has_files = any((root / dataset.value).glob("day=*/*.parquet"))
-        con.execute(archive_view_sql(dataset, str(root) if has_files else None))
+    try:
+        add_views(con, root)
+    except BaseException:
+        con.close()
+        raise
     return con
 
 

@@ -1,5 +1,6 @@
 """The dashboard's settings, from its environment (set by `terragon dashboard` / `terragon up`)
-or from script arguments after `--` (`streamlit run app.py -- --archive-dir=DIR`)."""
+or from script arguments after `--` (`streamlit run app.py -- --archive-dir=DIR`, or
+`-- --archive-url=s3://bucket/prefix`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def _arg(name: str) -> str | None:
 class DashboardSettings:
     ARCHIVE_DIR: Path
     """`TERRAGON_ARCHIVE_DIR` (or `--archive-dir=`): the Parquet archive; default `.data/archive`."""
+    ARCHIVE_URL: str | None
+    """`TERRAGON_ARCHIVE_URL` (or `--archive-url=`): the archive in a bucket, `s3://bucket/prefix`
+    (endpoint `OBJECT_STORE_S3_ENDPOINT`, credentials `AWS_*`); wins over the directory."""
     DATABASE_URL: str | None
     """`DATABASE_URL`: Postgres for the live last hour (read-only); unset → archive only."""
     REFRESH_SECONDS: float
@@ -29,8 +33,17 @@ class DashboardSettings:
     @classmethod
     def from_env(cls) -> DashboardSettings:
         archive = _arg("archive-dir") or os.environ.get("TERRAGON_ARCHIVE_DIR") or ".data/archive"
+        url = _arg("archive-url") or os.environ.get("TERRAGON_ARCHIVE_URL") or None
+        if url and not url.startswith("s3://"):  # file:///dir or a path: a directory after all
+            archive, url = url.removeprefix("file://"), None
         return cls(
             ARCHIVE_DIR=Path(archive).resolve(),
+            ARCHIVE_URL=url,
             DATABASE_URL=os.environ.get("DATABASE_URL") or None,
             REFRESH_SECONDS=float(os.environ.get("TERRAGON_DASHBOARD_REFRESH_SECONDS") or 30),
         )
+
+    @property
+    def archive(self) -> Path | str:
+        """Where the archive is read from: the bucket's URL, else the directory."""
+        return self.ARCHIVE_URL or self.ARCHIVE_DIR

@@ -126,10 +126,16 @@ def archive_glob(root: str, dataset: ArchiveDataset) -> str:
     return f"{root.rstrip('/')}/{dataset.value}/day=*/*.parquet"
 
 
-def archive_view_sql(dataset: ArchiveDataset, root: str | None) -> str:
+def archive_view_sql(
+    dataset: ArchiveDataset, root: str | None, *, relation: str | None = None
+) -> str:
     """`CREATE VIEW <dataset>` over its Parquet files; with `root=None`, an empty typed view
-    (DuckDB refuses a glob that matches nothing, and a new archive has no files yet)."""
-    if root is None:
+    (DuckDB refuses a glob that matches nothing, and a new archive has no files yet). With
+    `relation`, over that registered relation instead (an Arrow dataset of the files in a bucket,
+    with `day` from the hive path)."""
+    if relation is not None:
+        source = f"SELECT * FROM {relation}"
+    elif root is None:
         columns = [f"CAST(NULL AS {kind}) AS {name}" for name, kind in ARCHIVE_COLUMNS[dataset]]
         source = f"SELECT {', '.join(columns)}, CAST(NULL AS DATE) AS day WHERE false"
     else:

@@ -202,8 +202,8 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
             err=True,
         )
         if dashboard_port:
-            archive_dir = effective.archive.archive_dir(data_dir)
-            dashboard = start_dashboard(host, dashboard_port, archive_dir, db_url)
+            archive = effective.archive.archive_url(data_dir)
+            dashboard = start_dashboard(host, dashboard_port, archive, db_url)
             click.echo(f"  Dashboard  http://{host}:{dashboard_port}\n", err=True)
         if demo:
             fleet = start_demo_fleet(public, data_dir, effective)

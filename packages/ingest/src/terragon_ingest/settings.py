@@ -102,7 +102,11 @@ class ObjectStoreSettings:
     URL: str | None = field(default_factory=lambda: _env_opt("OBJECT_STORE_URL"))
     """`OBJECT_STORE_URL`: `s3://bucket/prefix` (S3/R2) or `file:///dir`. Unset → `<data-dir>/objects`."""
     S3_ENDPOINT: str | None = field(default_factory=lambda: _env_opt("OBJECT_STORE_S3_ENDPOINT"))
-    """`OBJECT_STORE_S3_ENDPOINT`: custom endpoint for R2/MinIO; credentials come from AWS_* vars."""
+    """`OBJECT_STORE_S3_ENDPOINT`: custom endpoint for R2/MinIO (also the archive's, when
+    `TERRAGON_ARCHIVE_URL` is `s3://`); credentials come from AWS_* vars."""
+    TIMEOUT: float = field(default_factory=lambda: _env_float("OBJECT_STORE_TIMEOUT", 30.0))
+    """`OBJECT_STORE_TIMEOUT`: seconds per object-store request (connect: at most 5), two
+    retries; a wrong endpoint fails within about three times this, never hangs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,14 +238,27 @@ class ArchiveSettings:
     DIR: Path | None = field(
         default_factory=lambda: Path(p) if (p := _env_opt("TERRAGON_ARCHIVE_DIR")) else None
     )
-    """`TERRAGON_ARCHIVE_DIR`: the Parquet archive (shared by replicas); default `<data-dir>/archive`."""
+    """`TERRAGON_ARCHIVE_DIR`: the Parquet archive as a local directory; default `<data-dir>/archive`."""
+    URL: str | None = field(default_factory=lambda: _env_opt("TERRAGON_ARCHIVE_URL"))
+    """`TERRAGON_ARCHIVE_URL`: the archive anywhere — `s3://bucket/prefix` (what replicas on
+    several hosts share; endpoint and credentials as for `OBJECT_STORE_URL`), `file:///dir` or a
+    path. Wins over `TERRAGON_ARCHIVE_DIR`."""
     SETTLE_SECONDS: int = field(
         default_factory=lambda: _env_int("TERRAGON_ARCHIVE_SETTLE_SECONDS", 60)
     )
     """`TERRAGON_ARCHIVE_SETTLE_SECONDS`: a minute is rolled up once it ended this long ago."""
 
     def archive_dir(self, data_dir: Path) -> Path:
+        """The local archive directory (when `archive_url` is not `s3://`)."""
+        if self.URL and not self.URL.startswith("s3://"):
+            return Path(self.URL.removeprefix("file://")).resolve()
         return (self.DIR or data_dir / "archive").resolve()
+
+    def archive_url(self, data_dir: Path) -> str:
+        """Where the archive lives: an `s3://` URL or a local directory's path."""
+        if self.URL and self.URL.startswith("s3://"):
+            return self.URL.rstrip("/")
+        return str(self.archive_dir(data_dir))
 
 
 @dataclass(frozen=True, slots=True)

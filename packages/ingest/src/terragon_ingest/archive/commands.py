@@ -8,6 +8,7 @@ import contextlib
 import csv
 import json
 import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -30,6 +31,13 @@ _archive_dir = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="The Parquet archive. Default: <data-dir>/archive.",
 )
+_archive_url = click.option(
+    "--archive-url",
+    envvar="TERRAGON_ARCHIVE_URL",
+    default=None,
+    help="The archive as a URL: s3://bucket/prefix (endpoint: OBJECT_STORE_S3_ENDPOINT, "
+    "credentials: AWS_*), file:///dir or a path. Wins over --archive-dir.",
+)
 _database_url = click.option(
     "--database-url",
     envvar="DATABASE_URL",
@@ -40,6 +48,21 @@ _database_url = click.option(
 
 def _archive_root(data_dir: Path, archive_dir: Path | None) -> Path:
     return (archive_dir or data_dir / "archive").resolve()
+
+
+def _archive_settings(
+    data_dir: Path, archive_dir: Path | None, archive_url: str | None
+) -> Settings:
+    import dataclasses
+
+    base = get_settings()
+    return dataclasses.replace(
+        base,
+        server=dataclasses.replace(base.server, DATA_DIR=data_dir.resolve()),
+        archive=dataclasses.replace(
+            base.archive, DIR=_archive_root(data_dir, archive_dir), URL=archive_url
+        ),
+    )
 
 
 def _resolve_database_url(database_url: str | None, data_dir: Path) -> str:
@@ -53,16 +76,25 @@ def _resolve_database_url(database_url: str | None, data_dir: Path) -> str:
     )
 
 
-def _settings(database_url: str, data_dir: Path, archive_dir: Path | None) -> Settings:
+def _settings(
+    database_url: str, data_dir: Path, archive_dir: Path | None, archive_url: str | None = None
+) -> Settings:
     import dataclasses
 
-    base = get_settings()
-    return dataclasses.replace(
-        base,
-        db=dataclasses.replace(base.db, URL=database_url),
-        server=dataclasses.replace(base.server, DATA_DIR=data_dir.resolve()),
-        archive=dataclasses.replace(base.archive, DIR=_archive_root(data_dir, archive_dir)),
-    )
+    base = _archive_settings(data_dir, archive_dir, archive_url)
+    return dataclasses.replace(base, db=dataclasses.replace(base.db, URL=database_url))
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """An unreachable archive or object store: its one-line message (it names the setting to
+    check), not a traceback."""
+    from terragon_ingest.errors import ObjectStoreUnavailable
+
+    try:
+        yield
+    except ObjectStoreUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group("archive")
@@ -73,6 +105,7 @@ def archive() -> None:
 @archive.command("rollup")
 @_data_dir
 @_archive_dir
+@_archive_url
 @_database_url
 @click.option(
     "--rebuild-day",
@@ -81,23 +114,30 @@ def archive() -> None:
     help="Rewrite one archived UTC day from Postgres (for a day that failed to reconcile).",
 )
 def rollup_command(
-    data_dir: Path, archive_dir: Path | None, database_url: str | None, rebuild_day: object
+    data_dir: Path,
+    archive_dir: Path | None,
+    archive_url: str | None,
+    database_url: str | None,
+    rebuild_day: object,
 ) -> None:
     """Copy closed minutes of quarantine rows and preview events into the archive (idempotent)."""
-    from terragon_ingest.archive import repository
+    from terragon_ingest.archive import location, repository
     from terragon_ingest.archive.rollup import rebuild_day as rebuild
     from terragon_ingest.archive.tasks import run_rollup
 
-    settings = _settings(_resolve_database_url(database_url, data_dir), data_dir, archive_dir)
-    root = settings.archive.archive_dir(settings.server.DATA_DIR)
+    settings = _settings(
+        _resolve_database_url(database_url, data_dir), data_dir, archive_dir, archive_url
+    )
+    root = settings.archive.archive_url(settings.server.DATA_DIR)
     if rebuild_day is not None:
         day: date = rebuild_day.date()  # type: ignore[attr-defined]
         assert settings.db.URL
-        with repository.connect(settings.db.URL) as conn:
-            written = rebuild(conn, root, day)
+        with _store_errors(), repository.connect(settings.db.URL) as conn:
+            written = rebuild(conn, location.from_settings(settings), day)
         click.echo(f"rebuilt {day}: {written} row(s) in {root}")
         return
-    result = run_rollup(settings, alerts=False)
+    with _store_errors():
+        result = run_rollup(settings, alerts=False)
     if not result.locked:
         click.echo("another rollup is running; nothing done", err=True)
         return
@@ -109,6 +149,7 @@ def rollup_command(
 @click.argument("query")
 @_data_dir
 @_archive_dir
+@_archive_url
 @click.option(
     "--format",
     "fmt",
@@ -116,7 +157,9 @@ def rollup_command(
     default="table",
     show_default=True,
 )
-def sql_command(query: str, data_dir: Path, archive_dir: Path | None, fmt: str) -> None:
+def sql_command(
+    query: str, data_dir: Path, archive_dir: Path | None, archive_url: str | None, fmt: str
+) -> None:
     """Run QUERY over the archive's views: quarantine_daily, quarantine_minutely,
     quarantine_rows, preview_events.
 
@@ -125,9 +168,11 @@ def sql_command(query: str, data_dir: Path, archive_dir: Path | None, fmt: str) 
     """
     import duckdb
 
-    from terragon_ingest.archive.files import open_archive
+    from terragon_ingest.archive import location
 
-    con = open_archive(_archive_root(data_dir, archive_dir))
+    with _store_errors():
+        settings = _archive_settings(data_dir, archive_dir, archive_url)
+        con = location.open_archive(location.from_settings(settings))
     try:
         relation = con.sql(query)
     except duckdb.Error as exc:
@@ -160,25 +205,32 @@ def retention() -> None:
 @retention.command("purge")
 @_data_dir
 @_archive_dir
+@_archive_url
 @_database_url
 @click.option("--dry-run", is_flag=True, help="Show what would go; change nothing.")
 def purge_command(
-    data_dir: Path, archive_dir: Path | None, database_url: str | None, dry_run: bool
+    data_dir: Path,
+    archive_dir: Path | None,
+    archive_url: str | None,
+    database_url: str | None,
+    dry_run: bool,
 ) -> None:
     """Drop the day partitions past retention whose archive reconciles (event + metric each)."""
     from rich.console import Console
     from rich.table import Table
 
-    from terragon_ingest.archive import repository
+    from terragon_ingest.archive import location, repository
     from terragon_ingest.archive.retention import DayPlan, purge
     from terragon_ingest.objects import QuarantineObjects
     from terragon_ingest.telemetry import Metrics
 
-    settings = _settings(_resolve_database_url(database_url, data_dir), data_dir, archive_dir)
+    settings = _settings(
+        _resolve_database_url(database_url, data_dir), data_dir, archive_dir, archive_url
+    )
     url = settings.db.URL
     assert url
 
-    root = settings.archive.archive_dir(settings.server.DATA_DIR)
+    root = location.from_settings(settings)
     store = QuarantineObjects.from_settings(settings)
 
     async def run() -> list[DayPlan]:
@@ -188,7 +240,8 @@ def purge_command(
                 conn, archive_root=root, store=store, metrics=Metrics(), dry_run=dry_run
             )
 
-    plans = asyncio.run(run())
+    with _store_errors():
+        plans = asyncio.run(run())
     verb = "would purge" if dry_run else "purged"
     table = Table(
         "day",
@@ -222,9 +275,15 @@ def purge_command(
 @click.option("--port", default=8501, show_default=True, type=int)
 @_data_dir
 @_archive_dir
+@_archive_url
 @_database_url
 def dashboard(
-    host: str, port: int, data_dir: Path, archive_dir: Path | None, database_url: str | None
+    host: str,
+    port: int,
+    data_dir: Path,
+    archive_dir: Path | None,
+    archive_url: str | None,
+    database_url: str | None,
 ) -> None:
     """Serve the on-call dashboard (Streamlit) over the archive and the live hour in Postgres."""
     import subprocess
@@ -234,8 +293,10 @@ def dashboard(
     url = database_url
     if url is None and (data_dir / "up.json").exists():
         url = _resolve_database_url(None, data_dir)
-    root = _archive_root(data_dir, archive_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    settings = _archive_settings(data_dir, archive_dir, archive_url)
+    root = settings.archive.archive_url(settings.server.DATA_DIR)
+    if not root.startswith("s3://"):
+        Path(root).mkdir(parents=True, exist_ok=True)
     click.echo(f"dashboard on http://{host}:{port} (archive {root})", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         subprocess.run(dashboard_argv(host, port, root), env=dashboard_env(root, url), check=False)

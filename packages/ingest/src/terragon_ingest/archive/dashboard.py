@@ -1,6 +1,7 @@
 """Launch the Streamlit dashboard (`apps/dashboard`) as a child process: `terragon dashboard`
 runs it in the foreground, `terragon up` next to the API. The dashboard never imports ingest;
-it gets the archive directory and `DATABASE_URL` through its environment."""
+it gets the archive (a directory, or `TERRAGON_ARCHIVE_URL` for a bucket, with the object store's
+endpoint and `AWS_*` credentials of this environment) and `DATABASE_URL` through its environment."""
 
 from __future__ import annotations
 
@@ -29,7 +30,13 @@ def dashboard_script() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "app.py"
 
 
-def dashboard_argv(host: str, port: int, archive_dir: Path) -> list[str]:
+def _is_url(archive: Path | str) -> bool:
+    return str(archive).startswith("s3://")
+
+
+def dashboard_argv(host: str, port: int, archive_dir: Path | str) -> list[str]:
+    """`archive_dir`: the archive's directory, or its `s3://` URL."""
+    archive_arg = "archive-url" if _is_url(archive_dir) else "archive-dir"
     return [
         sys.executable,
         "-m",
@@ -45,23 +52,28 @@ def dashboard_argv(host: str, port: int, archive_dir: Path) -> list[str]:
         "--browser.gatherUsageStats",
         "false",
         "--",
-        f"--archive-dir={archive_dir}",
+        f"--{archive_arg}={archive_dir}",
     ]
 
 
-def dashboard_env(archive_dir: Path, database_url: str | None) -> dict[str, str]:
+def dashboard_env(archive_dir: Path | str, database_url: str | None) -> dict[str, str]:
     env = dict(os.environ)
-    env["TERRAGON_ARCHIVE_DIR"] = str(archive_dir)
+    if _is_url(archive_dir):
+        env["TERRAGON_ARCHIVE_URL"] = str(archive_dir)
+    else:
+        env.pop("TERRAGON_ARCHIVE_URL", None)  # the directory given is the one to read
+        env["TERRAGON_ARCHIVE_DIR"] = str(archive_dir)
     if database_url:
         env["DATABASE_URL"] = database_url
     return env
 
 
 def start_dashboard(
-    host: str, port: int, archive_dir: Path, database_url: str | None
+    host: str, port: int, archive_dir: Path | str, database_url: str | None
 ) -> subprocess.Popen[bytes]:
     """Start the dashboard in the background; stop it with `stop_dashboard`."""
-    archive_dir.mkdir(parents=True, exist_ok=True)
+    if not _is_url(archive_dir):
+        Path(archive_dir).mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         dashboard_argv(host, port, archive_dir),
         env=dashboard_env(archive_dir, database_url),

@@ -1,26 +1,37 @@
 """The archive's files: where each slice lives and how it is written (core's `archive` module
-describes the layout). Every write goes to a temporary file that is renamed into place, so a
-reader sees the old file or the new one, never half of one; a rerun overwrites, never appends.
+describes the layout). Every write goes to a temporary file that is then published whole (renamed
+into place, or uploaded to its final key: `location.py`), so a reader sees the old file or the new
+one, never half of one; a rerun overwrites, never appends.
+
+Paths here are relative to the archive's root (`<dataset>/day=YYYY-MM-DD/hour=HH.parquet`), the
+same under a local directory and under `s3://bucket/prefix`.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import duckdb
-
-from terragon_core import (
-    AGGREGATE_DIMENSIONS,
-    ARCHIVE_COLUMNS,
-    ArchiveDataset,
-    archive_view_sql,
-)
+from terragon_core import AGGREGATE_DIMENSIONS, ARCHIVE_COLUMNS, ArchiveDataset
+from terragon_ingest.archive.location import ArchiveLocation, as_location, connect, open_archive
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
+
+__all__ = [
+    "TS_COLUMN",
+    "connect",
+    "daily_file",
+    "day_dir",
+    "hour_file",
+    "hours_with_rows",
+    "merge_hour",
+    "open_archive",
+    "write_daily",
+    "write_minutely",
+]
 
 TS_COLUMN = {
     ArchiveDataset.QUARANTINE_ROWS: "created_at",
@@ -28,61 +39,46 @@ TS_COLUMN = {
 }
 
 
-def day_dir(root: Path, dataset: ArchiveDataset, day: date) -> Path:
-    return root / dataset.value / f"day={day.isoformat()}"
+def day_dir(dataset: ArchiveDataset, day: date) -> str:
+    return f"{dataset.value}/day={day.isoformat()}"
 
 
-def hour_file(root: Path, dataset: ArchiveDataset, hour: datetime) -> Path:
-    return day_dir(root, dataset, hour.date()) / f"hour={hour:%H}.parquet"
+def hour_file(dataset: ArchiveDataset, hour: datetime) -> str:
+    return f"{day_dir(dataset, hour.date())}/hour={hour:%H}.parquet"
 
 
-def daily_file(root: Path, day: date) -> Path:
-    return day_dir(root, ArchiveDataset.QUARANTINE_DAILY, day) / "daily.parquet"
+def daily_file(day: date) -> str:
+    return f"{day_dir(ArchiveDataset.QUARANTINE_DAILY, day)}/daily.parquet"
 
 
-def _quote(path: Path) -> str:
+def _quote(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB in UTC: the archive's writer and readers never share a database file."""
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
-def open_archive(root: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per dataset (what `terragon archive sql` queries)."""
-    con = connect()
-    for dataset in ArchiveDataset:
-        has_files = any((root / dataset.value).glob("day=*/*.parquet"))
-        con.execute(archive_view_sql(dataset, str(root) if has_files else None))
-    return con
-
-
-def _copy_atomic(con: duckdb.DuckDBPyConnection, select: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    con.execute(f"COPY ({select}) TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd)")
-    os.replace(tmp, target)
+def _copy_atomic(
+    con: duckdb.DuckDBPyConnection, select: str, where: ArchiveLocation, target: str
+) -> None:
+    with where.publishing(target) as tmp:
+        con.execute(f"COPY ({select}) TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd)")
 
 
 def merge_hour(
     con: duckdb.DuckDBPyConnection,
-    root: Path,
+    root: Path | ArchiveLocation,
     dataset: ArchiveDataset,
     hour: datetime,
     keep_before: datetime,
     new_rows: pa.Table,
     new_until: datetime | None = None,
-) -> Path:
+) -> str:
     """Write an hour's file as (its rows before `keep_before`) + `new_rows` (only those with
     `keep_before <= ts < new_until` when `new_until` is given: `new_rows` may span several hours).
 
     Rows at or after `keep_before` in the old file were written by a run that crashed before it
     advanced the watermark; they are dropped and re-read from Postgres, so nothing is counted twice.
     """
-    target = hour_file(root, dataset, hour)
+    where = as_location(root)
+    target = hour_file(dataset, hour)
     columns = ", ".join(name for name, _ in ARCHIVE_COLUMNS[dataset])
     con.register("new_rows", new_rows)
     try:
@@ -93,12 +89,12 @@ def merge_hour(
                 f" WHERE {ts} >= TIMESTAMPTZ '{keep_before.isoformat()}'"
                 f" AND {ts} < TIMESTAMPTZ '{new_until.isoformat()}'"
             )
-        if target.exists():
+        if where.exists(target):
             select = (
-                f"SELECT {columns} FROM read_parquet({_quote(target)}) "
+                f"SELECT {columns} FROM read_parquet({_quote(where.local_copy(target))}) "
                 f"WHERE {ts} < TIMESTAMPTZ '{keep_before.isoformat()}' UNION ALL {select}"
             )
-        _copy_atomic(con, f"{select} ORDER BY {ts}", target)
+        _copy_atomic(con, f"{select} ORDER BY {ts}", where, target)
     finally:
         con.unregister("new_rows")
     return target
@@ -133,27 +129,33 @@ _MEASURES_FROM_AGGREGATES = (
 _DIMS = ", ".join(AGGREGATE_DIMENSIONS)
 
 
-def write_minutely(con: duckdb.DuckDBPyConnection, root: Path, hour: datetime) -> Path:
+def write_minutely(
+    con: duckdb.DuckDBPyConnection, root: Path | ArchiveLocation, hour: datetime
+) -> str:
     """The hour's aggregates per minute, computed from the hour's rows file."""
-    rows = hour_file(root, ArchiveDataset.QUARANTINE_ROWS, hour)
-    target = hour_file(root, ArchiveDataset.QUARANTINE_MINUTELY, hour)
+    where = as_location(root)
+    rows = where.local_copy(hour_file(ArchiveDataset.QUARANTINE_ROWS, hour))
+    target = hour_file(ArchiveDataset.QUARANTINE_MINUTELY, hour)
     _copy_atomic(
         con,
         f"SELECT date_trunc('minute', created_at) AS minute, {_DIMS}, {_MEASURES_FROM_ROWS} "
         f"FROM read_parquet({_quote(rows)}) GROUP BY ALL ORDER BY minute",
+        where,
         target,
     )
     return target
 
 
-def write_daily(con: duckdb.DuckDBPyConnection, root: Path, day: date) -> Path:
+def write_daily(con: duckdb.DuckDBPyConnection, root: Path | ArchiveLocation, day: date) -> str:
     """The day's aggregates, computed from the day's minutely files."""
-    source = day_dir(root, ArchiveDataset.QUARANTINE_MINUTELY, day) / "*.parquet"
-    target = daily_file(root, day)
+    where = as_location(root)
+    sources = where.local_copies(day_dir(ArchiveDataset.QUARANTINE_MINUTELY, day))
+    target = daily_file(day)
+    listed = "[" + ", ".join(_quote(path) for path in sources) + "]"
     _copy_atomic(
         con,
-        f"SELECT {_DIMS}, {_MEASURES_FROM_AGGREGATES} FROM read_parquet({_quote(source)}) "
-        "GROUP BY ALL",
+        f"SELECT {_DIMS}, {_MEASURES_FROM_AGGREGATES} FROM read_parquet({listed}) GROUP BY ALL",
+        where,
         target,
     )
     return target

@@ -42,6 +42,7 @@ from terragon_ingest.archive import files, repository
 from terragon_ingest.db.locks import ARCHIVE_ROLLUP_LOCK, RETENTION_PURGE_LOCK
 
 if TYPE_CHECKING:
+    from terragon_ingest.archive.location import ArchiveLocation
     from terragon_ingest.db import AsyncConn
     from terragon_ingest.objects import QuarantineObjects
     from terragon_ingest.telemetry import Metrics
@@ -85,7 +86,9 @@ async def _unlock(conn: AsyncConn, key: int) -> None:
     await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
-def _archived_groups(root: Path, day: date) -> tuple[dict[repository.GroupKey, int], int]:
+def _archived_groups(
+    root: Path | ArchiveLocation, day: date
+) -> tuple[dict[repository.GroupKey, int], int]:
     """The archive's per-group totals and row count for `day` (blocking: run in a thread)."""
     con = files.open_archive(root)
     try:
@@ -105,7 +108,9 @@ def _archived_groups(root: Path, day: date) -> tuple[dict[repository.GroupKey, i
         con.close()
 
 
-async def plan_day(conn: AsyncConn, root: Path, day: date, partition: str | None) -> DayPlan:
+async def plan_day(
+    conn: AsyncConn, root: Path | ArchiveLocation, day: date, partition: str | None
+) -> DayPlan:
     lo, hi = _bounds(day)
     rows = await repository.count_quarantine_day(conn, lo, hi)
     archived, archived_rows = await asyncio.to_thread(_archived_groups, root, day)
@@ -134,7 +139,7 @@ def _by_reason(groups: dict[repository.GroupKey, int]) -> dict[str, int]:
     return dict(by_reason)
 
 
-async def plan_purge(conn: AsyncConn, root: Path, today: date) -> list[DayPlan]:
+async def plan_purge(conn: AsyncConn, root: Path | ArchiveLocation, today: date) -> list[DayPlan]:
     """Every day past retention that still has rows or a partition, oldest first."""
     cutoff = cutoff_day(today)
     partitions: dict[date, str] = {}
@@ -150,7 +155,7 @@ async def plan_purge(conn: AsyncConn, root: Path, today: date) -> list[DayPlan]:
 async def purge(
     conn: AsyncConn,
     *,
-    archive_root: Path,
+    archive_root: Path | ArchiveLocation,
     store: QuarantineObjects | None,
     metrics: Metrics,
     today: date | None = None,

@@ -27,6 +27,7 @@ import structlog
 
 from terragon_core import ArchiveDataset
 from terragon_ingest.archive import files, repository
+from terragon_ingest.archive.location import ArchiveLocation, as_location
 from terragon_ingest.db.locks import ARCHIVE_ROLLUP_LOCK
 
 if TYPE_CHECKING:
@@ -67,11 +68,30 @@ def floor_hour(ts: datetime) -> datetime:
 
 
 def rollup(
-    conn: repository.Conn, root: Path, *, settle_seconds: int, until: datetime | None = None
+    conn: repository.Conn,
+    root: Path | ArchiveLocation,
+    *,
+    settle_seconds: int,
+    until: datetime | None = None,
 ) -> RollupResult:
-    """Roll every source up to the last closed minute (or `until`, if earlier).
+    """Roll every source up to the last closed minute (or `until`, if earlier) into the archive
+    at `root` (a local directory or a bucket, `location.py`).
 
     Safe to run at any time, any number of times."""
+    where = as_location(root)
+    try:
+        return _rollup(conn, where, settle_seconds=settle_seconds, until=until)
+    finally:
+        where.close()
+
+
+def _rollup(
+    conn: repository.Conn,
+    root: ArchiveLocation,
+    *,
+    settle_seconds: int,
+    until: datetime | None = None,
+) -> RollupResult:
     with repository.advisory_lock(conn, ARCHIVE_ROLLUP_LOCK) as held:
         if not held:
             log.info("archive_rollup_skipped", reason="another process holds the rollup lock")
@@ -87,14 +107,14 @@ def rollup(
         finally:
             con.close()
     if any(result.rows.values()):
-        log.info("archive_rolled_up", end=end.isoformat(), rows=result.rows, root=str(root))
+        log.info("archive_rolled_up", end=end.isoformat(), rows=result.rows, root=root.description)
     return result
 
 
 def _rollup_source(
     conn: repository.Conn,
     con: duckdb.DuckDBPyConnection,
-    root: Path,
+    root: ArchiveLocation,
     name: str,
     dataset: ArchiveDataset,
     end: datetime,
@@ -106,8 +126,8 @@ def _rollup_source(
         repository.insert_watermark(conn, name, floor_hour(first) if first else end)
         watermark = repository.fetch_watermark(conn, name)
         assert watermark is not None
-    if dataset is ArchiveDataset.QUARANTINE_ROWS and any(
-        files.day_dir(root, ArchiveDataset.QUARANTINE_MINUTELY, watermark.date()).glob("*.parquet")
+    if dataset is ArchiveDataset.QUARANTINE_ROWS and root.any_file(
+        files.day_dir(ArchiveDataset.QUARANTINE_MINUTELY, watermark.date())
     ):
         result.days.add(watermark.date())  # a crashed run may have left its daily file behind
     copied = 0
@@ -143,7 +163,7 @@ def _rollup_source(
 
 def _write_hour(
     con: duckdb.DuckDBPyConnection,
-    root: Path,
+    root: ArchiveLocation,
     dataset: ArchiveDataset,
     hour: datetime,
     watermark: datetime,
@@ -153,7 +173,7 @@ def _write_hour(
     result: RollupResult,
 ) -> None:
     """Rewrite `hour`'s files with its part `[watermark, until)` of `rows`."""
-    exists = files.hour_file(root, dataset, hour).exists()
+    exists = root.exists(files.hour_file(dataset, hour))
     if not has_rows and not exists:
         return
     files.merge_hour(con, root, dataset, hour, watermark, rows, until)
@@ -162,9 +182,17 @@ def _write_hour(
         result.days.add(hour.date())
 
 
-def rebuild_day(conn: repository.Conn, root: Path, day: date) -> int:
+def rebuild_day(conn: repository.Conn, where: Path | ArchiveLocation, day: date) -> int:
     """Rewrite a whole day's archived hours from Postgres (for a day that failed to reconcile,
     e.g. after a transaction committed rows later than the settle window). Returns rows written."""
+    root = as_location(where)
+    try:
+        return _rebuild_day(conn, root, day)
+    finally:
+        root.close()
+
+
+def _rebuild_day(conn: repository.Conn, root: ArchiveLocation, day: date) -> int:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     written = 0
     with repository.advisory_lock(conn, ARCHIVE_ROLLUP_LOCK) as held:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from terragon_ingest.archive import repository
+from terragon_ingest.archive import location, repository
 from terragon_ingest.archive.alerts import evaluate_alerts
 from terragon_ingest.archive.retention import DayPlan, purge
 from terragon_ingest.archive.rollup import RollupResult, rollup
@@ -22,7 +22,7 @@ RETENTION_INTERVAL_SECONDS = 3600
 def run_rollup(settings: Settings, *, alerts: bool = True) -> RollupResult:
     """One rollup, then the alert hooks (blocking: the job runs it in a worker thread)."""
     assert settings.db.URL, "DATABASE_URL is required"
-    root = settings.archive.archive_dir(settings.server.DATA_DIR)
+    root = location.from_settings(settings)
     with repository.connect(settings.db.URL) as conn:
         result = rollup(conn, root, settle_seconds=settings.archive.SETTLE_SECONDS)
         if alerts and result.locked and result.end and settings.server.ALERT_WEBHOOK_URL:
@@ -41,7 +41,7 @@ async def retention_purge_job(services: Services) -> list[DayPlan]:
     async with services.pool.connection() as conn:
         return await purge(
             conn,
-            archive_root=settings.archive.archive_dir(settings.server.DATA_DIR),
+            archive_root=location.from_settings(settings),
             store=services.objects or QuarantineObjects.from_settings(settings),
             metrics=services.metrics,
         )

@@ -1,0 +1,286 @@
+"""Where the archive's files live: a local directory or a bucket (`TERRAGON_ARCHIVE_URL`).
+
+`files.py` says what each file holds; this module says how a file is found, read, published and
+opened for queries, the same way for both places:
+
+- **publish**: the file is written whole to a local temporary file first. Locally it is then
+  renamed into place; on S3 it is uploaded to its final key in one PUT (a multipart upload only
+  becomes visible when completed), so a reader sees the old object or the new one, never half.
+- **read for a rewrite** (the rollup merges an hour's old rows): locally the file itself; on S3 a
+  local copy fetched once per run (the rollup lock makes this process the only writer meanwhile).
+- **query** (`open_archive`): locally DuckDB's `read_parquet` over the day globs; on S3 one listing
+  of the bucket, then pyarrow's S3 filesystem into Arrow datasets that DuckDB scans. DuckDB's own
+  `httpfs` cannot be loaded offline; pyarrow's reader measured ~2x faster than DuckDB over an fsspec
+  filesystem (obstore's) on the same server (README "Archive on object storage").
+
+Writes go through `objects.open_store` (obstore, the project's one S3 writer); the S3 reads use the
+same endpoint, region and `AWS_*` credentials, with the same bounded timeouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+import duckdb
+import obstore
+import structlog
+
+from terragon_core import ArchiveDataset, archive_view_sql
+from terragon_ingest.errors import ObjectStoreUnavailable
+from terragon_ingest.objects import MAX_RETRIES, open_store, store_error, store_hint
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+    from obstore.store import ObjectStore
+
+    from terragon_ingest.settings import ObjectStoreSettings, Settings
+
+log = structlog.get_logger()
+
+SETTING = "TERRAGON_ARCHIVE_URL"
+"""The setting an archive-store failure names."""
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB in UTC: the archive's writer and readers never share a database file."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+class LocalArchive:
+    """The archive in a local directory (the default: `<data-dir>/archive`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.description = str(root)
+
+    def __enter__(self) -> LocalArchive:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        return None
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
+    def any_file(self, rel_dir: str) -> bool:
+        return any((self.root / rel_dir).glob("*.parquet"))
+
+    def local_copy(self, rel: str) -> Path:
+        return self.root / rel
+
+    def local_copies(self, rel_dir: str) -> list[Path]:
+        return sorted((self.root / rel_dir).glob("*.parquet"))
+
+    @contextlib.contextmanager
+    def publishing(self, rel: str) -> Iterator[Path]:
+        """A temporary path to write `rel` to; renamed into place when the block succeeds."""
+        target = self.root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            yield tmp
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def open_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        for dataset in ArchiveDataset:
+            has_files = any((self.root / dataset.value).glob("day=*/*.parquet"))
+            con.execute(archive_view_sql(dataset, str(self.root) if has_files else None))
+
+
+class ObjectArchive:
+    """The archive under `s3://bucket/prefix`: what replicas on several hosts share."""
+
+    def __init__(self, url: str, settings: ObjectStoreSettings) -> None:
+        parsed = urlparse(url)
+        self.url = url.rstrip("/")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.settings = settings
+        self.description = self.url
+        self.hint = store_hint(SETTING, settings)
+        self.store: ObjectStore = open_store(self.url, settings)
+        self._scratch: Path | None = None
+        self._copies: dict[str, Path] = {}
+
+    def __enter__(self) -> ObjectArchive:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+        self._copies.clear()
+
+    def _fail(self, doing: str, exc: BaseException) -> ObjectStoreUnavailable:
+        return ObjectStoreUnavailable(
+            f"archive {self.description!r} ({SETTING}): {doing} failed: {store_error(exc)}; "
+            f"{self.hint}"
+        )
+
+    def _scratch_path(self, rel: str) -> Path:
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="terragon-archive-"))
+        path = self._scratch / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _keys(self, rel_dir: str) -> list[str]:
+        try:
+            found = obstore.list(self.store, prefix=rel_dir.rstrip("/") + "/").collect()
+        except Exception as exc:
+            raise self._fail(f"listing {rel_dir!r}", exc) from exc
+        return sorted(str(meta["path"]) for meta in found)
+
+    def exists(self, rel: str) -> bool:
+        if rel in self._copies:
+            return True
+        try:
+            obstore.head(self.store, rel)
+        except FileNotFoundError:
+            return False
+        except Exception as exc:
+            raise self._fail(f"reading {rel!r}", exc) from exc
+        return True
+
+    def any_file(self, rel_dir: str) -> bool:
+        return any(key.endswith(".parquet") for key in self._keys(rel_dir))
+
+    def local_copy(self, rel: str) -> Path:
+        """A local copy of `rel`, fetched once per run (and kept when this run published it)."""
+        if rel in self._copies:
+            return self._copies[rel]
+        path = self._scratch_path(rel)
+        try:
+            path.write_bytes(bytes(obstore.get(self.store, rel).bytes()))
+        except Exception as exc:
+            raise self._fail(f"reading {rel!r}", exc) from exc
+        self._copies[rel] = path
+        return path
+
+    def local_copies(self, rel_dir: str) -> list[Path]:
+        # obstore lists keys relative to the store's prefix, as every other call takes them
+        return [self.local_copy(k) for k in self._keys(rel_dir) if k.endswith(".parquet")]
+
+    @contextlib.contextmanager
+    def publishing(self, rel: str) -> Iterator[Path]:
+        """A local path to write `rel` to; uploaded to its final key when the block succeeds."""
+        target = self._scratch_path(rel)
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            yield tmp
+            try:
+                obstore.put(self.store, rel, tmp)
+            except Exception as exc:
+                raise self._fail(f"writing {rel!r}", exc) from exc
+            os.replace(tmp, target)
+            self._copies[rel] = target
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def arrow_filesystem(self) -> pafs.S3FileSystem:
+        return arrow_s3_filesystem(self.settings)
+
+    def open_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        import pyarrow.fs as pafs
+
+        fs = self.arrow_filesystem()
+        base = f"{self.bucket}/{self.prefix}".rstrip("/")
+        try:
+            # an archive not written yet is empty; a bucket that does not exist is a wrong setting
+            if fs.get_file_info(self.bucket).type == pafs.FileType.NotFound:
+                raise OSError(f"bucket {self.bucket!r} does not exist")
+            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        except OSError as exc:
+            raise self._fail("listing the archive", exc) from exc
+        paths = [i.path for i in infos if i.type == pafs.FileType.File]
+        for dataset in ArchiveDataset:
+            root = f"{base}/{dataset.value}"
+            mine = [p for p in paths if p.startswith(f"{root}/day=") and p.endswith(".parquet")]
+            if not mine:
+                con.execute(archive_view_sql(dataset, None))
+                continue
+            relation = f"_{dataset.value}_files"
+            con.register(relation, _arrow_dataset(fs, root, mine))
+            con.execute(archive_view_sql(dataset, None, relation=relation))
+
+
+ArchiveLocation = LocalArchive | ObjectArchive
+
+
+def _arrow_dataset(fs: pafs.FileSystem, root: str, paths: list[str]) -> ds.Dataset:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    day = ds.partitioning(pa.schema([("day", pa.date32())]), flavor="hive")
+    return ds.dataset(
+        paths, filesystem=fs, format="parquet", partitioning=day, partition_base_dir=root
+    )
+
+
+def arrow_s3_filesystem(settings: ObjectStoreSettings) -> pafs.S3FileSystem:
+    """pyarrow's S3 client with the object store's endpoint, region and bounded timeouts
+    (credentials: the `AWS_*` variables, as obstore reads them)."""
+    import pyarrow.fs as pafs
+
+    kwargs: dict[str, object] = {}
+    if settings.S3_ENDPOINT:
+        endpoint = urlparse(settings.S3_ENDPOINT)
+        kwargs["endpoint_override"] = endpoint.netloc + endpoint.path.rstrip("/")
+        kwargs["scheme"] = endpoint.scheme or "https"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return pafs.S3FileSystem(
+        region=region or "us-east-1",
+        connect_timeout=min(settings.TIMEOUT, 5.0),
+        request_timeout=settings.TIMEOUT,
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_RETRIES + 1),
+        **kwargs,
+    )
+
+
+def as_location(
+    where: Path | str | ArchiveLocation, settings: Settings | None = None
+) -> ArchiveLocation:
+    """A location from a path, a URL (`s3://…` needs `settings` for the endpoint) or itself."""
+    if isinstance(where, LocalArchive | ObjectArchive):
+        return where
+    text = str(where)
+    if text.startswith("s3://"):
+        from terragon_ingest.settings import ObjectStoreSettings
+
+        return ObjectArchive(text, settings.objects if settings else ObjectStoreSettings())
+    return LocalArchive(Path(text.removeprefix("file://")).resolve())
+
+
+def from_settings(settings: Settings) -> ArchiveLocation:
+    """The archive `TERRAGON_ARCHIVE_URL` / `TERRAGON_ARCHIVE_DIR` point at."""
+    return as_location(settings.archive.archive_url(settings.server.DATA_DIR), settings)
+
+
+def open_archive(where: Path | str | ArchiveLocation) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per dataset (what `terragon archive sql` queries)."""
+    location = as_location(where)
+    con = connect()
+    try:
+        location.open_views(con)
+    except BaseException:
+        con.close()
+        raise
+    return con

@@ -1,0 +1,104 @@
+"""The dashboard in a real browser over an archive in a bucket (moto's S3 server, or
+TERRAGON_TEST_S3_URL): the rollup publishes to the bucket, `streamlit run` reads it from there
+(it is given only the bucket's URL, endpoint and key: no local archive exists), and Debian's
+chromium must draw the trend charts from it."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from terragon_ingest.archive import repository
+from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
+from terragon_ingest.archive.location import ObjectArchive
+from terragon_ingest.archive.rollup import rollup
+from terragon_ingest.settings import ObjectStoreSettings
+from tests.dashboard.integration.test_dashboard_browser import (
+    _FOUR_CHARTS_JS,
+    _MARKS_JS,
+    ARTIFACTS,
+    CHROMIUM,
+    _free_port,
+    _healthy,
+    _seed,
+    _wait_for,
+)
+from tools.s3_server import S3Target
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's chromium is not installed (apt-get install -y chromium)",
+    ),
+]
+
+
+@pytest.fixture(name="dashboard_url")
+def fx_dashboard_url(database_url: str, s3: S3Target, tmp_path: Path) -> Iterator[str]:
+    _seed(database_url)
+    url = f"{s3.url}/archive"
+    with repository.connect(database_url) as conn:
+        written = rollup(conn, ObjectArchive(url, ObjectStoreSettings()), settle_seconds=60)
+    assert written.rows["quarantine"] > 200
+    assert any(k.startswith("quarantine_daily/") for k in s3.child("archive").list_keys())
+    port = _free_port()
+    env = dashboard_env(url, database_url)  # this test's environment: the bucket's endpoint, key
+    env["TERRAGON_DASHBOARD_REFRESH_SECONDS"] = "0"
+    env.pop("TERRAGON_ARCHIVE_DIR", None)
+    process = subprocess.Popen(
+        dashboard_argv("127.0.0.1", port, url),
+        env=env,
+        cwd=tmp_path,  # no .data/archive to fall back on
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(lambda: _healthy(base) or process.poll() is not None, 60, "streamlit")
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def test_trend_charts_render_from_the_bucket(dashboard_url: str, s3: S3Target) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2600})
+            page.goto(dashboard_url)
+            try:
+                page.wait_for_function(_FOUR_CHARTS_JS, timeout=90_000)
+            finally:
+                page.screenshot(path=str(ARTIFACTS / "dashboard-s3.png"), full_page=True)
+            marks = page.evaluate(_MARKS_JS)
+            assert len(marks) == 4, marks  # three trends (from the bucket) + the live hour
+            assert all(m["points"] >= 5 and m["lines"] >= 1 for m in marks[:3]), marks
+            body = page.locator("body").inner_text()
+            assert f"{s3.url}/archive" in body  # the sidebar names the archive it read
+            assert "Top offenders by repo" in body
+            assert "acme/repo-" in body  # the offenders table holds the archived repos
+        finally:
+            browser.close()
