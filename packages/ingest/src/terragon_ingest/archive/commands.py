@@ -154,7 +154,8 @@ def sql_command(query: str, data_dir: Path, archive_dir: Path | None, fmt: str) 
 
 @click.group("retention")
 def retention() -> None:
-    """Quarantine retention: days past 30 days leave Postgres once the archive holds them."""
+    """Retention: quarantine and preview-event days past 30 days leave Postgres once the archive
+    holds them (reconciled, then dropped)."""
 
 
 @retention.command("purge")
@@ -165,7 +166,11 @@ def retention() -> None:
 def purge_command(
     data_dir: Path, archive_dir: Path | None, database_url: str | None, dry_run: bool
 ) -> None:
-    """Drop the day partitions past retention whose archive reconciles (event + metric each)."""
+    """Drop the day partitions past retention whose archive reconciles (event + metric each).
+
+    Quarantine rows and preview events alike. Each run first seals the archived days it has not
+    sealed yet (one exact count per day); a day that does not reconcile is kept and the log says
+    what to do. `--dry-run` prints the plan and changes nothing."""
     from rich.console import Console
     from rich.table import Table
 
@@ -191,10 +196,11 @@ def purge_command(
     plans = asyncio.run(run())
     verb = "would purge" if dry_run else "purged"
     table = Table(
+        "table",
         "day",
         "partition",
         "rows",
-        "by reason",
+        "breakdown",
         "archived",
         "objects",
         "action",
@@ -206,10 +212,11 @@ def purge_command(
         else:
             action = verb if (dry_run or plan.purged) else "kept"
         table.add_row(
+            plan.dataset,
             plan.day.isoformat(),
             plan.partition or "(default)",
             str(plan.rows),
-            ", ".join(f"{k}={v}" for k, v in sorted(plan.by_reason.items())),
+            ", ".join(f"{k}={v}" for k, v in sorted(plan.breakdown.items())),
             str(plan.archived_rows),
             str(len(plan.objects)),
             action,
