@@ -55,7 +55,7 @@ COPY (
 
 -- name: list_day_partitions
 -- A retained table's day partitions, each with its seal (archive_day_seal) if it has one.
-SELECT c.relname, s.rows, s.groups
+SELECT c.relname, s.rows
 FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
 LEFT JOIN archive_day_seal s ON s.partition_oid = c.oid
@@ -114,6 +114,9 @@ WHERE (dataset = %(dataset)s AND day = %(day)s) OR partition_oid = %(partition)s
 -- name: insert_seal
 INSERT INTO archive_day_seal (dataset, day, partition_oid, rows, groups)
 VALUES (%(dataset)s, %(day)s, %(partition)s::regclass, %(rows)s, %(groups)s)
+
+-- name: fetch_seal_groups
+SELECT groups FROM archive_day_seal WHERE dataset = %(dataset)s AND day = %(day)s
 
 -- name: take_seal
 DELETE FROM archive_day_seal

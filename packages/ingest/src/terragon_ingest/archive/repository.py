@@ -156,7 +156,7 @@ class DayPartition:
     name: str
     day: date
     sealed_rows: int | None
-    sealed_groups: dict[GroupKey, int] | None
+    """The seal's row count (None: not sealed, or a write broke the seal)."""
 
 
 def _groups_from_json(value: list[list[Any]]) -> dict[GroupKey, int]:
@@ -174,10 +174,15 @@ async def list_day_partitions(conn: AsyncConn, table: str) -> list[DayPartition]
             name=str(r[0]),
             day=datetime.strptime(str(r[0]).rsplit("_p", 1)[1], "%Y%m%d").date(),
             sealed_rows=None if r[1] is None else int(r[1]),
-            sealed_groups=None if r[2] is None else _groups_from_json(r[2]),
         )
         for r in await cur.fetchall()
     ]
+
+
+async def fetch_seal_groups(conn: AsyncConn, dataset: str, day: date) -> dict[GroupKey, int]:
+    cur = await conn.execute(Q["fetch_seal_groups"], {"dataset": dataset, "day": day})
+    row = await cur.fetchone()
+    return _groups_from_json(row[0]) if row else {}
 
 
 async def list_default_days(conn: AsyncConn, table: str, before: datetime) -> list[date]:
