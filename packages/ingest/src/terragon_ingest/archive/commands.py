@@ -87,6 +87,7 @@ def rollup_command(
     from terragon_ingest.archive import repository
     from terragon_ingest.archive.rollup import rebuild_day as rebuild
     from terragon_ingest.archive.tasks import run_rollup
+    from terragon_ingest.kit.progress import terminal_progress
 
     settings = _settings(_resolve_database_url(database_url, data_dir), data_dir, archive_dir)
     root = settings.archive.archive_dir(settings.server.DATA_DIR)
@@ -97,12 +98,15 @@ def rollup_command(
             written = rebuild(conn, root, day)
         click.echo(f"rebuilt {day}: {written} row(s) in {root}")
         return
-    result = run_rollup(settings, alerts=False)
+    with terminal_progress() as progress:
+        result = run_rollup(settings, alerts=False, progress=progress)
     if not result.locked:
         click.echo("another rollup is running; nothing done", err=True)
         return
     end = result.end.isoformat() if result.end else "-"
-    click.echo(f"rolled up to {end}: {result.rows} row(s) in {root}")
+    total = sum(result.rows.values())
+    by_source = ", ".join(f"{name} {n}" for name, n in result.rows.items())
+    click.echo(f"rolled up to {end}: {total} row(s) ({by_source}) in {root}")
 
 
 @archive.command("sql")
@@ -176,6 +180,7 @@ def purge_command(
 
     from terragon_ingest.archive import repository
     from terragon_ingest.archive.retention import DayPlan, purge
+    from terragon_ingest.kit.progress import terminal_progress
     from terragon_ingest.objects import QuarantineObjects
     from terragon_ingest.telemetry import Metrics
 
@@ -189,12 +194,23 @@ def purge_command(
     async def run() -> list[DayPlan]:
         conn = await repository.async_connect(url)
         async with conn:
-            return await purge(
-                conn, archive_root=root, store=store, metrics=Metrics(), dry_run=dry_run
-            )
+            with terminal_progress() as progress:
+                return await purge(
+                    conn,
+                    archive_root=root,
+                    store=store,
+                    metrics=Metrics(),
+                    dry_run=dry_run,
+                    progress=progress,
+                )
 
     plans = asyncio.run(run())
     verb = "would purge" if dry_run else "purged"
+    going = [p for p in plans if p.reconciled and (dry_run or p.purged)]
+    caption = (
+        f"{len(plans)} day(s) past retention: {verb} {len(going)} "
+        f"({sum(p.rows for p in going)} row(s)), kept {len(plans) - len(going)}"
+    )
     table = Table(
         "table",
         "day",
@@ -204,7 +220,7 @@ def purge_command(
         "archived",
         "objects",
         "action",
-        caption=f"{len(plans)} day(s) past retention",
+        caption=caption,
     )
     for plan in plans:
         if not plan.reconciled:

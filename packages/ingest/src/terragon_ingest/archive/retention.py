@@ -49,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -72,9 +72,11 @@ from terragon_ingest import telemetry
 from terragon_ingest.archive import files, repository
 from terragon_ingest.archive.repository import DayPartition, GroupKey
 from terragon_ingest.db.locks import ARCHIVE_ROLLUP_LOCK, RETENTION_PURGE_LOCK
+from terragon_ingest.kit.progress import NO_PROGRESS
 
 if TYPE_CHECKING:
     from terragon_ingest.db import AsyncConn
+    from terragon_ingest.kit.progress import Progress
     from terragon_ingest.objects import QuarantineObjects
     from terragon_ingest.telemetry import Metrics
 
@@ -160,14 +162,6 @@ class SealResult:
     rows: int
     problem: str | None
     """Why the day was not sealed (None: sealed)."""
-
-
-ProgressHook = Callable[[str, int], None]
-"""`(description, total)` starts a phase of `total` steps, `("", 0)` advances it by one."""
-
-
-def _no_progress(_description: str, _total: int) -> None:
-    return None
 
 
 def cutoff_day(today: date, days: int = QUARANTINE_RETENTION_DAYS) -> date:
@@ -291,7 +285,7 @@ async def _list_partitions(conn: AsyncConn) -> Partitions:
 
 
 async def seal_closed_days(
-    conn: AsyncConn, archive_root: Path, progress: ProgressHook = _no_progress
+    conn: AsyncConn, archive_root: Path, progress: Progress = NO_PROGRESS
 ) -> list[SealResult]:
     """Seal every archived day partition not sealed yet (what each retention run does first).
     Returns nothing when another process holds the retention or rollup lock."""
@@ -302,7 +296,7 @@ async def seal_closed_days(
 
 
 async def _seal_closed_days(
-    conn: AsyncConn, root: Path, partitions: Partitions, progress: ProgressHook
+    conn: AsyncConn, root: Path, partitions: Partitions, progress: Progress
 ) -> list[SealResult]:
     """Seal the closed, unsealed days of `partitions`, recording each new seal in it."""
     todo: list[tuple[Retained, int]] = []
@@ -314,7 +308,7 @@ async def _seal_closed_days(
             if partition.sealed_rows is None and _bounds(partition.day)[1] <= watermark:
                 todo.append((retained, i))
     if todo:
-        progress("sealing archived days", len(todo))
+        progress.start("sealing archived days", len(todo))
     results: list[SealResult] = []
     for retained, i in todo:
         listed = partitions[retained.dataset]
@@ -322,7 +316,7 @@ async def _seal_closed_days(
         if result.problem is None:
             listed[i] = dataclasses.replace(listed[i], sealed_rows=result.rows)
         results.append(result)
-        progress("", 0)
+        progress.advance()
     return results
 
 
@@ -444,7 +438,7 @@ async def purge(
     metrics: Metrics,
     today: date | None = None,
     dry_run: bool = False,
-    progress: ProgressHook = _no_progress,
+    progress: Progress = NO_PROGRESS,
 ) -> list[DayPlan]:
     """Seal the archived days not sealed yet, then purge every reconciled day past retention
     (or, with `dry_run`, say what would go and change nothing)."""
@@ -457,7 +451,7 @@ async def purge(
             await _seal_closed_days(conn, archive_root, partitions, progress)
         plans = await plan_purge(conn, archive_root, today, partitions)
         if plans and not dry_run:
-            progress("purging days past retention", len(plans))
+            progress.start("purging days past retention", len(plans))
         for plan in plans:
             if not dry_run and plan.reconciled and plan.partition and not plan.sealed:
                 plan.reconciled = False
@@ -474,7 +468,7 @@ async def purge(
             elif not dry_run:
                 await _purge_day(conn, plan, metrics)
             if not dry_run:
-                progress("", 0)
+                progress.advance()
     if store is not None and not dry_run:
         for plan in plans:
             if plan.purged and plan.objects:
