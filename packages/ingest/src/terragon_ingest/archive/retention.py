@@ -258,7 +258,12 @@ async def _reconcile(
             for k in groups.keys() | archived.groups.keys()
             if groups.get(k) != archived.groups.get(k)
         ]
-        return rows, groups, f"archive aggregates differ from Postgres for {len(differ)} group(s)"
+        return (
+            rows,
+            groups,
+            f"archive differs from Postgres in {len(differ)} group(s): "
+            f"{archived.rows} rows archived, {rows} in Postgres",
+        )
     return rows, groups, f"archive holds {archived.rows} rows, Postgres {rows}"
 
 
