@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from terragon_ingest.archive.retention import DayPlan, purge, seal_closed_days
 from terragon_ingest.archive.rollup import rebuild_day, rollup
 from terragon_ingest.telemetry import Metrics
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
+from tests.support import run_terragon
 
 OLD, RECENT, PREVIEW_OLD = -35, -5, -31
 
@@ -219,18 +217,10 @@ async def test_a_31_day_old_preview_event_day_is_dropped_after_it_reconciled(
     assert await asyncio.to_thread(_archived_events, root, _day(PREVIEW_OLD)) == 12
 
 
-def _cli(url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`terragon …` in a child process with stdout and stderr piped (as cron or a script runs it)."""
-    env = {**os.environ, "DATABASE_URL": url, "TERRAGON_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    env.pop("TERRAGON_LOG_FORMAT", None)
-    return subprocess.run(
-        [sys.executable, "-m", "terragon_ingest.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def _cli(url: str, data_dir: Path, *args: str, terminal: bool = False) -> tuple[int, str, str]:
+    """`terragon ARGS` with stdout piped, stderr piped (or a terminal): (status, stdout, stderr)."""
+    env = {"DATABASE_URL": url, "TERRAGON_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    return run_terragon(list(args), env, stderr_tty=terminal)
 
 
 def _log_lines(stderr: str) -> list[dict]:
@@ -247,9 +237,9 @@ def test_a_preview_event_day_that_does_not_reconcile_is_kept_and_the_log_says_wh
         database_url, [utc_day(PREVIEW_OLD, hour=23, minute=30)], PreviewEventName.ACCESS_DENIED
     )
 
-    run = _cli(database_url, data_dir, "retention", "purge")
-    assert run.returncode == 0, run.stderr
-    logs = _log_lines(run.stderr)
+    code, stdout, stderr = _cli(database_url, data_dir, "retention", "purge")
+    assert code == 0, stderr
+    logs = _log_lines(stderr)
     [kept] = [
         e for e in logs if e["event"] == "retention_day_kept" and e["dataset"] == "preview_event"
     ]
@@ -257,17 +247,40 @@ def test_a_preview_event_day_that_does_not_reconcile_is_kept_and_the_log_says_wh
     assert "differs from Postgres in 1 group(s): 12 rows archived, 13" in kept["problem"]
     assert f"terragon archive rollup --rebuild-day {day}" in kept["hint"]
     assert _exists(database_url, repository.partition_name(day, "preview_event"))
-    assert "kept 1" in run.stdout and "keep: archive differs" in run.stdout
+    assert "kept 1" in stdout and "keep: archive differs" in stdout
     assert _purge_events(database_url) == []
 
-    rebuilt = _cli(database_url, data_dir, "archive", "rollup", "--rebuild-day", str(day))
-    assert rebuilt.returncode == 0 and "rebuilt" in rebuilt.stdout, rebuilt.stderr
-    again = _cli(database_url, data_dir, "retention", "purge")
-    assert again.returncode == 0, again.stderr
-    assert "purged 1 (13 row(s)), kept 0" in again.stdout
+    code, stdout, stderr = _cli(
+        database_url, data_dir, "archive", "rollup", "--rebuild-day", str(day)
+    )
+    assert code == 0 and "rebuilt" in stdout, stderr
+    code, stdout, stderr = _cli(database_url, data_dir, "retention", "purge")
+    assert code == 0, stderr
+    assert "purged 1 (13 row(s)), kept 0" in stdout
     assert any(
         e["event"] == "retention_day_purged" and e["dataset"] == "preview_event"
-        for e in _log_lines(again.stderr)
+        for e in _log_lines(stderr)
     )
     assert not _exists(database_url, repository.partition_name(day, "preview_event"))
     assert [e["rows"] for e in _purge_events(database_url)] == [13]
+
+
+def test_rollup_piped_reports_its_totals_and_purge_shows_bars_in_a_terminal(
+    database_url: str, tmp_path: Path
+) -> None:
+    with connect(database_url) as conn:
+        for offset in (OLD, RECENT):
+            ensure_day_partitions(conn, _day(offset), 1)
+            insert_quarantine(conn, [Row(at=utc_day(offset, hour=h)) for h in range(0, 24, 2)])
+
+    code, stdout, stderr = _cli(database_url, tmp_path, "archive", "rollup")
+    assert code == 0, stderr
+    assert "24 row(s) (quarantine 24, preview_event 0)" in stdout
+    assert "archive_rolled_up" in [e["event"] for e in _log_lines(stderr)]  # JSON, no bar
+
+    code, stdout, terminal = _cli(database_url, tmp_path, "retention", "purge", terminal=True)
+    assert code == 0, terminal
+    assert "sealing archived days" in terminal and "purging days past retention" in terminal
+    assert "retention_day_purged" in terminal  # the logs are there too, for a person
+    assert "2 day(s) past retention: purged 2 (12 row(s)), kept 0" in stdout
+    assert not _exists(database_url, repository.partition_name(_day(OLD)))
