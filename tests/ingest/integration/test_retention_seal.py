@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from terragon_core import EVENT_PURGE_EVENT, ArchiveDataset, MetricName, PreviewEventName
 from terragon_ingest.archive import files, repository
@@ -135,7 +136,7 @@ async def test_a_sealed_day_is_purged_on_its_seal_without_counting_it_again(
     await _seal_all(database_url, root)
     name = repository.partition_name(_day(OLD))
     with connect(database_url) as conn:
-        conn.execute(f"ALTER TABLE {name} DISABLE TRIGGER USER")
+        conn.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(sql.Identifier(name)))
         insert_quarantine(conn, [Row(at=utc_day(OLD, hour=23))])
     assert _seal(database_url, "quarantine", OLD) == 12
 
