@@ -112,11 +112,11 @@ DELETE FROM archive_day_seal
 WHERE (dataset = %(dataset)s AND day = %(day)s) OR partition_oid = %(partition)s::regclass
 
 -- name: insert_seal
-INSERT INTO archive_day_seal (dataset, day, partition_oid, rows, groups)
-VALUES (%(dataset)s, %(day)s, %(partition)s::regclass, %(rows)s, %(groups)s)
+INSERT INTO archive_day_seal (dataset, day, partition_oid, rows, breakdown, fingerprint)
+VALUES (%(dataset)s, %(day)s, %(partition)s::regclass, %(rows)s, %(breakdown)s, %(fingerprint)s)
 
--- name: fetch_seal_groups
-SELECT groups FROM archive_day_seal WHERE dataset = %(dataset)s AND day = %(day)s
+-- name: fetch_seal
+SELECT breakdown, fingerprint FROM archive_day_seal WHERE dataset = %(dataset)s AND day = %(day)s
 
 -- name: take_seal
 DELETE FROM archive_day_seal

@@ -159,14 +159,6 @@ class DayPartition:
     """The seal's row count (None: not sealed, or a write broke the seal)."""
 
 
-def _groups_from_json(value: list[list[Any]]) -> dict[GroupKey, int]:
-    return {tuple(item[:-1]): int(item[-1]) for item in value}
-
-
-def _groups_to_json(groups: dict[GroupKey, int]) -> Jsonb:
-    return Jsonb(sorted(([*key, n] for key, n in groups.items()), key=str))
-
-
 async def list_day_partitions(conn: AsyncConn, table: str) -> list[DayPartition]:
     cur = await conn.execute(Q["list_day_partitions"], {"parent": table})
     return [
@@ -179,10 +171,13 @@ async def list_day_partitions(conn: AsyncConn, table: str) -> list[DayPartition]
     ]
 
 
-async def fetch_seal_groups(conn: AsyncConn, dataset: str, day: date) -> dict[GroupKey, int]:
-    cur = await conn.execute(Q["fetch_seal_groups"], {"dataset": dataset, "day": day})
+async def fetch_seal(conn: AsyncConn, dataset: str, day: date) -> tuple[dict[str, int], str]:
+    """A seal's (breakdown, archive fingerprint)."""
+    cur = await conn.execute(Q["fetch_seal"], {"dataset": dataset, "day": day})
     row = await cur.fetchone()
-    return _groups_from_json(row[0]) if row else {}
+    if row is None:
+        return {}, ""
+    return {str(k): int(v) for k, v in row[0].items()}, str(row[1])
 
 
 async def list_default_days(conn: AsyncConn, table: str, before: datetime) -> list[date]:
@@ -254,7 +249,8 @@ async def insert_seal(
     day: date,
     partition: str,
     rows: int,
-    groups: dict[GroupKey, int],
+    breakdown: dict[str, int],
+    fingerprint: str,
 ) -> None:
     await conn.execute(Q["delete_seal"], {"dataset": dataset, "day": day, "partition": partition})
     await conn.execute(
@@ -264,7 +260,8 @@ async def insert_seal(
             "day": day,
             "partition": partition,
             "rows": rows,
-            "groups": _groups_to_json(groups),
+            "breakdown": Jsonb(breakdown),
+            "fingerprint": fingerprint,
         },
     )
 

@@ -18,9 +18,11 @@ A day leaves Postgres only when the archive is known to hold it, for both tables
 **Seals: the count is taken once, not at purge.** Step 2 runs when retention first finds a day
 partition archived (every run seals the closed days it has not sealed yet, so within an hour of
 the rollup leaving the day, ~29 days before its purge) and its result is stored as the day's seal
-(`archive_day_seal`: rows and groups). At purge a sealed day needs no count: its seal still
-existing proves Postgres still holds exactly what was counted, and the archive's day is re-read
-(row count and groups, not the rows) and compared with the seal. Why a seal is exact:
+(`archive_day_seal`: its rows, the purge event's breakdown, and the archive's fingerprint: row
+count from the Parquet footers + digest of the day's aggregates). At purge a sealed day needs no
+count: its seal still existing proves Postgres still holds exactly what was counted, and the
+archive's fingerprint is taken again and compared (a different one, e.g. after a rebuild wrote
+other bytes, sends the day through the exact reconciliation again). Why a seal is exact:
 
 - sealing runs in one transaction that first takes SHARE ROW EXCLUSIVE on the partition: that
   waits for every transaction still writing to it (a writer holds ROW EXCLUSIVE until it ends)
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -56,6 +59,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+import pyarrow as pa
 import structlog
 
 from terragon_core import (
@@ -148,10 +152,12 @@ class DayPlan:
 
 @dataclass(frozen=True, slots=True)
 class ArchivedDay:
-    """What the archive holds of one day: its row count and its rows per group."""
+    """What the archive holds of one day: its row count, its rows per group (None when not
+    read), and a fingerprint of both that is cheap to take again."""
 
     rows: int
-    groups: dict[GroupKey, int]
+    groups: dict[GroupKey, int] | None
+    fingerprint: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +218,13 @@ async def _unlock(conn: AsyncConn, key: int) -> None:
 # ---------------------------------------------------------------- the archive's side
 
 
-def archived_day(root: Path, retained: Retained, day: date) -> ArchivedDay:
+def archived_day(root: Path, retained: Retained, day: date, *, groups: bool = True) -> ArchivedDay:
     """What the archive holds of `day` (blocking: run it in a thread). Reads that day's files
-    only, and not their rows: the row count from the Parquet footers, the groups from the small
-    daily aggregates file (quarantine) or the event-name column (preview events). PyArrow, not
-    DuckDB: opening a DuckDB costs more than the whole read (≈0.1 s on the bench machine)."""
+    only, and never their rows: the row count from the Parquet footers; the groups from the small
+    daily aggregates file (quarantine) or the event-name column (preview events). The fingerprint
+    is the row count with the digest of the daily file's bytes (quarantine) or of the groups
+    (preview events): equal fingerprints mean the archive holds the same rows count and groups.
+    PyArrow, not DuckDB: opening a DuckDB costs more than the whole read (≈0.1 s)."""
     import pyarrow.parquet as pq
 
     hours = sorted(files.day_dir(root, retained.archive, day).glob("*.parquet"))
@@ -226,21 +234,31 @@ def archived_day(root: Path, retained: Retained, day: date) -> ArchivedDay:
             column = pq.read_table(path, columns=["event_name"]).column("event_name")
             for item in column.value_counts().to_pylist():
                 counts[str(item["values"])] += int(item["counts"])
-        groups: dict[GroupKey, int] = {(name,): n for name, n in counts.items()}
-        return ArchivedDay(sum(counts.values()), groups)
+        rows = sum(counts.values())
+        found: dict[GroupKey, int] = {(name,): n for name, n in counts.items()}
+        return ArchivedDay(rows, found, _digest(rows, repr(sorted(counts.items())).encode()))
     rows = sum(pq.read_metadata(path).num_rows for path in hours)
-    groups = {}
     daily = files.daily_file(root, day)
-    if daily.exists():
+    content = daily.read_bytes() if daily.exists() else b""
+    if not groups:
+        return ArchivedDay(rows, None, _digest(rows, content))
+    found = {}
+    if content:
         keys = ["reason", "repo_full_name", "user_id", "sandbox_provider"]
-        table = pq.read_table(daily, columns=[*keys, "quarantined"])
+        table = pq.read_table(pa.BufferReader(content), columns=[*keys, "quarantined"])
         for row in table.group_by(keys).aggregate([("quarantined", "sum")]).to_pylist():
-            groups[tuple(row[k] for k in keys)] = int(row["quarantined_sum"])
-    return ArchivedDay(rows, groups)
+            found[tuple(row[k] for k in keys)] = int(row["quarantined_sum"])
+    return ArchivedDay(rows, found, _digest(rows, content))
 
 
-async def _archived(root: Path, retained: Retained, day: date) -> ArchivedDay:
-    return await asyncio.to_thread(archived_day, root, retained, day)
+def _digest(rows: int, content: bytes) -> str:
+    return f"{rows}:{hashlib.sha256(content).hexdigest()}"
+
+
+async def _archived(
+    root: Path, retained: Retained, day: date, *, groups: bool = True
+) -> ArchivedDay:
+    return await asyncio.to_thread(archived_day, root, retained, day, groups=groups)
 
 
 async def _reconcile(
@@ -248,15 +266,16 @@ async def _reconcile(
 ) -> tuple[int, dict[GroupKey, int], str | None]:
     """Postgres's exact count of `day` against the archive: (rows, groups, problem or None)."""
     lo, hi = _bounds(day)
+    archived_groups = archived.groups or {}
     rows = await repository.count_day(conn, retained.table, lo, hi)
-    if rows == archived.rows and sum(archived.groups.values()) == archived.rows:
-        return rows, archived.groups, None
+    if rows == archived.rows and sum(archived_groups.values()) == archived.rows:
+        return rows, archived_groups, None
     groups = await repository.count_groups(conn, retained.table, lo, hi)
-    if groups != archived.groups:
+    if groups != archived_groups:
         differ = [
             k
-            for k in groups.keys() | archived.groups.keys()
-            if groups.get(k) != archived.groups.get(k)
+            for k in groups.keys() | archived_groups.keys()
+            if groups.get(k) != archived_groups.get(k)
         ]
         return (
             rows,
@@ -348,7 +367,8 @@ async def _seal_day(
                 day=partition.day,
                 partition=partition.name,
                 rows=rows,
-                groups=groups,
+                breakdown=_breakdown(groups),
+                fingerprint=archived.fingerprint,
             )
     except _NotSealed as exc:
         log.warning(
@@ -380,8 +400,9 @@ async def plan_day(
 ) -> DayPlan:
     """Reconcile one day past retention. `watermark`: the rollup's for `retained`."""
     _lo, hi = _bounds(day)
+    sealed = partition is not None and partition.sealed_rows is not None
     # The archive is read in a thread while Postgres answers.
-    reading = asyncio.ensure_future(_archived(root, retained, day))
+    reading = asyncio.ensure_future(_archived(root, retained, day, groups=not sealed))
     plan = DayPlan(
         retained.dataset,
         day,
@@ -392,21 +413,25 @@ async def plan_day(
         reconciled=False,
     )
     if partition is not None and partition.sealed_rows is not None:
-        # Sealed: Postgres is known unchanged since the count; only the archive is re-read.
+        # Sealed: Postgres is known unchanged since the count; the archive is compared with the
+        # fingerprint it had then. If it differs (say a rebuilt day wrote other bytes), the day
+        # is reconciled again the exact way, and still purged on its seal if it agrees.
         plan.sealed = True
         plan.rows = partition.sealed_rows
-        groups = await repository.fetch_seal_groups(conn, retained.dataset, day)
+        plan.breakdown, fingerprint = await repository.fetch_seal(conn, retained.dataset, day)
         archived = await reading
-        if archived.rows != plan.rows or archived.groups != groups:
-            plan.problem = (
-                f"the archive changed since the day was sealed: it holds {archived.rows} rows "
-                f"({len(archived.groups)} groups), the seal {plan.rows} ({len(groups)} groups)"
-            )
+        if archived.fingerprint != fingerprint:
+            archived = await _archived(root, retained, day)
+            rows, groups, problem = await _reconcile(conn, retained, day, archived)
+            if problem is None and rows != plan.rows:
+                problem = f"Postgres holds {rows} rows, the seal {plan.rows}"
+            if problem is not None:
+                plan.problem = f"the archive changed since the day was sealed: {problem}"
     else:
         archived = await reading
         plan.rows, groups, plan.problem = await _reconcile(conn, retained, day, archived)
+        plan.breakdown = _breakdown(groups)
     plan.archived_rows = archived.rows
-    plan.breakdown = _breakdown(groups)
     if watermark is None or watermark < hi:
         plan.problem = "the rollup has not passed this day yet"
     if plan.problem is None:

@@ -168,8 +168,8 @@ def replay(
     """Re-drive quarantined envelopes through the same decision path (idempotent).
 
     Give QUARANTINE_IDS, or select rows with --thread-id / --run-id / --reason / --since. One JSON
-    outcome per row on stdout, oldest row first (a run's envelopes keep their order); with more
-    than one row, a last line with the totals. A row that cannot be replayed is reported and the
+    outcome per row on stdout, oldest row first (a run's envelopes keep their order); then, for several IDs
+    or a filter, a last line with the totals. A row that cannot be replayed is reported and the
     others go on (exit status 1). A progress bar is shown on stderr in a terminal.
 
     \b

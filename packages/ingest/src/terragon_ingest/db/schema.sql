@@ -16,7 +16,8 @@ CREATE TABLE archive_day_seal (
     day date NOT NULL,
     partition_oid oid NOT NULL,
     rows bigint NOT NULL,
-    groups jsonb NOT NULL,
+    breakdown jsonb NOT NULL,
+    fingerprint text NOT NULL,
     sealed_at timestamp with time zone NOT NULL DEFAULT now()
 );
 ALTER TABLE archive_day_seal ADD CONSTRAINT archive_day_seal_dataset_check CHECK ((dataset = ANY (ARRAY['quarantine'::text, 'preview_event'::text])));
