@@ -93,3 +93,34 @@ class StderrLines:
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+
+
+def run_terragon(
+    args: list[str], env: dict[str, str], *, stderr_tty: bool = False
+) -> tuple[int, str, str]:
+    """`terragon ARGS` in a child process, stdout piped; stderr piped too, or a terminal (pty)."""
+    import os
+    import pty
+    import sys
+
+    argv = [sys.executable, "-m", "terragon_ingest.cli", *args]
+    full_env = {**os.environ, "COLUMNS": "120", **env}
+    full_env.pop("TERRAGON_LOG_FORMAT", None)
+    if not stderr_tty:
+        done = subprocess.run(argv, env=full_env, capture_output=True, text=True, timeout=120)
+        return done.returncode, done.stdout, done.stderr
+    leader, follower = pty.openpty()
+    with subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=follower) as child:
+        os.close(follower)
+        stdout, _ = child.communicate(timeout=120)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(leader)
+    return child.returncode, stdout.decode(), b"".join(chunks).decode(errors="replace")

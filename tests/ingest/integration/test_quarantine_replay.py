@@ -22,6 +22,7 @@ from tests.ingest.integration.test_daemon_event_support import (
     sql,
     start_run,
 )
+from tests.support import run_terragon
 
 
 @pytest.fixture(name="cli")
@@ -116,3 +117,39 @@ async def test_list_show_payload_and_sweep_commands(client, cli, database_url) -
     await sql(database_url, "UPDATE thread_run SET started_at = now() - interval '2 hours'")
     swept = json.loads(await cli("maintenance", "sweep"))
     assert (swept["swept"], swept["finalizedRuns"]) == (True, 1)
+
+
+async def test_bulk_replay_prints_json_lines_then_its_totals_and_a_bar_only_in_a_terminal(
+    client, database_url, valkey_url, tmp_path
+) -> None:
+    await set_strict(client, True)
+    _, token = await start_run(client)
+    ids = []
+    for seq in (1, 2, 3):
+        response = await post(client, envelope(None, seq), token)
+        ids.append(response.json()["quarantineId"])
+    env = {"VALKEY_URL": valkey_url, "TERRAGON_DATA_DIR": str(tmp_path)}
+    args = ["quarantine", "replay", "--reason", "missing_run_id", "--database-url", database_url]
+
+    code, stdout, stderr = await asyncio.to_thread(run_terragon, args, env)
+    assert code == 0, stderr
+    *outcomes, totals = [json.loads(line) for line in stdout.splitlines()]
+    assert [o["quarantine_id"] for o in outcomes] == ids  # oldest first: a run keeps its order
+    assert {o["replay_status"] for o in outcomes} == {"quarantined:missing_run_id"}
+    assert totals == {
+        "total": 3,
+        "re_driven": 3,
+        "failed": 0,
+        "by_status": {"quarantined:missing_run_id": 3},
+    }
+    logs = [json.loads(line) for line in stderr.splitlines() if line.strip()]  # piped: JSON only
+    assert [e["quarantine_id"] for e in logs if e["event"] == "quarantine_replayed"] == ids
+
+    code, stdout, terminal = await asyncio.to_thread(run_terragon, args, env, stderr_tty=True)
+    assert code == 0, terminal
+    assert "replaying quarantined envelopes" in terminal and "3/3" in terminal
+    assert json.loads(stdout.splitlines()[-1])["total"] == 3  # stdout stays machine-readable
+
+    mixed = [*args, ids[0]]  # IDs and a filter
+    bad = await asyncio.to_thread(run_terragon, mixed, env)
+    assert bad[0] != 0 and "not both" in bad[2]

@@ -16,6 +16,8 @@ QUARANTINE_PREFIX_BYTES: Final = 2048
 QUARANTINE_INLINE_LIMIT_BYTES: Final = 16 * 1024
 QUARANTINE_OFFLOADS_PER_REPO_PER_MINUTE: Final = 20
 QUARANTINE_RETENTION_DAYS: Final = 30
+PREVIEW_EVENT_RETENTION_DAYS: Final = QUARANTINE_RETENTION_DAYS
+"""CONTRACT §4/§6 name no period for preview events: they keep the quarantine's 30 days (issue 15)."""
 
 # Envelope field limits (CONTRACT §4). Over the first → 400 `invalid` (the envelope cannot even be
 # attributed); over the others → quarantined `invalid_envelope` (202: kept, never retried forever).

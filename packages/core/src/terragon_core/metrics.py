@@ -24,6 +24,8 @@ class MetricName(StrEnum):
     CACHE_INVALIDATION = "preview.cache_invalidation"
     RUN_FINALIZED = "preview.run_finalized"
     QUARANTINE_PURGE = "preview.quarantine_purge"
+    EVENT_PURGE = "preview.event_purge"
+    """Preview-event rows purged by retention (no reason: `reason` is "")."""
 
 
 ENVELOPE_SECONDS_HISTOGRAM: Final = "preview_envelope_seconds"
@@ -36,6 +38,9 @@ METRIC_LABELS: Final = ("repo", "user", "provider", "reason")
 
 QUARANTINE_PURGE_EVENT: Final = "preview.quarantine.purge"
 """Event emitted before a day of quarantine rows is dropped (CONTRACT §4 retention)."""
+
+EVENT_PURGE_EVENT: Final = "preview.event.purge"
+"""Event emitted before a day of preview events is dropped (the same rule as quarantine rows)."""
 
 
 def prometheus_name(metric: MetricName) -> str:

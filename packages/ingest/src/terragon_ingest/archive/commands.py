@@ -124,6 +124,7 @@ def rollup_command(
     from terragon_ingest.archive import location, repository
     from terragon_ingest.archive.rollup import rebuild_day as rebuild
     from terragon_ingest.archive.tasks import run_rollup
+    from terragon_ingest.kit.progress import terminal_progress
 
     settings = _settings(
         _resolve_database_url(database_url, data_dir), data_dir, archive_dir, archive_url
@@ -136,13 +137,15 @@ def rollup_command(
             written = rebuild(conn, location.from_settings(settings), day)
         click.echo(f"rebuilt {day}: {written} row(s) in {root}")
         return
-    with _store_errors():
-        result = run_rollup(settings, alerts=False)
+    with _store_errors(), terminal_progress() as progress:
+        result = run_rollup(settings, alerts=False, progress=progress)
     if not result.locked:
         click.echo("another rollup is running; nothing done", err=True)
         return
     end = result.end.isoformat() if result.end else "-"
-    click.echo(f"rolled up to {end}: {result.rows} row(s) in {root}")
+    total = sum(result.rows.values())
+    by_source = ", ".join(f"{name} {n}" for name, n in result.rows.items())
+    click.echo(f"rolled up to {end}: {total} row(s) ({by_source}) in {root}")
 
 
 @archive.command("sql")
@@ -199,7 +202,8 @@ def sql_command(
 
 @click.group("retention")
 def retention() -> None:
-    """Quarantine retention: days past 30 days leave Postgres once the archive holds them."""
+    """Retention: quarantine and preview-event days past 30 days leave Postgres once the archive
+    holds them (reconciled, then dropped)."""
 
 
 @retention.command("purge")
@@ -215,12 +219,17 @@ def purge_command(
     database_url: str | None,
     dry_run: bool,
 ) -> None:
-    """Drop the day partitions past retention whose archive reconciles (event + metric each)."""
+    """Drop the day partitions past retention whose archive reconciles (event + metric each).
+
+    Quarantine rows and preview events alike. Each run first seals the archived days it has not
+    sealed yet (one exact count per day); a day that does not reconcile is kept and the log says
+    what to do. `--dry-run` prints the plan and changes nothing."""
     from rich.console import Console
     from rich.table import Table
 
     from terragon_ingest.archive import location, repository
     from terragon_ingest.archive.retention import DayPlan, purge
+    from terragon_ingest.kit.progress import terminal_progress
     from terragon_ingest.objects import QuarantineObjects
     from terragon_ingest.telemetry import Metrics
 
@@ -236,22 +245,34 @@ def purge_command(
     async def run() -> list[DayPlan]:
         conn = await repository.async_connect(url)
         async with conn:
-            return await purge(
-                conn, archive_root=root, store=store, metrics=Metrics(), dry_run=dry_run
-            )
+            with terminal_progress() as progress:
+                return await purge(
+                    conn,
+                    archive_root=root,
+                    store=store,
+                    metrics=Metrics(),
+                    dry_run=dry_run,
+                    progress=progress,
+                )
 
     with _store_errors():
         plans = asyncio.run(run())
     verb = "would purge" if dry_run else "purged"
+    going = [p for p in plans if p.reconciled and (dry_run or p.purged)]
+    caption = (
+        f"{len(plans)} day(s) past retention: {verb} {len(going)} "
+        f"({sum(p.rows for p in going)} row(s)), kept {len(plans) - len(going)}"
+    )
     table = Table(
+        "table",
         "day",
         "partition",
         "rows",
-        "by reason",
+        "breakdown",
         "archived",
         "objects",
         "action",
-        caption=f"{len(plans)} day(s) past retention",
+        caption=caption,
     )
     for plan in plans:
         if not plan.reconciled:
@@ -259,10 +280,11 @@ def purge_command(
         else:
             action = verb if (dry_run or plan.purged) else "kept"
         table.add_row(
+            plan.dataset,
             plan.day.isoformat(),
             plan.partition or "(default)",
             str(plan.rows),
-            ", ".join(f"{k}={v}" for k, v in sorted(plan.by_reason.items())),
+            ", ".join(f"{k}={v}" for k, v in sorted(plan.breakdown.items())),
             str(plan.archived_rows),
             str(len(plan.objects)),
             action,

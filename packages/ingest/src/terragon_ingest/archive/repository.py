@@ -7,8 +7,9 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, LiteralString
 
 import psycopg
 import pyarrow as pa
@@ -40,7 +41,6 @@ _EXPORTS: Final = {
     ArchiveDataset.QUARANTINE_ROWS: "export_quarantine",
     ArchiveDataset.PREVIEW_EVENTS: "export_preview_event",
 }
-_PARTITION: Final = "daemon_event_quarantine_p{:%Y%m%d}"
 
 
 def connect(url: str) -> Conn:
@@ -129,36 +129,73 @@ def export_rows(conn: Conn, dataset: ArchiveDataset, lo: datetime, hi: datetime)
 
 # ---------------------------------------------------------------- retention (async pool)
 
+GroupKey = tuple[str | None, ...]
+"""A reconciliation group: (reason, repo, user, provider) of quarantine rows, (event_name,) of
+preview events."""
 
-def partition_name(day: date) -> str:
-    return _PARTITION.format(day)
+_RETAINED: Final = ("daemon_event_quarantine", "preview_event")
+_SEAL_TRIGGER: Final = "terragon_day_seal"
+_SEAL_TRUNCATE_TRIGGER: Final = "terragon_day_seal_truncate"
 
 
-async def list_quarantine_partitions(conn: AsyncConn) -> list[str]:
-    cur = await conn.execute(Q["list_quarantine_partitions"])
-    return [str(row[0]) for row in await cur.fetchall()]
+def _query(table: str, stem: str) -> LiteralString:
+    """`Q["<stem>_<table>"]` for one of the retained tables (the queries differ by column)."""
+    if table not in _RETAINED:
+        raise ValueError(f"not a retained table: {table!r}")
+    return Q[f"{stem}_{table}"]
 
 
-async def list_default_quarantine_days(conn: AsyncConn, before: datetime) -> list[date]:
-    cur = await conn.execute(Q["list_default_quarantine_days"], {"before": before})
+def partition_name(day: date, table: str = "daemon_event_quarantine") -> str:
+    return f"{table}_p{day:%Y%m%d}"
+
+
+@dataclass(frozen=True, slots=True)
+class DayPartition:
+    """A day partition of a retained table, with its seal if it has one."""
+
+    name: str
+    day: date
+    sealed_rows: int | None
+    """The seal's row count (None: not sealed, or a write broke the seal)."""
+
+
+async def list_day_partitions(conn: AsyncConn, table: str) -> list[DayPartition]:
+    cur = await conn.execute(Q["list_day_partitions"], {"parent": table})
+    return [
+        DayPartition(
+            name=str(r[0]),
+            day=datetime.strptime(str(r[0]).rsplit("_p", 1)[1], "%Y%m%d").date(),
+            sealed_rows=None if r[1] is None else int(r[1]),
+        )
+        for r in await cur.fetchall()
+    ]
+
+
+async def fetch_seal(conn: AsyncConn, dataset: str, day: date) -> tuple[dict[str, int], str]:
+    """A seal's (breakdown, archive fingerprint)."""
+    cur = await conn.execute(Q["fetch_seal"], {"dataset": dataset, "day": day})
+    row = await cur.fetchone()
+    if row is None:
+        return {}, ""
+    return {str(k): int(v) for k, v in row[0].items()}, str(row[1])
+
+
+async def list_default_days(conn: AsyncConn, table: str, before: datetime) -> list[date]:
+    cur = await conn.execute(_query(table, "list_default_days"), {"before": before})
     return [row[0] for row in await cur.fetchall()]
 
 
-GroupKey = tuple[str, str | None, str | None, str | None]
-"""(reason, repo, user, provider)"""
-
-
-async def count_quarantine_day(conn: AsyncConn, lo: datetime, hi: datetime) -> int:
-    cur = await conn.execute(Q["count_quarantine_day"], {"lo": lo, "hi": hi})
+async def count_day(conn: AsyncConn, table: str, lo: datetime, hi: datetime) -> int:
+    cur = await conn.execute(_query(table, "count_day"), {"lo": lo, "hi": hi})
     row = await cur.fetchone()
     return int(row[0]) if row else 0
 
 
-async def count_quarantine_groups(
-    conn: AsyncConn, lo: datetime, hi: datetime
+async def count_groups(
+    conn: AsyncConn, table: str, lo: datetime, hi: datetime
 ) -> dict[GroupKey, int]:
-    cur = await conn.execute(Q["count_quarantine_groups"], {"lo": lo, "hi": hi})
-    return {(r[0], r[1], r[2], r[3]): int(r[4]) for r in await cur.fetchall()}
+    cur = await conn.execute(_query(table, "count_groups"), {"lo": lo, "hi": hi})
+    return {tuple(r[:-1]): int(r[-1]) for r in await cur.fetchall()}
 
 
 async def fetch_quarantine_object_keys(conn: AsyncConn, lo: datetime, hi: datetime) -> list[str]:
@@ -166,18 +203,92 @@ async def fetch_quarantine_object_keys(conn: AsyncConn, lo: datetime, hi: dateti
     return [str(row[0]) for row in await cur.fetchall()]
 
 
-async def drop_quarantine_partition(conn: AsyncConn, name: str) -> None:
-    """DETACH + DROP: the day's rows leave in O(1), never by a row-by-row DELETE."""
+async def lock_partition(conn: AsyncConn, name: str, mode: str, *, timeout_ms: int) -> bool:
+    """In the caller's transaction: take `mode` on the partition, waiting at most `timeout_ms`.
+    False when it timed out (the transaction is then aborted: leave it)."""
+    if mode not in ("SHARE ROW EXCLUSIVE", "ACCESS EXCLUSIVE"):
+        raise ValueError(f"unexpected lock mode {mode!r}")
+    await conn.execute(
+        sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(timeout_ms)}ms"))
+    )
+    try:
+        await conn.execute(
+            sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.Identifier(name), sql.SQL(mode))
+        )
+    except psycopg.errors.LockNotAvailable:
+        return False
+    return True
+
+
+async def create_seal_triggers(conn: AsyncConn, name: str, columns: list[str]) -> None:
+    """Triggers that delete the partition's seal with any write that could change what the
+    archive holds of it: a row inserted or deleted, an archived column updated, a TRUNCATE."""
     ident = sql.Identifier(name)
     await conn.execute(
-        sql.SQL("ALTER TABLE daemon_event_quarantine DETACH PARTITION {}").format(ident)
+        sql.SQL(
+            "CREATE OR REPLACE TRIGGER {} AFTER INSERT OR DELETE OR UPDATE OF {} ON {} "
+            "FOR EACH ROW EXECUTE FUNCTION terragon_break_day_seal()"
+        ).format(
+            sql.Identifier(_SEAL_TRIGGER),
+            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            ident,
+        )
     )
-    await conn.execute(sql.SQL("DROP TABLE {}").format(ident))
+    await conn.execute(
+        sql.SQL(
+            "CREATE OR REPLACE TRIGGER {} AFTER TRUNCATE ON {} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION terragon_break_day_seal()"
+        ).format(sql.Identifier(_SEAL_TRUNCATE_TRIGGER), ident)
+    )
 
 
-async def delete_default_quarantine_day(conn: AsyncConn, lo: datetime, hi: datetime) -> int:
+async def insert_seal(
+    conn: AsyncConn,
+    *,
+    dataset: str,
+    day: date,
+    partition: str,
+    rows: int,
+    breakdown: dict[str, int],
+    fingerprint: str,
+) -> None:
+    await conn.execute(Q["delete_seal"], {"dataset": dataset, "day": day, "partition": partition})
+    await conn.execute(
+        Q["insert_seal"],
+        {
+            "dataset": dataset,
+            "day": day,
+            "partition": partition,
+            "rows": rows,
+            "breakdown": Jsonb(breakdown),
+            "fingerprint": fingerprint,
+        },
+    )
+
+
+async def take_seal(conn: AsyncConn, *, dataset: str, day: date, partition: str) -> int | None:
+    """Delete the partition's seal and return its row count; None when a write broke it."""
+    cur = await conn.execute(
+        Q["take_seal"], {"dataset": dataset, "day": day, "partition": partition}
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
+async def drop_partition(conn: AsyncConn, name: str) -> bool:
+    """DROP TABLE: the day's rows leave in O(1), never by a row-by-row DELETE (the partition
+    leaves its parent, and its seal triggers go with it). False when a lock wait timed out
+    (`lock_partition`'s timeout holds for the transaction; leave the aborted transaction)."""
+    try:
+        await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+    except psycopg.errors.LockNotAvailable:
+        return False
+    return True
+
+
+async def delete_default_day(conn: AsyncConn, table: str, lo: datetime, hi: datetime) -> int:
     """Rows that fell into the DEFAULT partition (partitions not created in time)."""
-    cur = await conn.execute(Q["delete_default_quarantine_day"], {"lo": lo, "hi": hi})
+    cur = await conn.execute(_query(table, "delete_default_day"), {"lo": lo, "hi": hi})
     return cur.rowcount
 
 

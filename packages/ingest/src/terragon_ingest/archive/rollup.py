@@ -29,10 +29,13 @@ from terragon_core import ArchiveDataset
 from terragon_ingest.archive import files, repository
 from terragon_ingest.archive.location import ArchiveLocation, as_location
 from terragon_ingest.db.locks import ARCHIVE_ROLLUP_LOCK
+from terragon_ingest.kit.progress import NO_PROGRESS
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
+    from terragon_ingest.kit.progress import Progress
 
 log = structlog.get_logger()
 
@@ -73,6 +76,7 @@ def rollup(
     *,
     settle_seconds: int,
     until: datetime | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> RollupResult:
     """Roll every source up to the last closed minute (or `until`, if earlier) into the archive
     at `root` (a local directory or a bucket, `location.py`).
@@ -80,7 +84,7 @@ def rollup(
     Safe to run at any time, any number of times."""
     where = as_location(root)
     try:
-        return _rollup(conn, where, settle_seconds=settle_seconds, until=until)
+        return _rollup(conn, where, settle_seconds=settle_seconds, until=until, progress=progress)
     finally:
         where.close()
 
@@ -91,6 +95,7 @@ def _rollup(
     *,
     settle_seconds: int,
     until: datetime | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> RollupResult:
     with repository.advisory_lock(conn, ARCHIVE_ROLLUP_LOCK) as held:
         if not held:
@@ -103,7 +108,9 @@ def _rollup(
         con = files.connect()
         try:
             for name, dataset in SOURCES.items():
-                result.rows[name] = _rollup_source(conn, con, root, name, dataset, end, result)
+                result.rows[name] = _rollup_source(
+                    conn, con, root, name, dataset, end, result, progress
+                )
         finally:
             con.close()
     if any(result.rows.values()):
@@ -119,6 +126,7 @@ def _rollup_source(
     dataset: ArchiveDataset,
     end: datetime,
     result: RollupResult,
+    progress: Progress = NO_PROGRESS,
 ) -> int:
     watermark = repository.fetch_watermark(conn, name)
     if watermark is None:
@@ -132,6 +140,8 @@ def _rollup_source(
         result.days.add(watermark.date())  # a crashed run may have left its daily file behind
     copied = 0
     span = 1  # hours per COPY, adapted to the rows per hour seen so far
+    if watermark < end:
+        progress.start(f"rollup {name} (hours)", (end - watermark) / _HOUR)
     while watermark < end:
         hour = floor_hour(watermark)
         day_end = datetime.combine(hour.date() + timedelta(days=1), datetime.min.time(), UTC)
@@ -157,6 +167,7 @@ def _rollup_source(
             if hour.date() in result.days and (nxt >= end or nxt.date() != hour.date()):
                 files.write_daily(con, root, hour.date())
             repository.advance_watermark(conn, name, watermark, nxt)
+            progress.advance((nxt - watermark) / _HOUR)
             watermark = nxt
     return copied
 

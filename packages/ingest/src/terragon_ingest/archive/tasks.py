@@ -9,9 +9,11 @@ from terragon_ingest.archive import location, repository
 from terragon_ingest.archive.alerts import evaluate_alerts
 from terragon_ingest.archive.retention import DayPlan, purge
 from terragon_ingest.archive.rollup import RollupResult, rollup
+from terragon_ingest.kit.progress import NO_PROGRESS
 from terragon_ingest.objects import QuarantineObjects
 
 if TYPE_CHECKING:
+    from terragon_ingest.kit.progress import Progress
     from terragon_ingest.services import Services
     from terragon_ingest.settings import Settings
 
@@ -19,12 +21,16 @@ ROLLUP_INTERVAL_SECONDS = 60
 RETENTION_INTERVAL_SECONDS = 3600
 
 
-def run_rollup(settings: Settings, *, alerts: bool = True) -> RollupResult:
+def run_rollup(
+    settings: Settings, *, alerts: bool = True, progress: Progress = NO_PROGRESS
+) -> RollupResult:
     """One rollup, then the alert hooks (blocking: the job runs it in a worker thread)."""
     assert settings.db.URL, "DATABASE_URL is required"
     root = location.from_settings(settings)
     with repository.connect(settings.db.URL) as conn:
-        result = rollup(conn, root, settle_seconds=settings.archive.SETTLE_SECONDS)
+        result = rollup(
+            conn, root, settle_seconds=settings.archive.SETTLE_SECONDS, progress=progress
+        )
         if alerts and result.locked and result.end and settings.server.ALERT_WEBHOOK_URL:
             evaluate_alerts(conn, settings.server.ALERT_WEBHOOK_URL, result.end)
     return result

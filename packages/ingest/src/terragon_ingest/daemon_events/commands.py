@@ -140,12 +140,100 @@ def show(database_url: str, quarantine_id: str, payload: bool) -> None:
 
 @quarantine.command("replay")
 @_database_url
-@click.argument("quarantine_id")
+@click.argument("quarantine_ids", nargs=-1)
+@click.option("--thread-id", default=None, help="Replay this thread's rows (with the filters).")
+@click.option("--run-id", default=None, help="Replay this run's rows.")
+@click.option("--reason", type=click.Choice([r.value for r in QuarantineReason]), default=None)
+@click.option(
+    "--since", type=click.DateTime(), default=None, help="Only rows created at/after (UTC)."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="At most this many rows (the newest) when selecting by filter.",
+)
 @click.option("--force", is_flag=True, help="Re-drive even if an earlier replay applied it.")
-def replay(database_url: str, quarantine_id: str, force: bool) -> None:
-    """Re-drive a quarantined envelope through the same decision path (idempotent)."""
-    outcome = _run(database_url, lambda s: replay_quarantined(s, quarantine_id, force=force))
-    _echo(dataclasses.asdict(outcome))
+def replay(
+    database_url: str,
+    quarantine_ids: tuple[str, ...],
+    thread_id: str | None,
+    run_id: str | None,
+    reason: str | None,
+    since: datetime | None,
+    limit: int,
+    force: bool,
+) -> None:
+    """Re-drive quarantined envelopes through the same decision path (idempotent).
+
+    Give QUARANTINE_IDS, or select rows with --thread-id / --run-id / --reason / --since. One JSON
+    outcome per row on stdout, oldest row first (a run's envelopes keep their order); then, for several IDs
+    or a filter, a last line with the totals. A row that cannot be replayed is reported and the
+    others go on (exit status 1). A progress bar is shown on stderr in a terminal.
+
+    \b
+    terragon quarantine replay 6f1c…                       one row
+    terragon quarantine replay --run-id r-42 --reason mismatch
+    """
+    from terragon_ingest.kit.progress import terminal_progress
+
+    filtered = any(v is not None for v in (thread_id, run_id, reason, since))
+    if not quarantine_ids and not filtered:
+        raise click.UsageError("give QUARANTINE_IDS or at least one filter (see --help)")
+    if quarantine_ids and filtered:
+        raise click.UsageError("give QUARANTINE_IDS or filters, not both")
+    if len(quarantine_ids) == 1:  # one row: its outcome, or the error, as before
+        outcome = _run(
+            database_url, lambda s: replay_quarantined(s, quarantine_ids[0], force=force)
+        )
+        _echo(dataclasses.asdict(outcome))
+        return
+
+    async def work(services: Services) -> ReplayTotals:
+        ids = list(quarantine_ids)
+        if not ids:
+            async with connection(services.pool) as conn:
+                rows = await repository.list_quarantine(
+                    conn,
+                    thread_id=thread_id,
+                    run_id=run_id,
+                    reason=reason,
+                    since=since,
+                    limit=limit,
+                )
+            ids = [row.id for row in sorted(rows, key=lambda r: r.created_at)]
+        totals = ReplayTotals(total=len(ids))
+        with terminal_progress() as progress:
+            progress.start("replaying quarantined envelopes", len(ids))
+            for quarantine_id in ids:
+                try:
+                    outcome = await replay_quarantined(services, quarantine_id, force=force)
+                except IngestError as exc:
+                    totals.failed += 1
+                    _echo({"quarantine_id": quarantine_id, "error": str(exc)})
+                else:
+                    totals.by_status[outcome.replay_status] = (
+                        totals.by_status.get(outcome.replay_status, 0) + 1
+                    )
+                    totals.re_driven += outcome.re_driven
+                    _echo(dataclasses.asdict(outcome))
+                progress.advance()
+        return totals
+
+    totals = _run(database_url, work)
+    _echo(totals)
+    if totals.failed:
+        raise SystemExit(1)
+
+
+class ReplayTotals(msgspec.Struct):
+    """The last line of a bulk replay."""
+
+    total: int
+    re_driven: int = 0
+    failed: int = 0
+    by_status: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 @click.group()

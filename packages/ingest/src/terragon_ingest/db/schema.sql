@@ -11,6 +11,19 @@ CREATE TABLE alert_state (
 );
 ALTER TABLE alert_state ADD CONSTRAINT alert_state_pkey PRIMARY KEY (rule, dims_key);
 
+CREATE TABLE archive_day_seal (
+    dataset text NOT NULL,
+    day date NOT NULL,
+    partition_oid oid NOT NULL,
+    rows bigint NOT NULL,
+    breakdown jsonb NOT NULL,
+    fingerprint text NOT NULL,
+    sealed_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE archive_day_seal ADD CONSTRAINT archive_day_seal_dataset_check CHECK ((dataset = ANY (ARRAY['quarantine'::text, 'preview_event'::text])));
+ALTER TABLE archive_day_seal ADD CONSTRAINT archive_day_seal_partition_oid_key UNIQUE (partition_oid);
+ALTER TABLE archive_day_seal ADD CONSTRAINT archive_day_seal_pkey PRIMARY KEY (dataset, day);
+
 CREATE TABLE archive_watermark (
     dataset text NOT NULL,
     watermark timestamp with time zone NOT NULL,
@@ -292,6 +305,10 @@ ALTER TABLE thread_ui_validation ADD CONSTRAINT thread_ui_validation_pkey PRIMAR
 
 CREATE TABLE daemon_event_quarantine_default PARTITION OF daemon_event_quarantine DEFAULT;
 CREATE TABLE preview_event_default PARTITION OF preview_event DEFAULT;
+
+-- FUNCTION terragon_break_day_seal()
+--     RETURNS trigger
+--     body: db/functions/terragon_break_day_seal.sql (definition md5 a3a0258fa6b8e21eee24dc73d2ae4e65)
 
 -- FUNCTION terragon_ensure_day_partitions(parent regclass, first_day date, days integer)
 --     RETURNS integer

@@ -36,6 +36,7 @@ _DOCS: dict[MetricName, str] = {
     MetricName.CACHE_INVALIDATION: "Repo-access cache invalidations by invalidation reason.",
     MetricName.RUN_FINALIZED: "Runs finalized by the maintenance backstop.",
     MetricName.QUARANTINE_PURGE: "Quarantine rows purged by retention, by reason.",
+    MetricName.EVENT_PURGE: "Preview events purged by retention.",
 }
 
 
