@@ -229,10 +229,16 @@ class Stack:
         env.update(self.extra_env)
         return env
 
-    def start_service(self, port: int | None = None) -> Server:
+    def start_service(
+        self, port: int | None = None, *, env: dict[str, str] | None = None
+    ) -> Server:
+        """`env`: this process's own settings on top (a replica's data directory, ...)."""
         port = port or free_port()
-        env = self.service_env()
-        env["TERRAGON_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+        env = {
+            **self.service_env(),
+            "TERRAGON_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            **(env or {}),
+        }
         argv = [
             sys.executable,
             "-m",
