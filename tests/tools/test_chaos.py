@@ -75,11 +75,11 @@ def test_chaos_smoke_loses_and_duplicates_nothing() -> None:
     probes on both, connections cut after commit; the archive reconciled at the end."""
     _assert_campaign(
         Config(
-            duration=25,
+            duration=20,
             daemons=4,
             messages=50,
             rate=3,
-            kill_every=10,
+            kill_every=12,  # one replica killed (at 12 s) while the other serves
             valkey_down=4,
             cut_probability=0.1,
             drain_timeout=60,
