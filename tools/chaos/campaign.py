@@ -254,32 +254,43 @@ def _preview_probe(url: str, probe: dict[str, Any], report: Report) -> None:
             report.preview_other_refusals += 1
 
 
+def _settled(call: Any, within: float = 30.0) -> httpx.Response:
+    """`call()` again while it answers 503 (a PostgreSQL restart just before may still be settling
+    in the pool), up to `within` seconds; the last answer."""
+    deadline = time.monotonic() + within
+    while True:
+        response: httpx.Response = call()
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.5)  # pacing between attempts
+
+
 def _preview_sessions(
     client: httpx.Client, url: str, run: Any, report: Report
 ) -> dict[str, Any] | None:
     """Two sessions on the probe run while Valkey is up: one exchanged for a cookie, one not."""
     started = []
+    body = {
+        "threadId": run.thread_id,
+        "threadChatId": run.thread_chat_id,
+        "runId": run.run_id,
+        "userId": "bench-user",
+        "upstreamOrigin": "http://127.0.0.1:9",
+    }
     for _ in range(2):
-        response = client.post(
-            "/api/internal/preview/session/start",
-            json={
-                "threadId": run.thread_id,
-                "threadChatId": run.thread_chat_id,
-                "runId": run.run_id,
-                "userId": "bench-user",
-                "upstreamOrigin": "http://127.0.0.1:9",
-            },
-        )
+        response = _settled(lambda: client.post("/api/internal/preview/session/start", json=body))
         if response.status_code != 200:
-            report.notes.append(f"preview session start: {response.status_code}")
+            report.notes.append(f"preview session start: {response.status_code} {response.text}")
             return None
         started.append(response.json())
     session, unused = started
-    exchanged = httpx.post(
-        url + "/__terragon/exchange",
-        json={"token": session["exchangeToken"]},
-        headers=_on_origin(session),
-        timeout=10,
+    exchanged = _settled(
+        lambda: httpx.post(
+            url + "/__terragon/exchange",
+            json={"token": session["exchangeToken"]},
+            headers=_on_origin(session),
+            timeout=10,
+        )
     )
     if exchanged.status_code != 200:
         report.notes.append(f"preview exchange while Valkey up: {exchanged.status_code}")
