@@ -252,6 +252,7 @@ def _preview_probe(url: str, probe: dict[str, Any], report: Report) -> None:
             report.preview_allowed_while_down += 1
         elif code != 503 or response.json().get("code") != "cache_unavailable":
             report.preview_other_refusals += 1
+            report.notes.append(f"preview probe {method} {path}: {code} {response.text[:200]}")
 
 
 def _settled(call: Any, within: float = 30.0) -> httpx.Response:
@@ -421,7 +422,8 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
             now = time.monotonic() - started
             alive = [d for d in daemons if d.proc.poll() is None]
             # Every scheduled fault happens once, even if the fleet or the window ended first.
-            if (now >= cfg.duration or not alive) and pg_done and vk_done:
+            kill_done = report.service_kills > 0 or cfg.kill_every >= cfg.duration
+            if (now >= cfg.duration or not alive) and pg_done and vk_done and kill_done:
                 break
             if now >= next_kill:
                 victim = report.service_kills % cfg.replicas
