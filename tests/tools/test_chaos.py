@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tools.chaos.campaign import Config, run_campaign
+from tools.chaos.campaign import Config, Report, run_campaign
 from tools.chaos.proxy import CuttingProxy
 
 LONG = os.environ.get("TERRAGON_LONG_TESTS") == "1"
@@ -29,7 +29,7 @@ def test_proxy_forwards_and_cuts_after_the_upstream_answered() -> None:
         answers = []
         cuts = 0
         for probability in (0.0, 1.0):
-            proxy = CuttingProxy(port, probability)
+            proxy = CuttingProxy([port], probability)
             proxy.start()
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
@@ -50,7 +50,7 @@ def test_proxy_forwards_and_cuts_after_the_upstream_answered() -> None:
     assert cuts == 1
 
 
-def _assert_campaign(cfg: Config) -> None:
+def _assert_campaign(cfg: Config) -> Report:
     report = run_campaign(cfg, say=print)
     print("\n".join(report.lines()))
     skipped = [n for n in report.notes if n.startswith("SKIPPED")]
@@ -58,24 +58,32 @@ def _assert_campaign(cfg: Config) -> None:
         pytest.skip(skipped[0])
     assert report.ok, "\n".join(report.lines())
     assert report.service_kills >= 1 and report.postgres_restarts == 1
+    # While one replica was down the others answered, and each replica took connections.
+    if cfg.replicas > 1:
+        assert report.others_serving["ok"] >= report.service_kills, report.others_serving
+        assert len(report.per_replica) == cfg.replicas and all(report.per_replica)
+    assert report.archive_reconciled, report.archive
     assert report.emitted > 0 and report.lost == 0 and report.duplicated == 0
     # Exchange, proxy and subscription-token on a session origin each answered 503 at least once.
     assert report.preview_probes["503"] >= 3, report.preview_probes
+    return report
 
 
 def test_chaos_smoke_loses_and_duplicates_nothing() -> None:
-    """The short form of issue 7's campaign, in every run (~40-70 s): SIGKILL of the service,
-    a PostgreSQL restart, a Valkey outage with preview probes, connections cut after commit."""
+    """The short form of issues 7 and 14's campaign, in every run (~55 s): two replicas behind
+    the proxy, SIGKILL of one at a time, a PostgreSQL restart, a Valkey outage with preview
+    probes on both, connections cut after commit; the archive reconciled at the end."""
     _assert_campaign(
         Config(
-            duration=25,
+            duration=12,  # the faults' window; the fleet (50 lines at 3/s) outlives it
             daemons=4,
             messages=50,
             rate=3,
-            kill_every=10,
+            kill_every=5,  # replica 0 killed at 5 s while replica 1 serves
             valkey_down=4,
             cut_probability=0.1,
             drain_timeout=60,
+            replicas=2,
         )
     )
 
@@ -83,7 +91,7 @@ def test_chaos_smoke_loses_and_duplicates_nothing() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not LONG, reason="short campaign (~3 min): set TERRAGON_LONG_TESTS=1")
 def test_chaos_short_campaign() -> None:
-    _assert_campaign(
+    report = _assert_campaign(
         Config(
             duration=140,
             daemons=20,
@@ -93,5 +101,8 @@ def test_chaos_short_campaign() -> None:
             valkey_down=30,
             cut_probability=0.05,
             drain_timeout=90,
+            replicas=2,
         )
     )
+    # 140 s spans closed minutes: the replicas' rollup slots (and the final one) archived rows.
+    assert report.archive["preview_events"][0] > 0, report.archive

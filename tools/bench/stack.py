@@ -233,8 +233,12 @@ class Stack:
         env.update(self.extra_env)
         return env
 
-    def start_service(self, port: int | None = None) -> Server:
-        self.service = self.spawn_service(port)
+    def start_service(
+        self, port: int | None = None, *, env: dict[str, str] | None = None
+    ) -> Server:
+        """The service under test (`self.service`); `env`: this process's own settings on top
+        (a replica's data directory, ...)."""
+        self.service = self.spawn_service(port, env)
         return self.service
 
     def spawn_service(
@@ -243,8 +247,11 @@ class Stack:
         """Another `terragon serve` on the same databases (`env` overrides settings); the caller
         stops it."""
         port = port or free_port()
-        env = {**self.service_env(), **(env or {})}
-        env["TERRAGON_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+        env = {
+            **self.service_env(),
+            "TERRAGON_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            **(env or {}),
+        }
         argv = [
             sys.executable,
             "-m",

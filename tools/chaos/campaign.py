@@ -1,13 +1,24 @@
 """The fault campaign: a fleet of real daemons (the committed bundle + tools/fake_agent.py)
-posting through a cutting proxy to the service on embedded PostgreSQL + Valkey, all on
-127.0.0.1, while the service is SIGKILLed and restarted periodically, PostgreSQL is restarted
-once and Valkey is stopped for a while. At the end every message each fake agent emitted is
-compared with `run_message` (0 lost, 0 duplicated) and every run must be finished or failed.
+posting through a cutting proxy to N service replicas (`terragon serve` processes on N ports,
+each with a data directory of its own, sharing PostgreSQL, Valkey, the archive and the object
+store) on embedded PostgreSQL + Valkey, all on 127.0.0.1. The proxy balances connections over the
+replicas, so each daemon's requests (and its retries) land on all of them. Faults: one replica at
+a time is SIGKILLed and restarted periodically (the others keep serving), PostgreSQL is restarted
+once, Valkey is stopped for a while, connections are cut after commit. The periodic jobs run
+(once per slot across replicas). At the end every message each fake agent emitted is compared
+with `run_message` (0 lost, 0 duplicated), every run must be finished or failed, and the archive
+must hold exactly the Postgres rows before its watermark (each once).
+
+The archive and the payload store default to local directories shared by the replicas; set
+`TERRAGON_ARCHIVE_URL` / `TERRAGON_ARCHIVE_DIR` / `OBJECT_STORE_URL` (and their `*_ENDPOINT`,
+`AWS_*` credentials) in the environment to put them on S3: every `TERRAGON_ARCHIVE_*`,
+`OBJECT_STORE_*` and `AWS_*` variable is passed to the replicas and the archive commands.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -21,9 +32,18 @@ from urllib.parse import urlsplit
 
 import httpx
 import psycopg
+from psycopg import sql
 
 from terragon_ingest.embedded import EmbeddedValkey
-from tools.bench.stack import REPO_ROOT, Stack, create_run, free_port, route_exists
+from tools.bench.stack import (
+    REPO_ROOT,
+    Server,
+    Stack,
+    create_run,
+    free_port,
+    internal_client,
+    route_exists,
+)
 from tools.chaos.proxy import CuttingProxy
 
 BUNDLE = REPO_ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"
@@ -42,6 +62,8 @@ class Config:
     cut_probability: float = 0.05
     drain_timeout: float = 120.0
     seed: int = 7
+    replicas: int = 1
+    """Service processes behind the proxy; the kills take one at a time."""
 
 
 @dataclass
@@ -53,7 +75,16 @@ class Report:
     duplicated: int = 0
     unfinished: list[str] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
+    replicas: int = 1
     service_kills: int = 0
+    """SIGKILLs of one replica (restarted on its port)."""
+    others_serving: Counter[str] = field(default_factory=Counter)
+    """Right after a kill, the other replicas' /healthz answers ("ok" or what failed)."""
+    proxy_failovers: int = 0
+    per_replica: list[int] = field(default_factory=list)
+    """Connections each replica took through the proxy."""
+    archive: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """Per archived dataset: (Postgres rows before the watermark, archive rows there, distinct)."""
     postgres_restarts: int = 0
     valkey_outage_seconds: float = 0.0
     proxy_cuts: int = 0
@@ -73,6 +104,14 @@ class Report:
             and self.preview_allowed_while_down == 0
             and self.preview_other_refusals == 0
             and self.runs > 0
+            and self.others_serving.get("ok", 0) == sum(self.others_serving.values())
+            and self.archive_reconciled
+        )
+
+    @property
+    def archive_reconciled(self) -> bool:
+        return bool(self.archive) and all(
+            pg == archived == distinct for pg, archived, distinct in self.archive.values()
         )
 
     def lines(self) -> list[str]:
@@ -80,12 +119,21 @@ class Report:
             f"runs {self.runs}  emitted {self.emitted}  stored {self.stored}",
             f"lost {self.lost}  duplicated {self.duplicated}  unfinished {len(self.unfinished)}",
             f"run statuses {dict(self.statuses)}  daemon exits {dict(self.daemon_exit_codes)}",
-            f"faults: service SIGKILLs {self.service_kills}, PostgreSQL restarts "
+            f"replicas {self.replicas}  connections per replica {self.per_replica}  "
+            f"proxy failovers {self.proxy_failovers}  "
+            f"others serving during a kill {dict(self.others_serving)}",
+            f"faults: replica SIGKILLs {self.service_kills}, PostgreSQL restarts "
             f"{self.postgres_restarts}, Valkey down {self.valkey_outage_seconds:.0f} s, "
             f"connections cut after commit {self.proxy_cuts}",
             f"preview probes while Valkey down {dict(self.preview_probes)}  "
             f"allowed-while-down {self.preview_allowed_while_down}  "
             f"other refusals {self.preview_other_refusals}",
+            "archive (postgres rows before the watermark / archived / distinct): "
+            + (
+                ", ".join(f"{name} {pg}/{a}/{d}" for name, (pg, a, d) in self.archive.items())
+                or "not checked"
+            )
+            + ("  reconciled" if self.archive_reconciled else "  NOT reconciled"),
             *self.notes,
             "RESULT: " + ("PASS" if self.ok else "FAIL"),
         ]
@@ -204,6 +252,18 @@ def _preview_probe(url: str, probe: dict[str, Any], report: Report) -> None:
             report.preview_allowed_while_down += 1
         elif code != 503 or response.json().get("code") != "cache_unavailable":
             report.preview_other_refusals += 1
+            report.notes.append(f"preview probe {method} {path}: {code} {response.text[:200]}")
+
+
+def _settled(call: Any, within: float = 30.0) -> httpx.Response:
+    """`call()` again while it answers 503 (a PostgreSQL restart just before may still be settling
+    in the pool), up to `within` seconds; the last answer."""
+    deadline = time.monotonic() + within
+    while True:
+        response: httpx.Response = call()
+        if response.status_code != 503 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.5)  # pacing between attempts
 
 
 def _preview_sessions(
@@ -211,27 +271,27 @@ def _preview_sessions(
 ) -> dict[str, Any] | None:
     """Two sessions on the probe run while Valkey is up: one exchanged for a cookie, one not."""
     started = []
+    body = {
+        "threadId": run.thread_id,
+        "threadChatId": run.thread_chat_id,
+        "runId": run.run_id,
+        "userId": "bench-user",
+        "upstreamOrigin": "http://127.0.0.1:9",
+    }
     for _ in range(2):
-        response = client.post(
-            "/api/internal/preview/session/start",
-            json={
-                "threadId": run.thread_id,
-                "threadChatId": run.thread_chat_id,
-                "runId": run.run_id,
-                "userId": "bench-user",
-                "upstreamOrigin": "http://127.0.0.1:9",
-            },
-        )
+        response = _settled(lambda: client.post("/api/internal/preview/session/start", json=body))
         if response.status_code != 200:
-            report.notes.append(f"preview session start: {response.status_code}")
+            report.notes.append(f"preview session start: {response.status_code} {response.text}")
             return None
         started.append(response.json())
     session, unused = started
-    exchanged = httpx.post(
-        url + "/__terragon/exchange",
-        json={"token": session["exchangeToken"]},
-        headers=_on_origin(session),
-        timeout=10,
+    exchanged = _settled(
+        lambda: httpx.post(
+            url + "/__terragon/exchange",
+            json={"token": session["exchangeToken"]},
+            headers=_on_origin(session),
+            timeout=10,
+        )
     )
     if exchanged.status_code != 200:
         report.notes.append(f"preview exchange while Valkey up: {exchanged.status_code}")
@@ -240,8 +300,79 @@ def _preview_sessions(
     return {"session": session, "unused": unused, "cookie": cookie}
 
 
+PASS_THROUGH = ("TERRAGON_ARCHIVE_", "OBJECT_STORE_")
+"""Where the archive and payloads live (S3 or a shared directory): the caller's, if set."""
+ARCHIVED = {
+    # watermark name: (archive view, Postgres table, its time column)
+    "quarantine": ("quarantine_rows", "daemon_event_quarantine", "created_at"),
+    "preview_event": ("preview_events", "preview_event", "ts_server"),
+}
+
+
+def _shared_env(work: Path) -> dict[str, str]:
+    """What every replica and archive command shares: the caller's archive/payload settings, or
+    a local archive directory and object store under `work`."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(PASS_THROUGH)}
+    env["TERRAGON_BACKGROUND_JOBS"] = "true"
+    if not any(k in env for k in ("TERRAGON_ARCHIVE_URL", "TERRAGON_ARCHIVE_DIR")):
+        env["TERRAGON_ARCHIVE_DIR"] = str(work / "archive")
+    env.setdefault("OBJECT_STORE_URL", f"file://{work / 'objects'}")
+    return env
+
+
+def _terragon(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "terragon_ingest.cli", "--log-level", "warning", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"terragon {args[:2]} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def _reconcile_archive(stack: Stack, env: dict[str, str], report: Report) -> None:
+    """With the replicas stopped: one last rollup (as an operator runs it), then every dataset's
+    Postgres rows before its watermark must be in the archive exactly once."""
+    # Nothing is in flight any more (daemons drained, replicas stopped): no settle window needed.
+    _terragon({**env, "TERRAGON_ARCHIVE_SETTLE_SECONDS": "0"}, "archive", "rollup")
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        for name, (view, table, column) in ARCHIVED.items():
+            row = conn.execute(
+                "SELECT watermark FROM archive_watermark WHERE dataset = %s", (name,)
+            ).fetchone()
+            if row is None:
+                report.notes.append(f"archive: no watermark for {name}")
+                continue
+            watermark = row[0]
+            count = sql.SQL("SELECT count(*) FROM {} WHERE {} < %s").format(
+                sql.Identifier(table), sql.Identifier(column)
+            )
+            in_pg = conn.execute(count, (watermark,)).fetchone()
+            query = (
+                f"SELECT count(*) AS n, count(DISTINCT id) AS d FROM {view} "
+                f"WHERE {'created_at' if view == 'quarantine_rows' else 'ts_server'} "
+                f"< TIMESTAMPTZ '{watermark.isoformat()}'"
+            )
+            [archived] = json.loads(_terragon(env, "archive", "sql", "--format", "json", query))
+            report.archive[view] = (int(in_pg[0]) if in_pg else -1, archived["n"], archived["d"])
+
+
+def _serving(url: str) -> str:
+    """/healthz of a replica ("ok" when it answers): /readyz would also report the PostgreSQL
+    restart or Valkey outage that may coincide with a kill, which the replica rides out."""
+    try:
+        code = httpx.get(url + "/healthz", timeout=5).status_code
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return "ok" if code == 200 else str(code)
+
+
 def run_campaign(cfg: Config, say: Any = print) -> Report:
-    report = Report()
+    report = Report(replicas=cfg.replicas)
     if not BUNDLE.exists():
         report.notes.append(f"SKIPPED: {BUNDLE} not built")
         return report
@@ -249,18 +380,34 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
     stack = Stack(work / "stack")
     proxy: CuttingProxy | None = None
     daemons: list[Daemon] = []
+    services: list[Server] = []
+    shared = _shared_env(work)
     try:
         stack.start_backends()
-        port = free_port()
-        service = stack.start_service(port)
+        proxy_port = free_port()
+        ports = [free_port() for _ in range(cfg.replicas)]
+        # One public face for all replicas, as behind a load balancer: the proxy's port.
+        shared["TERRAGON_PREVIEW_ORIGIN"] = (
+            f"http://{{previewSessionId}}.preview.localhost:{proxy_port}"
+        )
+
+        def start(index: int) -> Server:
+            own = {"TERRAGON_DATA_DIR": str(work / f"replica-{index}")}
+            return stack.start_service(ports[index], env={**shared, **own})
+
+        services = [start(i) for i in range(cfg.replicas)]
+        service = services[0]
         if not route_exists(service.url, "post", "/api/daemon-event"):
             report.notes.append("SKIPPED: POST /api/daemon-event has not landed yet")
             return report
         preview = route_exists(service.url, "post", "/api/internal/preview/session/start")
-        proxy = CuttingProxy(port, cfg.cut_probability, seed=cfg.seed)
+        proxy = CuttingProxy(ports, cfg.cut_probability, seed=cfg.seed, port=proxy_port)
         proxy.start()
         ingest = f"http://127.0.0.1:{proxy.port}"
-        say(f"fleet: {cfg.daemons} daemons via proxy :{proxy.port} → service :{port}")
+        say(
+            f"fleet: {cfg.daemons} daemons via proxy :{proxy.port} → "
+            f"{cfg.replicas} replica(s) :{', :'.join(map(str, ports))}"
+        )
         with stack.client() as client:
             for i in range(cfg.daemons):
                 _, message = create_run(client, f"chaos-{i}")
@@ -274,12 +421,18 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         while True:
             now = time.monotonic() - started
             alive = [d for d in daemons if d.proc.poll() is None]
-            if now >= cfg.duration or not alive:
+            # Every scheduled fault happens once, even if the fleet or the window ended first.
+            kill_done = report.service_kills > 0 or cfg.kill_every >= cfg.duration
+            if (now >= cfg.duration or not alive) and pg_done and vk_done and kill_done:
                 break
             if now >= next_kill:
-                say(f"{now:5.0f}s SIGKILL service, restart")
-                service.kill()
-                service = stack.start_service(port)
+                victim = report.service_kills % cfg.replicas
+                say(f"{now:5.0f}s SIGKILL replica {victim} (:{ports[victim]}), restart")
+                services[victim].kill()
+                for other, server in enumerate(services):
+                    if other != victim:
+                        report.others_serving[_serving(server.url)] += 1
+                services[victim] = start(victim)
                 report.service_kills += 1
                 next_kill += cfg.kill_every
             if not pg_done and now >= pg_at:
@@ -292,16 +445,19 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 vk_done = True
                 probe = None
                 if preview:
-                    with stack.client() as client:
-                        probe = _preview_sessions(client, service.url, probe_run, report)
+                    with internal_client(services[0].url) as client:
+                        probe = _preview_sessions(client, services[0].url, probe_run, report)
                 say(f"{now:5.0f}s stop Valkey for {cfg.valkey_down:.0f} s")
                 assert stack.valkey is not None
                 vk_port = stack.valkey.port
                 stack.valkey.stop()
                 down = time.monotonic()
+                turn = 0
                 while time.monotonic() - down < cfg.valkey_down:
                     if probe is not None:
-                        _preview_probe(service.url, probe, report)
+                        # each replica in turn: every one must fail closed
+                        _preview_probe(services[turn % len(services)].url, probe, report)
+                        turn += 1
                     time.sleep(1.0)  # pacing
                 report.valkey_outage_seconds = time.monotonic() - down
                 stack.valkey = EmbeddedValkey(stack.root / "valkey", port=vk_port)
@@ -309,7 +465,7 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
             time.sleep(0.5)  # pacing
         if not preview:
             report.notes.append("preview paths not landed: no access probes during the outage")
-        say("draining: waiting for every daemon to deliver and exit")
+        say(f"{time.monotonic() - started:5.0f}s draining: waiting for every daemon to exit")
         deadline = time.monotonic() + cfg.drain_timeout
         for daemon in daemons:
             remaining = max(0.1, deadline - time.monotonic())
@@ -319,7 +475,13 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 daemon.proc.terminate()
                 report.daemon_exit_codes[daemon.proc.wait(30)] += 1
         report.proxy_cuts = proxy.cuts
+        report.proxy_failovers = proxy.failovers
+        report.per_replica = [proxy.per_upstream.get(p, 0) for p in ports]
         _verify(stack.db_url, daemons, report)
+        for server in services:
+            server.stop()
+        say(f"{time.monotonic() - started:5.0f}s archive: final rollup, reconcile with PostgreSQL")
+        _reconcile_archive(stack, {**stack.service_env(), **shared}, report)
         return report
     finally:
         for daemon in daemons:
@@ -327,6 +489,8 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 daemon.proc.kill()
         if proxy is not None:
             proxy.stop()
+        for server in services:
+            server.stop()
         stack.remove()
         import shutil
 

@@ -10,9 +10,15 @@ from tools.chaos.campaign import Config, run_campaign
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tools.chaos",
-        description="Fleet of real daemons vs the service on 127.0.0.1 under faults (SIGKILL + "
-        "restart, PostgreSQL restart, Valkey outage, connections cut after commit); checks 0 lost, "
-        "0 duplicated, every run finished, preview access all 503 while Valkey is down.",
+        description="Fleet of real daemons vs N service replicas on 127.0.0.1 behind a balancing "
+        "proxy, under faults (SIGKILL + restart of one replica at a time, PostgreSQL restart, "
+        "Valkey outage, connections cut after commit); checks 0 lost, 0 duplicated, every run "
+        "finished, preview access all 503 while Valkey is down, the other replicas serving during "
+        "a kill, and the archive holding every Postgres row before its watermark exactly once.",
+        epilog="Archive and payloads on S3: set TERRAGON_ARCHIVE_URL (or TERRAGON_ARCHIVE_DIR) and "
+        "OBJECT_STORE_URL with their endpoint settings (OBJECT_STORE_S3_ENDPOINT, ...) and AWS_* "
+        "credentials; every TERRAGON_ARCHIVE_*, OBJECT_STORE_* and AWS_* variable is passed to the "
+        "replicas and the archive commands. Unset: local directories shared by the replicas.",
     )
     parser.add_argument("--duration", type=float, default=180.0, help="fault window, seconds")
     parser.add_argument("--daemons", type=int, default=100, help="fleet size")
@@ -23,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kill-every", type=float, default=60.0, help="SIGKILL period, seconds")
     parser.add_argument("--valkey-down", type=float, default=30.0, help="Valkey outage, seconds")
     parser.add_argument("--cut", type=float, default=0.05, help="P(cut a connection after commit)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="`terragon serve` processes behind the proxy (the kills take one at a time)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     return parser
 
@@ -41,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         valkey_down=args.valkey_down,
         cut_probability=args.cut,
         seed=args.seed,
+        replicas=max(1, args.replicas),
     )
     report = run_campaign(cfg)
     for line in report.lines():

@@ -118,7 +118,10 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             group_commit=group_commit_for(pool, settings, metrics),
         )
         app.state.services = services
-        scheduler = Scheduler(periodic_jobs() if settings.server.BACKGROUND_JOBS else [])
+        scheduler = Scheduler(
+            periodic_jobs() if settings.server.BACKGROUND_JOBS else [],
+            interval_override=settings.server.JOB_INTERVAL_SECONDS,
+        )
         scheduler.start(services)
         log.info("ingest_started", env=settings.server.ENV, jobs=[j.name for j in scheduler.jobs])
         # What start-up built lives as long as the process: move it out of the collector's reach,

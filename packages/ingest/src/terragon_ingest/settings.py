@@ -131,6 +131,11 @@ class ServerSettings:
         default_factory=lambda: _env_bool("TERRAGON_BACKGROUND_JOBS", True)
     )
     """`TERRAGON_BACKGROUND_JOBS`: run the 60 s maintenance sweep and rollup in-process."""
+    JOB_INTERVAL_SECONDS: float | None = field(
+        default_factory=lambda: _env_float("TERRAGON_JOB_INTERVAL_SECONDS", 0.0) or None
+    )
+    """`TERRAGON_JOB_INTERVAL_SECONDS`: run every periodic job on this interval instead of its
+    own (tests and demos; unset in production). Replicas must agree on it: it cuts the slots."""
     SIGNING_SECRET: str = field(
         default_factory=lambda: _env_str("TERRAGON_SIGNING_SECRET", DEV_SIGNING_SECRET)
     )

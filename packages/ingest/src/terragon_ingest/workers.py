@@ -15,7 +15,8 @@ on its own would be seen dead and restarted in the middle of the stop (uvicorn c
 before it reads a queued signal). It dies with the supervisor (PDEATHSIG) instead.
 
 Everything else already works across replicas: migrations take an advisory lock, each periodic
-job makes itself unique with an advisory lock, the access cache single-flight lives in Valkey.
+job runs once per time slot across all of them (a `job_slot` claim, lifecycle/scheduler.py) under
+its advisory lock, the access cache single-flight lives in Valkey.
 """
 
 from __future__ import annotations

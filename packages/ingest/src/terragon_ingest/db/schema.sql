@@ -160,6 +160,16 @@ CREATE TABLE github_webhook_delivery (
 );
 ALTER TABLE github_webhook_delivery ADD CONSTRAINT github_webhook_delivery_pkey PRIMARY KEY (delivery_id);
 
+CREATE TABLE job_slot (
+    job text NOT NULL,
+    slot_start timestamp with time zone NOT NULL,
+    claimed_by text NOT NULL,
+    claimed_at timestamp with time zone NOT NULL DEFAULT now(),
+    finished_at timestamp with time zone,
+    failed boolean
+);
+ALTER TABLE job_slot ADD CONSTRAINT job_slot_pkey PRIMARY KEY (job, slot_start);
+
 CREATE TABLE preview_event (
     id uuid NOT NULL DEFAULT gen_random_uuid(),
     ts_server timestamp with time zone NOT NULL,

@@ -1,6 +1,7 @@
 """The periodic jobs the service runs in-process (when `TERRAGON_BACKGROUND_JOBS` is on).
 
-Domains add their job here; each job makes itself unique across replicas (advisory lock).
+Domains add their job here. The scheduler runs each once per time slot across replicas (a
+claim in `job_slot`); each job also takes its advisory lock against a concurrent CLI run.
 """
 
 from __future__ import annotations
