@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import streamlit
 from streamlit.testing.v1 import AppTest
 
 from terragon_core import QuarantineReason
@@ -34,7 +35,17 @@ def fx_app_env(monkeypatch: pytest.MonkeyPatch, small_archive: Path) -> None:
     monkeypatch.setenv("TERRAGON_ARCHIVE_DIR", str(small_archive))
     monkeypatch.setenv("TERRAGON_DASHBOARD_REFRESH_SECONDS", "0")
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("TERRAGON_DASHBOARD_AUTH", raising=False)
+    # as `terragon dashboard` serves it: on 127.0.0.1, where payload prefixes may show unsigned
+    monkeypatch.setattr(streamlit, "get_option", _option_with_loopback(streamlit.get_option))
     return
+
+
+def _option_with_loopback(get_option):  # type: ignore[no-untyped-def]
+    def patched(key: str):  # type: ignore[no-untyped-def]
+        return "127.0.0.1" if key == "server.address" else get_option(key)
+
+    return patched
 
 
 def _run(at: AppTest | None = None) -> AppTest:
@@ -152,7 +163,16 @@ def test_live_hour_reads_postgres(
     assert sum(live[0].column("per_minute").to_pylist()) == 7
     recent = at.dataframe[1].value
     assert all(len(h) == 64 for h in recent["payload_hash"])
-    assert len(recent) == 7 and set(recent["repo_full_name"]) == {"acme/live"}
+    # the live hour first (newest first), then the archive's older rows
+    assert list(recent["repo_full_name"][:7]) == ["acme/live"] * 7
+    assert "acme/live" not in set(recent["repo_full_name"][7:])
+    newest = recent["id"][0]
+    assert newest == rows[0].id
+    # the exact commands for the row picked (the newest until one is clicked)
+    commands = at.code[0].value.splitlines()
+    assert commands[0].startswith("terragon quarantine show --database-url ")
+    assert commands[0].endswith(f" {newest}")
+    assert commands[2].startswith("terragon quarantine replay ")
 
 
 def test_renders_30_days_for_1000_repos(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

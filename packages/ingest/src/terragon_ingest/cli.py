@@ -138,7 +138,9 @@ _data_dir = click.option(
     "--demo",
     is_flag=True,
     help="Also run a demo fleet of real daemons (bundle + fake agent): strict and legacy runs, "
-    "stale daemons, missing endSha, oversized payloads, so the dashboard fills within minutes.",
+    "stale daemons, missing endSha, oversized payloads; and write 30 days of made-up history "
+    "into the archive so every chart has data at once. Uses its own data directory "
+    "(.data-demo unless --data-dir names a new one) and embedded servers only.",
 )
 def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) -> None:
     """Run the whole system on this machine.
@@ -155,6 +157,10 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
     from terragon_ingest.preview import origin as preview_origin
 
     settings = get_settings()
+    history: DemoHistory | None = None
+    if demo:
+        data_dir = _demo_data_dir(settings, data_dir)
+        history = DemoHistory(data_dir, settings.archive.archive_dir(data_dir.resolve()))
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     started: list[EmbeddedPostgres | EmbeddedValkey] = []
@@ -201,6 +207,8 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
             f"Press Ctrl-C to stop.\n",
             err=True,
         )
+        if history is not None:
+            history.wait()
         if dashboard_port:
             archive_dir = effective.archive.archive_dir(data_dir)
             dashboard = start_dashboard(host, dashboard_port, archive_dir, db_url)
@@ -230,6 +238,58 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
             err=True,
         )
         stop.finish()
+
+
+def _demo_data_dir(settings: Settings, data_dir: Path) -> Path:
+    """`--demo`'s data directory: its own (never the default `.data`), new or already a demo
+    directory, on embedded servers only, so demo data never lands in a real installation."""
+    from terragon_ingest.archive import demo
+
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("data_dir") is click.core.ParameterSource.DEFAULT:
+        data_dir = demo.DEMO_DATA_DIR
+    if settings.db.URL or settings.valkey.URL:
+        raise click.ClickException(
+            "--demo runs on embedded servers of its own: unset DATABASE_URL and VALKEY_URL "
+            "(demo traffic must not land in a real database)"
+        )
+    try:
+        demo.claim_demo_dir(data_dir.resolve())
+        demo.check_demo_archive(
+            data_dir.resolve(), settings.archive.archive_dir(data_dir.resolve())
+        )
+    except demo.NotADemoDirectory as exc:
+        raise click.ClickException(str(exc)) from exc
+    return data_dir
+
+
+class DemoHistory:
+    """Writes the demo history in a thread while the servers start (it takes seconds); `wait`
+    before the dashboard opens the archive."""
+
+    def __init__(self, data_dir: Path, archive_dir: Path) -> None:
+        import threading
+        from datetime import UTC, datetime
+
+        from terragon_ingest.archive import demo
+
+        self.error: BaseException | None = None
+
+        def write() -> None:
+            try:
+                demo.backfill_history(data_dir.resolve(), archive_dir, datetime.now(UTC))
+            except BaseException as exc:  # reported by `wait`, in the main thread
+                self.error = exc
+
+        click.echo("  writing 30 days of demo history into the archive ...", err=True)
+        self.thread = threading.Thread(target=write, name="demo-history", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            log.error("demo_history_failed", error=repr(self.error), exc_info=self.error)
+            raise click.ClickException(f"demo history could not be written: {self.error}")
 
 
 def _secrets_line(settings: Settings, host: str) -> str:

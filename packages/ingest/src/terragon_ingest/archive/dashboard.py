@@ -44,13 +44,33 @@ def dashboard_argv(host: str, port: int, archive_dir: Path) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # an operations page: no "Deploy" button or developer menu in its toolbar
+        "--client.toolbarMode",
+        "viewer",
         "--",
         f"--archive-dir={archive_dir}",
     ]
 
 
+_ENV_NAMES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM",
+        "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    }
+)  # fmt: skip
+_ENV_PREFIXES = ("LC_", "STREAMLIT_", "TERRAGON_DASHBOARD_", "TERRAGON_ARCHIVE_", "AWS_")
+"""What the dashboard process may inherit: its own settings, the archive's location and object
+store credentials, and what any process needs. Never the service's secrets
+(`TERRAGON_INTERNAL_TOKEN`, `TERRAGON_SIGNING_SECRET`, `GITHUB_WEBHOOK_SECRET`, ...): a
+Streamlit page that raises can show its environment to whoever reaches the port."""
+
+
 def dashboard_env(archive_dir: Path, database_url: str | None) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in _ENV_NAMES or name.startswith(_ENV_PREFIXES)
+    }
     env["TERRAGON_ARCHIVE_DIR"] = str(archive_dir)
     if database_url:
         env["DATABASE_URL"] = database_url
