@@ -24,7 +24,7 @@ import structlog
 
 from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
-from terragon_ingest.log_config import configure_logging
+from terragon_ingest.log_config import configure_logging, start_status_line, stop_status_line
 from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
 from terragon_ingest.stopping import StopOnceServer, StopSignals, die_with_parent
 
@@ -94,9 +94,12 @@ def refuse_unsafe_secrets(settings: Settings) -> None:
 )
 @click.option(
     "--log-format",
+    envvar="TERRAGON_LOG_FORMAT",
     type=click.Choice(["console", "json"]),
     default=None,
-    help="Default: console on a terminal, JSON otherwise.",
+    help="(env TERRAGON_LOG_FORMAT) Default: console on a terminal, JSON otherwise. In a "
+    "terminal at info level, per-envelope and per-run events are one summary line every 10 s "
+    "(--log-level debug shows each); JSON carries every event.",
 )
 def main(log_level: str, log_format: str | None) -> None:
     """terragon: the run-correlation plane (daemon event ingest, quarantine, preview access)."""
@@ -209,19 +212,25 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
         )
         if history is not None:
             history.wait()
+        status = f"  API {public}"
         if dashboard_port:
             archive_dir = effective.archive.archive_dir(data_dir)
             dashboard = start_dashboard(host, dashboard_port, archive_dir, db_url)
-            click.echo(f"  Dashboard  http://{host}:{dashboard_port}\n", err=True)
+            dashboard_url = f"http://{host}:{dashboard_port}"
+            click.echo(f"  Dashboard  {dashboard_url}   ({_dashboard_access(host)})\n", err=True)
+            status += f" · dashboard {dashboard_url}"
         if demo:
             fleet = start_demo_fleet(public, data_dir, effective)
             click.echo("  Demo fleet running (logs prefixed 'demo:')\n", err=True)
+            status += " · demo fleet running"
+        start_status_line(status + " · Ctrl-C stops")
         _serve(effective, host, port, stop)
     except KeyboardInterrupt:
         pass
     finally:
         # From here on a signal is only noted: nothing may cut the stopping of the servers.
         stop.begin_without_signal()
+        stop_status_line()
         click.echo(f"terragon stopping ({stop.cause or 'exit'})...", err=True)
         steps: list[tuple[str, Callable[[], None]]] = []
         if fleet is not None:
@@ -290,6 +299,21 @@ class DemoHistory:
         if self.error is not None:
             log.error("demo_history_failed", error=repr(self.error), exc_info=self.error)
             raise click.ClickException(f"demo history could not be written: {self.error}")
+
+
+def _dashboard_access(host: str) -> str:
+    """The banner's word on who can open the dashboard (`TERRAGON_DASHBOARD_AUTH`)."""
+    if os.environ.get("TERRAGON_DASHBOARD_AUTH"):
+        return "sign-in required (TERRAGON_DASHBOARD_AUTH)"
+    if _is_loopback(host):
+        return f"open, no sign-in: served on {host} only, so only this machine reaches it"
+    log.warning(
+        "dashboard_exposed_without_sign_in",
+        host=host,
+        action="set TERRAGON_DASHBOARD_AUTH=password and TERRAGON_DASHBOARD_PASSWORD, or bind "
+        "--host 127.0.0.1",
+    )
+    return "open, no sign-in, payload prefixes hidden: set TERRAGON_DASHBOARD_AUTH"
 
 
 def _secrets_line(settings: Settings, host: str) -> str:
@@ -387,6 +411,7 @@ def serve(host: str, port: int, workers: int) -> None:
     settings = get_settings()
     refuse_unsafe_secrets(settings)
     stop = StopSignals().install()
+    start_status_line(f"  API http://{host}:{port} · Ctrl-C stops")
     try:
         _serve(settings, host, port, stop, workers)
     except KeyboardInterrupt:
