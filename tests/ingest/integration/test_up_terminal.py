@@ -4,6 +4,7 @@ screen, or JSON with every event."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -71,10 +72,8 @@ class Terminal:
     def pump(self, seconds: float = 0.2) -> None:
         ready, _, _ = select.select([self.master], [], [], seconds)
         if ready:
-            try:
+            with contextlib.suppress(OSError):  # the other side closed
                 self.raw += os.read(self.master, 1 << 16)
-            except OSError:  # the other side closed
-                pass
 
     def lines(self) -> list[str]:
         text = ANSI.sub("", self.raw.decode(errors="replace"))
@@ -89,7 +88,7 @@ class Terminal:
             rows.pop()
         return rows[-ROWS:]
 
-    def wait_for(self, predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    def wait_for(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():
