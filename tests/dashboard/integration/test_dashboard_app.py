@@ -5,8 +5,10 @@ time is measured by `python -m tools.bench --only dashboard`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -41,8 +43,8 @@ def fx_app_env(monkeypatch: pytest.MonkeyPatch, small_archive: Path) -> None:
     return
 
 
-def _option_with_loopback(get_option):  # type: ignore[no-untyped-def]
-    def patched(key: str):  # type: ignore[no-untyped-def]
+def _option_with_loopback(get_option: Callable[[str], Any]) -> Callable[[str], Any]:
+    def patched(key: str) -> Any:
         return "127.0.0.1" if key == "server.address" else get_option(key)
 
     return patched
@@ -166,7 +168,7 @@ def test_live_hour_reads_postgres(
     # the live hour first (newest first), then the archive's older rows
     assert list(recent["repo_full_name"][:7]) == ["acme/live"] * 7
     assert "acme/live" not in set(recent["repo_full_name"][7:])
-    newest = recent["id"][0]
+    newest = str(recent["id"].iloc[0])
     assert newest == rows[0].id
     # the exact commands for the row picked (the newest until one is clicked)
     commands = at.code[0].value.splitlines()
