@@ -39,13 +39,13 @@ def fx_app_env(monkeypatch: pytest.MonkeyPatch, small_archive: Path) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("TERRAGON_DASHBOARD_AUTH", raising=False)
     # as `terragon dashboard` serves it: on 127.0.0.1, where payload prefixes may show unsigned
-    monkeypatch.setattr(streamlit, "get_option", _option_with_loopback(streamlit.get_option))
+    monkeypatch.setattr(streamlit, "get_option", _option_address("127.0.0.1", streamlit.get_option))
     return
 
 
-def _option_with_loopback(get_option: Callable[[str], Any]) -> Callable[[str], Any]:
+def _option_address(address: str, get_option: Callable[[str], Any]) -> Callable[[str], Any]:
     def patched(key: str) -> Any:
-        return "127.0.0.1" if key == "server.address" else get_option(key)
+        return address if key == "server.address" else get_option(key)
 
     return patched
 
@@ -189,3 +189,63 @@ def test_renders_30_days_for_1000_repos(monkeypatch: pytest.MonkeyPatch, tmp_pat
     at = _run()
     assert len(_charts(at)) == 3
     assert all(data.num_rows > 0 for _, data in _charts(at))
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def test_sign_in_gates_the_page_when_configured(
+    app_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TERRAGON_DASHBOARD_AUTH", "password")
+    monkeypatch.setenv("TERRAGON_DASHBOARD_PASSWORD", PASSWORD)
+    at = _run()
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert _charts(at) == [] and len(at.dataframe) == 0
+    at.text_input[0].input("wrong password!")
+    at.button[0].click()
+    _run(at)
+    assert any("Wrong password" in e.value for e in at.error)
+    assert _charts(at) == [] and len(at.dataframe) == 0
+
+    at.text_input[0].input(PASSWORD)
+    at.button[0].click()
+    _run(at)
+    assert len(_charts(at)) == 3
+    assert "payload_prefix_2k" in at.dataframe[1].value.columns
+
+
+def test_misconfigured_sign_in_shows_nothing(
+    app_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TERRAGON_DASHBOARD_AUTH", "password")
+    monkeypatch.setenv("TERRAGON_DASHBOARD_PASSWORD", "short")
+    at = _run()
+    assert any("misconfigured" in e.value for e in at.error)
+    assert _charts(at) == [] and len(at.dataframe) == 0 and len(at.text_input) == 0
+
+
+def test_without_sign_in_off_loopback_the_prefixes_are_hidden(
+    monkeypatch: pytest.MonkeyPatch, small_archive: Path
+) -> None:
+    monkeypatch.setenv("TERRAGON_ARCHIVE_DIR", str(small_archive))
+    monkeypatch.setenv("TERRAGON_DASHBOARD_REFRESH_SECONDS", "0")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("TERRAGON_DASHBOARD_AUTH", raising=False)
+    monkeypatch.setattr(streamlit, "get_option", _option_address("0.0.0.0", streamlit.get_option))
+    at = _run()
+    assert len(_charts(at)) == 3
+    columns = set(at.dataframe[1].value.columns)
+    assert "payload_prefix_2k" not in columns and "payload_hash" in columns
+
+
+def test_offenders_count_absent_reasons_as_zero(app_env: None) -> None:
+    at = _run()
+    offenders = at.dataframe[0].value
+    assert len(offenders) > 0
+    assert not offenders.isna().any().any(), offenders
+    at.multiselect(key="reasons").set_value([QuarantineReason.LEGACY_MODE.value])
+    _run(at)
+    offenders = at.dataframe[0].value
+    assert len(offenders) > 0
+    assert list(offenders["strict_mismatch"]) == [0] * len(offenders)  # absent, so 0 (not None)
