@@ -62,7 +62,7 @@ def _charts(at: AppTest) -> list[tuple[str, pa.Table]]:
     found = []
     for element in at.get("vega_lite_chart"):
         spec = json.loads(element.proto.spec)
-        title = spec.get("title", "")
+        title = spec.get("description", "")
         data = pa.ipc.open_stream(element.proto.datasets[0].data.data).read_all()
         found.append((title, data))
     return found

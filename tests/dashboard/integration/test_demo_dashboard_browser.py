@@ -63,7 +63,6 @@ _CHARTS_JS = """
   const tops = sel => Array.from(svg.querySelectorAll(sel)).map(e => {
     const r = e.getBoundingClientRect(); return r.top + r.height / 2; });
   return {
-    title: texts('g.role-title-text text')[0] || '',
     points: svg.querySelectorAll('g.mark-symbol path').length,
     xLabels: texts('g[aria-label^="X-axis"] .role-axis-label text'),
     legend: texts('g.role-legend-label text'),
@@ -162,7 +161,9 @@ def test_demo_dashboard_has_every_chart_in_24_hour_utc(demo_up: tuple[str, Path]
                 assert legend and len(set(legend)) == len(legend), chart  # distinct entries
                 assert not any(label.endswith("…") for label in legend), chart  # not cut
                 assert not any(re.search(r"\b(AM|PM)\b", x) for x in chart["xLabels"]), chart
-            trends = {c["title"].split(" ")[0]: c for c in charts}
+            # in page order: the three trends, then the live hour
+            names = ["strict_mismatch", "legacy_mode", "missing_end_sha", "last"]
+            trends = dict(zip(names, charts, strict=True))
             # the 30-day trends: one label per day, "Mon 02 Nov"
             for name in ("strict_mismatch", "legacy_mode", "missing_end_sha"):
                 labels = trends[name]["xLabels"]

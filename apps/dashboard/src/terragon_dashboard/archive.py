@@ -203,15 +203,16 @@ def with_zeros(data: pd.DataFrame, bucket: str, start: datetime, end: datetime) 
         return data
     keys = [c for c in ("metric", "series") if c in data.columns]
     frame = data.assign(
-        bucket=pd.to_datetime(data["bucket"], utc=True).astype("datetime64[ns, UTC]")
+        bucket=pd.to_datetime(data["bucket"], utc=True).astype("datetime64[us, UTC]")
     )
     buckets = pd.date_range(start, end, freq=_FREQ[bucket], inclusive="left").astype(
-        "datetime64[ns, UTC]"
+        "datetime64[us, UTC]"
     )
     pairs = frame[keys].drop_duplicates()
     grid = pairs.merge(pd.DataFrame({"bucket": buckets}), how="cross")
     merged = grid.merge(frame, on=[*keys, "bucket"], how="outer")
-    merged["per_minute"] = merged["per_minute"].fillna(0).astype("int64")
+    # float64, as DuckDB returns it: an int64 column reaches Vega as BigInt, which it cannot plot
+    merged["per_minute"] = merged["per_minute"].fillna(0).astype("float64")
     return merged.sort_values(["bucket", *keys], ignore_index=True)
 
 
