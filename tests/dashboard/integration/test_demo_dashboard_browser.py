@@ -73,6 +73,9 @@ _CHARTS_JS = """
 """
 
 
+_SETTLED_JS = "() => document.querySelectorAll('[data-stale=\"true\"]').length === 0"
+
+
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
@@ -192,6 +195,11 @@ def test_demo_dashboard_has_every_chart_in_24_hour_utc(demo_up: tuple[str, Path]
             page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the row's selection cell
             heading = page.get_by_text(re.compile(r"Recent quarantine rows of repo \S+/\S+"))
             heading.wait_for(timeout=30_000)
+            picked = heading.inner_text().rsplit(" ", 1)[-1]
+            page.wait_for_function(_SETTLED_JS, timeout=30_000)  # the rerun has finished
+            # the commands now name a row of that offender
+            row = page.get_by_text(re.compile(r"^Row .*: inspect it")).first.inner_text()
+            assert f", {picked}, " in row, (picked, row)
             page.screenshot(path=str(ARTIFACTS / "demo-dashboard-drill-down.png"), full_page=True)
         finally:
             browser.close()

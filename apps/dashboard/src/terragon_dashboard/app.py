@@ -239,7 +239,8 @@ def _drill_down(offender: str | None) -> None:
     if pd.isna(row["id"]):
         return
     st.markdown(
-        f"**Row `{row['id']}`** ({row['reason']}, {row['created_at']:%Y-%m-%d %H:%M:%S} UTC): "
+        f"**Row `{row['id']}`** ({row['reason']}, {row['repo_full_name']}, "
+        f"{row['created_at']:%Y-%m-%d %H:%M:%S} UTC): "
         "inspect it, then re-drive it through the same decision"
     )
     st.code(_commands(str(row["id"])), language="bash")
