@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import urllib.request
@@ -25,8 +24,8 @@ import pytest
 from terragon_core import QuarantineReason
 from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
 from tests.dashboard.seed import Row, connect, insert_quarantine
-from tests.ingest.integration.test_cli_up import _free_port, _processes_using, _wait_until
-from tests.ingest.integration.test_up_terminal import Terminal
+from tests.ingest.integration.test_cli_up import _free_port, _wait_until
+from tests.ingest.integration.test_up_terminal import Terminal, kill_leftovers, stop_up
 from tools.bench.synthetic_archive import generate_archive
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -120,15 +119,10 @@ def fx_demo_up() -> Iterator[tuple[str, Path]]:
         _wait_until(lambda: _healthy(url), 60, "the dashboard")
         yield url, data_dir
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        for pid in _processes_using(data_dir):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(data_dir, ignore_errors=True)
+        try:
+            stop_up(proc, data_dir, out)
+        finally:
+            kill_leftovers(data_dir)
 
 
 def _browser(p: Any) -> Any:

@@ -28,13 +28,33 @@ ROWS, COLUMNS = 40, 200
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
+def leftovers(data_dir: Path) -> list[int]:
+    """Processes of a run of `up` in `data_dir`: by command line, or by working directory (the
+    embedded Valkey renames its process title, and it runs in `<data-dir>/valkey`)."""
+    found = set(_processes_using(data_dir))
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(os.readlink(entry / "cwd")).is_relative_to(data_dir):
+                    found.add(int(entry.name))
+    found.discard(os.getpid())
+    return sorted(found)
+
+
+def kill_leftovers(data_dir: Path) -> None:
+    """Only if a test failed: never leave servers behind (SIGKILL: a Valkey whose directory is
+    gone refuses SIGTERM, it cannot save)."""
+    for pid in leftovers(data_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 @pytest.fixture(name="data_dir")
 def fx_data_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="terragon-tty-"))
     yield path
-    for pid in _processes_using(path):  # only if the test failed: never leave servers behind
-        os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(path, ignore_errors=True)
+    kill_leftovers(path)
 
 
 def _argv(data_dir: Path, port: int) -> list[str]:
@@ -51,15 +71,23 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-def _stop(proc: subprocess.Popen[bytes], data_dir: Path) -> None:
+def stop_up(proc: subprocess.Popen[bytes], data_dir: Path, output: Terminal | None = None) -> None:
+    """SIGTERM to `up`'s group, then wait for its whole stop (the demo fleet's daemons take up to
+    half a minute, then the dashboard, Valkey and PostgreSQL), reading its output meanwhile (a
+    full pty or pipe would block its writes, and so its stop)."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline:
+            if output is not None:
+                output.pump(0.5)
+            else:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(0.5)
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-    _wait_until(lambda: not _processes_using(data_dir), 30, "every process of `up` to stop")
+    _wait_until(lambda: not leftovers(data_dir), 30, "every process of `up` to stop")
 
 
 class Terminal:
@@ -143,7 +171,7 @@ def test_up_demo_in_a_terminal_summarises_and_keeps_the_urls_on_screen(data_dir:
             assert not [x for x in lines if detail in x], detail
         assert any("terragon is up" in x for x in lines)
     finally:
-        _stop(proc, data_dir)
+        stop_up(proc, data_dir, term)
         os.close(master)
 
 
@@ -184,4 +212,4 @@ def test_up_demo_through_a_pipe_logs_json_with_every_event(data_dir: Path) -> No
         ]
         assert all(q["reason"] and q["quarantine_id"] and q["hint"] for q in quarantined)
     finally:
-        _stop(proc, data_dir)
+        stop_up(proc, data_dir, out)
