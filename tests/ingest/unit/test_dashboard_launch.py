@@ -26,6 +26,7 @@ def test_dashboard_env_passes_only_what_the_dashboard_needs(
         "TERRAGON_DASHBOARD_PASSWORD": "a-long-enough-password",
         "TERRAGON_DASHBOARD_REFRESH_SECONDS": "0",
         "AWS_ACCESS_KEY_ID": "archive-reader",
+        "OBJECT_STORE_S3_ENDPOINT": "http://127.0.0.1:9000",
         "PATH": "/usr/bin",
     }
     for name, value in (secrets | needed).items():

@@ -56,6 +56,8 @@ _ENV_NAMES = frozenset(
     {
         "PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM",
         "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
+        # the archive in a bucket (issue 14): the endpoint and timeout of its reader
+        "OBJECT_STORE_S3_ENDPOINT", "OBJECT_STORE_TIMEOUT",
     }
 )  # fmt: skip
 _ENV_PREFIXES = ("LC_", "STREAMLIT_", "TERRAGON_DASHBOARD_", "TERRAGON_ARCHIVE_", "AWS_")
