@@ -5,11 +5,14 @@ time is measured by `python -m tools.bench --only dashboard`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
+import streamlit
 from streamlit.testing.v1 import AppTest
 
 from terragon_core import QuarantineReason
@@ -34,7 +37,17 @@ def fx_app_env(monkeypatch: pytest.MonkeyPatch, small_archive: Path) -> None:
     monkeypatch.setenv("TERRAGON_ARCHIVE_DIR", str(small_archive))
     monkeypatch.setenv("TERRAGON_DASHBOARD_REFRESH_SECONDS", "0")
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("TERRAGON_DASHBOARD_AUTH", raising=False)
+    # as `terragon dashboard` serves it: on 127.0.0.1, where payload prefixes may show unsigned
+    monkeypatch.setattr(streamlit, "get_option", _option_address("127.0.0.1", streamlit.get_option))
     return
+
+
+def _option_address(address: str, get_option: Callable[[str], Any]) -> Callable[[str], Any]:
+    def patched(key: str) -> Any:
+        return address if key == "server.address" else get_option(key)
+
+    return patched
 
 
 def _run(at: AppTest | None = None) -> AppTest:
@@ -49,7 +62,7 @@ def _charts(at: AppTest) -> list[tuple[str, pa.Table]]:
     found = []
     for element in at.get("vega_lite_chart"):
         spec = json.loads(element.proto.spec)
-        title = spec.get("title", "")
+        title = spec.get("description", "")
         data = pa.ipc.open_stream(element.proto.datasets[0].data.data).read_all()
         found.append((title, data))
     return found
@@ -152,7 +165,16 @@ def test_live_hour_reads_postgres(
     assert sum(live[0].column("per_minute").to_pylist()) == 7
     recent = at.dataframe[1].value
     assert all(len(h) == 64 for h in recent["payload_hash"])
-    assert len(recent) == 7 and set(recent["repo_full_name"]) == {"acme/live"}
+    # the live hour first (newest first), then the archive's older rows
+    assert list(recent["repo_full_name"][:7]) == ["acme/live"] * 7
+    assert "acme/live" not in set(recent["repo_full_name"][7:])
+    newest = str(recent["id"].iloc[0])
+    assert newest == rows[0].id
+    # the exact commands for the row picked (the newest until one is clicked)
+    commands = at.code[0].value.splitlines()
+    assert commands[0].startswith("terragon quarantine show --database-url ")
+    assert commands[0].endswith(f" {newest}")
+    assert commands[2].startswith("terragon quarantine replay ")
 
 
 def test_renders_30_days_for_1000_repos(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -167,3 +189,63 @@ def test_renders_30_days_for_1000_repos(monkeypatch: pytest.MonkeyPatch, tmp_pat
     at = _run()
     assert len(_charts(at)) == 3
     assert all(data.num_rows > 0 for _, data in _charts(at))
+
+
+PASSWORD = "correct horse battery staple"
+
+
+def test_sign_in_gates_the_page_when_configured(
+    app_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TERRAGON_DASHBOARD_AUTH", "password")
+    monkeypatch.setenv("TERRAGON_DASHBOARD_PASSWORD", PASSWORD)
+    at = _run()
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert _charts(at) == [] and len(at.dataframe) == 0
+    at.text_input[0].input("wrong password!")
+    at.button[0].click()
+    _run(at)
+    assert any("Wrong password" in e.value for e in at.error)
+    assert _charts(at) == [] and len(at.dataframe) == 0
+
+    at.text_input[0].input(PASSWORD)
+    at.button[0].click()
+    _run(at)
+    assert len(_charts(at)) == 3
+    assert "payload_prefix_2k" in at.dataframe[1].value.columns
+
+
+def test_misconfigured_sign_in_shows_nothing(
+    app_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TERRAGON_DASHBOARD_AUTH", "password")
+    monkeypatch.setenv("TERRAGON_DASHBOARD_PASSWORD", "short")
+    at = _run()
+    assert any("misconfigured" in e.value for e in at.error)
+    assert _charts(at) == [] and len(at.dataframe) == 0 and len(at.text_input) == 0
+
+
+def test_without_sign_in_off_loopback_the_prefixes_are_hidden(
+    monkeypatch: pytest.MonkeyPatch, small_archive: Path
+) -> None:
+    monkeypatch.setenv("TERRAGON_ARCHIVE_DIR", str(small_archive))
+    monkeypatch.setenv("TERRAGON_DASHBOARD_REFRESH_SECONDS", "0")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("TERRAGON_DASHBOARD_AUTH", raising=False)
+    monkeypatch.setattr(streamlit, "get_option", _option_address("0.0.0.0", streamlit.get_option))
+    at = _run()
+    assert len(_charts(at)) == 3
+    columns = set(at.dataframe[1].value.columns)
+    assert "payload_prefix_2k" not in columns and "payload_hash" in columns
+
+
+def test_offenders_count_absent_reasons_as_zero(app_env: None) -> None:
+    at = _run()
+    offenders = at.dataframe[0].value
+    assert len(offenders) > 0
+    assert not offenders.isna().any().any(), offenders
+    at.multiselect(key="reasons").set_value([QuarantineReason.LEGACY_MODE.value])
+    _run(at)
+    offenders = at.dataframe[0].value
+    assert len(offenders) > 0
+    assert list(offenders["strict_mismatch"]) == [0] * len(offenders)  # absent, so 0 (not None)

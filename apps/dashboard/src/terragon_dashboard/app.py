@@ -5,13 +5,16 @@ Run: `terragon dashboard` (or `streamlit run app.py -- --archive-dir=DIR`).
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlsplit
 
 import pandas as pd
 import streamlit as st
 
 from terragon_core import QUARANTINE_ALERT_PER_MINUTE, TREND_METRICS
-from terragon_dashboard import archive, live
+from terragon_dashboard import archive, auth, live
 from terragon_dashboard.charts import trend_chart
 from terragon_dashboard.settings import DashboardSettings
 from terragon_dashboard.source import ArchiveUnreachable
@@ -24,9 +27,44 @@ TITLES = {
 THRESHOLD_NOTE = (
     f"Dashed line: alert threshold, {QUARANTINE_ALERT_PER_MINUTE}/min per repo for 10 min."
 )
+PAYLOAD_COLUMNS = ("payload_prefix_2k",)
 
 settings = DashboardSettings.from_env()
 st.set_page_config(page_title="terragon · quarantine", layout="wide")
+
+
+def _sign_in() -> bool:
+    """True when the session may see the page; otherwise draws the sign-in form (or why
+    sign-in is misconfigured) and the caller stops."""
+    problem = auth.config_problem(settings.AUTH, settings.PASSWORD)
+    if problem:
+        st.error(f"The dashboard's sign-in is misconfigured: {problem}.")
+        return False
+    if settings.AUTH is None or st.session_state.get("signed_in"):
+        return True
+    st.title("Sign in")
+    with st.form("sign_in"):
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in")
+    if submitted:
+        assert settings.PASSWORD is not None
+        if auth.password_matches(password, settings.PASSWORD):
+            st.session_state["signed_in"] = True
+            st.rerun()
+        st.error("Wrong password.")
+    st.caption("Set by TERRAGON_DASHBOARD_PASSWORD where the dashboard runs.")
+    return False
+
+
+if not _sign_in():
+    st.stop()
+
+show_payloads = auth.may_read_payloads(
+    mode=settings.AUTH,
+    signed_in=bool(st.session_state.get("signed_in")),
+    server_address=str(st.get_option("server.address") or ""),
+)
+
 st.title("Quarantine trends")
 
 try:
@@ -47,6 +85,9 @@ with st.sidebar:
     users = st.multiselect("User", choice.users, key="users")
     providers = st.multiselect("Provider", choice.providers, key="providers")
     st.caption(f"Archive: `{settings.archive}`")
+    if settings.AUTH and st.button("Sign out"):
+        st.session_state["signed_in"] = False
+        st.rerun()
 
 days = list(picked) if isinstance(picked, tuple | list) else [picked]
 start: date = days[0] if days else first
@@ -61,15 +102,25 @@ filters = archive.Filters(
 )
 
 
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _this_minute() -> datetime:
+    return datetime.now(UTC).replace(second=0, microsecond=0)
+
+
 def _trends() -> None:
     bucket, _ = archive.bucket_for(filters)
     data = archive.trend(con, filters, dimension)  # type: ignore[arg-type]
+    range_end = min(_day_start(end + timedelta(days=1)), _this_minute() + timedelta(minutes=1))
+    data = archive.with_zeros(data, bucket, _day_start(start), range_end)
     st.caption(
         f"{start} to {end} UTC, per {bucket}: the busiest minute of each {dimension} "
         f"(top {archive.TOP_SERIES}). {THRESHOLD_NOTE}"
     )
     for metric in TREND_METRICS:
-        subset = pd.DataFrame(data.loc[data["metric"] == metric.value])
+        subset = pd.DataFrame(data.loc[data["metric"] == metric.value]) if len(data) else data
         if subset.empty:
             st.info(f"No {metric.value} in this range.")
             continue
@@ -79,51 +130,135 @@ def _trends() -> None:
                 subset,
                 title=TITLES[metric.value],
                 threshold=QUARANTINE_ALERT_PER_MINUTE,
-                x_title=f"{bucket} (UTC)",
+                x_title=f"{bucket} (UTC, 24-hour)",
                 y_title="busiest minute (envelopes / min)",
+                bucket=bucket,
             ),
             width="stretch",
         )
+
+
+def _offenders() -> str | None:
+    """The offenders table; returns the offender whose row was clicked (None: all rows)."""
     st.subheader(f"Top offenders by {dimension}")
-    st.dataframe(archive.top_offenders(con, filters, dimension), hide_index=True)  # type: ignore[arg-type]
+    table = archive.top_offenders(con, filters, dimension)  # type: ignore[arg-type]
+    event = st.dataframe(
+        table,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"offenders-{dimension}",
+    )
+    picked = list(event.selection.rows) if event is not None else []
+    if table.empty or not picked or picked[0] >= len(table):
+        return None
+    return str(table.iloc[picked[0]][dimension])
 
 
 def _live() -> None:
     st.subheader("Live: the last hour (Postgres)")
     if not settings.DATABASE_URL:
         st.info("DATABASE_URL is not set: the live hour is off. Drill-down reads the archive.")
-        rows = archive.recent_rows(con, filters)
-    else:
-        column = archive.DIMENSION_COLUMNS[dimension]  # type: ignore[index]
-        try:
-            minutes = live.live_minutes(settings.DATABASE_URL, column)
-            rows = live.recent_rows(settings.DATABASE_URL)
-        except Exception as exc:  # the archive view stays useful when Postgres is down
-            st.warning(f"Postgres is not reachable ({exc}); showing archived rows instead.")
-            rows = archive.recent_rows(con, filters)
-        else:
-            if minutes.empty:
-                st.success("No strict_mismatch, legacy_mode or missing_end_sha in the last hour.")
-            else:
-                st.altair_chart(
-                    trend_chart(
-                        minutes,
-                        title="last hour, per minute",
-                        threshold=QUARANTINE_ALERT_PER_MINUTE,
-                        x_title="minute (UTC)",
-                    ),
-                    width="stretch",
-                )
-    st.subheader("Recent quarantine rows")
-    st.caption(
-        "prefix = the first 2 KiB of the envelope; object key = the whole payload, if offloaded"
+        return
+    column = archive.DIMENSION_COLUMNS[dimension]  # type: ignore[index]
+    try:
+        minutes = live.live_minutes(settings.DATABASE_URL, column)
+    except Exception as exc:  # the archive view stays useful when Postgres is down
+        st.warning(f"Postgres is not reachable ({exc}); the drill-down shows archived rows.")
+        return
+    if minutes.empty:
+        st.success("No strict_mismatch, legacy_mode or missing_end_sha in the last hour.")
+        return
+    now = _this_minute()
+    minutes = archive.with_zeros(minutes, "minute", now - timedelta(minutes=59), now)
+    st.altair_chart(
+        trend_chart(
+            minutes,
+            title="last hour, per minute",
+            threshold=QUARANTINE_ALERT_PER_MINUTE,
+            x_title="minute (UTC, 24-hour)",
+        ),
+        width="stretch",
     )
-    st.dataframe(rows, hide_index=True)
+
+
+def _rows_of(offender: str | None) -> pd.DataFrame:
+    """Recent quarantine rows of `offender`: the live hour from Postgres, then the archive."""
+    picked = (dimension, offender) if offender is not None else None
+    frames = []
+    if settings.DATABASE_URL:
+        column = archive.DIMENSION_COLUMNS[dimension]  # type: ignore[index]
+        # Postgres down is reported by `_live`; the archive still answers.
+        with contextlib.suppress(Exception):
+            frames.append(
+                live.recent_rows(
+                    settings.DATABASE_URL,
+                    offender=(column, offender) if offender is not None else None,
+                )
+            )
+    frames.append(archive.recent_rows(con, filters, offender=picked))  # type: ignore[arg-type]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return archive.recent_rows(con, filters, offender=picked)  # type: ignore[arg-type]
+    rows = pd.concat(frames, ignore_index=True)
+    rows["created_at"] = pd.to_datetime(rows["created_at"], utc=True)
+    # the same row may be in both (rolled up, still in Postgres); rows without an id are kept
+    rows = pd.DataFrame(rows.loc[~rows["id"].duplicated() | rows["id"].isna()])
+    return rows.sort_values(by="created_at", ascending=False).head(200).reset_index(drop=True)
+
+
+def _commands(quarantine_id: str) -> str:
+    """The exact CLI lines for one row (the database flag only when its URL holds no password)."""
+    url = settings.DATABASE_URL
+    flag = f" --database-url {shlex.quote(url)}" if url and not urlsplit(url).password else ""
+    qid = shlex.quote(quarantine_id)
+    return (
+        f"terragon quarantine show{flag} {qid}\n"
+        f"terragon quarantine show{flag} {qid} --payload\n"
+        f"terragon quarantine replay{flag} {qid}"
+    )
+
+
+def _drill_down(offender: str | None) -> None:
+    label = f" of {dimension} {offender}" if offender is not None else ""
+    st.subheader(f"Recent quarantine rows{label}")
+    rows = _rows_of(offender)
+    if show_payloads:
+        st.caption(
+            "Click an offender's row above for its rows only; click a row here for its commands. "
+            "prefix = the first 2 KiB of the envelope; object key = the whole payload, if offloaded."
+        )
+    else:
+        rows = rows.drop(columns=[c for c in PAYLOAD_COLUMNS if c in rows.columns])
+        st.caption(
+            "Payload prefixes are hidden: sign in (TERRAGON_DASHBOARD_AUTH) or open the "
+            "dashboard on this machine's loopback address."
+        )
+    event = st.dataframe(
+        rows, hide_index=True, on_select="rerun", selection_mode="single-row", key="rows"
+    )
+    if rows.empty:
+        return
+    picked = list(event.selection.rows) if event is not None else []
+    row = rows.iloc[picked[0] if picked and picked[0] < len(rows) else 0]
+    if pd.isna(row["id"]):
+        return
+    st.markdown(
+        f"**Row `{row['id']}`** ({row['reason']}, {row['repo_full_name']}, "
+        f"{row['created_at']:%Y-%m-%d %H:%M:%S} UTC): "
+        "inspect it, then re-drive it through the same decision"
+    )
+    st.code(_commands(str(row["id"])), language="bash")
+    st.caption(
+        "Works while the row is in Postgres (30 days); `--payload` prints the whole envelope."
+    )
 
 
 def _body() -> None:
     _trends()
+    offender = _offenders()
     _live()
+    _drill_down(offender)
     st.caption(f"Updated {datetime.now(UTC):%H:%M:%S} UTC")
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
 
@@ -147,13 +147,17 @@ def top_offenders(
     return con.execute(
         f"""
         SELECT coalesce({column}, '(none)') AS {dimension},
-               sum(quarantined) FILTER (WHERE metric = 'preview.strict_mismatch') AS strict_mismatch,
-               sum(quarantined) FILTER (WHERE metric = 'preview.legacy_mode') AS legacy_mode,
-               sum(quarantined) FILTER (WHERE metric = 'preview.missing_end_sha') AS missing_end_sha,
-               sum(quarantined) AS all_reasons,
-               sum(payload_bytes) AS payload_bytes,
-               sum(offloaded) AS offloaded,
-               sum(offload_skipped) AS offload_skipped
+               -- an absent count is 0, not NULL (which the table would print as "None")
+               coalesce(sum(quarantined) FILTER (WHERE metric = 'preview.strict_mismatch'), 0)
+                   AS strict_mismatch,
+               coalesce(sum(quarantined) FILTER (WHERE metric = 'preview.legacy_mode'), 0)
+                   AS legacy_mode,
+               coalesce(sum(quarantined) FILTER (WHERE metric = 'preview.missing_end_sha'), 0)
+                   AS missing_end_sha,
+               coalesce(sum(quarantined), 0) AS all_reasons,
+               coalesce(sum(payload_bytes), 0) AS payload_bytes,
+               coalesce(sum(offloaded), 0) AS offloaded,
+               coalesce(sum(offload_skipped), 0) AS offload_skipped
         FROM quarantine_daily WHERE {where}
         GROUP BY 1 ORDER BY all_reasons DESC, 1 LIMIT {int(limit)}
         """,
@@ -161,18 +165,58 @@ def top_offenders(
     ).df()
 
 
-def recent_rows(con: duckdb.DuckDBPyConnection, filters: Filters, limit: int = 200) -> pd.DataFrame:
-    """The latest archived quarantine rows in range (drill-down when Postgres is not reachable)."""
+ROW_COLUMNS: Final = (
+    "created_at, id, reason, repo_full_name, user_id, sandbox_provider, thread_id, run_id, "
+    "active_run_id, payload_hash, payload_size, payload_object_key, payload_prefix_2k"
+)
+"""The drill-down's columns, in the archive and in Postgres (`live.recent_rows`)."""
+
+
+def recent_rows(
+    con: duckdb.DuckDBPyConnection,
+    filters: Filters,
+    limit: int = 200,
+    *,
+    offender: tuple[Dimension, str] | None = None,
+) -> pd.DataFrame:
+    """The latest archived quarantine rows in range, of one offender (a dimension's value) if
+    given (drill-down from the offenders table; the only rows when Postgres is not reachable)."""
     where, params = _where(filters)
+    if offender is not None:
+        dimension, value = offender
+        where += f" AND coalesce({DIMENSION_COLUMNS[dimension]}, '(none)') = ?"
+        params.append(value)
     return con.execute(
         f"""
-        SELECT created_at, reason, repo_full_name, user_id, sandbox_provider, thread_id, run_id,
-               active_run_id, payload_hash, payload_size, payload_object_key, payload_prefix_2k
+        SELECT {ROW_COLUMNS}
         FROM quarantine_rows WHERE {where}
         ORDER BY created_at DESC LIMIT {int(limit)}
         """,
         params,
     ).df()
+
+
+_FREQ: Final = {"minute": "min", "hour": "h", "day": "D"}
+
+
+def with_zeros(data: pd.DataFrame, bucket: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """`data` (`bucket, series, per_minute`, maybe `metric`) with a 0 for every bucket in
+    `[start, end)` a series has no row in: an absent count is 0, not a line drawn across."""
+    if data.empty:
+        return data
+    keys = [c for c in ("metric", "series") if c in data.columns]
+    frame = data.assign(
+        bucket=pd.to_datetime(data["bucket"], utc=True).astype("datetime64[us, UTC]")
+    )
+    buckets = pd.date_range(start, end, freq=_FREQ[bucket], inclusive="left").astype(
+        "datetime64[us, UTC]"
+    )
+    pairs = frame[keys].drop_duplicates()
+    grid = pairs.merge(pd.DataFrame({"bucket": buckets}), how="cross")
+    merged = grid.merge(frame, on=[*keys, "bucket"], how="outer")
+    # float64, as DuckDB returns it: an int64 column reaches Vega as BigInt, which it cannot plot
+    merged["per_minute"] = merged["per_minute"].fillna(0).astype("float64")
+    return merged.sort_values(["bucket", *keys], ignore_index=True)
 
 
 def default_range(choice: Choices, today: date) -> tuple[date, date]:

@@ -41,10 +41,10 @@ ORDER BY 1
 )
 
 _RECENT_ROWS: Final = """
-SELECT created_at, reason, repo_full_name, user_id, sandbox_provider, thread_id, run_id,
-       active_run_id, payload_hash, payload_size, payload_object_key, payload_prefix_2k
+SELECT created_at, id::text AS id, reason, repo_full_name, user_id, sandbox_provider, thread_id,
+       run_id, active_run_id, payload_hash, payload_size, payload_object_key, payload_prefix_2k
 FROM daemon_event_quarantine
-WHERE created_at >= now() - interval '1 hour'
+WHERE created_at >= now() - interval '1 hour' AND {offender}
 ORDER BY created_at DESC
 LIMIT %(limit)s
 """
@@ -64,9 +64,20 @@ def live_minutes(url: str, dimension_column: str) -> pd.DataFrame:
         return pd.DataFrame(cur.fetchall(), columns=columns)
 
 
-def recent_rows(url: str, limit: int = 200) -> pd.DataFrame:
-    """The last hour's quarantine rows, newest first: prefix, hash and object key to drill into."""
+def recent_rows(
+    url: str, limit: int = 200, *, offender: tuple[str, str] | None = None
+) -> pd.DataFrame:
+    """The last hour's quarantine rows, newest first: prefix, hash and object key to drill into;
+    only those of `offender` (`(column, value)`, e.g. `("repo_full_name", "acme/web")`) if given."""
+    condition: sql.Composable = sql.SQL("true")
+    params: dict[str, object] = {"limit": limit}
+    if offender is not None:
+        condition = sql.SQL("coalesce({}, '(none)') = %(value)s").format(
+            sql.Identifier(offender[0])
+        )
+        params["value"] = offender[1]
+    query = sql.SQL(_RECENT_ROWS).format(offender=condition)
     with _connect(url) as conn, conn.cursor() as cur:
-        cur.execute(_RECENT_ROWS, {"limit": limit})
+        cur.execute(query, params)
         columns = [d.name for d in cur.description or []]
         return pd.DataFrame(cur.fetchall(), columns=columns)

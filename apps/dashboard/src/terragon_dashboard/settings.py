@@ -29,6 +29,12 @@ class DashboardSettings:
     """`DATABASE_URL`: Postgres for the live last hour (read-only); unset → archive only."""
     REFRESH_SECONDS: float
     """`TERRAGON_DASHBOARD_REFRESH_SECONDS`: the page refreshes itself this often; 0 = never."""
+    AUTH: str | None = None
+    """`TERRAGON_DASHBOARD_AUTH`: `password` asks every browser session to sign in with
+    `TERRAGON_DASHBOARD_PASSWORD`; unset = no sign-in (then the page shows payload prefixes only
+    when it is served on a loopback address)."""
+    PASSWORD: str | None = None
+    """`TERRAGON_DASHBOARD_PASSWORD`: the sign-in password (at least 12 characters)."""
 
     @classmethod
     def from_env(cls) -> DashboardSettings:
@@ -41,6 +47,8 @@ class DashboardSettings:
             ARCHIVE_URL=url,
             DATABASE_URL=os.environ.get("DATABASE_URL") or None,
             REFRESH_SECONDS=float(os.environ.get("TERRAGON_DASHBOARD_REFRESH_SECONDS") or 30),
+            AUTH=(os.environ.get("TERRAGON_DASHBOARD_AUTH") or "").strip().lower() or None,
+            PASSWORD=os.environ.get("TERRAGON_DASHBOARD_PASSWORD") or None,
         )
 
     @property

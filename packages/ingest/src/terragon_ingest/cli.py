@@ -24,7 +24,7 @@ import structlog
 
 from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
-from terragon_ingest.log_config import configure_logging
+from terragon_ingest.log_config import configure_logging, start_status_line, stop_status_line
 from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
 from terragon_ingest.stopping import StopOnceServer, StopSignals, die_with_parent
 
@@ -94,9 +94,12 @@ def refuse_unsafe_secrets(settings: Settings) -> None:
 )
 @click.option(
     "--log-format",
+    envvar="TERRAGON_LOG_FORMAT",
     type=click.Choice(["console", "json"]),
     default=None,
-    help="Default: console on a terminal, JSON otherwise.",
+    help="(env TERRAGON_LOG_FORMAT) Default: console on a terminal, JSON otherwise. In a "
+    "terminal at info level, per-envelope and per-run events are one summary line every 10 s "
+    "(--log-level debug shows each); JSON carries every event.",
 )
 def main(log_level: str, log_format: str | None) -> None:
     """terragon: the run-correlation plane (daemon event ingest, quarantine, preview access)."""
@@ -138,7 +141,9 @@ _data_dir = click.option(
     "--demo",
     is_flag=True,
     help="Also run a demo fleet of real daemons (bundle + fake agent): strict and legacy runs, "
-    "stale daemons, missing endSha, oversized payloads, so the dashboard fills within minutes.",
+    "stale daemons, missing endSha, oversized payloads; and write 30 days of made-up history "
+    "into the archive so every chart has data at once. Uses its own data directory "
+    "(.data-demo unless --data-dir names a new one) and embedded servers only.",
 )
 def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) -> None:
     """Run the whole system on this machine.
@@ -155,6 +160,10 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
     from terragon_ingest.preview import origin as preview_origin
 
     settings = get_settings()
+    history: DemoHistory | None = None
+    if demo:
+        data_dir = _demo_data_dir(settings, data_dir)
+        history = DemoHistory(data_dir, settings.archive.archive_dir(data_dir.resolve()))
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     started: list[EmbeddedPostgres | EmbeddedValkey] = []
@@ -201,19 +210,27 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
             f"Press Ctrl-C to stop.\n",
             err=True,
         )
+        if history is not None:
+            history.wait()
+        status = f"  API {public}"
         if dashboard_port:
             archive = effective.archive.archive_url(data_dir)
             dashboard = start_dashboard(host, dashboard_port, archive, db_url)
-            click.echo(f"  Dashboard  http://{host}:{dashboard_port}\n", err=True)
+            dashboard_url = f"http://{host}:{dashboard_port}"
+            click.echo(f"  Dashboard  {dashboard_url}   ({_dashboard_access(host)})\n", err=True)
+            status += f" · dashboard {dashboard_url}"
         if demo:
             fleet = start_demo_fleet(public, data_dir, effective)
             click.echo("  Demo fleet running (logs prefixed 'demo:')\n", err=True)
+            status += " · demo fleet running"
+        start_status_line(status + " · Ctrl-C stops")
         _serve(effective, host, port, stop)
     except KeyboardInterrupt:
         pass
     finally:
         # From here on a signal is only noted: nothing may cut the stopping of the servers.
         stop.begin_without_signal()
+        stop_status_line()
         click.echo(f"terragon stopping ({stop.cause or 'exit'})...", err=True)
         steps: list[tuple[str, Callable[[], None]]] = []
         if fleet is not None:
@@ -230,6 +247,73 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
             err=True,
         )
         stop.finish()
+
+
+def _demo_data_dir(settings: Settings, data_dir: Path) -> Path:
+    """`--demo`'s data directory: its own (never the default `.data`), new or already a demo
+    directory, on embedded servers only, so demo data never lands in a real installation."""
+    from terragon_ingest.archive import demo
+
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("data_dir") is click.core.ParameterSource.DEFAULT:
+        data_dir = demo.DEMO_DATA_DIR
+    if settings.db.URL or settings.valkey.URL:
+        raise click.ClickException(
+            "--demo runs on embedded servers of its own: unset DATABASE_URL and VALKEY_URL "
+            "(demo traffic must not land in a real database)"
+        )
+    try:
+        demo.claim_demo_dir(data_dir.resolve())
+        demo.check_demo_archive(
+            data_dir.resolve(), settings.archive.archive_dir(data_dir.resolve())
+        )
+    except demo.NotADemoDirectory as exc:
+        raise click.ClickException(str(exc)) from exc
+    return data_dir
+
+
+class DemoHistory:
+    """Writes the demo history in a thread while the servers start (it takes seconds); `wait`
+    before the dashboard opens the archive."""
+
+    def __init__(self, data_dir: Path, archive_dir: Path) -> None:
+        import threading
+        from datetime import UTC, datetime
+
+        from terragon_ingest.archive import demo
+
+        self.error: BaseException | None = None
+
+        def write() -> None:
+            try:
+                demo.backfill_history(data_dir.resolve(), archive_dir, datetime.now(UTC))
+            except BaseException as exc:  # reported by `wait`, in the main thread
+                self.error = exc
+
+        click.echo("  writing 30 days of demo history into the archive ...", err=True)
+        self.thread = threading.Thread(target=write, name="demo-history", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            log.error("demo_history_failed", error=repr(self.error), exc_info=self.error)
+            raise click.ClickException(f"demo history could not be written: {self.error}")
+
+
+def _dashboard_access(host: str) -> str:
+    """The banner's word on who can open the dashboard (`TERRAGON_DASHBOARD_AUTH`)."""
+    if os.environ.get("TERRAGON_DASHBOARD_AUTH"):
+        return "sign-in required (TERRAGON_DASHBOARD_AUTH)"
+    if _is_loopback(host):
+        return f"open, no sign-in: served on {host} only, so only this machine reaches it"
+    log.warning(
+        "dashboard_exposed_without_sign_in",
+        host=host,
+        action="set TERRAGON_DASHBOARD_AUTH=password and TERRAGON_DASHBOARD_PASSWORD, or bind "
+        "--host 127.0.0.1",
+    )
+    return "open, no sign-in, payload prefixes hidden: set TERRAGON_DASHBOARD_AUTH"
 
 
 def _secrets_line(settings: Settings, host: str) -> str:
@@ -327,6 +411,7 @@ def serve(host: str, port: int, workers: int) -> None:
     settings = get_settings()
     refuse_unsafe_secrets(settings)
     stop = StopSignals().install()
+    start_status_line(f"  API http://{host}:{port} · Ctrl-C stops")
     try:
         _serve(settings, host, port, stop, workers)
     except KeyboardInterrupt:

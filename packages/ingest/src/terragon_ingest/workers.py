@@ -29,7 +29,7 @@ from pathlib import Path
 
 from litestar import Litestar
 
-from terragon_ingest.log_config import configure_logging
+from terragon_ingest.log_config import configure_logging, start_status_line
 from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
 from terragon_ingest.stopping import die_with_parent
 
@@ -58,6 +58,8 @@ def create_worker_app() -> Litestar:
     if problems := settings.unsafe_secrets():
         raise SystemExit(unsafe_secrets_message(problems))
     configure_logging(settings.server.LOG_LEVEL, json=os.environ.get(_LOG_FORMAT_ENV) != "console")
+    # in a terminal, each worker prints the summary of the envelopes it decided (no-op in JSON)
+    start_status_line(f"  worker {os.getpid()} of {settings.server.PUBLIC_URL or 'terragon serve'}")
     return create_app(settings)
 
 

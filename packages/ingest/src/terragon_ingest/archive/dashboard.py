@@ -51,13 +51,35 @@ def dashboard_argv(host: str, port: int, archive_dir: Path | str) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # an operations page: no "Deploy" button or developer menu in its toolbar
+        "--client.toolbarMode",
+        "viewer",
         "--",
         f"--{archive_arg}={archive_dir}",
     ]
 
 
+_ENV_NAMES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM",
+        "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
+        # the archive in a bucket (issue 14): the endpoint and timeout of its reader
+        "OBJECT_STORE_S3_ENDPOINT", "OBJECT_STORE_TIMEOUT",
+    }
+)  # fmt: skip
+_ENV_PREFIXES = ("LC_", "STREAMLIT_", "TERRAGON_DASHBOARD_", "TERRAGON_ARCHIVE_", "AWS_")
+"""What the dashboard process may inherit: its own settings, the archive's location and object
+store credentials, and what any process needs. Never the service's secrets
+(`TERRAGON_INTERNAL_TOKEN`, `TERRAGON_SIGNING_SECRET`, `GITHUB_WEBHOOK_SECRET`, ...): a
+Streamlit page that raises can show its environment to whoever reaches the port."""
+
+
 def dashboard_env(archive_dir: Path | str, database_url: str | None) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in _ENV_NAMES or name.startswith(_ENV_PREFIXES)
+    }
     if _is_url(archive_dir):
         env["TERRAGON_ARCHIVE_URL"] = str(archive_dir)
     else:

@@ -103,4 +103,13 @@ async def post_daemon_event(
         reason=reply.ack.status.value,
     )
     services.metrics.envelope_seconds.observe(time.perf_counter() - started)
+    # One line per envelope only at debug (a terminal at info counts these in its summary line).
+    log.debug(
+        "envelope_decided",
+        status=reply.ack.status.value,
+        reason=reply.ack.reason.value if reply.ack.reason else None,
+        legacy_mode=reply.ack.legacy_mode,
+        http_status=reply.http_status,
+        trace_id=trace_id,
+    )
     return Response(reply.ack, status_code=reply.http_status, headers=headers or None)
