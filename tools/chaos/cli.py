@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from tools.chaos.campaign import Config, run_campaign
 
@@ -35,8 +40,49 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="`terragon serve` processes behind the proxy (the kills take one at a time)",
     )
+    parser.add_argument(
+        "--s3",
+        action="store_true",
+        help="start an S3 server (moto's, tools/s3_server.py) and put the archive and the "
+        "offloaded payloads in a bucket on it, as replicas on several hosts would share them",
+    )
     parser.add_argument("--seed", type=int, default=7)
     return parser
+
+
+@contextmanager
+def _bucket(enabled: bool) -> Iterator[list[str]]:
+    """With `enabled`, a moto S3 server and a bucket; the archive and payload settings point at
+    it for the campaign (its processes inherit them). Yields lines for the report."""
+    if not enabled:
+        yield []
+        return
+    from tools.s3_server import start_bucket
+
+    with tempfile.TemporaryDirectory(prefix="terragon-chaos-s3-") as tmp:
+        server, target = start_bucket(Path(tmp))
+        settings = {
+            **target.env(),
+            "TERRAGON_ARCHIVE_URL": f"{target.url}/archive",
+            "OBJECT_STORE_URL": f"{target.url}/objects",
+        }
+        saved = {k: os.environ.get(k) for k in settings}
+        os.environ.update(settings)
+        lines: list[str] = []
+        try:
+            yield lines
+            archive = [k for k in target.child("archive").list_keys() if k.endswith(".parquet")]
+            lines.append(
+                f"s3: archive {settings['TERRAGON_ARCHIVE_URL']} on {target.endpoint}: "
+                f"{len(archive)} Parquet object(s)"
+            )
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         replicas=max(1, args.replicas),
     )
-    report = run_campaign(cfg)
-    for line in report.lines():
+    with _bucket(args.s3) as extra:
+        report = run_campaign(cfg)
+    for line in [*report.lines(), *extra]:
         print(line)
     return 0 if report.ok or any(n.startswith("SKIPPED") for n in report.notes) else 1
