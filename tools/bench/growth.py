@@ -13,7 +13,6 @@ against the same work on an almost empty one, in one run.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -22,7 +21,7 @@ import psycopg
 
 from tools.bench.archive import _SEED
 from tools.bench.context import Context
-from tools.bench.dashboard import APP
+from tools.bench.dashboard import timed_runs
 from tools.bench.report import BenchResult, judge
 from tools.bench.stack import RunHandle, create_run
 from tools.bench.synthetic_archive import generate_archive
@@ -216,33 +215,12 @@ def _rollup_hour_in_a_big_day(ctx: Context) -> BenchResult:
 
 
 def _dashboard_run(ctx: Context, days: int, repos: int) -> tuple[float, int, bool]:
-    from streamlit.testing.v1 import AppTest
-
     root = ctx.workdir / f"growth-dashboard-{days}d"
     ctx.status(f"growth: generating {days} days x {repos} repos")
     last_day = datetime.now(UTC).date() - timedelta(days=1)
     generate_archive(root, last_day=last_day, days=days, repos=repos, rows_per_minute=25)
-    saved = {k: os.environ.get(k) for k in ("TERRAGON_ARCHIVE_DIR", "DATABASE_URL")}
-    os.environ["TERRAGON_ARCHIVE_DIR"] = str(root)
-    os.environ["TERRAGON_DASHBOARD_REFRESH_SECONDS"] = "0"
-    os.environ.pop("DATABASE_URL", None)
-    try:
-        at = AppTest.from_file(str(APP), default_timeout=300)
-        at.run()  # warm-up: imports, first reads
-        timings = []
-        for _ in range(3):
-            started = time.perf_counter()
-            at.run()
-            timings.append(time.perf_counter() - started)
-        charts = len(at.get("vega_lite_chart"))
-        failed = bool(at.exception)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    return min(timings), charts, failed
+    runs = timed_runs(ctx, root, f"growth: dashboard {days} days")
+    return runs.best, runs.charts, runs.failed
 
 
 def _dashboard_90_vs_30(ctx: Context) -> BenchResult:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +56,7 @@ def _bucket(enabled: bool) -> Iterator[list[str]]:
     if not enabled:
         yield []
         return
+    from tools.bench.stack import environ
     from tools.s3_server import start_bucket
 
     with tempfile.TemporaryDirectory(prefix="terragon-chaos-s3-") as tmp:
@@ -66,22 +66,16 @@ def _bucket(enabled: bool) -> Iterator[list[str]]:
             "TERRAGON_ARCHIVE_URL": f"{target.url}/archive",
             "OBJECT_STORE_URL": f"{target.url}/objects",
         }
-        saved = {k: os.environ.get(k) for k in settings}
-        os.environ.update(settings)
         lines: list[str] = []
         try:
-            yield lines
+            with environ(**settings):
+                yield lines
             archive = [k for k in target.child("archive").list_keys() if k.endswith(".parquet")]
             lines.append(
                 f"s3: archive {settings['TERRAGON_ARCHIVE_URL']} on {target.endpoint}: "
                 f"{len(archive)} Parquet object(s)"
             )
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
             server.stop()
 
 
