@@ -250,6 +250,9 @@ def _preview_probe(url: str, probe: dict[str, Any], report: Report) -> None:
         report.preview_probes[str(code)] += 1
         if code < 400:
             report.preview_allowed_while_down += 1
+        elif code == 503 and response.json().get("code") == "DatabaseUnavailable":
+            # The PostgreSQL restart overlapped the Valkey outage (short campaigns): still closed.
+            report.notes.append(f"preview probe {method} {path}: 503 while PostgreSQL restarted")
         elif code != 503 or response.json().get("code") != "cache_unavailable":
             report.preview_other_refusals += 1
             report.notes.append(f"preview probe {method} {path}: {code} {response.text[:200]}")
