@@ -21,7 +21,7 @@ from litestar.types import ControllerRouterHandler
 
 from terragon_ingest import health
 from terragon_ingest.access.routes import AccessInternalController, GithubWebhookController
-from terragon_ingest.daemon_events.group_commit import group_commit_for
+from terragon_ingest.daemon_events.group_commit import group_commit_for, quarantine_commit_for
 from terragon_ingest.daemon_events.internal_routes import CorrelationController
 from terragon_ingest.daemon_events.routes import post_daemon_event
 from terragon_ingest.db import create_pool
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             metrics=metrics,
             objects=QuarantineObjects.from_settings(settings),
             group_commit=group_commit_for(pool, settings, metrics),
+            quarantine_commit=quarantine_commit_for(pool, settings),
         )
         app.state.services = services
         scheduler = Scheduler(

@@ -54,7 +54,10 @@ def _settings_with(
 def _serve(settings: Settings, host: str, port: int, stop: StopSignals, workers: int = 1) -> None:
     import uvicorn
 
+    from terragon_ingest.kit.http_protocol import CoalescingHttpToolsProtocol
+
     options: dict[str, Any] = {
+        "http": CoalescingHttpToolsProtocol,
         "host": host,
         "port": port,
         "lifespan": "on",

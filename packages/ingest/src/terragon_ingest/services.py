@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from valkey.asyncio import Valkey
 
     from terragon_ingest.access import RepoAccessCache
-    from terragon_ingest.daemon_events.group_commit import GroupCommit
+    from terragon_ingest.daemon_events.group_commit import GroupCommit, QuarantineCommit
     from terragon_ingest.db import Pool
     from terragon_ingest.objects import QuarantineObjects
     from terragon_ingest.preview.lifespan import PreviewRuntime
@@ -36,6 +36,8 @@ class Services:
     """The object store for offloaded quarantine payloads (terragon_ingest.objects)."""
     group_commit: GroupCommit | None = None
     """Grouped statements for ordinary envelopes (daemon_events.group_commit); None = off."""
+    quarantine_commit: QuarantineCommit | None = None
+    """Grouped statements for quarantine rows (daemon_events.group_commit); None = off."""
     tokens: KnownTokens = field(default_factory=KnownTokens)
     """Daemon tokens seen to resolve, checked before a body is decoded (runs.tokens)."""
     access: RepoAccessCache | None = None

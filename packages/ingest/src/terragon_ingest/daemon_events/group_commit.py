@@ -1,26 +1,28 @@
-"""Group commit: ordinary envelopes that arrive while the database is busy are decided and applied
-by one statement and one commit (`terragon_ingest_envelopes`), each through the one decision in
-its own subtransaction.
+"""Group commit: statements that arrive while the database is busy are sent as one statement and
+one commit. Two kinds go this way: ordinary envelopes (`GroupCommit`: decided and applied by
+`terragon_ingest_envelopes`, each through the one decision in its own subtransaction) and
+quarantine rows (`QuarantineCommit`: `terragon_record_quarantines`, one set-based statement, all
+or nothing: the rows are independent, so no row's answer depends on another's).
 
-Natural batching, not a timer: an envelope is sent at once while fewer than `max_in_flight`
-statements of this process are running, so a lone envelope waits for nothing (no added latency at
-low load); while they all run, arrivals queue, and the next free slot takes up to `max_batch` of
-them in one statement (PostgreSQL groups WAL flushes the same way). So a batch forms within the
-time one statement takes, never on a fixed delay.
+Natural batching, not a timer: an item is sent at once while fewer than `max_in_flight`
+statements of its kind in this process are running, so a lone item waits for nothing (no added
+latency at low load); while they all run, arrivals queue, and the next free slot takes up to
+`max_batch` of them in one statement (PostgreSQL groups WAL flushes the same way). So a batch
+forms within the time one statement takes, never on a fixed delay.
 
 Guarantees, each kept by construction:
-- an envelope is answered only after the statement that applied it committed;
+- an item is answered only after the statement that wrote it committed;
 - two envelopes of one run keep their arrival order (stable sort by thread; the second sees the
   first's writes in the same transaction), and batches take run locks in one global order;
 - one envelope's failure rolls back its own subtransaction only; such an envelope, and every
-  envelope of a statement that failed as a whole, is decided again alone by the caller
-  (`submit` answers None), never answered as part of a failed batch.
+  item of a statement that failed as a whole, is done again alone by the caller (`submit`
+  answers None), never answered as part of a failed batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 
@@ -29,13 +31,15 @@ from terragon_ingest.db import connection
 
 if TYPE_CHECKING:
     from terragon_ingest.daemon_events.repository import Decision
-    from terragon_ingest.db import Pool
+    from terragon_ingest.db import AsyncConn, Pool
     from terragon_ingest.settings import Settings
     from terragon_ingest.telemetry import Metrics
 
 log = structlog.get_logger()
 
-_Item = tuple[dict[str, Any], list[dict[str, Any]], "asyncio.Future[Decision | None]"]
+ItemT = TypeVar("ItemT")
+AnswerT = TypeVar("AnswerT")
+_Envelope = tuple[dict[str, Any], list[dict[str, Any]]]
 
 
 def group_commit_for(pool: Pool, settings: Settings, metrics: Metrics) -> GroupCommit | None:
@@ -50,27 +54,34 @@ def group_commit_for(pool: Pool, settings: Settings, metrics: Metrics) -> GroupC
     )
 
 
-class GroupCommit:
-    def __init__(
-        self, pool: Pool, *, max_batch: int, max_in_flight: int, metrics: Metrics | None = None
-    ) -> None:
+def quarantine_commit_for(pool: Pool, settings: Settings) -> QuarantineCommit | None:
+    correlation = settings.correlation
+    if correlation.GROUP_COMMIT_MAX_BATCH <= 1:
+        return None
+    return QuarantineCommit(
+        pool,
+        max_batch=min(correlation.GROUP_COMMIT_MAX_BATCH, 32),
+        max_in_flight=max(1, correlation.GROUP_COMMIT_IN_FLIGHT),
+    )
+
+
+class _Batcher(Generic[ItemT, AnswerT]):
+    """The queue, the in-flight budget and the failure rule; a kind says how one item is written
+    alone (`_alone`, its error raised to its caller) and how several are (`_grouped`)."""
+
+    def __init__(self, pool: Pool, *, max_batch: int, max_in_flight: int) -> None:
         self._pool = pool
-        self._metrics = metrics
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._waiting: list[_Item] = []
+        self._waiting: list[tuple[ItemT, asyncio.Future[AnswerT | None]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.batch_sizes: dict[int, int] = {}
-        """Statements sent, by the number of envelopes in them (for tools/bench)."""
+        """Statements sent, by the number of items in them (for tests and tools/bench)."""
 
-    async def submit(
-        self, params: dict[str, Any], messages: list[dict[str, Any]]
-    ) -> Decision | None:
-        """The decision for one ordinary envelope; None when it must be decided again alone (its
-        subtransaction failed, or its statement did). Sent alone, its error is raised here."""
-        future: asyncio.Future[Decision | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((params, messages, future))
+    async def _submit(self, item: ItemT) -> AnswerT | None:
+        future: asyncio.Future[AnswerT | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
         self._dispatch()
         return await future
 
@@ -83,52 +94,110 @@ class GroupCommit:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[_Item]) -> None:
-        self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
-        if self._metrics is not None:
-            self._metrics.ingest_batch.observe(len(batch))
+    def _observe(self, size: int) -> None:
+        self.batch_sizes[size] = self.batch_sizes.get(size, 0) + 1
+
+    async def _alone(self, conn: AsyncConn, item: ItemT) -> AnswerT:
+        raise NotImplementedError
+
+    async def _grouped(self, conn: AsyncConn, items: list[ItemT]) -> list[AnswerT | None]:
+        """The answers in the items' order; None for an item whose subtransaction failed."""
+        raise NotImplementedError
+
+    def _order(self, items: list[ItemT]) -> list[int]:
+        """The order the items go into the statement (default: as they arrived)."""
+        return list(range(len(items)))
+
+    async def _send(self, batch: list[tuple[ItemT, asyncio.Future[AnswerT | None]]]) -> None:
+        self._observe(len(batch))
         try:
             if len(batch) == 1:  # alone: the plain statement, no subtransaction to pay for
-                await _alone(self._pool, batch[0])
+                await self._send_alone(*batch[0])
                 return
-            # One lock order for every batch: by thread, arrival order kept within one.
-            ordered = sorted(
-                range(len(batch)),
-                key=lambda i: (batch[i][0]["thread_id"], batch[i][0]["thread_chat_id"]),
-            )
+            ordered = self._order([item for item, _ in batch])
             async with connection(self._pool) as conn:
-                answers = await repository.ingest_envelopes(
-                    conn, [(batch[i][0], batch[i][1]) for i in ordered]
-                )
+                answers = await self._grouped(conn, [batch[i][0] for i in ordered])
             for position, i in enumerate(ordered):
-                _settle(batch[i][2], answers[position])
+                _settle(batch[i][1], answers[position])
         except Exception as exc:  # the statement failed as a whole: nothing of it was written
             log.warning(
-                "envelope_batch_failed",
+                "group_commit_batch_failed",
+                kind=type(self).__name__,
                 size=len(batch),
                 error=str(exc),
-                hint="each envelope is decided again alone",
+                hint="each item is written again alone",
             )
-            for _params, _messages, future in batch:
+            for _item, future in batch:
                 _settle(future, None)
         finally:
             self._in_flight -= 1
             self._dispatch()
 
-
-async def _alone(pool: Pool, item: _Item) -> None:
-    """One envelope, one plain statement; its error goes to its caller, as without grouping."""
-    params, messages, future = item
-    try:
-        async with connection(pool) as conn:
-            answer = await repository.ingest_envelope(conn, params, messages)
-    except Exception as exc:
-        if not future.done():
-            future.set_exception(exc)
-        return
-    _settle(future, answer)
+    async def _send_alone(self, item: ItemT, future: asyncio.Future[AnswerT | None]) -> None:
+        """One item, one plain statement; its error goes to its caller, as without grouping."""
+        try:
+            async with connection(self._pool) as conn:
+                answer = await self._alone(conn, item)
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        _settle(future, answer)
 
 
-def _settle(future: asyncio.Future[Decision | None], answer: Decision | None) -> None:
+class GroupCommit(_Batcher[_Envelope, "Decision"]):
+    """Ordinary envelopes: the one decision, grouped."""
+
+    def __init__(
+        self, pool: Pool, *, max_batch: int, max_in_flight: int, metrics: Metrics | None = None
+    ) -> None:
+        super().__init__(pool, max_batch=max_batch, max_in_flight=max_in_flight)
+        self._metrics = metrics
+
+    async def submit(
+        self, params: dict[str, Any], messages: list[dict[str, Any]]
+    ) -> Decision | None:
+        """The decision for one ordinary envelope; None when it must be decided again alone (its
+        subtransaction failed, or its statement did). Sent alone, its error is raised here."""
+        return await self._submit((params, messages))
+
+    def _observe(self, size: int) -> None:
+        super()._observe(size)
+        if self._metrics is not None:
+            self._metrics.ingest_batch.observe(size)
+
+    def _order(self, items: list[_Envelope]) -> list[int]:
+        # One lock order for every batch: by thread, arrival order kept within one (stable sort).
+        return sorted(
+            range(len(items)),
+            key=lambda i: (items[i][0]["thread_id"], items[i][0]["thread_chat_id"]),
+        )
+
+    async def _alone(self, conn: AsyncConn, item: _Envelope) -> Decision:
+        return await repository.ingest_envelope(conn, *item)
+
+    async def _grouped(self, conn: AsyncConn, items: list[_Envelope]) -> list[Decision | None]:
+        return await repository.ingest_envelopes(conn, items)
+
+
+class QuarantineCommit(_Batcher[dict[str, Any], list[str]]):
+    """Quarantine rows (`repository.quarantine_item`), grouped; rows are independent, no order.
+    A failed batch answers None for every item: each is recorded again alone, `once`."""
+
+    async def submit(self, item: dict[str, Any]) -> list[str] | None:
+        """The sessions denied once the row committed; None when it must be recorded again alone.
+        Sent alone, its error is raised here."""
+        return await self._submit(item)
+
+    async def _alone(self, conn: AsyncConn, item: dict[str, Any]) -> list[str]:
+        return await repository.insert_quarantine(conn, item)
+
+    async def _grouped(
+        self, conn: AsyncConn, items: list[dict[str, Any]]
+    ) -> list[list[str] | None]:
+        return await repository.insert_quarantines(conn, items)
+
+
+def _settle(future: asyncio.Future[AnswerT | None], answer: AnswerT | None) -> None:
     if not future.done():  # the request may have gone (client disconnected)
         future.set_result(answer)

@@ -35,24 +35,22 @@ SELECT ordinal, failed_sqlstate, outcome, legacy, applied_messages, last_seq, ru
        codesandbox_id, active_run_id, run_id_strict AS strict, run_start_sha
 FROM terragon_ingest_envelopes(%(batch)s::jsonb)
 
--- name: insert_quarantine
--- The row (terragon_insert_quarantine: the one insert of a quarantine row) and its
--- `quarantine.recorded` event in one statement: one implicit transaction, one round trip, no
--- BEGIN/COMMIT (issue 7: the quarantine path at >= 0.8 x the apply path). The id is made by the
--- caller (a random v4 uuid, like the column default) because the event carries it. Event
--- parameters are `ev_` + the preview_event columns (telemetry.repository.event_params).
-WITH quarantined AS (
-    SELECT terragon_insert_quarantine(%(row)s::jsonb) AS id
-)
-INSERT INTO preview_event (
-    ts_server, schema_version, event_name, origin, trace_id, thread_id, thread_chat_id, run_id,
-    codesandbox_id, sandbox_provider, preview_session_id, user_id, proxy_req_id, properties
-)
-SELECT %(ev_ts_server)s, %(ev_schema_version)s, %(ev_event_name)s, %(ev_origin)s, %(ev_trace_id)s,
-       %(ev_thread_id)s, %(ev_thread_chat_id)s, %(ev_run_id)s, %(ev_codesandbox_id)s,
-       %(ev_sandbox_provider)s, %(ev_preview_session_id)s, %(ev_user_id)s, %(ev_proxy_req_id)s,
-       %(ev_properties)s
-FROM quarantined
+-- name: insert_quarantines
+-- Quarantine decisions recorded (db/functions/terragon_record_quarantines.sql: each row, its
+-- `quarantine.recorded` event, a strict mismatch's denials): one set-based statement, one implicit
+-- transaction, one round trip, no BEGIN/COMMIT, all or nothing; prepared. One item alone is a
+-- batch of one; several are group commit.
+SELECT ordinal, denied FROM terragon_record_quarantines(%(batch)s::jsonb)
+
+-- name: insert_quarantine_once
+-- One item whose grouped statement failed as a whole: if that failure was a connection lost
+-- after the commit, its row is already there under its id (made by the caller) and is not written
+-- twice. The row was made moments ago: only the newest partitions are probed.
+SELECT ordinal, denied FROM terragon_record_quarantines(
+    CASE WHEN EXISTS (
+        SELECT 1 FROM daemon_event_quarantine
+        WHERE id = %(id)s::uuid AND created_at > now() - interval '1 hour'
+    ) THEN '[]'::jsonb ELSE %(batch)s::jsonb END)
 
 -- name: list_quarantine
 SELECT id::text, thread_id, thread_chat_id, run_id AS run_id_or_null, active_run_id, reason,
@@ -81,11 +79,6 @@ WHERE id = %(id)s::uuid
 SELECT latest_run_id, outcome AS ui_validation_outcome, blocking_reason
 FROM thread_ui_validation
 WHERE thread_id = %(thread_id)s AND thread_chat_id = %(thread_chat_id)s
-
--- name: fetch_active_preview_sessions
-SELECT preview_session_id FROM preview_session
-WHERE thread_id = %(thread_id)s AND thread_chat_id = %(thread_chat_id)s
-  AND revoked_at IS NULL AND expires_at > now()
 
 -- name: try_sweep_lock
 SELECT pg_try_advisory_xact_lock(%(key)s)

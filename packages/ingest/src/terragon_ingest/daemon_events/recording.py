@@ -1,6 +1,6 @@
 """Recording a quarantine decision: the row, its event, the counters, and (for a strict mismatch
-on a thread with a live preview) `v1.preview.access.denied`. One transaction per row: usually a
-single statement (row + event), pipelined with the denials for a strict mismatch.
+on a thread with a live preview) `v1.preview.access.denied`. One statement per row, all or
+nothing: the row, its event and the denials (repository `insert_quarantine`).
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 
 from terragon_core import (
@@ -44,17 +45,11 @@ _HINTS: dict[QuarantineReason, str] = {
 }
 
 
-async def preview_sessions_touched_by_mismatch(
-    conn: AsyncConn, thread_id: str, thread_chat_id: str
-) -> list[str]:
-    """Live preview sessions of the (thread, chat) a strict mismatch touches, read from the
-    `preview_session` table by this domain's own query: daemon_events and preview are independent
-    (import-linter), and this read must share the quarantine row's transaction."""
-    return await repository.fetch_active_preview_sessions(conn, thread_id, thread_chat_id)
-
-
 async def record_quarantine(services: Services, row: dict[str, Any], *, dims: Dimensions) -> str:
-    """Insert the row and its event; count it. Returns the row id.
+    """Insert the row and its event, and for a strict mismatch the `v1.preview.access.denied` of
+    every live preview session of the (thread, chat) (the `preview_session` table read by this
+    domain's own statement: daemon_events and preview are independent, import-linter); one
+    statement, one round trip. Count it. Returns the row id.
 
     `preview.strict_mismatch` is counted from the row's own `strict` (the frozen value the
     decision used) by core's `is_strict_mismatch`, as the archive and the dashboard count it
@@ -63,17 +58,16 @@ async def record_quarantine(services: Services, row: dict[str, Any], *, dims: Di
     strict_mismatch = is_strict_mismatch(reason, row["strict"])
     quarantine_id = repository.new_quarantine_id()
     event = quarantine_event(row, quarantine_id, dims)
-    async with connection(services.pool) as conn:
-        if not strict_mismatch:  # the row and its event: one statement, one round trip
-            await repository.insert_quarantine(conn, row, quarantine_id, event)
-        else:  # ... plus the denials of the live preview sessions, pipelined in one transaction
-            async with conn.pipeline(), conn.transaction():
-                await repository.insert_quarantine(conn, row, quarantine_id, event)
-                sessions = await preview_sessions_touched_by_mismatch(
-                    conn, row["thread_id"], row["thread_chat_id"]
-                )
-                for session_id in sessions:
-                    await _emit_access_denied(conn, row, session_id, dims)
+    denial = access_denied_event(row, dims) if strict_mismatch else None
+    item = repository.quarantine_item(row, quarantine_id, event, denial)
+    group = services.quarantine_commit
+    denied = await group.submit(item) if group is not None else None
+    if denied is None:  # grouping off, or its batch failed: alone, its error raised here
+        async with connection(services.pool) as conn:
+            denied = await repository.insert_quarantine(conn, item, once=group is not None)
+    if denial is not None:
+        for session_id in denied:
+            log_event(msgspec.structs.replace(denial, preview_session_id=session_id))
     log_event(event)
     count_quarantine(services, reason, dims, strict_mismatch=strict_mismatch)
     log.info(
@@ -141,10 +135,10 @@ async def emit_quarantine_event(
     await emit_event(conn, quarantine_event(row, quarantine_id, dims))
 
 
-async def _emit_access_denied(
-    conn: AsyncConn, row: dict[str, Any], session_id: str, dims: Dimensions
-) -> None:
-    event = build_event(
+def access_denied_event(row: dict[str, Any], dims: Dimensions) -> PreviewEvent:
+    """The `v1.preview.access.denied` a strict mismatch emits for each live preview session of its
+    thread (the statement fills in each session's id)."""
+    return build_event(
         PreviewEventName.ACCESS_DENIED.value,
         origin=EventOrigin.DAEMON_EVENT,
         trace_id=row["trace_id"],
@@ -153,7 +147,6 @@ async def _emit_access_denied(
         run_id=row["active_run_id"],
         codesandbox_id=dims.codesandbox_id,
         sandbox_provider=dims.sandbox_provider,
-        preview_session_id=session_id,
         user_id=dims.user_id,
         properties={
             "reason": SecurityReason.BINDING_MISMATCH.value,
@@ -162,7 +155,6 @@ async def _emit_access_denied(
             "quarantineReason": row["reason"],
         },
     )
-    await emit_event(conn, event)
 
 
 async def after_legacy_apply(

@@ -23,7 +23,7 @@ from terragon_core import CorrelationOutcome
 from terragon_ingest.daemon_events.schemas import QuarantineRow, UiValidation
 from terragon_ingest.db import load_queries
 from terragon_ingest.errors import DatabaseUnavailable
-from terragon_ingest.telemetry.repository import event_params
+from terragon_ingest.telemetry.repository import event_row
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -177,12 +177,50 @@ def new_quarantine_id() -> str:
     return str(uuid.uuid4())
 
 
+def quarantine_item(
+    row: dict[str, Any], quarantine_id: str, event: PreviewEvent, denial: PreviewEvent | None
+) -> dict[str, Any]:
+    """One quarantine decision to record (`terragon_record_quarantine`'s arguments): the row, its
+    `quarantine.recorded` event and, for a strict mismatch, the `access.denied` to emit for each
+    live preview session of the row's (thread, chat), its session id left empty."""
+    return {
+        "row": {**row, "id": quarantine_id},
+        "event": event_row(event),
+        "denial": event_row(denial) if denial is not None else None,
+    }
+
+
 async def insert_quarantine(
-    conn: AsyncConn, row: dict[str, Any], quarantine_id: str, event: PreviewEvent
-) -> None:
-    """The row and its `quarantine.recorded` event: one prepared statement, all or nothing."""
-    values = {"row": Jsonb({**row, "id": quarantine_id}), **event_params(event, prefix="ev_")}
-    await conn.execute(Q["insert_quarantine"], values, prepare=True)
+    conn: AsyncConn, item: dict[str, Any], *, once: bool = False
+) -> list[str]:
+    """One `quarantine_item` alone (a batch of one): all or nothing. Returns the sessions denied.
+    `once`: after its grouped statement failed, skip it if that statement did commit it."""
+    batch = _encode([item])
+    if once:
+        cur = await conn.execute(
+            Q["insert_quarantine_once"], {"batch": batch, "id": item["row"]["id"]}, prepare=True
+        )
+    else:
+        cur = await conn.execute(Q["insert_quarantines"], {"batch": batch}, prepare=True)
+    rows = await cur.fetchall()
+    return list(rows[0][1]) if rows else []
+
+
+async def insert_quarantines(
+    conn: AsyncConn, items: Sequence[dict[str, Any]]
+) -> list[list[str] | None]:
+    """Group commit: the `quarantine_item`s by one set-based statement, one commit, all or
+    nothing. The answers (the sessions each denied) are in the items' order. A failure raises,
+    and nothing of the batch was written: record each item again alone."""
+    cur = await conn.execute(Q["insert_quarantines"], {"batch": _encode(items)}, prepare=True)
+    answers: list[list[str] | None] = [None] * len(items)
+    for ordinal, denied in await cur.fetchall():
+        answers[ordinal] = list(denied)
+    return answers
+
+
+def _encode(items: Sequence[dict[str, Any]]) -> str:
+    return msgspec.json.encode(list(items)).decode()
 
 
 async def list_quarantine(
@@ -228,14 +266,6 @@ async def fetch_ui_validation(
         Q["fetch_ui_validation"], {"thread_id": thread_id, "thread_chat_id": thread_chat_id}
     )
     return await cur.fetchone()
-
-
-async def fetch_active_preview_sessions(
-    conn: AsyncConn, thread_id: str, thread_chat_id: str
-) -> list[str]:
-    params = {"thread_id": thread_id, "thread_chat_id": thread_chat_id}
-    cur = await conn.execute(Q["fetch_active_preview_sessions"], params)
-    return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def try_sweep_lock(conn: AsyncConn, key: int) -> bool:

@@ -339,3 +339,7 @@ CREATE TABLE preview_event_default PARTITION OF preview_event DEFAULT;
 -- FUNCTION terragon_insert_quarantine(p_row jsonb)
 --     RETURNS uuid
 --     body: db/functions/terragon_insert_quarantine.sql (definition md5 4b4d39ed1bc5862914e1f7281156ff94)
+
+-- FUNCTION terragon_record_quarantines(p_batch jsonb)
+--     RETURNS TABLE(ordinal integer, denied text[])
+--     body: db/functions/terragon_record_quarantines.sql (definition md5 c474aa2180a9fccc9325bfb4f22aca7e)

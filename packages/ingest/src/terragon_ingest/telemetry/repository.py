@@ -15,10 +15,23 @@ if TYPE_CHECKING:
 Q = load_queries("terragon_ingest.telemetry")
 
 
-def event_params(event: PreviewEvent, prefix: str = "") -> dict[str, Any]:
-    """The `preview_event` columns of `event` as query parameters (names prefixed with `prefix`,
-    for a statement that also inserts other rows)."""
-    values: dict[str, Any] = {
+def event_params(event: PreviewEvent) -> dict[str, Any]:
+    """The `preview_event` columns of `event` as query parameters."""
+    values = _columns(event)
+    values["properties"] = Jsonb(event.properties)
+    return values
+
+
+def event_row(event: PreviewEvent) -> dict[str, Any]:
+    """The `preview_event` columns of `event` as a JSON object's values, for a SQL function that
+    inserts the row itself (`jsonb_populate_record`)."""
+    values = _columns(event)
+    values["ts_server"] = event.ts_server.isoformat()
+    return values
+
+
+def _columns(event: PreviewEvent) -> dict[str, Any]:
+    return {
         "ts_server": event.ts_server,
         "schema_version": event.schema_version,
         "event_name": event.event_name,
@@ -32,9 +45,8 @@ def event_params(event: PreviewEvent, prefix: str = "") -> dict[str, Any]:
         "preview_session_id": event.preview_session_id,
         "user_id": event.user_id,
         "proxy_req_id": event.proxy_req_id,
-        "properties": Jsonb(event.properties),
+        "properties": event.properties,
     }
-    return {prefix + k: v for k, v in values.items()} if prefix else values
 
 
 async def insert_preview_event(conn: AsyncConn, event: PreviewEvent) -> None:
