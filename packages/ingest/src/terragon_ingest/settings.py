@@ -174,7 +174,7 @@ class CorrelationSettings:
     """`TERRAGON_GROUP_COMMIT_MAX_BATCH`: envelopes at most in one grouped statement (1 = off).
     At most 32: each writes in a subtransaction, and PostgreSQL caches 64 per transaction."""
     GROUP_COMMIT_IN_FLIGHT: int = field(
-        default_factory=lambda: _env_int("TERRAGON_GROUP_COMMIT_IN_FLIGHT", 4)
+        default_factory=lambda: _env_int("TERRAGON_GROUP_COMMIT_IN_FLIGHT", 2)
     )
     """`TERRAGON_GROUP_COMMIT_IN_FLIGHT`: ingest statements one worker runs at once before
     arrivals queue into the next grouped statement (about the database's cores)."""
