@@ -51,14 +51,24 @@ def _day_start(day: date) -> datetime:
 
 def seed_day(url: str, day: date, rows: int) -> None:
     """`rows` quarantine rows spread over `day`, in the day's own partition."""
+    seed_segments(url, day, [(_day_start(day), 86_399_000_000, rows)])
+
+
+def seed_segments(
+    url: str, day: date, segments: list[tuple[datetime, int, int]], *, vacuum: bool = False
+) -> None:
+    """Quarantine rows of `day`, in the day's own partition, segment by segment in time order
+    (as the service writes them): each `(start, span in µs, rows)` spreads its rows evenly."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "SELECT terragon_ensure_day_partitions('daemon_event_quarantine'::regclass, %s, 1)",
             (day,),
         )
-        step = int(86_399_000_000 // max(rows, 1))
-        conn.execute(_SEED, {"start": _day_start(day), "step": step, "n": rows})
-        conn.execute("ANALYZE daemon_event_quarantine")
+        for start, span_us, rows in segments:
+            if rows > 0:
+                step = max(1, span_us // rows)
+                conn.execute(_SEED, {"start": start, "step": step, "n": rows})
+        conn.execute(f"{'VACUUM ' if vacuum else ''}ANALYZE daemon_event_quarantine")
 
 
 def plain_copy(url: str, day: date, target: Path) -> int:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import psycopg
 
-from tools.bench.archive import _SEED
+from tools.bench.archive import seed_segments
 from tools.bench.context import Context
 from tools.bench.dashboard import timed_runs
 from tools.bench.report import BenchResult, judge
@@ -126,28 +125,18 @@ def _apply_on_a_big_run(ctx: Context) -> BenchResult:
 # --- the rollup of one hour in a big day -------------------------------------------------------
 
 
-def _seed_segment(conn: psycopg.Connection[Any], start: datetime, span_us: int, rows: int) -> None:
-    if rows > 0:
-        step = max(1, span_us // rows)
-        conn.execute(_SEED, {"start": start, "step": step, "n": rows})
-
-
 def seed_day_around_hour(url: str, day: date, hour: int, day_rows: int, hour_rows: int) -> None:
     """`hour_rows` rows in [hour, hour + 1) and `day_rows - hour_rows` in the rest of the day,
     inserted in time order (as the service writes them)."""
     lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
     rest = day_rows - hour_rows
     before = rest * hour // 23
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT terragon_ensure_day_partitions('daemon_event_quarantine'::regclass, %s, 1)",
-            (day,),
-        )
-        _seed_segment(conn, lo, hour * _HOUR_US, before)
-        _seed_segment(conn, lo + timedelta(hours=hour), _HOUR_US, hour_rows)
-        after_start = lo + timedelta(hours=hour + 1)
-        _seed_segment(conn, after_start, (23 - hour) * _HOUR_US, rest - before)
-        conn.execute("VACUUM ANALYZE daemon_event_quarantine")
+    segments = [
+        (lo, hour * _HOUR_US, before),
+        (lo + timedelta(hours=hour), _HOUR_US, hour_rows),
+        (lo + timedelta(hours=hour + 1), (23 - hour) * _HOUR_US, rest - before),
+    ]
+    seed_segments(url, day, segments, vacuum=True)
 
 
 def _time_hour_rollup(ctx: Context, url: str, hour_start: datetime, tag: str) -> tuple[float, int]:

@@ -4,10 +4,7 @@ from seeded Postgres rows, loaded by Debian's chromium; the three trend charts m
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +15,7 @@ from terragon_core import QuarantineReason
 from terragon_ingest.archive import repository
 from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
 from terragon_ingest.archive.rollup import rollup
+from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,35 +38,6 @@ _MARKS_JS = """
   rules: svg.querySelectorAll('g.mark-rule line, g.mark-rule path').length,
 }))
 """
-
-
-_FOUR_CHARTS_JS = """
-() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"] svg'))
-  .filter(svg => svg.querySelector('g.mark-symbol path')).length >= 4
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def _seed(url: str) -> None:
@@ -100,27 +69,10 @@ def fx_dashboard_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     root = tmp_path / "archive"
     with repository.connect(database_url) as conn:
         assert rollup(conn, root, settle_seconds=60).rows["quarantine"] > 200
-    port = _free_port()
     env = dashboard_env(root, database_url)
     env["TERRAGON_DASHBOARD_REFRESH_SECONDS"] = "0"
-    process = subprocess.Popen(
-        dashboard_argv("127.0.0.1", port, root),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(lambda: _healthy(url) or process.poll() is not None, 60, "streamlit")
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+    with running_dashboard(lambda port: dashboard_argv("127.0.0.1", port, root), env) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 def test_three_trend_charts_render_with_data(dashboard_url: str) -> None:
@@ -144,7 +96,7 @@ def test_three_trend_charts_render_with_data(dashboard_url: str) -> None:
             started = time.perf_counter()
             page.goto(os.environ.get("TERRAGON_DASHBOARD_URL", dashboard_url))
             try:
-                page.wait_for_function(_FOUR_CHARTS_JS, timeout=60_000)
+                page.wait_for_function(FOUR_CHARTS_JS, timeout=60_000)
             finally:
                 page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             loaded = time.perf_counter() - started
@@ -152,7 +104,7 @@ def test_three_trend_charts_render_with_data(dashboard_url: str) -> None:
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             started = time.perf_counter()
             page.reload()
-            page.wait_for_function(_FOUR_CHARTS_JS, timeout=60_000)
+            page.wait_for_function(FOUR_CHARTS_JS, timeout=60_000)
             reloaded = time.perf_counter() - started
             print(
                 f"browser: charts drawn {loaded:.2f}s after the first navigation (cold server), "

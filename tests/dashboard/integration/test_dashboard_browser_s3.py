@@ -5,7 +5,6 @@ chromium must draw the trend charts from it."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,16 +15,8 @@ from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
 from terragon_ingest.archive.location import ObjectArchive
 from terragon_ingest.archive.rollup import rollup
 from terragon_ingest.settings import ObjectStoreSettings
-from tests.dashboard.integration.test_dashboard_browser import (
-    _FOUR_CHARTS_JS,
-    _MARKS_JS,
-    ARTIFACTS,
-    CHROMIUM,
-    _free_port,
-    _healthy,
-    _seed,
-    _wait_for,
-)
+from tests.dashboard.integration.test_dashboard_browser import _MARKS_JS, ARTIFACTS, CHROMIUM, _seed
+from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard
 from tools.s3_server import S3Target
 
 pytestmark = [
@@ -45,29 +36,14 @@ def fx_dashboard_url(database_url: str, s3: S3Target, tmp_path: Path) -> Iterato
         written = rollup(conn, ObjectArchive(url, ObjectStoreSettings()), settle_seconds=60)
     assert written.rows["quarantine"] > 200
     assert any(k.startswith("quarantine_daily/") for k in s3.child("archive").list_keys())
-    port = _free_port()
     env = dashboard_env(url, database_url)  # this test's environment: the bucket's endpoint, key
     env["TERRAGON_DASHBOARD_REFRESH_SECONDS"] = "0"
     env.pop("TERRAGON_ARCHIVE_DIR", None)
-    process = subprocess.Popen(
-        dashboard_argv("127.0.0.1", port, url),
-        env=env,
-        cwd=tmp_path,  # no .data/archive to fall back on
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(lambda: _healthy(base) or process.poll() is not None, 60, "streamlit")
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+    # cwd: no .data/archive to fall back on
+    with running_dashboard(
+        lambda port: dashboard_argv("127.0.0.1", port, url), env, cwd=tmp_path
+    ) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 def test_trend_charts_render_from_the_bucket(dashboard_url: str, s3: S3Target) -> None:
@@ -90,7 +66,7 @@ def test_trend_charts_render_from_the_bucket(dashboard_url: str, s3: S3Target) -
             page = browser.new_page(viewport={"width": 1400, "height": 2600})
             page.goto(dashboard_url)
             try:
-                page.wait_for_function(_FOUR_CHARTS_JS, timeout=90_000)
+                page.wait_for_function(FOUR_CHARTS_JS, timeout=90_000)
             finally:
                 page.screenshot(path=str(ARTIFACTS / "dashboard-s3.png"), full_page=True)
             marks = page.evaluate(_MARKS_JS)

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,8 +22,8 @@ import pytest
 
 from terragon_core import QuarantineReason
 from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
+from tests.dashboard.running import FOUR_CHARTS_JS, free_port, healthy, running_dashboard, wait_for
 from tests.dashboard.seed import Row, connect, insert_quarantine
-from tests.ingest.integration.test_cli_up import _free_port, _wait_until
 from tests.ingest.integration.test_up_terminal import Terminal, kill_leftovers, stop_up
 from tools.bench.synthetic_archive import generate_archive
 
@@ -49,10 +48,6 @@ pytestmark = [
     ),
 ]
 
-_FOUR_CHARTS_JS = """
-() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"] svg'))
-  .filter(svg => svg.querySelector('g.mark-symbol path')).length >= 4
-"""
 
 # Per chart: its title, points drawn, x-axis labels, legend labels, and the screen y of the
 # threshold rule and of the highest point (SVG y grows downwards).
@@ -75,20 +70,12 @@ _CHARTS_JS = """
 _SETTLED_JS = "() => document.querySelectorAll('[data-stale=\"true\"]').length === 0"
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(name="demo_up", scope="module")
 def fx_demo_up() -> Iterator[tuple[str, Path]]:
     """`terragon up --demo` with its dashboard; yields (dashboard URL, data dir) once the live
     fleet has quarantined envelopes."""
     data_dir = Path(tempfile.mkdtemp(prefix="terragon-demo-browser-"))
-    port, dashboard_port = _free_port(), _free_port()
+    port, dashboard_port = free_port(), free_port()
     uv = shutil.which("uv")
     assert uv, "uv must be on PATH"
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "VALKEY_URL"}}
@@ -116,7 +103,7 @@ def fx_demo_up() -> Iterator[tuple[str, Path]]:
             300,
             "the demo fleet's first quarantined envelopes",
         )
-        _wait_until(lambda: _healthy(url), 60, "the dashboard")
+        wait_for(lambda: healthy(url), 60, "the dashboard")
         yield url, data_dir
     finally:
         try:
@@ -143,7 +130,7 @@ def test_demo_dashboard_has_every_chart_in_24_hour_utc(demo_up: tuple[str, Path]
             page = context.new_page()
             page.goto(url)
             try:
-                page.wait_for_function(_FOUR_CHARTS_JS, timeout=90_000)
+                page.wait_for_function(FOUR_CHARTS_JS, timeout=90_000)
                 page.get_by_text("Top offenders by repo").wait_for(timeout=30_000)
             finally:
                 page.screenshot(path=str(ARTIFACTS / "demo-dashboard.png"), full_page=True)
@@ -218,30 +205,13 @@ def fx_signed_dashboard(database_url: str, tmp_path: Path) -> Iterator[str]:
             "UPDATE daemon_event_quarantine SET payload_prefix_2k = %s",
             (json.dumps({"m": MARKER}),),
         )
-    port = _free_port()
     env = dashboard_env(root, database_url) | {
         "TERRAGON_DASHBOARD_REFRESH_SECONDS": "0",
         "TERRAGON_DASHBOARD_AUTH": "password",
         "TERRAGON_DASHBOARD_PASSWORD": PASSWORD,
     }
-    process = subprocess.Popen(
-        dashboard_argv("127.0.0.1", port, root),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until(lambda: _healthy(url) or process.poll() is not None, 60, "streamlit")
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+    with running_dashboard(lambda port: dashboard_argv("127.0.0.1", port, root), env) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 def test_with_sign_in_an_unauthenticated_browser_sees_no_payload_prefix(

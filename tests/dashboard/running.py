@@ -1,0 +1,68 @@
+"""A dashboard under test: `streamlit run` (archive.dashboard's argv and environment) on a free
+127.0.0.1 port, healthy before the test goes on, stopped after it. Shared by the browser tests."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+FOUR_CHARTS_JS = """
+() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"] svg'))
+  .filter(svg => svg.querySelector('g.mark-symbol path')).length >= 4
+"""
+"""True once four charts have drawn points (a page that finished its first run)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `predicate` until it holds; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def healthy(url: str) -> bool:
+    """Streamlit's own health endpoint answers 200."""
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def running_dashboard(
+    argv: Callable[[int], list[str]], env: dict[str, str], cwd: Path | None = None
+) -> Iterator[str]:
+    """Start `argv(port)` on a free port; yield its URL once healthy; stop it (terminate, then
+    kill) however the test ends. A dashboard that exits before it is healthy fails with its
+    stderr."""
+    port = free_port()
+    process = subprocess.Popen(
+        argv(port), env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: healthy(url) or process.poll() is not None, 60, "streamlit")
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
