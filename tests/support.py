@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import socket
 import subprocess
 import threading
 import time
@@ -124,3 +125,23 @@ def run_terragon(
             chunks.append(chunk)
         os.close(leader)
     return child.returncode, stdout.decode(), b"".join(chunks).decode(errors="replace")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float, what: str, *, every: float = 0.1
+) -> None:
+    """Poll `predicate` every `every` seconds until it holds; fail naming `what` after `timeout`
+    seconds (a condition to reach, not a sleep standing in for one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -4,34 +4,18 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from tests.support import free_port, wait_until
 
 FOUR_CHARTS_JS = """
 () => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"] svg'))
   .filter(svg => svg.querySelector('g.mark-symbol path')).length >= 4
 """
 """True once four charts have drawn points (a page that finished its first run)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `predicate` until it holds; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def healthy(url: str) -> bool:
@@ -56,7 +40,7 @@ def running_dashboard(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: healthy(url) or process.poll() is not None, 60, "streamlit")
+        wait_until(lambda: healthy(url) or process.poll() is not None, 60, "streamlit")
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         yield url
     finally:

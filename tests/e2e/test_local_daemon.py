@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import INTERNAL_TOKEN
 from tests.live_server import LiveServer, free_port
-from tests.support import settings_for
+from tests.support import settings_for, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"
@@ -95,18 +95,9 @@ def _start_daemon(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    _wait(lambda: sock.exists() or proc.poll() is not None, 15, "daemon socket")
+    wait_until(lambda: sock.exists() or proc.poll() is not None, 15, "daemon socket")
     assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
     return proc
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _register_and_start(live: LiveServer, repo: Path) -> dict:
@@ -180,7 +171,9 @@ def test_run_start_to_finished_run_with_end_sha(
         assert started["delivered"] is True
         assert started["runStartSha"] == _git(repo, "rev-parse", "HEAD")
         run_id = started["runId"]
-        _wait(lambda: _run(live, run_id)["status"] in {"finished", "failed"}, 60, "run to finish")
+        wait_until(
+            lambda: _run(live, run_id)["status"] in {"finished", "failed"}, 60, "run to finish"
+        )
         run = _run(live, run_id)
         assert run["status"] == "finished"
         assert run["runEndSha"] == _git(repo, "rev-parse", "HEAD")
@@ -204,11 +197,13 @@ def test_service_outage_mid_run_loses_and_duplicates_nothing(
     try:
         started = _register_and_start(live, repo)
         run_id = started["runId"]
-        _wait(lambda: len(_ledger(database_url, run_id)[0]) >= 2, 30, "first batches")
+        wait_until(lambda: len(_ledger(database_url, run_id)[0]) >= 2, 30, "first batches")
         live.stop()  # the service goes away mid-run; the daemon keeps its sealed batches
         time.sleep(1.0)  # the outage's length, not synchronisation: the daemon retries meanwhile
         live.start()
-        _wait(lambda: _run(live, run_id)["status"] in {"finished", "failed"}, 60, "run to finish")
+        wait_until(
+            lambda: _run(live, run_id)["status"] in {"finished", "failed"}, 60, "run to finish"
+        )
         seqs, uuids = _ledger(database_url, run_id)
         assert seqs == list(range(1, len(seqs) + 1))
         assert uuids == _agent_uuids(agent_args, repo)

@@ -20,14 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ingest.integration.test_cli_up import (
-    TERRAGON,
-    _free_port,
-    _processes_using,
-    _status,
-    _wait_until,
-)
-from tests.support import StderrLines, good_secrets
+from tests.ingest.integration.test_cli_up import TERRAGON, _processes_using, _status
+from tests.support import StderrLines, free_port, good_secrets, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,12 +96,12 @@ def _uv_run_up(data_dir: Path, port: int, dashboard_port: int) -> subprocess.Pop
 
 def test_up_under_uv_run_stops_everything_on_repeated_group_sigint(data_dir: Path) -> None:
     """PostgreSQL, Valkey, the dashboard, the demo fleet and its daemons: none is left."""
-    port, dashboard_port = _free_port(), _free_port()
+    port, dashboard_port = free_port(), free_port()
     proc = _uv_run_up(data_dir, port, dashboard_port)
     pgid = proc.pid
     lines = StderrLines(proc)
     try:
-        _wait_until(
+        wait_until(
             lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200 or proc.poll() is not None,
             120,
             "terragon up to serve",
@@ -120,7 +114,7 @@ def test_up_under_uv_run_stops_everything_on_repeated_group_sigint(data_dir: Pat
             "dashboard": int(started["pid"]),
         }
         # The demo fleet and its daemons (all name the data dir on their command line).
-        _wait_until(lambda: _demo_fleet(data_dir), 30, "the demo fleet")
+        wait_until(lambda: _demo_fleet(data_dir), 30, "the demo fleet")
         pids |= {f"process {pid}": pid for pid in _processes_using(data_dir)}
         assert all(_alive(pid) for pid in pids.values()), pids
 
@@ -137,8 +131,8 @@ def test_up_under_uv_run_stops_everything_on_repeated_group_sigint(data_dir: Pat
         assert "terragon stopped" in output, output[-3000:]
         assert "already_stopping" in output, output[-3000:]
         for name, pid in pids.items():
-            _wait_until(lambda pid=pid: not _alive(pid), 15, f"{name} (pid {pid}) to be gone")
-        _wait_until(lambda: not _in_session(pgid), 15, "every process of the session to be gone")
+            wait_until(lambda pid=pid: not _alive(pid), 15, f"{name} (pid {pid}) to be gone")
+        wait_until(lambda: not _in_session(pgid), 15, "every process of the session to be gone")
         assert not _processes_using(data_dir)
     finally:
         if proc.poll() is None:
@@ -156,7 +150,7 @@ def test_serve_under_uv_run_stops_cleanly_on_repeated_group_sigint(
     own, the supervisor saw one dead before reading its queued signal and restarted it mid-stop."""
     uv = shutil.which("uv")
     assert uv
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TERRAGON_", "PROMETHEUS_"))}
     env |= good_secrets() | {
         "DATABASE_URL": database_url,
@@ -177,14 +171,14 @@ def test_serve_under_uv_run_stops_cleanly_on_repeated_group_sigint(
     pgid = proc.pid
     lines = StderrLines(proc)
     try:
-        _wait_until(
+        wait_until(
             lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200 or proc.poll() is not None,
             90,
             "serve to be ready",
         )
         assert proc.poll() is None, lines.text()[-3000:]
         if workers > 1:  # every worker started (a worker leaves the group as it starts)
-            _wait_until(
+            wait_until(
                 lambda: len(_in_session(pgid, outside_group=True)) == workers, 90, "the workers"
             )
         os.killpg(pgid, signal.SIGINT)
@@ -194,7 +188,7 @@ def test_serve_under_uv_run_stops_cleanly_on_repeated_group_sigint(
         lines.join(10)
         assert code == 0, lines.text()[-3000:]
         assert "Traceback" not in lines.text(), lines.text()[-3000:]
-        _wait_until(lambda: not _in_session(pgid), 15, "every process of the session to be gone")
+        wait_until(lambda: not _in_session(pgid), 15, "every process of the session to be gone")
         assert _status(f"http://127.0.0.1:{port}/healthz") is None
     finally:
         if proc.poll() is None:
@@ -207,7 +201,7 @@ def test_serve_workers_die_with_a_killed_supervisor(
 ) -> None:
     """Workers live outside the supervisor's process group: a SIGKILLed supervisor (no cleanup
     at all) must still take them along, or they would keep serving on the inherited socket."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TERRAGON_", "PROMETHEUS_"))}
     env |= good_secrets() | {
         "DATABASE_URL": database_url,
@@ -226,7 +220,7 @@ def test_serve_workers_die_with_a_killed_supervisor(
     lines = StderrLines(proc)
     try:
         # Both workers serving (each logs its start; a slow machine takes a while to get there).
-        _wait_until(
+        wait_until(
             lambda: lines.count("ingest_started") >= 2 or proc.poll() is not None, 120, "workers"
         )
         assert proc.poll() is None, lines.text()[-3000:]
@@ -235,7 +229,7 @@ def test_serve_workers_die_with_a_killed_supervisor(
         proc.kill()
         proc.wait(10)
         for pid in workers:
-            _wait_until(lambda pid=pid: not _alive(pid), 30, f"worker {pid} to be gone")
+            wait_until(lambda pid=pid: not _alive(pid), 30, f"worker {pid} to be gone")
         assert _status(f"http://127.0.0.1:{port}/healthz") is None
     finally:
         for pid in _in_session(proc.pid):

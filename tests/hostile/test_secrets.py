@@ -30,8 +30,8 @@ from terragon_ingest.settings import (
     MAKE_SECRET_COMMAND,
     Settings,
 )
-from tests.ingest.integration.test_cli_up import TERRAGON, _free_port, _status
-from tests.support import good_secrets
+from tests.ingest.integration.test_cli_up import TERRAGON, _status
+from tests.support import free_port, good_secrets
 
 SECRET_VARIABLES = ("TERRAGON_INTERNAL_TOKEN", "GITHUB_WEBHOOK_SECRET", "TERRAGON_SIGNING_SECRET")
 DEV_DEFAULTS = {
@@ -59,7 +59,7 @@ def _serve_env(database_url: str, valkey_url: str, data_dir: Path, **secret: str
 
 def _run_serve(env: dict, *extra: str) -> tuple[int | None, str, bool]:
     """Start `terragon serve`; (exit code or None if it kept running, stderr, whether it served)."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [TERRAGON, "--log-format", "json", "serve", "--port", str(port), *extra],
         env=env,
@@ -166,7 +166,7 @@ def test_serve_starts_with_good_secrets_and_only_its_token_opens_the_internal_ap
 ) -> None:
     env = _serve_env(database_url, valkey_url, tmp_path)
     token = env["TERRAGON_INTERNAL_TOKEN"]
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [TERRAGON, "--log-format", "json", "serve", "--port", str(port)],

@@ -22,9 +22,10 @@ import pytest
 
 from terragon_core import QuarantineReason
 from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
-from tests.dashboard.running import FOUR_CHARTS_JS, free_port, healthy, running_dashboard, wait_for
+from tests.dashboard.running import FOUR_CHARTS_JS, healthy, running_dashboard
 from tests.dashboard.seed import Row, connect, insert_quarantine
 from tests.ingest.integration.test_up_terminal import Terminal, kill_leftovers, stop_up
+from tests.support import free_port, wait_until
 from tools.bench.synthetic_archive import generate_archive
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -103,7 +104,7 @@ def fx_demo_up() -> Iterator[tuple[str, Path]]:
             300,
             "the demo fleet's first quarantined envelopes",
         )
-        wait_for(lambda: healthy(url), 60, "the dashboard")
+        wait_until(lambda: healthy(url), 60, "the dashboard")
         yield url, data_dir
     finally:
         try:

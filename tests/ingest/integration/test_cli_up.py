@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import free_port, wait_until
+
 TERRAGON = str(Path(sys.executable).parent / "terragon")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _processes_using(path: Path) -> list[int]:
@@ -46,15 +40,6 @@ def _status(url: str) -> int | None:
             return response.status
     except OSError:
         return None
-
-
-def _wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(name="data_dir")
@@ -83,10 +68,10 @@ def _ready(port: int) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_up_serves_and_stops_cleanly(data_dir: Path, sig: signal.Signals) -> None:
-    port = _free_port()
+    port = free_port()
     proc = _up(data_dir, port)
     try:
-        _wait_until(lambda: _ready(port) or proc.poll() is not None, 90, "readyz")
+        wait_until(lambda: _ready(port) or proc.poll() is not None, 90, "readyz")
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert _status(f"http://127.0.0.1:{port}/healthz") == 200
         assert _processes_using(data_dir), "embedded servers should be running"
@@ -95,20 +80,20 @@ def test_up_serves_and_stops_cleanly(data_dir: Path, sig: signal.Signals) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
-    _wait_until(lambda: not _processes_using(data_dir), 15, "embedded servers to stop")
+    wait_until(lambda: not _processes_using(data_dir), 15, "embedded servers to stop")
 
 
 def test_up_detects_and_stops_a_stale_server_from_a_killed_run(data_dir: Path) -> None:
-    port = _free_port()
+    port = free_port()
     first = _up(data_dir, port)
-    _wait_until(lambda: _ready(port) or first.poll() is not None, 90, "first readyz")
+    wait_until(lambda: _ready(port) or first.poll() is not None, 90, "first readyz")
     leftovers = _processes_using(data_dir)
     first.kill()  # SIGKILL: no cleanup runs, the embedded servers are orphaned
     first.wait(10)
     assert set(leftovers) & set(_processes_using(data_dir)), "servers survive a SIGKILL of `up`"
     second = _up(data_dir, port)
     try:
-        _wait_until(lambda: _ready(port) or second.poll() is not None, 90, "second readyz")
+        wait_until(lambda: _ready(port) or second.poll() is not None, 90, "second readyz")
         assert second.poll() is None
         assert not set(leftovers) & set(_processes_using(data_dir)), "stale servers were stopped"
         second.send_signal(signal.SIGTERM)
@@ -116,7 +101,7 @@ def test_up_detects_and_stops_a_stale_server_from_a_killed_run(data_dir: Path) -
     finally:
         if second.poll() is None:
             second.kill()
-    _wait_until(lambda: not _processes_using(data_dir), 15, "embedded servers to stop")
+    wait_until(lambda: not _processes_using(data_dir), 15, "embedded servers to stop")
 
 
 def test_up_prints_the_preview_origin_and_serves_a_preview_on_it(data_dir: Path) -> None:
@@ -133,7 +118,7 @@ def test_up_prints_the_preview_origin_and_serves_a_preview_on_it(data_dir: Path)
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed (apt-get install -y curl)")
-    port = _free_port()
+    port = free_port()
     proc = _up(data_dir, port)
     banner: list[str] = []
 
@@ -145,9 +130,9 @@ def test_up_prints_the_preview_origin_and_serves_a_preview_on_it(data_dir: Path)
     threading.Thread(target=drain, daemon=True).start()
     page = b"<h1>preview page</h1>"
     try:
-        _wait_until(lambda: _ready(port) or proc.poll() is not None, 90, "readyz")
+        wait_until(lambda: _ready(port) or proc.poll() is not None, 90, "readyz")
         expected = f"Previews   http://{{previewSessionId}}.preview.localhost:{port}"
-        _wait_until(lambda: any(expected in line for line in banner), 10, "the banner")
+        wait_until(lambda: any(expected in line for line in banner), 10, "the banner")
         assert any("private upstreams allowed" in line for line in banner)
         with Upstream(pages={"/": ("text/html", page, b"")}) as upstream:
             api = f"http://127.0.0.1:{port}"
@@ -209,4 +194,4 @@ def test_up_prints_the_preview_origin_and_serves_a_preview_on_it(data_dir: Path)
     finally:
         if proc.poll() is None:
             proc.kill()
-    _wait_until(lambda: not _processes_using(data_dir), 15, "embedded servers to stop")
+    wait_until(lambda: not _processes_using(data_dir), 15, "embedded servers to stop")

@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from terragon_core import MetricName, prometheus_name
 from terragon_ingest.settings import Settings
 from terragon_ingest.workers import MULTIPROC_ENV, prepare_workers
-from tests.ingest.integration.test_cli_up import TERRAGON, _free_port, _status, _wait_until
-from tests.support import StderrLines, good_secrets
+from tests.ingest.integration.test_cli_up import TERRAGON, _status
+from tests.support import StderrLines, free_port, good_secrets, wait_until
 
 BATCH = 40
 
@@ -54,7 +54,7 @@ def _worker_pids(parent: int) -> list[int]:
 def test_two_workers_share_one_port_one_metrics_view_and_stop_together(
     database_url: str, valkey_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TERRAGON_", "PROMETHEUS_"))}
     env |= {
@@ -72,11 +72,11 @@ def test_two_workers_share_one_port_one_metrics_view_and_stop_together(
     )
     stderr_lines = StderrLines(proc)
     try:
-        _wait_until(lambda: _status(f"{base}/readyz") == 200, 60, "the workers to be ready")
-        _wait_until(lambda: len(_worker_pids(proc.pid)) >= 2, 30, "two worker processes")
+        wait_until(lambda: _status(f"{base}/readyz") == 200, 60, "the workers to be ready")
+        wait_until(lambda: len(_worker_pids(proc.pid)) >= 2, 30, "two worker processes")
         # Both workers serving (each logs its start), then concurrent connections spread over
         # both accept loops: send batches until both have recorded a request (bounded).
-        _wait_until(lambda: stderr_lines.count("ingest_started") >= 2, 60, "both workers started")
+        wait_until(lambda: stderr_lines.count("ingest_started") >= 2, 60, "both workers started")
         metrics_dir = tmp_path / "prometheus-multiproc"
         sent = 0
 

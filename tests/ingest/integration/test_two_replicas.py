@@ -30,8 +30,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from terragon_core import EnvelopeStatus, MetricName, prometheus_name
-from tests.ingest.integration.test_cli_up import TERRAGON, _free_port, _wait_until
-from tests.support import StderrLines, good_secrets, thread_body
+from tests.ingest.integration.test_cli_up import TERRAGON
+from tests.support import StderrLines, free_port, good_secrets, thread_body, wait_until
 
 JOB_INTERVAL = 1.0
 RUNS = 6
@@ -65,7 +65,7 @@ class Pair:
 
 
 def _start(env: dict[str, str], data_dir: Path) -> Replica:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [TERRAGON, "--log-format", "json", "serve", "--port", str(port)],
         env={**env, "TERRAGON_DATA_DIR": str(data_dir)},
@@ -88,7 +88,7 @@ def _stop(replica: Replica) -> int:
 @pytest.fixture(name="pair")
 def fx_pair(database_url: str, valkey_url: str) -> Iterator[Pair]:
     root = Path(tempfile.mkdtemp(prefix="terragon-replicas-"))
-    origin_port = _free_port()
+    origin_port = free_port()
     secrets = good_secrets()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TERRAGON_", "PROMETHEUS_"))}
     env |= secrets | {
@@ -108,7 +108,7 @@ def fx_pair(database_url: str, valkey_url: str) -> Iterator[Pair]:
     replicas = [_start(env, root / f"host-{i}") for i in range(2)]
     try:
         for replica in replicas:
-            _wait_until(lambda r=replica: _ready(r), 60, f"{replica.url} to be ready")
+            wait_until(lambda r=replica: _ready(r), 60, f"{replica.url} to be ready")
         yield Pair(replicas, env, secrets["TERRAGON_INTERNAL_TOKEN"], origin_port)
         codes = [_stop(r) for r in replicas]
         assert codes == [0, 0], [r.stderr.text()[-2000:] for r in replicas]
@@ -223,7 +223,7 @@ def _wait_for_more_slots(database_url: str, job: str, count: int) -> None:
     """Until `count` more slots of `job` have been run (finished) by either replica."""
     query = "SELECT count(*) FROM job_slot WHERE job = %s AND finished_at IS NOT NULL"
     [(now,)] = _rows(database_url, query, (job,))
-    _wait_until(
+    wait_until(
         lambda: _rows(database_url, query, (job,))[0][0] >= now + count, 30, f"{count} {job} slots"
     )
 
@@ -315,7 +315,7 @@ def test_two_replicas_store_once_in_order_and_run_each_job_slot_once(
             (stale,),
         )
 
-    _wait_until(lambda: len(finalized()) == STALE_RUNS, 30, "the sweep to finalize stale runs")
+    wait_until(lambda: len(finalized()) == STALE_RUNS, 30, "the sweep to finalize stale runs")
     _wait_for_more_slots(database_url, "maintenance_sweep", 3)  # later sweeps find nothing
     assert sorted(finalized()) == sorted((run_id, 1) for run_id in stale)
     counted = sum(_metric_total(r.url, MetricName.RUN_FINALIZED) for r in pair.replicas)
@@ -331,7 +331,7 @@ def test_two_replicas_store_once_in_order_and_run_each_job_slot_once(
             pair, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM quarantine_rows"
         )[0]
 
-    _wait_until(lambda: archived()["n"] >= RUNS, 90, "the rollup to archive the closed minute")
+    wait_until(lambda: archived()["n"] >= RUNS, 90, "the rollup to archive the closed minute")
     _wait_for_more_slots(database_url, "archive_rollup", 3)  # later rollups add no row
     assert archived() == {"n": RUNS, "d": RUNS}
 

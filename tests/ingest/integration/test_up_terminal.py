@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ingest.integration.test_cli_up import _free_port, _processes_using, _wait_until
+from tests.ingest.integration.test_cli_up import _processes_using
+from tests.support import free_port, wait_until
 
 REPO_ROOT = Path(__file__).parents[3]
 ROWS, COLUMNS = 40, 200
@@ -87,7 +88,7 @@ def stop_up(proc: subprocess.Popen[bytes], data_dir: Path, output: Terminal | No
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-    _wait_until(lambda: not leftovers(data_dir), 30, "every process of `up` to stop")
+    wait_until(lambda: not leftovers(data_dir), 30, "every process of `up` to stop")
 
 
 class Terminal:
@@ -131,7 +132,7 @@ def test_up_demo_in_a_terminal_summarises_and_keeps_the_urls_on_screen(data_dir:
     import fcntl
     import termios
 
-    port = _free_port()
+    port = free_port()
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
     proc = subprocess.Popen(
@@ -176,7 +177,7 @@ def test_up_demo_in_a_terminal_summarises_and_keeps_the_urls_on_screen(data_dir:
 
 
 def test_up_demo_through_a_pipe_logs_json_with_every_event(data_dir: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         _argv(data_dir, port),
         cwd=REPO_ROOT,

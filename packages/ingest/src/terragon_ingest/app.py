@@ -21,7 +21,7 @@ from litestar.types import ControllerRouterHandler
 
 from terragon_ingest import health
 from terragon_ingest.access.routes import AccessInternalController, GithubWebhookController
-from terragon_ingest.daemon_events.group_commit import group_commit_for, quarantine_commit_for
+from terragon_ingest.daemon_events.group_commit import group_commits_for
 from terragon_ingest.daemon_events.internal_routes import CorrelationController
 from terragon_ingest.daemon_events.routes import post_daemon_event
 from terragon_ingest.db import create_pool
@@ -109,14 +109,15 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             socket_connect_timeout=settings.valkey.TIMEOUT,
         )
         metrics = Metrics()
+        envelopes_commit, quarantine_commit = group_commits_for(pool, settings, metrics)
         services = Services(
             settings=settings,
             pool=pool,
             valkey=client,
             metrics=metrics,
             objects=QuarantineObjects.from_settings(settings),
-            group_commit=group_commit_for(pool, settings, metrics),
-            quarantine_commit=quarantine_commit_for(pool, settings),
+            group_commit=envelopes_commit,
+            quarantine_commit=quarantine_commit,
         )
         app.state.services = services
         scheduler = Scheduler(

@@ -42,26 +42,19 @@ AnswerT = TypeVar("AnswerT")
 _Envelope = tuple[dict[str, Any], list[dict[str, Any]]]
 
 
-def group_commit_for(pool: Pool, settings: Settings, metrics: Metrics) -> GroupCommit | None:
+def group_commits_for(
+    pool: Pool, settings: Settings, metrics: Metrics
+) -> tuple[GroupCommit | None, QuarantineCommit | None]:
+    """The envelopes' and the quarantine rows' group commit, as the settings size them (both off
+    with `TERRAGON_GROUP_COMMIT_MAX_BATCH=1`)."""
     correlation = settings.correlation
     if correlation.GROUP_COMMIT_MAX_BATCH <= 1:
-        return None
-    return GroupCommit(
-        pool,
-        max_batch=min(correlation.GROUP_COMMIT_MAX_BATCH, 32),
-        max_in_flight=max(1, correlation.GROUP_COMMIT_IN_FLIGHT),
-        metrics=metrics,
-    )
-
-
-def quarantine_commit_for(pool: Pool, settings: Settings) -> QuarantineCommit | None:
-    correlation = settings.correlation
-    if correlation.GROUP_COMMIT_MAX_BATCH <= 1:
-        return None
-    return QuarantineCommit(
-        pool,
-        max_batch=min(correlation.GROUP_COMMIT_MAX_BATCH, 32),
-        max_in_flight=max(1, correlation.GROUP_COMMIT_IN_FLIGHT),
+        return None, None
+    max_batch = min(correlation.GROUP_COMMIT_MAX_BATCH, 32)
+    max_in_flight = max(1, correlation.GROUP_COMMIT_IN_FLIGHT)
+    return (
+        GroupCommit(pool, max_batch=max_batch, max_in_flight=max_in_flight, metrics=metrics),
+        QuarantineCommit(pool, max_batch=max_batch, max_in_flight=max_in_flight),
     )
 
 
