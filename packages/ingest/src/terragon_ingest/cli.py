@@ -58,6 +58,10 @@ def _serve(settings: Settings, host: str, port: int, stop: StopSignals, workers:
 
     options: dict[str, Any] = {
         "http": CoalescingHttpToolsProtocol,
+        # Nothing here reads the peer's address or scheme (URLs come from PUBLIC_URL), so no
+        # X-Forwarded-* rewriting (a per-request middleware), and no `server:` banner.
+        "proxy_headers": False,
+        "server_header": False,
         "host": host,
         "port": port,
         "lifespan": "on",
