@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import obstore
@@ -91,8 +92,8 @@ class QuarantineObjects:
         if not url:
             root = settings.server.DATA_DIR / "objects"
             return cls(LocalStore(root, mkdir=True), f"local:{root}")
-        if url.startswith("file://"):
-            root = url.removeprefix("file://")
+        if url.startswith("file://") or "://" not in url:  # a directory, as the README allows
+            root = Path(url.removeprefix("file://")).expanduser()
             return cls(LocalStore(root, mkdir=True), f"local:{root}")
         return cls(
             open_store(url, settings.objects),
