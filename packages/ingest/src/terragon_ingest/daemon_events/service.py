@@ -289,8 +289,10 @@ async def _row(
         token_run_id=token_run_id,
         strict=ctx.strict,
         payload_version=envelope.payload_version,
-        # An over-limit eventId / seq is kept in the payload, not in its column.
-        event_id=event_id if event_id and len(event_id) <= ENVELOPE_FIELD_MAX_CHARS else None,
+        # An over-limit eventId / seq (too long, a NUL) is kept in the payload, not in its column.
+        event_id=event_id
+        if event_id and len(event_id) <= ENVELOPE_FIELD_MAX_CHARS and "\x00" not in event_id
+        else None,
         seq=_bounded_seq(envelope.seq),
         trace_id=delivery.trace_id,
         dims=ctx.dims,
