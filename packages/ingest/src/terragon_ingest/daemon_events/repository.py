@@ -180,7 +180,7 @@ def new_quarantine_id() -> str:
 def quarantine_item(
     row: dict[str, Any], quarantine_id: str, event: PreviewEvent, denial: PreviewEvent | None
 ) -> dict[str, Any]:
-    """One quarantine decision to record (`terragon_record_quarantine`'s arguments): the row, its
+    """One quarantine decision to record (an item of `terragon_record_quarantines`' batch): the row, its
     `quarantine.recorded` event and, for a strict mismatch, the `access.denied` to emit for each
     live preview session of the row's (thread, chat), its session id left empty."""
     return {
