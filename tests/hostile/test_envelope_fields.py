@@ -109,3 +109,31 @@ async def test_a_legacy_envelope_with_a_hostile_uuid_is_not_applied(client) -> N
     assert response.status_code == 202, response.text
     assert response.json()["reason"] == "invalid_envelope"
     assert (await run_state(client, run_id))["acceptedMessageCount"] == 0
+
+
+@pytest.mark.parametrize("field", ["threadId", "threadChatId", "runId"])
+async def test_a_nul_in_an_identifier_is_a_400_again_on_retry(client, field: str) -> None:
+    """PostgreSQL text cannot hold a NUL: bound as a parameter it fails every time, so it must be
+    refused before any SQL (a 5xx would have the daemon retry it forever)."""
+    run_id, token = await start_run(client)
+    before = run_facts(await run_state(client, run_id))
+    body = envelope(run_id, 1)
+    body[field] = f"{body[field]}\u0000x"
+    for _attempt in range(2):
+        response = await post(client, body, token)
+        assert response.status_code == 400, response.text
+        assert response.json()["status"] == "invalid"
+        assert any(field in e for e in response.json()["errors"]), response.text
+        _assert_no_internals(response.text)
+    assert run_facts(await run_state(client, run_id)) == before
+    # the run is not wedged: the same envelope without the NUL applies
+    response = await post(client, envelope(run_id, 1), token)
+    assert response.status_code == 200, response.text
+
+
+async def test_a_nul_in_the_timezone_is_not_stored_and_applies_once(client) -> None:
+    """`timezone` is carried, never stored or bound: a NUL in it changes nothing."""
+    run_id, token = await start_run(client)
+    body = envelope(run_id, 1, timezone="UTC\u0000x")
+    answers = [(await post(client, body, token)).json()["status"] for _ in range(2)]
+    assert answers == ["applied", "duplicate"]

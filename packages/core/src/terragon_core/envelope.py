@@ -22,8 +22,9 @@ from terragon_core.constants import (
 
 PayloadVersion = Literal[1, 2]
 
-Id = Annotated[str, msgspec.Meta(max_length=ENVELOPE_ID_MAX_CHARS)]
-"""An identifier the envelope is attributed by: over the limit the body is a 400 (CONTRACT §4)."""
+Id = Annotated[str, msgspec.Meta(max_length=ENVELOPE_ID_MAX_CHARS, pattern="^[^\x00]*$")]
+"""An identifier the envelope is attributed by: over the limit, or holding a NUL (PostgreSQL text
+cannot, so it could never be attributed or recorded), the body is a 400 (CONTRACT §4)."""
 
 ENVELOPE_CONTRACT_VERSION: Final = DAEMON_EVENT_PAYLOAD_VERSION
 

@@ -5,7 +5,7 @@ contract's order: token → body shape → runId (missing / mismatch) → field 
 | rule | where |
 |---|---|
 | 1 token | `handle_delivery` before the body is decoded (no header → 401; a token this process has not seen resolve is looked up first: unknown / revoked → 401, the body never decoded); then the SQL, the authority |
-| 2 body shape | `decode_envelope` (core): wrong types, `threadId` / `threadChatId` / `runId` over 256 characters → 400 |
+| 2 body shape | `decode_envelope` (core): wrong types, `threadId` / `threadChatId` / `runId` over 256 characters or holding a NUL → 400 |
 | everything else | SQL `terragon_ingest_envelope` (db/functions/terragon_ingest_envelope.sql; rules 4 to 8 in `terragon_envelope_verdict.sql`) |
 
 The service decides nothing else: it computes what the envelope alone says (`over_limit`,
