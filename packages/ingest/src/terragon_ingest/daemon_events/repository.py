@@ -6,7 +6,6 @@ use (`prepare=True`) with stable parameter types.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,10 +62,9 @@ class Decision:
 
 
 def _decision(values: Sequence[Any]) -> Decision:
-    row = Decision(*values)
-    return dataclasses.replace(
-        row, outcome=CorrelationOutcome(row.outcome), strict=bool(row.strict)
-    )
+    # Built once (not built, then `replace`d): this runs for every envelope.
+    outcome, *middle, strict, run_start_sha = values
+    return Decision(CorrelationOutcome(outcome), *middle, bool(strict), run_start_sha)
 
 
 @dataclass(frozen=True, slots=True)

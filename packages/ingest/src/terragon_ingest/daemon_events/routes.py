@@ -70,7 +70,8 @@ async def post_daemon_event(
 ) -> Response[EnvelopeAck]:
     """Deliver one envelope: applied exactly once, acked as duplicate / stale, or quarantined."""
     started = time.perf_counter()
-    trace_id = trace_id_from(request.headers.get(TRACEPARENT_HEADER))
+    request_headers = request.headers  # built from the scope on each access: read once
+    trace_id = trace_id_from(request_headers.get(TRACEPARENT_HEADER))
     headers: dict[str, str] = {}
     try:
         body = await read_capped_body(request, services.settings.server.MAX_BODY_BYTES)
@@ -79,7 +80,7 @@ async def post_daemon_event(
                 413, EnvelopeAck(EnvelopeStatus.TOO_LARGE, error="body over the size cap")
             )
         else:
-            token = request.headers.get(DAEMON_TOKEN_HEADER)
+            token = request_headers.get(DAEMON_TOKEN_HEADER)
             reply = await handle_delivery(services, body, token, trace_id)
     except ClientException as exc:  # a malformed Content-Length header
         reply = Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc.detail)]))

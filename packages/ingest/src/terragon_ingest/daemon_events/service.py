@@ -91,19 +91,19 @@ async def handle_delivery(
     services: Services, body: bytes, token: str | None, trace_id: str
 ) -> Reply:
     """`POST /api/daemon-event` after the body was read under the size cap."""
-    if not token or await _known_token(services, token) is None:  # 1. token, before the body
+    digest = hash_token(token) if token else b""
+    if not token or await _known_token(services, token, digest) is None:  # 1. token, first
         return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
     try:  # 2. body shape
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
         return Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc)]))
-    return await decide(services, Delivery(envelope, body, trace_id, token_hash=hash_token(token)))
+    return await decide(services, Delivery(envelope, body, trace_id, token_hash=digest))
 
 
-async def _known_token(services: Services, token: str) -> TokenBinding | None:
+async def _known_token(services: Services, token: str, digest: bytes) -> TokenBinding | None:
     """The token's binding if it is live: from this process's memory, else one indexed lookup.
     Nothing of the body is decoded or stored before this answers."""
-    digest = hash_token(token)
     binding = services.tokens.get(digest)
     if binding is None:
         async with connection(services.pool) as conn:

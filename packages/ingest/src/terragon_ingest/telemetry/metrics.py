@@ -54,6 +54,7 @@ class Metrics:
             )
             for metric in MetricName
         }
+        self._children: dict[tuple[MetricName, str, str, str, str], Counter] = {}
         self.envelope_seconds = Histogram(
             ENVELOPE_SECONDS_HISTOGRAM,
             "Daemon-event handling time, from body read to response.",
@@ -77,9 +78,14 @@ class Metrics:
         reason: str | None = None,
         amount: float = 1.0,
     ) -> None:
-        self._counters[metric].labels(
-            repo=repo or "", user=user or "", provider=provider or "", reason=reason or ""
-        ).inc(amount)
+        key = (metric, repo or "", user or "", provider or "", reason or "")
+        child = self._children.get(key)
+        if child is None:  # `labels()` validates its arguments on every call: once per series
+            child = self._counters[metric].labels(
+                repo=key[1], user=key[2], provider=key[3], reason=key[4]
+            )
+            self._children[key] = child
+        child.inc(amount)
 
     def value(self, metric: MetricName, **labels: str) -> float:
         """Current value of one labelled series (0 if absent): for tests and the CLI."""
