@@ -64,7 +64,9 @@ class Decision:
 def _decision(values: Sequence[Any]) -> Decision:
     # Built once (not built, then `replace`d): this runs for every envelope.
     outcome, *middle, strict, run_start_sha = values
-    return Decision(CorrelationOutcome(outcome), *middle, bool(strict), run_start_sha)
+    return Decision(
+        CorrelationOutcome(outcome), *middle, strict=bool(strict), run_start_sha=run_start_sha
+    )
 
 
 @dataclass(frozen=True, slots=True)
