@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
 import secrets
 import socket
 import subprocess
@@ -145,3 +147,19 @@ def wait_until(
             return
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def until(condition: Callable[[], object], what: str, seconds: float = 10.0) -> None:
+    """The async `wait_until`: poll `condition` (a function, or a coroutine function) until it
+    holds; fail naming `what` after `seconds` (there is no event to wait on)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                held = condition()
+                if inspect.isawaitable(held):
+                    held = await held
+                if held:
+                    return
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {seconds}s waiting for {what}") from None

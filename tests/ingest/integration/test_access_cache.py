@@ -15,6 +15,7 @@ from terragon_ingest.access import PostgresPermissionSource, RepoAccessCache, in
 from terragon_ingest.db import create_pool
 from terragon_ingest.services import Services
 from terragon_ingest.telemetry import Metrics
+from tests.support import until
 
 KEY = "terragon:v1:preview:repo-access:test:{user}:acme/web"
 
@@ -34,14 +35,6 @@ class CountingSource(PostgresPermissionSource):
         if self.gate is not None:
             await self.gate.wait()
         return await super().check(user_id, repo_full_name)
-
-
-async def _wait_for(condition, what: str) -> None:
-    """Poll a counter (there is no event to wait on) until it holds, with a 10 s deadline."""
-    async with asyncio.timeout(10):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-    assert condition(), what
 
 
 @pytest.fixture(name="services")
@@ -89,7 +82,7 @@ async def test_hundred_concurrent_misses_across_replicas_make_one_check(services
     tasks = [asyncio.create_task(replicas[i % 4].allowed("user-1", "acme/web")) for i in range(100)]
     # The 100th caller holds the fill lock; it may park the others before it reaches the source.
     await asyncio.wait_for(source.called.wait(), 10)
-    await _wait_for(lambda: sum(r.waiting for r in replicas) == 99, "99 callers parked")
+    await until(lambda: sum(r.waiting for r in replicas) == 99, "99 callers parked")
     assert source.calls == 1
     gate.set()
     assert await asyncio.gather(*tasks) == [True] * 100

@@ -1,7 +1,8 @@
 """Group commit (daemon_events/group_commit.py): envelopes that queue while the database is busy
 go through the one decision together, one statement and one commit, each in its own
-subtransaction. Driven with one statement in flight, so that everything submitted while the first
-runs forms the next batch (deterministic, no timing)."""
+subtransaction. Driven with one statement in flight: everything submitted in one turn of the
+event loop forms one batch, and everything submitted while a statement runs forms the next one
+(deterministic, no timing)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import json
 from typing import Any
 
+import psycopg
 import pytest
 
 from terragon_core import decode_envelope
@@ -23,6 +25,7 @@ from tests.ingest.integration.test_daemon_event_support import (
     sql,
     start_run,
 )
+from tests.support import until
 
 
 @pytest.fixture(name="group")
@@ -56,13 +59,43 @@ async def test_queued_envelopes_of_many_runs_commit_together_exactly_once(
     ]
     replies = await _decide_all(app, items)
     assert [r.ack.status.value for r in replies] == ["applied"] * len(items)
-    assert group.batch_sizes == {1: 1, len(items) - 1: 1}  # the first alone, the rest together
+    assert group.batch_sizes == {len(items): 1}  # submitted in one turn: one statement
     for run_id, _ in runs:
         state = await run_state(client, run_id)
         assert (state["acceptedEventCount"], state["lastAcceptedSeq"]) == (2, 2)
     # the same envelopes again, grouped again: every one a duplicate, nothing written
     replies = await _decide_all(app, items)
     assert {r.ack.status.value for r in replies} == {"duplicate"}
+
+
+async def test_envelopes_submitted_while_a_statement_runs_form_the_next_batch(
+    app, client, group: GroupCommit, database_url: str
+) -> None:
+    """The first envelope's statement is held (another transaction locks the table it writes):
+    the three submitted meanwhile queue, and go together once it commits."""
+    runs = [await start_run(client, thread_id=f"q-{i}") for i in range(4)]
+    items = [
+        (envelope(run_id, 1, thread_id=f"q-{i}"), token) for i, (run_id, token) in enumerate(runs)
+    ]
+    async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+        await blocker.execute("LOCK TABLE daemon_event IN EXCLUSIVE MODE")
+
+        async def first_is_waiting() -> bool:
+            rows = await sql(
+                database_url,
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%%terragon_ingest_envelope%%'",
+            )
+            return bool(rows)
+
+        first = asyncio.ensure_future(_decide_all(app, items[:1]))
+        await until(first_is_waiting, "the first statement to wait on the lock", 30)
+        rest = asyncio.ensure_future(_decide_all(app, items[1:]))
+        await until(lambda: group.queued == 3, "the other three to queue", 30)
+        await blocker.commit()  # releases the lock
+        replies = await first + await rest
+    assert [r.ack.status.value for r in replies] == ["applied"] * 4
+    assert group.batch_sizes == {1: 1, 3: 1}
 
 
 async def test_two_envelopes_of_one_run_in_a_batch_keep_their_order(
@@ -73,14 +106,14 @@ async def test_two_envelopes_of_one_run_in_a_batch_keep_their_order(
     replies = await _decide_all(
         app,
         [
-            (envelope(other_run, 1, thread_id="other"), other_token),  # in flight alone
+            (envelope(other_run, 1, thread_id="other"), other_token),
             (envelope(run_id, 2), token),
             (envelope(run_id, 1), token),  # arrives after seq 2 in the same batch: stale
             (envelope(run_id, 2), token),  # the same eventId again in the same batch
         ],
     )
     assert [r.ack.status.value for r in replies] == ["applied", "applied", "stale_seq", "duplicate"]
-    assert group.batch_sizes == {1: 1, 3: 1}
+    assert group.batch_sizes == {4: 1}
     state = await run_state(client, run_id)
     assert (state["acceptedEventCount"], state["lastAcceptedSeq"]) == (1, 2)
 
@@ -111,7 +144,7 @@ async def test_one_failing_envelope_changes_no_other_answer_and_is_decided_alone
     poisoned = replies.pop(2)
     assert isinstance(poisoned, DatabaseUnavailable)  # the route answers 503, the daemon retries
     assert [r.ack.status.value for r in replies] == ["applied", "applied", "applied"]
-    assert group.batch_sizes == {1: 1, 3: 1}  # the first alone, 3 together (the retry bypasses it)
+    assert group.batch_sizes == {4: 1}  # one statement (the poisoned one's retry bypasses it)
     states = [await run_state(client, run_id) for run_id, _ in runs]
     assert [s["acceptedEventCount"] for s in states] == [1, 1, 0, 1]
 

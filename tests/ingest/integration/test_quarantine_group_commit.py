@@ -79,7 +79,7 @@ async def test_queued_rows_commit_together_each_with_its_events_once(
     items = [await _item(app, f"t-{i}") for i in range(5)]
     answers = await asyncio.gather(*(group.submit(item) for _, item in items))
     assert answers == [[], ["ps-live"], [], [], []]
-    assert group.batch_sizes == {1: 1, 4: 1}  # the first alone, the rest together
+    assert group.batch_sizes == {5: 1}  # submitted in one turn: one statement
     rows = await sql(database_url, "SELECT id::text, thread_id FROM daemon_event_quarantine")
     assert sorted((r["id"], r["thread_id"]) for r in rows) == sorted(
         (qid, f"t-{i}") for i, (qid, _) in enumerate(items)
@@ -117,7 +117,7 @@ async def test_a_failing_row_fails_its_batch_and_every_row_is_recorded_again_alo
     )
     poisoned = answers.pop(2)
     assert isinstance(poisoned, Exception)
-    assert group.batch_sizes == {1: 1, 3: 1}  # the first alone, 3 together (the retries bypass it)
+    assert group.batch_sizes == {4: 1}  # one statement (the retries bypass it)
     stored = await sql(
         database_url, "SELECT id::text, thread_id FROM daemon_event_quarantine ORDER BY 2"
     )

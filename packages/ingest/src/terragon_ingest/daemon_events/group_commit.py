@@ -4,11 +4,16 @@ one commit. Two kinds go this way: ordinary envelopes (`GroupCommit`: decided an
 quarantine rows (`QuarantineCommit`: `terragon_record_quarantines`, one set-based statement, all
 or nothing: the rows are independent, so no row's answer depends on another's).
 
-Natural batching, not a timer: an item is sent at once while fewer than `max_in_flight`
-statements of its kind in this process are running, so a lone item waits for nothing (no added
-latency at low load); while they all run, arrivals queue, and the next free slot takes up to
-`max_batch` of them in one statement (PostgreSQL groups WAL flushes the same way). So a batch
-forms within the time one statement takes, never on a fixed delay.
+Natural batching, not a timer: while fewer than `max_in_flight` statements of its kind in this
+process are running, an item is sent at the next turn of the event loop, together with every item
+submitted in the same turn (requests whose bytes arrived in the same poll), so a lone item waits
+for nothing but that turn (microseconds: no added latency at low load); while they all run,
+arrivals queue, and the next free slot takes up to `max_batch` of them in one statement
+(PostgreSQL groups WAL flushes the same way). So a batch forms within the time one statement
+takes, never on a fixed delay. Sending the first item of a turn at once, as an earlier version
+did, left half the statements with one envelope (measured: 3,434 of 6,719, mean 4.0 per
+statement; with the turn, 1,924 of 7,042, mean 4.7, and 0.198 instead of 0.226 ms of service CPU
+per envelope: `tools/bench --only ingest`).
 
 Guarantees, each kept by construction:
 - an item is answered only after the statement that wrote it committed;
@@ -68,15 +73,27 @@ class _Batcher(Generic[ItemT, AnswerT]):
         self._max_in_flight = max_in_flight
         self._waiting: list[tuple[ItemT, asyncio.Future[AnswerT | None]]] = []
         self._in_flight = 0
+        self._dispatch_pending = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.batch_sizes: dict[int, int] = {}
         """Statements sent, by the number of items in them (for tests and tools/bench)."""
 
+    @property
+    def queued(self) -> int:
+        """Items waiting for a free slot (for tests and tools/bench)."""
+        return len(self._waiting)
+
     async def _submit(self, item: ItemT) -> AnswerT | None:
         future: asyncio.Future[AnswerT | None] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        self._dispatch()
+        if not self._dispatch_pending:  # the turn's first item: send at the next turn
+            self._dispatch_pending = True
+            asyncio.get_running_loop().call_soon(self._dispatch_turn)
         return await future
+
+    def _dispatch_turn(self) -> None:
+        self._dispatch_pending = False
+        self._dispatch()
 
     def _dispatch(self) -> None:
         while self._waiting and self._in_flight < self._max_in_flight:
