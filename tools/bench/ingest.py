@@ -17,7 +17,14 @@ import psycopg
 
 from tools.bench import grouped
 from tools.bench.context import Context
-from tools.bench.replay import capture, load_client_table, pgbench_script, run_pgbench, templatize
+from tools.bench.replay import (
+    PgbenchResult,
+    capture,
+    load_client_table,
+    pgbench_script,
+    run_pgbench,
+    templatize,
+)
 from tools.bench.report import BenchResult, judge
 from tools.bench.stack import (
     INTERNAL_TOKEN,
@@ -114,6 +121,8 @@ def _envelope(
 
 _PAD = ("refactor test module fix commit diff agent seq " * 100)[:4200]
 REPLAY_SHAPES = 10
+APPLY_ROUNDS = 3
+"""Service and pgbench phases of the apply path, alternated (`--quick`: one)."""
 """The pgbench replay captures this many envelopes: message counts 1..10 paired with sizes spread
 evenly over 0.7..4 KB (stratified like `envelopes.lua`'s uniform draws), so the ceiling replays
 the load's mix rather than one small envelope."""
@@ -150,16 +159,8 @@ def _pgbench_ceiling(
         scripts.append(pgbench_script(statements, columns))
         per_request.append(len(statements))
         first = first or statements
-    if client_rows:
-        load_client_table(stack.db_url, client_rows, columns)
     (ctx.workdir / "replay-script.sql").write_text("\n-- next shape --\n".join(scripts))
-    result = run_pgbench(
-        stack.db_url,
-        scripts,
-        clients=ctx.options.connections,
-        seconds=ctx.options.seconds,
-        workdir=ctx.workdir,
-    )
+    result = _replay(ctx, scripts, client_rows)
     details = {
         "statementsPerRequest": max(per_request),
         "replayShapes": len(scripts),
@@ -167,6 +168,20 @@ def _pgbench_ceiling(
         "pgbench": result.as_dict(),
     }
     return result.tps, details, scripts
+
+
+def _replay(ctx: Context, scripts: list[str], client_rows: list[tuple[str, ...]]) -> PgbenchResult:
+    """pgbench replaying captured scripts, each client as its own run of `client_rows`."""
+    if client_rows:
+        columns = ["bx_run", "bx_tok", "bx_thr", "bx_tokh"]
+        load_client_table(ctx.stack.db_url, client_rows, columns)
+    return run_pgbench(
+        ctx.stack.db_url,
+        scripts,
+        clients=ctx.options.connections,
+        seconds=ctx.options.seconds,
+        workdir=ctx.workdir,
+    )
 
 
 def _grouped_ceiling(
@@ -452,6 +467,21 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
     rows = [(r.run_id, r.token, r.thread_id, r.token_sha256) for r in replay_runs]
     ctx.status("ingest apply: pgbench replay of the captured SQL")
     pg_tps, pg_details, single_scripts = _pgbench_ceiling(ctx, captures, rows)
+    rounds = [(applied, pg_tps)]
+    for k in range(2, APPLY_ROUNDS + 1 if not ctx.options.quick else 1):
+        with stack.client() as client:
+            round_runs = create_runs(client, f"apply{k}-{ctx.phase()}", n)
+            round_replay = create_runs(client, f"replay{k}-{ctx.phase()}", n)
+        ctx.status(f"ingest apply: round {k} of {APPLY_ROUNDS}, service then pgbench")
+        service_k = _load(ctx, service, "apply", round_runs, DAEMON_EVENT)
+        rows_k = [(r.run_id, r.token, r.thread_id, r.token_sha256) for r in round_replay]
+        rounds.append((service_k, _replay(ctx, single_scripts, rows_k).tps))
+    # The host's speed drifts by ±15 % from minute to minute (the same code's CPU per envelope
+    # varied 0.18 to 0.24 ms across runs): each service phase is compared with the pgbench phase
+    # next to it, and the round with the median ratio is the one reported.
+    by_ratio = sorted(rounds, key=lambda r: r[0].rps / r[1] if r[1] else 0.0)
+    median_service, median_pg = by_ratio[len(by_ratio) // 2]
+    worst_p99 = max(r[0].p99_ms for r in rounds)
     ctx.status("ingest apply: pgbench replay of the grouped statement")
     with stack.client() as client:
         grouped_runs = create_runs(client, f"grouped-{ctx.phase()}", n)
@@ -465,22 +495,32 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
     finally:
         noio.stop()
     c1 = _c1_latency(ctx, service)
-    ceiling = min(pg_tps, noio_result.rps)
-    ratio = applied.rps / ceiling if ceiling else None
+    ceiling = min(median_pg, noio_result.rps)
+    ratio = median_service.rps / ceiling if ceiling else None
     grouped_ratio = applied.rps / grouped_eps if grouped_eps else None
     msgs_per_s = messages / applied.seconds if applied.seconds else 0.0
     results = [
         BenchResult(
             name="ingest apply",
             metric="envelopes/s",
-            value=applied.rps,
-            ceiling_name="pgbench" if pg_tps <= noio_result.rps else "no-I/O",
+            value=median_service.rps,
+            ceiling_name="pgbench" if median_pg <= noio_result.rps else "no-I/O",
             ceiling=ceiling,
             ratio=ratio,
             target=names[0][2],
-            met=bool(judge(ratio, ">=", 0.8)) and applied.p99_ms <= 50,
+            met=bool(judge(ratio, ">=", 0.8)) and worst_p99 <= 50,
             details={
-                "service": applied.as_dict(),
+                "service": median_service.as_dict(),
+                "rounds": [
+                    {
+                        "serviceRps": round(svc.rps, 1),
+                        "pgbenchTps": round(tps, 1),
+                        "ratio": round(svc.rps / tps, 3) if tps else None,
+                        "p99Ms": svc.p99_ms,
+                        "serverCpu": svc.server_cpu,
+                    }
+                    for svc, tps in rounds
+                ],
                 "acceptedEvents": events,
                 "acceptedMessages": messages,
                 "messagesPerSecond": round(msgs_per_s, 1),
@@ -488,8 +528,11 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
                 "groupCommit": batches,
                 **pg_details,
                 **profile_summary,
-                "note": f"{msgs_per_s:,.0f} messages/s; p50 {applied.p50_ms:.1f} ms, "
-                f"p99 {applied.p99_ms:.1f} ms; pgbench {pg_tps:,.0f} tps "
+                "note": f"median of {len(rounds)} rounds (service, then pgbench): ratios "
+                f"{', '.join(f'{svc.rps / tps:.3f}' for svc, tps in rounds if tps)}; "
+                f"round 1: {msgs_per_s:,.0f} messages/s; p50 {applied.p50_ms:.1f} ms, "
+                f"p99 {applied.p99_ms:.1f} ms (worst round {worst_p99:.1f} ms); "
+                f"pgbench {pg_tps:,.0f} tps "
                 f"({pg_details['statementsPerRequest']} statements/envelope), "
                 f"no-I/O {noio_result.rps:,.0f} req/s; group commit "
                 f"{batches['meanEnvelopesPerStatement']} envelopes/statement "
@@ -522,7 +565,10 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
     ):
         with stack.client() as client:
             mode_runs = create_runs(client, f"{mode}-{ctx.phase()}", n)
-        ctx.status(f"{name}: service under wrk")
+            baseline_runs = create_runs(client, f"{mode}-apply-{ctx.phase()}", n)
+        # Its own apply phase right before it (the host drifts: see the apply rounds above).
+        ctx.status(f"{name}: the apply path under wrk, then this path")
+        baseline = _load(ctx, service, "apply", baseline_runs, DAEMON_EVENT)
         spy = None
         if ctx.options.profile:
             from tools.bench import profile
@@ -536,7 +582,7 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
 
             spy.wait(60)
             extra["profile"] = profile.summarize(ctx.workdir / f"profile-{mode}.txt")
-        r = result.rps / applied.rps if applied.rps else None
+        r = result.rps / baseline.rps if baseline.rps else None
         if mode == "quarantine":
             extra["quarantineRows"] = _quarantined(stack.db_url, mode_runs)
         else:
@@ -547,7 +593,7 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
                 metric=metric,
                 value=result.rps,
                 ceiling_name="apply path",
-                ceiling=applied.rps,
+                ceiling=baseline.rps,
                 ratio=r,
                 target=target,
                 met=judge(r, op, bound),
