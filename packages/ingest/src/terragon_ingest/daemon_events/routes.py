@@ -13,15 +13,17 @@ import time
 from typing import Any
 
 import structlog
-from litestar import Request, Response, post
+from litestar import Request, post
 from litestar.exceptions import ClientException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ASGIApp
 
 from terragon_core import DAEMON_TOKEN_HEADER, TRACEPARENT_HEADER, EnvelopeStatus, MetricName
 from terragon_ingest.daemon_events.schemas import EnvelopeAck
 from terragon_ingest.daemon_events.service import Reply, handle_delivery
 from terragon_ingest.errors import ServiceUnavailable
-from terragon_ingest.services import ServicesDep
+from terragon_ingest.kit.http import JsonAnswer
+from terragon_ingest.services import Services
 from terragon_ingest.telemetry import trace_id_from
 
 log = structlog.get_logger()
@@ -32,6 +34,7 @@ def _spec(description: str) -> ResponseSpec:
 
 
 RESPONSES: dict[int, ResponseSpec] = {
+    200: _spec("`applied` (with `legacyMode: true` for a legacy envelope under strict=false)"),
     202: _spec("`duplicate`, `stale_seq`, or `quarantined` with `reason`: acked, nothing applied"),
     400: _spec("`invalid` with `errors`: the body is not JSON or has wrong types"),
     401: _spec("`unauthorized`: missing, unknown or revoked X-Daemon-Token"),
@@ -63,13 +66,13 @@ async def read_capped_body(request: Request[Any, Any, Any], cap: int) -> bytes |
     tags=["daemon"],
     request_max_body_size=None,  # our own cap below answers 413 with a `status` body
     responses=RESPONSES,
-    response_description="`applied` (with `legacyMode: true` for a legacy envelope under strict=false)",
 )
-async def post_daemon_event(
-    request: Request[Any, Any, Any], services: ServicesDep
-) -> Response[EnvelopeAck]:
+async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
     """Deliver one envelope: applied exactly once, acked as duplicate / stale, or quarantined."""
     started = time.perf_counter()
+    # The hot path reads the container off the app, not through `ServicesDep`: Litestar's
+    # dependency resolution builds a `State` and validates kwargs on every request.
+    services: Services = request.app.state.services
     request_headers = request.headers  # built from the scope on each access: read once
     trace_id = trace_id_from(request_headers.get(TRACEPARENT_HEADER))
     headers: dict[str, str] = {}
@@ -113,4 +116,4 @@ async def post_daemon_event(
         http_status=reply.http_status,
         trace_id=trace_id,
     )
-    return Response(reply.ack, status_code=reply.http_status, headers=headers or None)
+    return JsonAnswer(reply.ack, reply.http_status, headers or None)

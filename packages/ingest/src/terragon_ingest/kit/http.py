@@ -18,6 +18,13 @@ from terragon_ingest.kit.trace import trace_id_from
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
     from litestar.handlers.base import BaseRouteHandler
+    from litestar.types import (
+        HTTPResponseBodyEvent,
+        HTTPResponseStartEvent,
+        Receive,
+        Scope,
+        Send,
+    )
 
 log = structlog.get_logger()
 
@@ -31,6 +38,42 @@ def json_response(
         media_type=MediaType.JSON,
         headers=headers,
     )
+
+
+class JsonAnswer:
+    """A JSON answer as a bare ASGI app: the body encoded once, sent as the two ASGI messages.
+    For a route on the ingest hot path only (`POST /api/daemon-event`): Litestar's `Response`
+    resolves headers, cookies, media type and serializer on every request (~6 µs against
+    ~0.6 µs here, of the ~0.2 ms of CPU an envelope costs). Everywhere else, `json_response`;
+    a route returning this documents its 200 body in its `responses`."""
+
+    __slots__ = ("_body", "_start")
+
+    def __init__(self, body: Any, status_code: int, headers: dict[str, str] | None = None) -> None:
+        encoded = _encode(body)
+        raw = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(encoded)).encode()),
+        ]
+        for name, value in (headers or {}).items():
+            raw.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        self._start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": status_code,
+            "headers": raw,
+        }
+        self._body: HTTPResponseBodyEvent = {
+            "type": "http.response.body",
+            "body": encoded,
+            "more_body": False,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(self._start)
+        await send(self._body)
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 def internal_token_guard(
