@@ -470,9 +470,14 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
     rounds = [(applied, pg_tps)]
     for k in range(2, APPLY_ROUNDS + 1 if not ctx.options.quick else 1):
         with stack.client() as client:
+            round_warm = create_runs(client, f"warm{k}-{ctx.phase()}", n)
             round_runs = create_runs(client, f"apply{k}-{ctx.phase()}", n)
             round_replay = create_runs(client, f"replay{k}-{ctx.phase()}", n)
         ctx.status(f"ingest apply: round {k} of {APPLY_ROUNDS}, service then pgbench")
+        # Each round is warmed up like the first: the service sat idle through pgbench.
+        _load(
+            ctx, service, "apply", round_warm, DAEMON_EVENT, seconds=min(3.0, ctx.options.seconds)
+        )
         service_k = _load(ctx, service, "apply", round_runs, DAEMON_EVENT)
         rows_k = [(r.run_id, r.token, r.thread_id, r.token_sha256) for r in round_replay]
         rounds.append((service_k, _replay(ctx, single_scripts, rows_k).tps))
