@@ -23,15 +23,17 @@ json_values = st.recursive(
 )
 messages = st.lists(st.dictionaries(st.text(max_size=10), json_values, max_size=5), max_size=6)
 optional_text = st.none() | st.text(max_size=40)
+# An identifier holds no NUL (PostgreSQL text cannot): one that does is a 400, tested below.
+identifiers = st.text(st.characters(exclude_characters="\x00"), max_size=40)
 
 envelopes = st.builds(
     DaemonEnvelope,
-    thread_id=st.text(max_size=40),
+    thread_id=identifiers,
     messages=messages,
-    thread_chat_id=st.text(max_size=40),
+    thread_chat_id=identifiers,
     timezone=st.text(max_size=20),
     payload_version=st.sampled_from([1, 2]),
-    run_id=optional_text,
+    run_id=st.none() | identifiers,
     event_id=optional_text,
     seq=st.none() | st.integers(min_value=-(2**63), max_value=2**63 - 1),
     end_sha=optional_text,
@@ -42,6 +44,17 @@ envelopes = st.builds(
 @given(envelopes)
 def test_every_well_typed_envelope_round_trips(envelope: DaemonEnvelope) -> None:
     assert decode_envelope(msgspec.json.encode(envelope)) == envelope
+
+
+@FUZZ
+@given(envelopes, st.sampled_from(["threadId", "threadChatId", "runId"]), st.text(max_size=10))
+def test_an_identifier_with_a_nul_is_rejected_naming_it(
+    envelope: DaemonEnvelope, field: str, around: str
+) -> None:
+    body = msgspec.to_builtins(envelope)
+    body[field] = f"{around}\x00{around}"
+    with pytest.raises(EnvelopeError, match=field):
+        decode_envelope(msgspec.json.encode(body))
 
 
 @FUZZ
