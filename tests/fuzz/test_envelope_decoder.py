@@ -24,7 +24,7 @@ json_values = st.recursive(
 messages = st.lists(st.dictionaries(st.text(max_size=10), json_values, max_size=5), max_size=6)
 optional_text = st.none() | st.text(max_size=40)
 # An identifier holds no NUL (PostgreSQL text cannot): one that does is a 400, tested below.
-identifiers = st.text(st.characters(exclude_characters="\x00"), max_size=40)
+identifiers = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
 
 envelopes = st.builds(
     DaemonEnvelope,
