@@ -62,6 +62,9 @@ def test_two_workers_share_one_port_one_metrics_view_and_stop_together(
         "VALKEY_URL": valkey_url,
         "TERRAGON_DATA_DIR": str(tmp_path),
         "TERRAGON_BACKGROUND_JOBS": "false",
+        # 2 x 4 connections, not 2 x 16: the suite's server is shared, and a worker that cannot
+        # open its pool within 30 s never starts (a CI run saw one worker stuck that way).
+        "TERRAGON_DB_POOL_MAX": "4",
     }
     env |= good_secrets()  # one signing secret, configured, inherited by both workers
     proc = subprocess.Popen(
@@ -76,7 +79,12 @@ def test_two_workers_share_one_port_one_metrics_view_and_stop_together(
         wait_until(lambda: len(_worker_pids(proc.pid)) >= 2, 30, "two worker processes")
         # Both workers serving (each logs its start), then concurrent connections spread over
         # both accept loops: send batches until both have recorded a request (bounded).
-        wait_until(lambda: stderr_lines.count("ingest_started") >= 2, 60, "both workers started")
+        try:
+            wait_until(
+                lambda: stderr_lines.count("ingest_started") >= 2, 60, "both workers started"
+            )
+        except AssertionError as exc:  # say why: the workers' own log
+            raise AssertionError(f"{exc}\n{stderr_lines.text()[-3000:]}") from None
         metrics_dir = tmp_path / "prometheus-multiproc"
         sent = 0
 
