@@ -9,11 +9,10 @@ import psycopg
 
 from tests.ingest.integration.test_daemon_event_support import CHAT, start_run
 from tools.bench import grouped
+from tools.bench.ingest import CLIENT_COLUMNS as COLUMNS
 from tools.bench.ingest import _envelope, replay_shapes
 from tools.bench.replay import load_client_table, run_pgbench
 from tools.bench.stack import RunHandle
-
-COLUMNS = ["bx_run", "bx_tok", "bx_thr", "bx_tokh"]
 
 
 def test_batch_sizes_take_bucket_upper_bounds_and_skip_empty_ones() -> None:

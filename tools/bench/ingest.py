@@ -121,11 +121,18 @@ def _envelope(
 
 _PAD = ("refactor test module fix commit diff agent seq " * 100)[:4200]
 REPLAY_SHAPES = 10
-APPLY_ROUNDS = 3
-"""Service and pgbench phases of the apply path, alternated (`--quick`: one)."""
 """The pgbench replay captures this many envelopes: message counts 1..10 paired with sizes spread
 evenly over 0.7..4 KB (stratified like `envelopes.lua`'s uniform draws), so the ceiling replays
 the load's mix rather than one small envelope."""
+APPLY_ROUNDS = 3
+"""Service and pgbench phases of the apply path, alternated (`--quick`: one)."""
+CLIENT_COLUMNS = ["bx_run", "bx_tok", "bx_thr", "bx_tokh"]
+"""What each pgbench client replays as its own run (`rows_for`)."""
+
+
+def rows_for(runs: list[RunHandle]) -> list[tuple[str, ...]]:
+    """The `bench_client` rows for `CLIENT_COLUMNS`: one run per pgbench client."""
+    return [(r.run_id, r.token, r.thread_id, r.token_sha256) for r in runs]
 
 
 def replay_shapes(count: int = REPLAY_SHAPES) -> list[tuple[int, int]]:
@@ -147,7 +154,7 @@ def _pgbench_ceiling(
     returns (tps, details, the scripts)."""
     stack = ctx.stack
     assert stack.pg is not None
-    columns = ["bx_run", "bx_tok", "bx_thr", "bx_tokh"] if client_rows else []
+    columns = CLIENT_COLUMNS if client_rows else []
     scripts: list[str] = []
     per_request: list[int] = []
     first: list[str] = []
@@ -173,8 +180,7 @@ def _pgbench_ceiling(
 def _replay(ctx: Context, scripts: list[str], client_rows: list[tuple[str, ...]]) -> PgbenchResult:
     """pgbench replaying captured scripts, each client as its own run of `client_rows`."""
     if client_rows:
-        columns = ["bx_run", "bx_tok", "bx_thr", "bx_tokh"]
-        load_client_table(ctx.stack.db_url, client_rows, columns)
+        load_client_table(ctx.stack.db_url, client_rows, CLIENT_COLUMNS)
     return run_pgbench(
         ctx.stack.db_url,
         scripts,
@@ -195,9 +201,8 @@ def _grouped_ceiling(
     sizes = grouped.batch_sizes(by_bucket)
     if not sizes:
         return 0.0, {"grouped": "no batch formed"}
-    columns = ["bx_run", "bx_tok", "bx_thr", "bx_tokh"]
-    client_rows = [(r.run_id, r.token, r.thread_id, r.token_sha256) for r in runs]
-    load_client_table(ctx.stack.db_url, client_rows, columns)
+    columns = CLIENT_COLUMNS
+    load_client_table(ctx.stack.db_url, rows_for(runs), columns)
     weight = grouped.weights(sizes)
     scripts: list[str] = []
     script_sizes: list[int] = []
@@ -464,7 +469,7 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
             seq: ":bx_seq",
         }
         captures.append((sender(body), replacements, event_id))
-    rows = [(r.run_id, r.token, r.thread_id, r.token_sha256) for r in replay_runs]
+    rows = rows_for(replay_runs)
     ctx.status("ingest apply: pgbench replay of the captured SQL")
     pg_tps, pg_details, single_scripts = _pgbench_ceiling(ctx, captures, rows)
     rounds = [(applied, pg_tps)]
@@ -479,8 +484,7 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
             ctx, service, "apply", round_warm, DAEMON_EVENT, seconds=min(3.0, ctx.options.seconds)
         )
         service_k = _load(ctx, service, "apply", round_runs, DAEMON_EVENT)
-        rows_k = [(r.run_id, r.token, r.thread_id, r.token_sha256) for r in round_replay]
-        rounds.append((service_k, _replay(ctx, single_scripts, rows_k).tps))
+        rounds.append((service_k, _replay(ctx, single_scripts, rows_for(round_replay)).tps))
     # The host's speed drifts by ±15 % from minute to minute (the same code's CPU per envelope
     # varied 0.18 to 0.24 ms across runs): each service phase is compared with the pgbench phase
     # next to it, and the round with the median ratio is the one reported.

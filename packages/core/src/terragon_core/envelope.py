@@ -93,24 +93,35 @@ def v2_fields_valid(envelope: DaemonEnvelope) -> bool:
 
 
 def over_limit(envelope: DaemonEnvelope) -> str | None:
-    """Which field is over its CONTRACT §4 limit (`eventId`, `endSha`, a message `uuid` longer than
-    128 characters or holding a NUL; `seq` beyond a 64-bit integer), or None. Such an envelope is quarantined
+    """Which field is over its CONTRACT §4 limit (`eventId`, `endSha`, a message `uuid` that does
+    not `fit_field`; `seq` beyond a 64-bit integer), or None. Such an envelope is quarantined
     `invalid_envelope` before any SQL sees it: PostgreSQL could not index or bind those values, and
     a daemon would retry a 5xx forever."""
     for name, value in (("eventId", envelope.event_id), ("endSha", envelope.end_sha)):
-        if value is not None and len(value) > ENVELOPE_FIELD_MAX_CHARS:
-            return f"{name} longer than {ENVELOPE_FIELD_MAX_CHARS} characters"
-        if value is not None and "\x00" in value:  # PostgreSQL text cannot hold NUL
-            return f"{name} contains a NUL character"
+        if (why := _unfit(name, value)) is not None:
+            return why
     # Over the top only: a v2 seq below 1 is rule 5 (v2 fields), decided after payload version.
     if envelope.seq is not None and not -ENVELOPE_SEQ_MAX - 1 <= envelope.seq <= ENVELOPE_SEQ_MAX:
         return "seq over 2^63-1"
     for message in envelope.messages:
-        value = message.get("uuid")
-        if isinstance(value, str) and len(value) > ENVELOPE_FIELD_MAX_CHARS:
-            return f"a message uuid longer than {ENVELOPE_FIELD_MAX_CHARS} characters"
-        if isinstance(value, str) and "\x00" in value:
-            return "a message uuid contains a NUL character"
+        if (why := _unfit("a message uuid", message.get("uuid"))) is not None:
+            return why
+    return None
+
+
+def fits_field(value: str) -> bool:
+    """Whether PostgreSQL can bind and index `value` as an `eventId`, `endSha` or message `uuid`:
+    at most 128 characters and no NUL (text cannot hold one)."""
+    return _unfit("", value) is None
+
+
+def _unfit(name: str, value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    if len(value) > ENVELOPE_FIELD_MAX_CHARS:
+        return f"{name} longer than {ENVELOPE_FIELD_MAX_CHARS} characters"
+    if "\x00" in value:
+        return f"{name} contains a NUL character"
     return None
 
 

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from terragon_core import (
-    ENVELOPE_FIELD_MAX_CHARS,
     ENVELOPE_SEQ_MAX,
     CorrelationOutcome,
     DaemonEnvelope,
@@ -37,6 +36,7 @@ from terragon_core import (
     QuarantineReason,
     SandboxProvider,
     decode_envelope,
+    fits_field,
     given,
     is_failure,
     is_terminal,
@@ -290,9 +290,7 @@ async def _row(
         strict=ctx.strict,
         payload_version=envelope.payload_version,
         # An over-limit eventId / seq (too long, a NUL) is kept in the payload, not in its column.
-        event_id=event_id
-        if event_id and len(event_id) <= ENVELOPE_FIELD_MAX_CHARS and "\x00" not in event_id
-        else None,
+        event_id=event_id if event_id and fits_field(event_id) else None,
         seq=_bounded_seq(envelope.seq),
         trace_id=delivery.trace_id,
         dims=ctx.dims,
