@@ -1,5 +1,5 @@
 """The schema as it is, in one readable file: `db/schema.sql` is this module's rendering of a
-database migrated from empty (tables, defaults, constraints, indexes, function signatures; each
+database migrated from empty (tables, defaults, storage parameters, constraints, indexes, function signatures; each
 function's body is in its own file, `db/functions/<name>.sql`), checked by
 `tests/ingest/integration/test_schema_snapshot.py`. Regenerate it after adding a migration or
 changing a function file: `uv run terragon migrate --write-schema`.
@@ -25,7 +25,7 @@ HEADER = (
 )
 
 _TABLES = """
-SELECT c.oid, c.relname, pg_get_partkeydef(c.oid)
+SELECT c.oid, c.relname, pg_get_partkeydef(c.oid), array_to_string(c.reloptions, ', ')
 FROM pg_class c
 WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
   AND NOT c.relispartition
@@ -67,13 +67,14 @@ ORDER BY p.proname, pg_get_function_identity_arguments(p.oid)
 def render_schema(conn: psycopg.Connection[Any]) -> str:
     """The schema of the connection's database, as `schema.sql` holds it."""
     out = [HEADER]
-    for oid, name, partition_key in conn.execute(_TABLES).fetchall():
+    for oid, name, partition_key, options in conn.execute(_TABLES).fetchall():
         columns = [
             f"    {col} {kind}{' NOT NULL' if not_null else ''}"
             + (f" DEFAULT {default}" if default is not None else "")
             for col, kind, not_null, default in conn.execute(_COLUMNS, (oid,)).fetchall()
         ]
         tail = f" PARTITION BY {partition_key}" if partition_key else ""
+        tail += f" WITH ({options})" if options else ""  # storage parameters (fillfactor)
         out.append(f"CREATE TABLE {name} (\n" + ",\n".join(columns) + f"\n){tail};")
         out += [
             f"ALTER TABLE {name} ADD CONSTRAINT {con} {definition};"

@@ -278,7 +278,7 @@ CREATE TABLE thread_run (
     missing_end_sha_at timestamp with time zone,
     started_at timestamp with time zone NOT NULL DEFAULT now(),
     ended_at timestamp with time zone
-);
+) WITH (fillfactor=50);
 ALTER TABLE thread_run ADD CONSTRAINT thread_run_daemon_payload_version_check CHECK ((daemon_payload_version = ANY (ARRAY[1, 2])));
 ALTER TABLE thread_run ADD CONSTRAINT thread_run_diff_source_check CHECK ((diff_source = ANY (ARRAY['sha'::text, 'working-tree-fallback'::text])));
 ALTER TABLE thread_run ADD CONSTRAINT thread_run_pkey PRIMARY KEY (run_id);
@@ -286,7 +286,6 @@ ALTER TABLE thread_run ADD CONSTRAINT thread_run_start_request_key UNIQUE (threa
 ALTER TABLE thread_run ADD CONSTRAINT thread_run_status_check CHECK ((status = ANY (ARRAY['booting'::text, 'running'::text, 'validating'::text, 'finished'::text, 'failed'::text])));
 ALTER TABLE thread_run ADD CONSTRAINT thread_run_thread_id_fkey FOREIGN KEY (thread_id) REFERENCES thread(thread_id);
 ALTER TABLE thread_run ADD CONSTRAINT thread_run_trigger_source_check CHECK ((trigger_source = ANY (ARRAY['ui'::text, 'retry'::text, 'follow_up_queue'::text, 'scheduled'::text, 'slash_command'::text, 'system'::text])));
-CREATE INDEX thread_run_active_last_event ON public.thread_run USING btree (last_event_at) WHERE (status = ANY (ARRAY['booting'::text, 'running'::text, 'validating'::text]));
 CREATE INDEX thread_run_active_missing_end_sha ON public.thread_run USING btree (missing_end_sha_at) WHERE ((status = ANY (ARRAY['booting'::text, 'running'::text, 'validating'::text])) AND (missing_end_sha_at IS NOT NULL));
 CREATE UNIQUE INDEX thread_run_one_active ON public.thread_run USING btree (thread_id, thread_chat_id) WHERE (status = ANY (ARRAY['booting'::text, 'running'::text, 'validating'::text]));
 
