@@ -77,7 +77,9 @@ def grouped_statement(
     text = text.replace(hash_token(_RUN.token).hex(), ":bx_tokh")
     text = text.replace(_RUN.run_id, ":bx_run").replace(_RUN.thread_id, ":bx_thr")
     literal = "'" + text.replace("'", "''") + "'"
-    return Q["ingest_envelopes"].replace("%(batch)s", literal).strip().rstrip(";") + ";"
+    statement = Q["ingest_envelopes"].replace("%(batch)s", literal)
+    # The service's first try: no subtransactions (it isolates a batch only after a failure).
+    return statement.replace("%(isolated)s", "false").strip().rstrip(";") + ";"
 
 
 def grouped_script(statement: str, size: int, client_vars: list[str]) -> str:

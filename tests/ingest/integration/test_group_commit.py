@@ -1,6 +1,6 @@
 """Group commit (daemon_events/group_commit.py): envelopes that queue while the database is busy
-go through the one decision together, one statement and one commit, each in its own
-subtransaction. Driven with one statement in flight: everything submitted in one turn of the
+go through the one decision together, one statement and one commit: without subtransactions, and
+with one per envelope when the batch runs again after a failure. Driven with one statement in flight: everything submitted in one turn of the
 event loop forms one batch, and everything submitted while a statement runs forms the next one
 (deterministic, no timing)."""
 
@@ -144,9 +144,36 @@ async def test_one_failing_envelope_changes_no_other_answer_and_is_decided_alone
     poisoned = replies.pop(2)
     assert isinstance(poisoned, DatabaseUnavailable)  # the route answers 503, the daemon retries
     assert [r.ack.status.value for r in replies] == ["applied", "applied", "applied"]
-    assert group.batch_sizes == {4: 1}  # one statement (the poisoned one's retry bypasses it)
+    assert group.batch_sizes == {4: 1}  # one batch (the poisoned one's retry bypasses it)
     states = [await run_state(client, run_id) for run_id, _ in runs]
     assert [s["acceptedEventCount"] for s in states] == [1, 1, 0, 1]
+    # The batch ran again isolated: each applied envelope was written by its own subtransaction.
+    assert await _writers(database_url, [run_id for run_id, _ in runs]) == 3
+
+
+async def _writers(database_url: str, run_ids: list[str]) -> int:
+    """How many (sub)transactions wrote these runs' dedupe records (one per distinct xmin)."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT count(DISTINCT xmin::text) FROM daemon_event WHERE run_id = ANY(%s)",
+            (run_ids,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_batch_that_fails_nowhere_pays_no_subtransaction(
+    app, client, group: GroupCommit, database_url: str
+) -> None:
+    """The first try runs the batch in one transaction without savepoints: all of its writes
+    carry the one transaction id (with a subtransaction each they would carry five)."""
+    runs = [await start_run(client, thread_id=f"t-{i}") for i in range(5)]
+    items = [(envelope(run_id, 1, thread_id=f"t-{i}"), t) for i, (run_id, t) in enumerate(runs)]
+    replies = await _decide_all(app, items)
+    assert [r.ack.status.value for r in replies] == ["applied"] * 5
+    assert group.batch_sizes == {5: 1}
+    assert await _writers(database_url, [run_id for run_id, _ in runs]) == 1
 
 
 async def test_over_http_a_storm_applies_each_envelope_once(client, database_url: str) -> None:
@@ -163,3 +190,26 @@ async def test_over_http_a_storm_applies_each_envelope_once(client, database_url
     assert statuses.count("applied") == 8  # one eventId per run wins, the rest are stale (seq 1)
     rows = await sql(database_url, "SELECT count(*) AS n FROM daemon_event")
     assert rows[0]["n"] == 8
+
+
+async def test_an_envelope_spelling_a_nul_is_decided_alone_not_in_the_batch(
+    app, client, group: GroupCommit, database_url: str
+) -> None:
+    """Hostile: messages holding `\\u0000` cannot be stored, and would fail a grouped statement
+    (its neighbours' batch run twice). Such a body skips the batch: the others commit together on
+    the first try, and it is quarantined `invalid_envelope` alone, as without group commit."""
+    runs = [await start_run(client, thread_id=f"t-{i}") for i in range(4)]
+    hostile = [{"type": "assistant", "uuid": "m-nul", "text": "nul \u0000 here"}]
+    items = [
+        (envelope(run_id, 1, thread_id=f"t-{i}", messages=hostile if i == 1 else None), token)
+        for i, (run_id, token) in enumerate(runs)
+    ]
+    replies = await _decide_all(app, items)
+    assert [(r.ack.status.value, r.ack.reason) for r in replies] == [
+        ("applied", None),
+        ("quarantined", "invalid_envelope"),
+        ("applied", None),
+        ("applied", None),
+    ]
+    assert group.batch_sizes == {3: 1}
+    assert await _writers(database_url, [run_id for run_id, _ in runs]) == 1

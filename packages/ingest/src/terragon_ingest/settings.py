@@ -169,10 +169,13 @@ class CorrelationSettings:
     )
     """`TERRAGON_OFFLOADS_PER_REPO_PER_MINUTE`: oversized quarantine offloads allowed per repo."""
     GROUP_COMMIT_MAX_BATCH: int = field(
-        default_factory=lambda: _env_int("TERRAGON_GROUP_COMMIT_MAX_BATCH", 32)
+        default_factory=lambda: _env_int("TERRAGON_GROUP_COMMIT_MAX_BATCH", 8)
     )
     """`TERRAGON_GROUP_COMMIT_MAX_BATCH`: envelopes at most in one grouped statement (1 = off).
-    At most 32: each writes in a subtransaction, and PostgreSQL caches 64 per transaction."""
+    At most 32: a batch retried in isolation writes each in a subtransaction, and PostgreSQL
+    caches 64 per transaction. 8 by default: the tail is the envelope that waits behind a long
+    statement, and above 8 the batches buy no throughput (`tools/bench --only ingest --quick`,
+    2 cores, c32: p99 54-55 ms at 32, 45-54 at 16, 37-47 at 8, 40-41 at 4, same rate)."""
     GROUP_COMMIT_IN_FLIGHT: int = field(
         default_factory=lambda: _env_int("TERRAGON_GROUP_COMMIT_IN_FLIGHT", 2)
     )

@@ -1,6 +1,7 @@
 """Group commit: statements that arrive while the database is busy are sent as one statement and
 one commit. Two kinds go this way: ordinary envelopes (`GroupCommit`: decided and applied by
-`terragon_ingest_envelopes`, each through the one decision in its own subtransaction) and
+`terragon_ingest_envelopes`, each through the one decision; in its own subtransaction only when
+the batch is run again after a failure) and
 quarantine rows (`QuarantineCommit`: `terragon_record_quarantines`, one set-based statement, all
 or nothing: the rows are independent, so no row's answer depends on another's).
 
@@ -22,9 +23,11 @@ Guarantees, each kept by construction:
 - an item is answered only after the statement that wrote it committed;
 - two envelopes of one run keep their arrival order (stable sort by thread; the second sees the
   first's writes in the same transaction), and batches take run locks in one global order;
-- one envelope's failure rolls back its own subtransaction only; such an envelope, and every
-  item of a statement that failed as a whole, is done again alone by the caller (`submit`
-  answers None), never answered as part of a failed batch.
+- one envelope's failure changes no other's answer: the statement fails and writes nothing, the
+  batch runs again with one subtransaction each (`repository.ingest_envelopes`), and the failing
+  envelope's own rolls back; such an envelope, and every item of a statement that failed as a
+  whole, is done again alone by the caller (`submit` answers None), never answered as part of a
+  failed batch.
 """
 
 from __future__ import annotations

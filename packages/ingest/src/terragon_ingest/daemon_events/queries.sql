@@ -29,11 +29,11 @@ FROM terragon_ingest_envelope(
 
 -- name: ingest_envelopes
 -- Group commit (db/functions/terragon_ingest_envelopes.sql): several envelopes through the one
--- decision, one subtransaction each, one statement and one commit; prepared.
+-- decision, one statement and one commit; `isolated`: one subtransaction each; prepared.
 SELECT ordinal, failed_sqlstate, outcome, legacy, applied_messages, last_seq, run_status,
        legacy_row_id::text, token_run_id, user_id, repo_full_name, repo_dir, sandbox_provider,
        codesandbox_id, active_run_id, run_id_strict AS strict, run_start_sha
-FROM terragon_ingest_envelopes(%(batch)s::jsonb)
+FROM terragon_ingest_envelopes(%(batch)s::jsonb, %(isolated)s::boolean)
 
 -- name: insert_quarantines
 -- Quarantine decisions recorded (db/functions/terragon_record_quarantines.sql: each row, its

@@ -139,19 +139,38 @@ async def ingest_envelope(
 async def ingest_envelopes(
     conn: AsyncConn, batch: list[tuple[dict[str, Any], list[dict[str, Any]]]]
 ) -> list[Decision | None]:
-    """Group commit: each (params, messages) through the one decision in its own subtransaction,
-    one statement, one commit. The answers are in the batch's order; None for an envelope whose
-    subtransaction failed (nothing of it was written: decide it again alone). Any failure of the
-    statement itself raises, and nothing of the batch was written."""
-    cur = conn.cursor()
-    await cur.execute(Q["ingest_envelopes"], {"batch": batch_json(batch)}, prepare=True)
+    """Group commit: each (params, messages) through the one decision, one statement, one commit.
+    The answers are in the batch's order. First without subtransactions (the common case: nothing
+    fails, and PostgreSQL is spared a savepoint per envelope); if that statement fails on a live
+    connection, nothing of it was written and the batch runs again with each envelope in its own
+    subtransaction: None for an envelope whose subtransaction failed (nothing of it was written:
+    decide it again alone). A lost connection raises, as does any failure of the second run."""
+    payload = batch_json(batch)
+    try:
+        rows = await _ingest_envelopes(conn, payload, isolated=False)
+    except psycopg.Error as exc:
+        if conn.broken:  # gone mid-statement: whether it committed is unknown; the caller decides
+            raise
+        log.warning(
+            "group_commit_batch_isolated",
+            size=len(batch),
+            sqlstate=exc.sqlstate,
+            hint="an envelope of the batch failed; the batch runs again, one subtransaction each",
+        )
+        rows = await _ingest_envelopes(conn, payload, isolated=True)
     answers: list[Decision | None] = [None] * len(batch)
-    for ordinal, failed, *values in await cur.fetchall():
+    for ordinal, failed, *values in rows:
         if failed is None:
             answers[ordinal] = _decision(values)
         else:
             log.warning("envelope_in_batch_failed", sqlstate=failed, hint="decided again alone")
     return answers
+
+
+async def _ingest_envelopes(conn: AsyncConn, payload: str, *, isolated: bool) -> list[Any]:
+    cur = conn.cursor()
+    await cur.execute(Q["ingest_envelopes"], {"batch": payload, "isolated": isolated}, prepare=True)
+    return await cur.fetchall()
 
 
 def batch_json(batch: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> str:

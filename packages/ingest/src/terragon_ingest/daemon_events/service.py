@@ -118,20 +118,30 @@ async def decide(services: Services, delivery: Delivery) -> Reply:
     envelope = delivery.envelope
     params = envelope_params(delivery)
     messages = envelope.messages if params["within_limits"] else None
-    decision = await _ask(services, params, messages)
+    # A body that spells a NUL may hold messages PostgreSQL refuses: decided alone, so that it
+    # cannot fail a grouped statement and make its neighbours' batch run twice.
+    groupable = _NUL_ESCAPE not in delivery.body
+    decision = await _ask(services, params, messages, groupable=groupable)
     if decision.outcome is Outcome.NEEDS_INPUTS:
         params |= await _gather(services, delivery, decision)
-        decision = await _ask(services, params, messages)
+        decision = await _ask(services, params, messages, groupable=groupable)
     return await _conclude(services, delivery, decision, params)
 
 
+_NUL_ESCAPE = b"\\u0000"
+
+
 async def _ask(
-    services: Services, params: dict[str, Any], messages: list[dict[str, Any]] | None
+    services: Services,
+    params: dict[str, Any],
+    messages: list[dict[str, Any]] | None,
+    *,
+    groupable: bool = True,
 ) -> Decision:
     try:
         group = services.group_commit
         # Grouped: an ordinary delivery's first call (not a replay, not the call with inputs).
-        grouped = params["token_hash"] is not None and not params["inputs_ready"]
+        grouped = groupable and params["token_hash"] is not None and not params["inputs_ready"]
         if group is not None and messages is not None and grouped:
             decision = await group.submit(params, messages)
             if decision is not None:

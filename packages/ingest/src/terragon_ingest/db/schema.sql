@@ -331,9 +331,9 @@ CREATE TABLE preview_event_default PARTITION OF preview_event DEFAULT;
 --     RETURNS record
 --     body: db/functions/terragon_ingest_envelope.sql (definition md5 4b39e1f360016ff8dfbbab7b95a87c8c)
 
--- FUNCTION terragon_ingest_envelopes(p_batch jsonb)
+-- FUNCTION terragon_ingest_envelopes(p_batch jsonb, p_isolated boolean, p_first integer)
 --     RETURNS TABLE(ordinal integer, failed_sqlstate text, outcome text, legacy boolean, applied_messages integer, last_seq bigint, run_status text, legacy_row_id uuid, token_run_id text, user_id text, repo_full_name text, repo_dir text, sandbox_provider text, codesandbox_id text, active_run_id text, run_id_strict boolean, run_start_sha text)
---     body: db/functions/terragon_ingest_envelopes.sql (definition md5 c8568da4a87be9e6e66f511b78bd076b)
+--     body: db/functions/terragon_ingest_envelopes.sql (definition md5 5f58108c88e7dde4de18ef8ce8aae69c)
 
 -- FUNCTION terragon_insert_quarantine(p_row jsonb)
 --     RETURNS uuid
