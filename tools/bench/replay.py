@@ -208,11 +208,14 @@ class PgbenchResult:
     transactions: int
     failed: int
     output: str
+    p99_ms: float | None = None
+    """From pgbench's per-transaction log: the ceiling's own tail at the same concurrency."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "tps": round(self.tps, 1),
             "latencyAvgMs": round(self.latency_ms, 2),
+            "p99Ms": round(self.p99_ms, 2) if self.p99_ms is not None else None,
             "transactions": self.transactions,
             "failed": self.failed,
         }
@@ -238,6 +241,9 @@ def run_pgbench(
         path = workdir / f"replay-{i}.sql"
         path.write_text(text)
         files += ["-f", f"{path}@{weights[i] if weights else 1}"]
+    log_prefix = workdir / "pgbench-latency"
+    for old in workdir.glob(f"{log_prefix.name}.*"):
+        old.unlink()
     argv = [
         pgbench_path(),
         "-n",
@@ -253,6 +259,8 @@ def run_pgbench(
         "bx_loaded=0",
         "-D",
         f"bx_seq={seq_start}",
+        "-l",
+        f"--log-prefix={log_prefix}",
         *files,
         "-h",
         str(info.get("host", "")),
@@ -276,7 +284,22 @@ def run_pgbench(
         transactions=int(done.group(1)) if done else 0,
         failed=int(failed.group(1)) if failed else 0,
         output=out,
+        p99_ms=_p99_from_logs(sorted(workdir.glob(f"{log_prefix.name}.*"))),
     )
+
+
+def _p99_from_logs(paths: list[Path]) -> float | None:
+    """p99 latency (ms) of pgbench's `-l` logs: one line per transaction, the third field its
+    latency in µs."""
+    latencies = sorted(
+        int(fields[2])
+        for path in paths
+        for line in path.read_text().splitlines()
+        if len(fields := line.split()) >= 3 and fields[2].isdigit()
+    )
+    if not latencies:
+        return None
+    return latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1000
 
 
 def load_client_table(db_url: str, rows: list[tuple[Any, ...]], columns: list[str]) -> None:
