@@ -20,7 +20,7 @@ import psycopg
 
 from tools.bench.archive import seed_segments
 from tools.bench.context import Context
-from tools.bench.dashboard import timed_runs
+from tools.bench.dashboard import TIMED_RUNS, timed_runs
 from tools.bench.report import BenchResult, judge
 from tools.bench.stack import RunHandle, create_run
 from tools.bench.synthetic_archive import generate_archive
@@ -235,7 +235,7 @@ def _dashboard_90_vs_30(ctx: Context) -> BenchResult:
         details={
             "repos": repos,
             "charts": [short_charts, long_charts],
-            "note": f"best of 3 script runs: {long_s:.2f} s over {long_days} days vs "
+            "note": f"best of {TIMED_RUNS} script runs: {long_s:.2f} s over {long_days} days vs "
             f"{short_s:.2f} s over {short_days} days ({repos} repos)",
         },
     )
