@@ -91,14 +91,20 @@ async def handle_delivery(
     services: Services, body: bytes, token: str | None, trace_id: str
 ) -> Reply:
     """`POST /api/daemon-event` after the body was read under the size cap."""
-    digest = hash_token(token) if token else b""
-    if not token or await _known_token(services, token, digest) is None:  # 1. token, first
-        return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
+    if not token:  # 1. token, first: none sent
+        return _unauthorized()
+    digest = hash_token(token)
+    if await _known_token(services, token, digest) is None:  # unknown or revoked
+        return _unauthorized()
     try:  # 2. body shape
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
         return Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc)]))
     return await decide(services, Delivery(envelope, body, trace_id, token_hash=digest))
+
+
+def _unauthorized() -> Reply:
+    return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
 
 
 async def _known_token(services: Services, token: str, digest: bytes) -> TokenBinding | None:
