@@ -58,6 +58,7 @@ async def test_pgbench_applies_every_envelope_of_every_grouped_batch(
     envelopes, per_second = grouped.replayed(result.output, sizes)
 
     assert result.failed == 0 and result.transactions > 0
+    assert result.p99_ms is not None and result.p99_ms > 0  # read from pgbench's -l log
     assert envelopes >= result.transactions * 2 and per_second > 0
     with psycopg.connect(database_url) as conn:
         row = conn.execute(

@@ -10,31 +10,15 @@ messages in the same session, and the next envelope's reads of run_message are c
 
 from __future__ import annotations
 
-import json
-
 import psycopg
 
-from tests.ingest.integration.test_daemon_event_support import start_run
+from tests.ingest.integration.test_daemon_event_support import APPLY_SQL, messages_json, start_run
 
-APPLY = """
-SELECT outcome, applied_messages FROM terragon_ingest_envelope(
-    p_token_hash => NULL, p_token_run_id => %(run)s, p_thread_id => 'thread-1',
-    p_thread_chat_id => 'chat-1', p_run_id => %(run)s, p_dedupe_id => %(event)s, p_seq => %(seq)s,
-    p_payload_version => 2::smallint, p_fields_valid => true, p_within_limits => true,
-    p_messages => %(messages)s::jsonb, p_trace_id => 'trace', p_terminal => false,
-    p_failure => false, p_end_sha => NULL, p_inputs_ready => false, p_diff_source => NULL,
-    p_diff_source_context => NULL, p_legacy_row => NULL, p_ui_outcome => NULL,
-    p_ui_blocking_reason => NULL)
-"""
 RUN_MESSAGE_READS = """
 SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
 FROM pg_stat_xact_user_tables WHERE relname = 'run_message'
 """
 GROWN = 3_000
-
-
-def _messages(*uuids: str) -> str:
-    return json.dumps([{"type": "assistant", "uuid": u, "message": {"text": u}} for u in uuids])
 
 
 async def test_dedupe_probe_reads_per_message_not_per_run(client, database_url: str) -> None:
@@ -43,7 +27,8 @@ async def test_dedupe_probe_reads_per_message_not_per_run(client, database_url: 
         # Planned (and cached for this session) while the run has no messages at all.
         first = await (
             await conn.execute(
-                APPLY, {"run": run_id, "event": "e1", "seq": 1, "messages": _messages("m-0")}
+                APPLY_SQL,
+                {"run": run_id, "event": "e1", "seq": 1, "messages": messages_json("m-0")},
             )
         ).fetchone()
         assert first == ("applied", 1)
@@ -62,12 +47,12 @@ async def test_dedupe_probe_reads_per_message_not_per_run(client, database_url: 
             # One new uuid, one the run already has (stored far back), one repeated in the batch.
             row = await (
                 await conn.execute(
-                    APPLY,
+                    APPLY_SQL,
                     {
                         "run": run_id,
                         "event": "e2",
                         "seq": 2,
-                        "messages": _messages("m-new", "bulk-7", "m-new"),
+                        "messages": messages_json("m-new", "bulk-7", "m-new"),
                     },
                 )
             ).fetchone()

@@ -4,6 +4,7 @@ read run state and quarantine rows. Runs are started over HTTP with the `manual`
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, LiteralString
 
@@ -13,6 +14,24 @@ from psycopg.rows import dict_row
 from tests.support import thread_body
 
 CHAT = "chat-1"
+
+APPLY_SQL = """
+SELECT outcome, applied_messages FROM terragon_ingest_envelope(
+    p_token_hash => NULL, p_token_run_id => %(run)s, p_thread_id => 'thread-1',
+    p_thread_chat_id => 'chat-1', p_run_id => %(run)s, p_dedupe_id => %(event)s, p_seq => %(seq)s,
+    p_payload_version => 2::smallint, p_fields_valid => true, p_within_limits => true,
+    p_messages => %(messages)s::jsonb, p_trace_id => 'trace', p_terminal => false,
+    p_failure => false, p_end_sha => NULL, p_inputs_ready => false, p_diff_source => NULL,
+    p_diff_source_context => NULL, p_legacy_row => NULL, p_ui_outcome => NULL,
+    p_ui_blocking_reason => NULL)
+"""
+"""One ordinary v2 envelope straight through the decision (named arguments), for the tests that
+count what a single apply reads or writes in PostgreSQL."""
+
+
+def messages_json(*uuids: str) -> str:
+    """A `messages` array (JSON text), one assistant message per uuid."""
+    return json.dumps([{"type": "assistant", "uuid": u, "message": {"text": u}} for u in uuids])
 
 
 async def set_strict(client, enabled: bool) -> None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.ingest.integration.test_apply_plan_stability import APPLY, _messages
-from tests.ingest.integration.test_daemon_event_support import start_run
+from tests.ingest.integration.test_daemon_event_support import APPLY_SQL, messages_json, start_run
 
 RUN_UPDATES = """
 SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'thread_run'
@@ -23,8 +22,8 @@ async def test_an_applied_envelope_updates_its_run_without_an_index_write(
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         # The first envelope moves the run from booting to running: a status change, which the
         # partial indexes' predicates read, is not HOT, and happens once per run.
-        first = {"run": run_id, "event": "e1", "seq": 1, "messages": _messages("m-1")}
-        assert await (await conn.execute(APPLY, first)).fetchone() == ("applied", 1)
+        first = {"run": run_id, "event": "e1", "seq": 1, "messages": messages_json("m-1")}
+        assert await (await conn.execute(APPLY_SQL, first)).fetchone() == ("applied", 1)
         async with conn.transaction():
             # now() is the transaction's start, so here only the first of these updates changes
             # last_event_at: enough to fail with an index on it (the dropped one did).
@@ -35,9 +34,9 @@ async def test_an_applied_envelope_updates_its_run_without_an_index_write(
                     "run": run_id,
                     "event": f"e{seq}",
                     "seq": seq,
-                    "messages": _messages(f"m-{seq}"),
+                    "messages": messages_json(f"m-{seq}"),
                 }
-                assert await (await conn.execute(APPLY, params)).fetchone() == ("applied", 1)
+                assert await (await conn.execute(APPLY_SQL, params)).fetchone() == ("applied", 1)
             after = await (await conn.execute(RUN_UPDATES)).fetchone()
     assert before is not None and after is not None
     updates, hot = after[0] - before[0], after[1] - before[1]

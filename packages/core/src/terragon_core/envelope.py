@@ -94,7 +94,7 @@ def v2_fields_valid(envelope: DaemonEnvelope) -> bool:
 
 def over_limit(envelope: DaemonEnvelope) -> str | None:
     """Which field is over its CONTRACT §4 limit (`eventId`, `endSha`, a message `uuid` that does
-    not `fit_field`; `seq` beyond a 64-bit integer), or None. Such an envelope is quarantined
+    not `fits_field`; `seq` beyond a 64-bit integer), or None. Such an envelope is quarantined
     `invalid_envelope` before any SQL sees it: PostgreSQL could not index or bind those values, and
     a daemon would retry a 5xx forever."""
     for name, value in (("eventId", envelope.event_id), ("endSha", envelope.end_sha)):

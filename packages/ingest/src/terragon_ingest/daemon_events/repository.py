@@ -147,7 +147,7 @@ async def ingest_envelopes(
     decide it again alone). A lost connection raises, as does any failure of the second run."""
     payload = batch_json(batch)
     try:
-        rows = await _ingest_envelopes(conn, payload, isolated=False)
+        rows = await _run_batch(conn, payload, isolated=False)
     except psycopg.Error as exc:
         if conn.broken:  # gone mid-statement: whether it committed is unknown; the caller decides
             raise
@@ -157,7 +157,7 @@ async def ingest_envelopes(
             sqlstate=exc.sqlstate,
             hint="an envelope of the batch failed; the batch runs again, one subtransaction each",
         )
-        rows = await _ingest_envelopes(conn, payload, isolated=True)
+        rows = await _run_batch(conn, payload, isolated=True)
     answers: list[Decision | None] = [None] * len(batch)
     for ordinal, failed, *values in rows:
         if failed is None:
@@ -167,7 +167,7 @@ async def ingest_envelopes(
     return answers
 
 
-async def _ingest_envelopes(conn: AsyncConn, payload: str, *, isolated: bool) -> list[Any]:
+async def _run_batch(conn: AsyncConn, payload: str, *, isolated: bool) -> list[Any]:
     cur = conn.cursor()
     await cur.execute(Q["ingest_envelopes"], {"batch": payload, "isolated": isolated}, prepare=True)
     return await cur.fetchall()

@@ -142,7 +142,7 @@ async def _ask(
     params: dict[str, Any],
     messages: list[dict[str, Any]] | None,
     *,
-    groupable: bool = True,
+    groupable: bool,
 ) -> Decision:
     try:
         group = services.group_commit
