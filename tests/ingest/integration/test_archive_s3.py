@@ -134,7 +134,7 @@ def _rollup(url: str, where: ArchiveLocation) -> None:
 
 def _rebuild(url: str, where: ObjectArchive, day: date) -> int:
     with repository.connect(url) as conn:
-        return rebuild_day(conn, where, day)
+        return rebuild_day(conn, where, day).rows
 
 
 def _daily_totals(where: ObjectArchive) -> list[tuple]:

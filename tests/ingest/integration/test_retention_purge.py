@@ -85,7 +85,7 @@ def _daily_totals(root: Path) -> list[tuple]:
 
 def _rebuild(url: str, root: Path, day: date) -> int:
     with repository.connect(url) as conn:
-        return rebuild_day(conn, root, day)
+        return rebuild_day(conn, root, day).rows
 
 
 async def _purge(

@@ -62,7 +62,7 @@ def _rollup(url: str, root: Path) -> None:
 
 def _rebuild(url: str, root: Path, day: date) -> int:
     with repository.connect(url) as conn:
-        return rebuild_day(conn, root, day)
+        return rebuild_day(conn, root, day).rows
 
 
 async def _seal_all(url: str, root: Path) -> dict[tuple[str, date], str | None]:

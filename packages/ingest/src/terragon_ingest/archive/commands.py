@@ -111,7 +111,20 @@ def archive() -> None:
     "--rebuild-day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
-    help="Rewrite one archived UTC day from Postgres (for a day that failed to reconcile).",
+    help="Rewrite one archived UTC day from Postgres (for a day that failed to reconcile). "
+    "Shows the rows per dataset before and after, and refuses to leave the archive with fewer "
+    "rows than it holds unless --allow-shrink.",
+)
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="With --rebuild-day: replace the day even where PostgreSQL holds fewer rows than the "
+    "archive (those archived rows are lost).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="With --rebuild-day: show what the rebuild would change, change nothing.",
 )
 def rollup_command(
     data_dir: Path,
@@ -119,9 +132,12 @@ def rollup_command(
     archive_url: str | None,
     database_url: str | None,
     rebuild_day: object,
+    allow_shrink: bool,
+    dry_run: bool,
 ) -> None:
     """Copy closed minutes of quarantine rows and preview events into the archive (idempotent)."""
     from terragon_ingest.archive import location, repository
+    from terragon_ingest.archive.rollup import ShrinkRefused
     from terragon_ingest.archive.rollup import rebuild_day as rebuild
     from terragon_ingest.archive.tasks import run_rollup
     from terragon_ingest.kit.progress import terminal_progress
@@ -133,10 +149,34 @@ def rollup_command(
     if rebuild_day is not None:
         day: date = rebuild_day.date()  # type: ignore[attr-defined]
         assert settings.db.URL
-        with _store_errors(), repository.connect(settings.db.URL) as conn:
-            written = rebuild(conn, location.from_settings(settings), day)
-        click.echo(f"rebuilt {day}: {written} row(s) in {root}")
+        try:
+            with (
+                _store_errors(),
+                repository.connect(settings.db.URL) as conn,
+                terminal_progress() as progress,
+            ):
+                plan = rebuild(
+                    conn,
+                    location.from_settings(settings),
+                    day,
+                    allow_shrink=allow_shrink,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+        except ShrinkRefused as exc:
+            raise click.ClickException(str(exc)) from exc
+        verb = "would rebuild" if dry_run else "rebuilt"
+        click.echo(f"{verb} {day} in {root}:")
+        for change in plan.changes:
+            click.echo(f"  {change.describe()}")
+        if dry_run and plan.lost:
+            click.echo(
+                f"  it would drop {plan.lost} archived row(s) that PostgreSQL no longer holds: "
+                "refused without --allow-shrink"
+            )
         return
+    if allow_shrink or dry_run:
+        raise click.UsageError("--allow-shrink and --dry-run apply to --rebuild-day only")
     with _store_errors(), terminal_progress() as progress:
         result = run_rollup(settings, alerts=False, progress=progress)
     if not result.locked:

@@ -47,6 +47,13 @@ def hour_file(dataset: ArchiveDataset, hour: datetime) -> str:
     return f"{day_dir(dataset, hour.date())}/hour={hour:%H}.parquet"
 
 
+def archived_rows(root: ArchiveLocation, dataset: ArchiveDataset, day: date) -> int:
+    """The rows the archive holds of `day` in `dataset`, from the Parquet footers alone."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(path).num_rows for path in root.local_copies(day_dir(dataset, day)))
+
+
 def daily_file(day: date) -> str:
     return f"{day_dir(ArchiveDataset.QUARANTINE_DAILY, day)}/daily.parquet"
 

@@ -22,6 +22,13 @@ ON CONFLICT (dataset) DO NOTHING
 UPDATE archive_watermark SET watermark = %(new)s, updated_at = now()
 WHERE dataset = %(dataset)s AND watermark = %(old)s
 
+-- name: count_quarantine
+-- What a rebuild of [lo, hi) would write (rollup.plan_rebuild compares it with the archive's count).
+SELECT count(*) FROM daemon_event_quarantine WHERE created_at >= %(lo)s AND created_at < %(hi)s
+
+-- name: count_preview_event
+SELECT count(*) FROM preview_event WHERE ts_server >= %(lo)s AND ts_server < %(hi)s
+
 -- name: first_quarantine_at
 SELECT min(created_at) FROM daemon_event_quarantine WHERE created_at >= %(since)s
 

@@ -90,6 +90,18 @@ def fetch_first_at(conn: Conn, dataset: ArchiveDataset, since: datetime) -> date
     return row[0] if row else None
 
 
+_COUNTS: Final = {
+    ArchiveDataset.QUARANTINE_ROWS: "count_quarantine",
+    ArchiveDataset.PREVIEW_EVENTS: "count_preview_event",
+}
+
+
+def count_rows(conn: Conn, dataset: ArchiveDataset, lo: datetime, hi: datetime) -> int:
+    """How many rows `export_rows(conn, dataset, lo, hi)` would return."""
+    row = conn.execute(Q[_COUNTS[dataset]], {"lo": lo, "hi": hi}).fetchone()
+    return int(row[0]) if row else 0
+
+
 def export_rows(conn: Conn, dataset: ArchiveDataset, lo: datetime, hi: datetime) -> pa.Table:
     """Rows with `lo <= ts < hi` as an Arrow table shaped like the dataset's Parquet files:
     one `COPY ... TO STDOUT (FORMAT csv)` read by Arrow's CSV reader (no per-row Python)."""

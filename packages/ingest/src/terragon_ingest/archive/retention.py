@@ -183,7 +183,12 @@ def _bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def _hint(day: date) -> str:
-    return f"run `terragon archive rollup --rebuild-day {day}` and retry"
+    # Safe as printed: the rebuild shows its counts and refuses to leave fewer rows archived.
+    return (
+        f"run `uv run terragon archive rollup --rebuild-day {day} --dry-run` to see what a "
+        "rebuild from Postgres changes; without --dry-run it rewrites the day (it refuses to drop "
+        "archived rows), then retry"
+    )
 
 
 @asynccontextmanager

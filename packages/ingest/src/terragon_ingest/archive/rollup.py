@@ -193,42 +193,132 @@ def _write_hour(
         result.days.add(hour.date())
 
 
-def rebuild_day(conn: repository.Conn, where: Path | ArchiveLocation, day: date) -> int:
+@dataclass(frozen=True, slots=True)
+class DayChange:
+    """What a rebuild does to one dataset of a day: the archive holds `archived` rows of it,
+    PostgreSQL `stored` (up to the watermark), and the rebuild replaces the first with the second."""
+
+    dataset: ArchiveDataset
+    archived: int
+    stored: int
+
+    @property
+    def lost(self) -> int:
+        """Archived rows that PostgreSQL no longer holds: what the rebuild would erase."""
+        return max(self.archived - self.stored, 0)
+
+    def describe(self) -> str:
+        delta = self.stored - self.archived
+        return f"{self.dataset.value}: {self.archived} archived -> {self.stored} ({delta:+d})"
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildPlan:
+    day: date
+    changes: tuple[DayChange, ...]
+
+    @property
+    def lost(self) -> int:
+        return sum(c.lost for c in self.changes)
+
+    @property
+    def rows(self) -> int:
+        """Rows the day holds after the rebuild, over every dataset."""
+        return sum(c.stored for c in self.changes)
+
+
+class ShrinkRefused(Exception):
+    """A rebuild would replace a day with fewer rows than the archive holds (CONTRACT §7: no
+    command loses data on a hint). Nothing was written."""
+
+    def __init__(self, plan: RebuildPlan) -> None:
+        self.plan = plan
+        shrinking = "; ".join(c.describe() for c in plan.changes if c.lost)
+        super().__init__(
+            f"refusing to rebuild {plan.day}: PostgreSQL no longer holds {plan.lost} archived "
+            f"row(s) of that day ({shrinking}); nothing was changed. The archive may be the only "
+            "copy left (rows past retention, or history written straight to the archive). Only "
+            "if PostgreSQL is right, rerun with --allow-shrink: those rows leave the archive."
+        )
+
+
+def rebuild_day(
+    conn: repository.Conn,
+    where: Path | ArchiveLocation,
+    day: date,
+    *,
+    allow_shrink: bool = False,
+    dry_run: bool = False,
+    progress: Progress = NO_PROGRESS,
+) -> RebuildPlan:
     """Rewrite a whole day's archived hours from Postgres (for a day that failed to reconcile,
-    e.g. after a transaction committed rows later than the settle window). Returns rows written."""
+    e.g. after a transaction committed rows later than the settle window).
+
+    Counts first: a day that would end up with fewer rows than the archive holds is refused
+    (`ShrinkRefused`, nothing written) unless `allow_shrink`; `dry_run` only counts. Returns the
+    plan (what the archive held, what it holds now)."""
     root = as_location(where)
     try:
-        return _rebuild_day(conn, root, day)
+        with repository.advisory_lock(conn, ARCHIVE_ROLLUP_LOCK) as held:
+            if not held:
+                raise RuntimeError("another process holds the rollup lock; retry in a minute")
+            plan = plan_rebuild(conn, root, day)
+            if dry_run:
+                return plan
+            if plan.lost and not allow_shrink:
+                raise ShrinkRefused(plan)
+            _rebuild_day(conn, root, day, progress)
+            log.info(
+                "archive_day_rebuilt",
+                day=day.isoformat(),
+                rows=plan.rows,
+                changes=[c.describe() for c in plan.changes],
+            )
+            return plan
     finally:
         root.close()
 
 
-def _rebuild_day(conn: repository.Conn, root: ArchiveLocation, day: date) -> int:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    written = 0
-    with repository.advisory_lock(conn, ARCHIVE_ROLLUP_LOCK) as held:
-        if not held:
-            raise RuntimeError("another process holds the rollup lock; retry in a minute")
-        con = files.connect()
-        try:
-            for name, dataset in SOURCES.items():
-                watermark = repository.fetch_watermark(conn, name)
-                if watermark is None:
+def plan_rebuild(conn: repository.Conn, root: ArchiveLocation, day: date) -> RebuildPlan:
+    """What a rebuild of `day` would change, per dataset (counts only, nothing written)."""
+    changes = []
+    for name, dataset in SOURCES.items():
+        watermark = repository.fetch_watermark(conn, name)
+        if watermark is None:
+            continue
+        lo, hi = _day_bounds(day)
+        stored = (
+            repository.count_rows(conn, dataset, lo, min(hi, watermark)) if lo < watermark else 0
+        )
+        changes.append(DayChange(dataset, files.archived_rows(root, dataset, day), stored))
+    return RebuildPlan(day, tuple(changes))
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return lo, lo + timedelta(days=1)
+
+
+def _rebuild_day(
+    conn: repository.Conn, root: ArchiveLocation, day: date, progress: Progress
+) -> None:
+    start, _ = _day_bounds(day)
+    con = files.connect()
+    try:
+        progress.start(f"rebuilding {day}", 24 * len(SOURCES))
+        for name, dataset in SOURCES.items():
+            watermark = repository.fetch_watermark(conn, name)
+            result = RollupResult()
+            for step in range(24):
+                hour = start + step * _HOUR
+                progress.advance()
+                if watermark is None or hour >= watermark:
                     continue
-                result = RollupResult()
-                for step in range(24):
-                    hour = start + step * _HOUR
-                    if hour >= watermark:
-                        break
-                    hi = min(hour + _HOUR, watermark)
-                    rows = repository.export_rows(conn, dataset, hour, hi)
-                    # keep nothing of the old file: the hour is re-read whole
-                    has_rows = rows.num_rows > 0
-                    _write_hour(con, root, dataset, hour, hour, rows, hi, has_rows, result)
-                    written += rows.num_rows
-                if day in result.days:
-                    files.write_daily(con, root, day)
-        finally:
-            con.close()
-    log.info("archive_day_rebuilt", day=day.isoformat(), rows=written)
-    return written
+                hi = min(hour + _HOUR, watermark)
+                rows = repository.export_rows(conn, dataset, hour, hi)
+                # keep nothing of the old file: the hour is re-read whole
+                _write_hour(con, root, dataset, hour, hour, rows, hi, rows.num_rows > 0, result)
+            if day in result.days:
+                files.write_daily(con, root, day)
+    finally:
+        con.close()
