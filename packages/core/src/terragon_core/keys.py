@@ -48,7 +48,8 @@ def quarantine_object_key(thread_id: str, day: date, object_id: str) -> str:
 
     Only new offloads use it: a row stores the key it was written under and every read uses the
     stored key, so objects written under the older `{threadId}` format keep their pointers."""
-    return f"{QUARANTINE_OBJECT_PREFIX}/{thread_id}/{day.isoformat()}/{object_id}.json"
+    thread_key = quarantine_thread_key(thread_id)
+    return f"{QUARANTINE_OBJECT_PREFIX}/{thread_key}/{day.isoformat()}/{object_id}.json"
 
 
 def quarantine_offload_rate_key(env: str, repo_full_name: str, minute: int) -> str:
