@@ -12,9 +12,10 @@
   key: an oversized envelope of that thread is offloaded under the hashed `threadKey` and answered
   202, never 503; rows written under the old key format still read back by their stored key.
 
-Each failed on the code before this change (the forms passed, the planted cookies pushed the
-real one out of the four values tried, every denial was a row under the tenant's user, the
-cookie had no prefix, and `..` in a thread id made the object store refuse the key: 503).
+The hostile cases failed on the code before this change (the forms passed, the planted cookies
+pushed the real one out of the four values tried, every denial was a row under the tenant's user,
+the cookie had no prefix, and `..` in a thread id made the object store refuse the key: 503); the
+public-forms, authenticated-denial and old-key cases are guards that held before and must hold.
 """
 
 from __future__ import annotations
