@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 import terragon_core as core
@@ -144,7 +146,11 @@ def test_quarantine_object_key() -> None:
     from datetime import date
 
     key = core.quarantine_object_key("thread-1", date(2026, 11, 26), "abc")
-    assert key == "preview/daemon-quarantine/thread-1/2026-11-26/abc.json"
+    thread_key = hashlib.sha256(b"thread-1").hexdigest()[:32]
+    assert key == f"preview/daemon-quarantine/{thread_key}/2026-11-26/abc.json"
+    # any character in a threadId: the key holds only hex digits there
+    hostile = "a/../b%2F\u00e9\x01"
+    assert core.quarantine_thread_key(hostile) == hashlib.sha256(hostile.encode()).hexdigest()[:32]
 
 
 def test_alias_helpers_round_trip_and_reject_empty() -> None:

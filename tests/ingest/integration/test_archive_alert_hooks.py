@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from terragon_core import ANONYMOUS_USER
 from terragon_ingest.archive import repository
-from terragon_ingest.archive.alerts import ACCESS_DENIED_RULE, QUARANTINE_RULE, evaluate_alerts
+from terragon_ingest.archive.alerts import (
+    ACCESS_DENIED_RULE,
+    QUARANTINE_RULE,
+    evaluate_alerts,
+    find_breaches,
+)
 from terragon_ingest.archive.tasks import run_rollup
 from tests.dashboard.seed import Row, connect, insert_access_denied, insert_quarantine
 from tests.support import settings_for
@@ -109,3 +115,17 @@ def test_the_rollup_job_evaluates_the_hooks(
     assert result.rows["quarantine"] > 0
     assert {p["alert"] for p in receiver.posts} == {QUARANTINE_RULE, ACCESS_DENIED_RULE}
     assert (tmp_path / "archive" / "quarantine_daily").is_dir()
+
+
+def test_a_strangers_denials_never_open_the_access_denied_window(database_url: str) -> None:
+    """Denials without a valid credential are `user_id = 'anonymous'` (CONTRACT §3): like the
+    Prometheus rule, the hook leaves them out, so a cookie-less flood cannot page."""
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    times = [end - timedelta(minutes=m, seconds=s) for m in range(1, 17) for s in range(0, 60, 2)]
+    with connect(database_url) as conn:
+        insert_access_denied(conn, times)
+        conn.execute("UPDATE preview_event SET user_id = %s", [ANONYMOUS_USER])
+    with repository.connect(database_url) as conn:
+        assert find_breaches(conn, end) == []
+        conn.execute("UPDATE preview_event SET user_id = 'user-1'")
+        assert [b.rule for b in find_breaches(conn, end)] == [ACCESS_DENIED_RULE]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from terragon_core import ArchiveDataset, MetricName, QuarantineReason
+from terragon_core import ArchiveDataset, MetricName, QuarantineReason, quarantine_thread_key
 from terragon_ingest.archive import files, repository
 from terragon_ingest.archive.location import ArchiveLocation
 from terragon_ingest.archive.rollup import rollup
@@ -178,7 +178,7 @@ def test_rows_keep_payload_controls_and_strictness(database_url: str, tmp_path: 
         "WHERE payload_object_key IS NOT NULL"
     ).fetchone()  # type: ignore[misc]
     assert prefix.endswith('"quoted\\""}') and "\n" in prefix
-    assert key.startswith("preview/daemon-quarantine/thread-1/")
+    assert key.startswith(f"preview/daemon-quarantine/{quarantine_thread_key('thread-1')}/")
     assert offloaded == 1
 
 

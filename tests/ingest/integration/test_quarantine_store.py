@@ -10,7 +10,7 @@ import time
 
 import valkey.asyncio as valkey_asyncio
 
-from terragon_core import MetricName, quarantine_offload_pending_key
+from terragon_core import MetricName, quarantine_offload_pending_key, quarantine_thread_key
 from terragon_ingest.daemon_events.quarantine import utf8_prefix
 from tests.ingest.integration.test_daemon_event_support import (
     envelope,
@@ -46,7 +46,9 @@ async def test_small_payload_is_inline_and_large_one_is_offloaded(
     assert hashlib.sha256(inline).hexdigest() == rows[1]["payload_hash"]
     assert json.loads(inline)["messages"][0]["text"] == "ü" * 100
     key = rows[2]["payload_object_key"]
-    assert key.startswith("preview/daemon-quarantine/thread-1/") and key.endswith(".json")
+    assert key.startswith(
+        f"preview/daemon-quarantine/{quarantine_thread_key('thread-1')}/"
+    ) and key.endswith(".json")
     assert rows[2]["payload_inline"] is None and rows[2]["offload_skipped"] is False
     stored = await app.state.services.objects.get(key)
     assert stored is not None and hashlib.sha256(stored).hexdigest() == rows[2]["payload_hash"]

@@ -16,6 +16,7 @@ from terragon_core import (
     ACCESS_DENIED_ALERT_PER_MINUTE,
     ALERT_FOR_SECONDS,
     ALERT_RATE_WINDOW_SECONDS,
+    ANONYMOUS_USER,
     QUARANTINE_ALERT_PER_MINUTE,
     MetricName,
     prometheus_name,
@@ -43,7 +44,11 @@ def test_rules_use_core_thresholds_and_metric_names(
 ) -> None:
     rule = _rules()[alert]
     expr = rule["expr"]
-    assert f"rate({prometheus_name(metric)}_total[{ALERT_RATE_WINDOW_SECONDS // 60}m])" in expr
+    series = re.escape(f"{prometheus_name(metric)}_total")
+    window = re.escape(f"[{ALERT_RATE_WINDOW_SECONDS // 60}m])")
+    assert re.search(rf"rate\({series}(\{{[^}}]*\}})?{window}", expr), expr
+    # a stranger's denials (no valid credential) never page on a tenant's behalf
+    assert (f'user!="{ANONYMOUS_USER}"' in expr) is (metric is MetricName.ACCESS_DENIED)
     assert re.search(rf"\* 60 > {threshold}$", expr), expr
     assert ("by (repo)" in expr) is by_repo
     assert rule["for"] == f"{ALERT_FOR_SECONDS // 60}m"

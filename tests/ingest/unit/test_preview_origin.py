@@ -103,13 +103,16 @@ def test_the_cookie_is_exactly_the_contracts() -> None:
     assert set_cookie("t", secure=False) == (
         "terragon_preview=t; Max-Age=1800; Path=/; HttpOnly; SameSite=Lax"
     )
-    assert set_cookie("t", secure=True).endswith("; SameSite=Lax; Secure")
-    assert cookie_values(["a=1; terragon_preview=x; terragon_preview=y", "terragon_preview=z"]) == [
-        "x",
-        "y",
-        "z",
-    ]
-    assert cookie_values(["terragon_preview="] + ["terragon_preview=v"] * 10) == ["v"] * 4
+    assert set_cookie("t", secure=True) == (
+        "__Host-terragon_preview=t; Max-Age=1800; Path=/; HttpOnly; SameSite=Lax; Secure"
+    )
+    headers = ["a=1; terragon_preview=x; terragon_preview=y", "terragon_preview=z"]
+    assert cookie_values(headers, secure=False) == ["x", "y", "z"]
+    assert cookie_values(headers, secure=True) == []  # on https only the __Host- name is read
+    assert cookie_values(["__Host-terragon_preview=h; terragon_preview=x"], secure=True) == ["h"]
+    assert cookie_values(["terragon_preview="] + ["terragon_preview=v"] * 10, secure=False) == ["v"]
+    many = "; ".join(f"terragon_preview=v{n}" for n in range(100))
+    assert cookie_values([many], secure=False) == [f"v{n}" for n in range(32)]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 
 from terragon_core.constants import (
@@ -32,9 +33,23 @@ def repo_access_ttl_seconds(allowed: bool) -> int:
     return repo_access_positive_ttl_seconds() if allowed else REPO_ACCESS_NEGATIVE_TTL_SECONDS
 
 
+QUARANTINE_THREAD_KEY_HEX_DIGITS = 32
+
+
+def quarantine_thread_key(thread_id: str) -> str:
+    """`threadKey`: the first 32 hex digits of sha256(threadId as UTF-8). A threadId may hold any
+    character (`..`, `/`, `%`, control characters); the key holds only `[0-9a-f]`."""
+    digest = hashlib.sha256(thread_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return digest[:QUARANTINE_THREAD_KEY_HEX_DIGITS]
+
+
 def quarantine_object_key(thread_id: str, day: date, object_id: str) -> str:
-    """`preview/daemon-quarantine/{threadId}/{yyyy-mm-dd}/{uuid}.json`."""
-    return f"{QUARANTINE_OBJECT_PREFIX}/{thread_id}/{day.isoformat()}/{object_id}.json"
+    """`preview/daemon-quarantine/{threadKey}/{yyyy-mm-dd}/{uuid}.json` (`quarantine_thread_key`).
+
+    Only new offloads use it: a row stores the key it was written under and every read uses the
+    stored key, so objects written under the older `{threadId}` format keep their pointers."""
+    thread_key = quarantine_thread_key(thread_id)
+    return f"{QUARANTINE_OBJECT_PREFIX}/{thread_key}/{day.isoformat()}/{object_id}.json"
 
 
 def quarantine_offload_rate_key(env: str, repo_full_name: str, minute: int) -> str:

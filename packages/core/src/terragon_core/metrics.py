@@ -36,6 +36,10 @@ INGEST_BATCH_HISTOGRAM: Final = "preview_ingest_batch_envelopes"
 METRIC_LABELS: Final = ("repo", "user", "provider", "reason")
 """Label set of every `preview_*` counter. `reason` is "" where none applies."""
 
+ANONYMOUS_USER: Final = "anonymous"
+"""`user` of a preview denial whose request carried no valid credential (CONTRACT §3): never the
+session's user, so a stranger's requests cannot raise a tenant's numbers; alert rules leave it out."""
+
 QUARANTINE_PURGE_EVENT: Final = "preview.quarantine.purge"
 """Event emitted before a day of quarantine rows is dropped (CONTRACT §4 retention)."""
 

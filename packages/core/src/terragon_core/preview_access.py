@@ -19,6 +19,17 @@ PREVIEW_TOKEN_LEEWAY_SECONDS: Final = 60
 PREVIEW_COOKIE_NAME: Final = "terragon_preview"
 """Set on the session's own origin only: host-only (no `Domain`), `Path=/`, `HttpOnly`,
 `SameSite=Lax`, `Secure` when the origin is https, `Max-Age=1800`."""
+PREVIEW_SECURE_COOKIE_NAME: Final = "__Host-" + PREVIEW_COOKIE_NAME
+"""The cookie's name on an https origin: browsers accept a `__Host-` cookie only from that very
+host, `Secure`, `Path=/` and without `Domain`, so no sibling origin can set one."""
+PREVIEW_COOKIE_MAX_VALUES: Final = 32
+"""At most this many values of the cookie's name are tried per request (bounded work)."""
+
+
+def preview_cookie_name(secure: bool) -> str:
+    """The preview cookie's name on an https (`secure`) or http session origin."""
+    return PREVIEW_SECURE_COOKIE_NAME if secure else PREVIEW_COOKIE_NAME
+
 
 PREVIEW_SESSION_ID_PLACEHOLDER: Final = "{previewSessionId}"
 """Where the session id goes in the host of `TERRAGON_PREVIEW_ORIGIN` (an OpenAPI server variable)."""

@@ -1,6 +1,7 @@
 """In-process alert hooks, for sites without Prometheus: the same two rules as
 `tools/alerts/rules.yml`, evaluated from Postgres after each rollup, POSTed as JSON to
-`TERRAGON_ALERT_WEBHOOK_URL` once per breach window.
+`TERRAGON_ALERT_WEBHOOK_URL` once per breach window. Like the Prometheus rule, the access-denied
+rule leaves out denials without a valid credential (`user_id = 'anonymous'`).
 
 A breach window opens when a rule's condition holds (the trailing 5-minute rate stayed above the
 threshold for each of the last 10 closed minutes) and closes when it no longer does. Open windows
@@ -22,6 +23,7 @@ from terragon_core import (
     ACCESS_DENIED_ALERT_PER_MINUTE,
     ALERT_FOR_SECONDS,
     ALERT_RATE_WINDOW_SECONDS,
+    ANONYMOUS_USER,
     QUARANTINE_ALERT_PER_MINUTE,
     MetricName,
     PreviewEventName,
@@ -71,6 +73,7 @@ def find_breaches(conn: repository.Conn, end: datetime) -> list[Breach]:
         conn,
         threshold=ACCESS_DENIED_ALERT_PER_MINUTE,
         event_name=PreviewEventName.ACCESS_DENIED.value,
+        anonymous_user=ANONYMOUS_USER,
         **window,
     )
     if denied is not None:

@@ -169,6 +169,7 @@ WITH minutes AS (
     SELECT date_trunc('minute', ts_server) AS minute, count(*) AS n
     FROM preview_event
     WHERE event_name = %(event_name)s
+      AND user_id IS DISTINCT FROM %(anonymous_user)s  -- strangers' denials never page
       AND ts_server >= %(end)s::timestamptz - make_interval(mins => %(for_minutes)s + %(rate_minutes)s - 1)
       AND ts_server < %(end)s
     GROUP BY 1

@@ -2,7 +2,7 @@
 
 `services.access` holds the `RepoAccessCache` (its in-process single-flight futures must be
 shared by every request); `services.preview` holds the signing keyring, the session-origin
-template and the httpx client that streams to preview upstreams.
+template, the httpx client that streams to preview upstreams and the denial sampler.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import httpx
 import structlog
 
 from terragon_ingest.access import PostgresPermissionSource, RepoAccessCache
+from terragon_ingest.preview.denials import DenialSampler
 from terragon_ingest.preview.origin import OriginTemplate
 from terragon_ingest.preview.tokens import PreviewKeyring
 
@@ -42,6 +43,8 @@ class PreviewRuntime:
     keyring: PreviewKeyring
     http: httpx.AsyncClient
     origins: OriginTemplate
+    denials: DenialSampler
+    """Which anonymous denials get an event (one per session, reason and minute)."""
 
 
 def access_cache(services: Services) -> RepoAccessCache:
@@ -86,7 +89,9 @@ async def preview_lifespan(app: Litestar) -> AsyncIterator[None]:
     )
     keyring = PreviewKeyring.from_settings(settings.server.SIGNING_SECRET, settings.preview)
     origins = OriginTemplate.parse(settings.preview.ORIGIN)
-    services.preview = PreviewRuntime(keyring=keyring, http=http, origins=origins)
+    services.preview = PreviewRuntime(
+        keyring=keyring, http=http, origins=origins, denials=DenialSampler()
+    )
     log.info(
         "preview_access_ready",
         kids=sorted(keyring.secrets),

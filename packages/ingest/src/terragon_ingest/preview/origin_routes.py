@@ -107,7 +107,8 @@ async def _exchange(
 async def _cookie_session(
     request: Request[Any, Any, Any], services: Services, ctx: AccessContext, session: PreviewSession
 ) -> None:
-    tokens = cookie_values(request.headers.getall("cookie", []))
+    secure = preview_runtime(services).origins.secure
+    tokens = cookie_values(request.headers.getall("cookie", []), secure=secure)
     await service.verify_token(services, ctx, PreviewTokenAudience.COOKIE, tokens, session)
     await service.check_access(services, ctx)
 

@@ -74,35 +74,51 @@ async def verify_token(
 ) -> None:
     """Accept the first of `tokens` that is a valid `audience` token of this live `session`.
 
-    Checks, in order: signature/kid/aud/iss/exp/iat (`signature_mismatch`, `expired`); `sid`
-    equals the session of the Host (a token of another session is worth nothing here:
-    `signature_mismatch`, 401); `rv` equals its `revocationVersion` (`revoked`); `sub` equals
-    its user (`binding_mismatch`); an exchange token is then spent (`token_replay`).
+    Each value is checked whole, in order: signature/kid/aud/iss/exp/iat (`signature_mismatch`,
+    `expired`); `sid` equals the session of the Host (a token of another session is worth
+    nothing here: `signature_mismatch`, 401); `rv` equals its `revocationVersion` (`revoked`);
+    `sub` equals its user (`binding_mismatch`). A value failing any check is skipped, so values
+    planted beside the real one cannot lock the user out; when none passes, the denial names the
+    value that got furthest. The request is then `authenticated`; an exchange token is spent
+    last (`token_replay`, and a spent token is no credential).
     """
     if not tokens:
         raise await deny(services, ctx, SecurityReason.SIGNATURE_MISMATCH, "no preview token")
     keyring = preview_runtime(services).keyring
-    rejected: TokenRejected | None = None
+    best: tuple[int, TokenRejected] | None = None
+    claims: dict[str, Any] | None = None
     for token in tokens:
         try:
-            claims = keyring.verify(audience, token)
+            candidate = keyring.verify(audience, token)
         except TokenRejected as exc:
-            rejected = rejected or exc
-            continue
-        if claims["sid"] != session.preview_session_id:
-            message = "token belongs to another preview session"
-            rejected = rejected or TokenRejected(SecurityReason.SIGNATURE_MISMATCH, message)
-            continue
-        break
-    else:
-        assert rejected is not None
-        raise await deny(services, ctx, rejected.reason, str(rejected))
-    if claims["rv"] != session.revocation_version:
-        raise await deny(services, ctx, SecurityReason.REVOKED, "preview session was reminted")
-    if claims["sub"] != session.user_id:
-        raise await deny(services, ctx, SecurityReason.BINDING_MISMATCH, "token user differs")
+            rejected = (0, exc)
+        else:
+            rejected = _binding_rejection(candidate, session)
+            if rejected is None:
+                claims = candidate
+                break
+        if best is None or rejected[0] > best[0]:
+            best = rejected
+    if claims is None:
+        assert best is not None
+        raise await deny(services, ctx, best[1].reason, str(best[1]))
+    ctx.authenticated = True
     if audience is PreviewTokenAudience.EXCHANGE:
         await _spend(services, ctx, claims)
+
+
+def _binding_rejection(
+    claims: dict[str, Any], session: PreviewSession
+) -> tuple[int, TokenRejected] | None:
+    """Why a verified token is not this session's credential (ranked by how far it got)."""
+    if claims["sid"] != session.preview_session_id:
+        message = "token belongs to another preview session"
+        return 1, TokenRejected(SecurityReason.SIGNATURE_MISMATCH, message)
+    if claims["rv"] != session.revocation_version:
+        return 2, TokenRejected(SecurityReason.REVOKED, "preview session was reminted")
+    if claims["sub"] != session.user_id:
+        return 3, TokenRejected(SecurityReason.BINDING_MISMATCH, "token user differs")
+    return None
 
 
 async def _spend(services: Services, ctx: AccessContext, claims: dict[str, Any]) -> None:
@@ -116,6 +132,7 @@ async def _spend(services: Services, ctx: AccessContext, claims: dict[str, Any])
                 key = preview_token_replay_key(env, claim, str(claims[claim]))
                 if not await services.valkey.set(key, "1", nx=True, ex=ttl):
                     message = f"token {claim} was already used"
+                    ctx.authenticated = False  # a spent token is anyone's who saw it
                     raise await deny(services, ctx, SecurityReason.TOKEN_REPLAY, message)
     except CacheUnavailable as exc:
         raise await deny(services, ctx, SecurityReason.CACHE_UNAVAILABLE, str(exc)) from exc

@@ -93,7 +93,10 @@ async def start_session(
     services: Services, data: SessionStartCreate, trace_id: str, server_port: int | None
 ) -> SessionStarted:
     origin = normalize_origin(data.upstream_origin)
-    ctx = AccessContext(EventOrigin.PREVIEW_SESSION_START, trace_id, user_id=data.user_id)
+    # The platform called with the internal token: its denials are never a stranger's.
+    ctx = AccessContext(
+        EventOrigin.PREVIEW_SESSION_START, trace_id, authenticated=True, user_id=data.user_id
+    )
     ctx.thread_id, ctx.thread_chat_id, ctx.run_id = data.thread_id, data.thread_chat_id, data.run_id
     async with connection(services.pool) as conn:
         thread = await runs_repository.fetch_thread(conn, data.thread_id)
