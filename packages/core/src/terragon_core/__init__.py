@@ -60,6 +60,7 @@ from terragon_core.constants import (
     UI_RULES_MAX_GLOB_LENGTH,
     UI_RULES_MAX_GLOBS,
     UI_RULES_PATH,
+    WEBHOOK_DIGEST_RETENTION_DAYS,
 )
 from terragon_core.daemon_messages import DaemonStartMessage
 from terragon_core.enums import (
@@ -215,6 +216,7 @@ __all__ = [
     "UI_RULES_MAX_GLOBS",
     "UI_RULES_MAX_GLOB_LENGTH",
     "UI_RULES_PATH",
+    "WEBHOOK_DIGEST_RETENTION_DAYS",
     "ArchiveDataset",
     "CodesandboxId",
     "CorrelationOutcome",

@@ -36,6 +36,9 @@ MISSING_END_SHA_GRACE_SECONDS: Final = 5 * 60
 # Repo-access cache (CONTRACT §5).
 REPO_ACCESS_POSITIVE_TTL_CAP_SECONDS: Final = 60
 REPO_ACCESS_NEGATIVE_TTL_SECONDS: Final = 5
+WEBHOOK_DIGEST_RETENTION_DAYS: Final = 30
+"""A webhook body applied in the last 30 days is a `duplicate` under any delivery id; retention
+deletes older digests."""
 
 # Daemon event wire.
 DAEMON_TOKEN_HEADER: Final = "X-Daemon-Token"

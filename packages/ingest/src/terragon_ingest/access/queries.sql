@@ -61,16 +61,19 @@ DELETE FROM github_team_repo WHERE team_id = %(team_id)s AND repo_full_name = %(
 SELECT repo_full_name FROM github_team_repo WHERE team_id = %(team_id)s ORDER BY repo_full_name
 
 -- name: insert_delivery
-INSERT INTO github_webhook_delivery (delivery_id, event, action)
-VALUES (%(delivery_id)s, %(event)s, %(action)s)
-ON CONFLICT (delivery_id) DO NOTHING
+-- Idempotency by content (CONTRACT §5): a body already recorded (the primary key), or a delivery
+-- id already recorded, inserts nothing. Runs in the transaction that applies the delivery: the
+-- digest commits with the effect, and a concurrent copy waits on the key, then finds it.
+INSERT INTO github_webhook_delivery (body_sha256, delivery_id, event, action)
+VALUES (%(body_sha256)s, %(delivery_id)s, %(event)s, %(action)s)
+ON CONFLICT DO NOTHING
 RETURNING delivery_id
 
 -- name: fetch_delivery
-SELECT targets, invalidated_at FROM github_webhook_delivery WHERE delivery_id = %(delivery_id)s
+SELECT targets, invalidated_at FROM github_webhook_delivery WHERE body_sha256 = %(body_sha256)s
 
 -- name: set_delivery_targets
-UPDATE github_webhook_delivery SET targets = %(targets)s WHERE delivery_id = %(delivery_id)s
+UPDATE github_webhook_delivery SET targets = %(targets)s WHERE body_sha256 = %(body_sha256)s
 
 -- name: mark_delivery_invalidated
-UPDATE github_webhook_delivery SET invalidated_at = now() WHERE delivery_id = %(delivery_id)s
+UPDATE github_webhook_delivery SET invalidated_at = now() WHERE body_sha256 = %(body_sha256)s

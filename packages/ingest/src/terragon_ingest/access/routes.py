@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgspec
@@ -64,7 +65,10 @@ class GithubWebhookController(Controller):
         if not isinstance(payload, dict) or not delivery:
             raise InvalidRequest("webhook needs a JSON object body and X-GitHub-Delivery")
         trace_id = trace_id_from(request.headers.get("traceparent"))
-        result = await service.handle_delivery(services, event, delivery, payload, trace_id)
+        digest = hashlib.sha256(body).digest()
+        result = await service.handle_delivery(
+            services, event, delivery, payload, trace_id, body_sha256=digest
+        )
         return json_response(msgspec.to_builtins(result))
 
 

@@ -1,8 +1,11 @@
 """GitHub webhooks → permission tables → cache invalidations (CONTRACT §5 triggers).
 
-`verify_signature` checks `X-Hub-Signature-256` in constant time. `apply_event` updates the
-permission tables for one delivery (inside the caller's transaction) and returns the
-invalidations it implies; `run_invalidations` sends them through `invalidate_repo_access`.
+`verify_signature` checks `X-Hub-Signature-256` in constant time. `handle_delivery` makes a
+delivery idempotent by its body's sha256 (kept 30 days; retention purges older ones).
+`apply_event` updates the permission tables for one delivery (inside the caller's transaction)
+and returns the invalidations it implies; `run_invalidations` sends them through
+`invalidate_repo_access`. GitHub names are compared folded (`lower(x COLLATE "C")` in SQL,
+`terragon_core.fold_github_name` in cache keys): a case-only rename keeps the repository.
 
 Handled: `member` (collaborators), `membership` (team members), `team` (created, deleted, edited,
 added_to_repository, removed_from_repository), `team_add`, `repository` (publicized, privatized,
@@ -130,31 +133,52 @@ async def run_invalidations(services: Services, targets: list[Any], trace_id: st
 
 
 async def handle_delivery(
-    services: Services, event: str, delivery: str, payload: dict[str, Any], trace_id: str
+    services: Services,
+    event: str,
+    delivery: str,
+    payload: dict[str, Any],
+    trace_id: str,
+    *,
+    body_sha256: bytes,
 ) -> WebhookResult:
-    """Dedupe on `X-GitHub-Delivery`, apply in one transaction, then invalidate.
+    """Dedupe on the body's sha256, apply in one transaction, then invalidate.
+
+    GitHub signs the body, not `X-GitHub-Delivery`, so a captured body replayed under a new
+    delivery id is the same delivery: `duplicate`, and nothing changes (CONTRACT §5). The digest
+    row is inserted in the transaction that applies the change, so the two commit together and a
+    concurrent copy waits on the key, then finds it. This fails closed: a genuine byte-identical
+    re-grant within 30 days is ignored too (the platform re-grants through the internal API).
 
     A redelivery whose invalidations did not all succeed retries them; the tables are not
     touched twice.
     """
     targets: list[Any] = []
+    action = payload.get("action")
     async with connection(services.pool) as conn:
         async with conn.transaction():
-            fresh = await repository.insert_delivery(conn, delivery, event, payload.get("action"))
+            fresh = await repository.insert_delivery(
+                conn, body_sha256, delivery, event, None if action is None else str(action)
+            )
             if fresh:
                 try:
                     targets = await apply_event(conn, event, payload)
                 except (KeyError, TypeError) as exc:
                     raise InvalidRequest(f"{event!r} payload lacks {exc}") from exc
-                await repository.set_delivery_targets(conn, delivery, targets)
+                await repository.set_delivery_targets(conn, body_sha256, targets)
         if not fresh:
-            recorded = await repository.fetch_delivery(conn, delivery)
+            recorded = await repository.fetch_delivery(conn, body_sha256)
             if recorded is None or recorded[1]:
+                log.info(
+                    "github_webhook_duplicate",
+                    github_event=event,
+                    delivery=delivery,
+                    recorded=recorded is not None,
+                )
                 return WebhookResult(status="duplicate", event=event)
             targets = recorded[0]
     deleted = await run_invalidations(services, targets, trace_id)
     async with connection(services.pool) as conn:
-        await repository.mark_delivery_invalidated(conn, delivery)
+        await repository.mark_delivery_invalidated(conn, body_sha256)
     status = ("applied" if event in HANDLED_EVENTS else "ignored") if fresh else "duplicate"
     log.info(
         "github_webhook_handled", github_event=event, delivery=delivery, status=status, keys=deleted
