@@ -58,17 +58,53 @@ async def test_a_replayed_grant_with_a_new_delivery_id_is_a_duplicate(
     assert (denied.status_code, denied.json()["code"]) == (403, "permission_denied")
 
 
-async def test_a_replayed_removal_cannot_undo_a_later_grant_either(client) -> None:
-    """Idempotency by content cuts both ways: the platform's later re-grant is not revoked by
-    replaying an old removal."""
+async def test_a_repeated_removal_still_revokes_and_the_platform_re_grants(
+    client, database_url: str
+) -> None:
+    """Failing closed cuts both ways. A collaborator removed, re-added and removed again may be
+    sent the first removal's exact bytes (nothing in the payload dates the change): that removal
+    is applied again (answered `duplicate`), never ignored into "allowed". A replayed removal
+    therefore revokes too; the platform restores a grant through the internal API, which no
+    replayed body can do."""
     run_id = await _bob(client)
     await post_webhook(client, "member", _member("added"))
     await post_webhook(client, "member", _member("removed"))
     regrant = {**_member("added"), "sender": {"login": "admin"}}  # a new body, genuinely signed
     assert (await post_webhook(client, "member", regrant)).json()["status"] == "applied"
-    replay = await post_webhook(client, "member", _member("removed"))
-    assert replay.json()["status"] == "duplicate"
     assert (await start_session(client, run_id, user_id="user-2")).status_code == 200
+
+    again = await post_webhook(client, "member", _member("removed"))
+    assert again.json() == {"status": "duplicate", "event": "member", "keysDeleted": 1}
+    assert _collaborators(database_url) == []
+    denied = await start_session(client, run_id, user_id="user-2")
+    assert (denied.status_code, denied.json()["code"]) == (403, "permission_denied")
+
+    replayed_grant = await post_webhook(client, "member", regrant)
+    assert replayed_grant.json()["status"] == "duplicate"
+    assert _collaborators(database_url) == []
+
+    granted = await client.put(
+        "/api/internal/access/collaborators",
+        json={"repoFullName": "ACME/Web", "githubLogin": "Bob-GH"},
+    )
+    assert granted.status_code == 200, granted.text
+    assert granted.json() == {
+        "repoFullName": "ACME/Web",
+        "githubLogin": "Bob-GH",
+        "keysDeleted": 1,  # the cached denial
+    }
+    assert (await start_session(client, run_id, user_id="user-2")).status_code == 200
+
+
+async def test_the_internal_grant_refuses_what_is_not_a_name(client) -> None:
+    for body in (
+        {"repoFullName": "", "githubLogin": "bob"},
+        {"repoFullName": "acme/web", "githubLogin": "b" * 257},
+        {"repoFullName": "acme/web\u0000", "githubLogin": "bob"},
+        {"repoFullName": "acme/web", "githubLogin": "bob", "admin": True},
+    ):
+        response = await client.put("/api/internal/access/collaborators", json=body)
+        assert response.status_code == 400, (body, response.text)
 
 
 async def test_concurrent_copies_of_one_body_apply_once(client, database_url: str) -> None:

@@ -15,6 +15,8 @@ from terragon_core import EventOrigin, SecurityReason, http_status_for
 from terragon_ingest.access import repository, service
 from terragon_ingest.access.invalidation import invalidate_repo_access
 from terragon_ingest.access.schemas import (
+    CollaboratorGrant,
+    CollaboratorGranted,
     GithubAccount,
     GithubAccountUpdate,
     InvalidationCreate,
@@ -89,6 +91,22 @@ class AccessInternalController(Controller):
             origin=EventOrigin.PREVIEW_MAINTENANCE,
         )
         return InvalidationResult(keys_deleted=deleted)
+
+    @put("/collaborators", status_code=HTTP_200_OK, responses=error_responses(400, 401, 503))
+    async def grant_collaborator(
+        self, data: JSONBody[CollaboratorGrant], services: ServicesDep
+    ) -> CollaboratorGranted:
+        """Grant (or re-grant) a repo's collaborator and drop their cached denials. Webhooks are
+        idempotent by body for 30 days, so a genuine byte-identical re-grant from GitHub is
+        ignored: the platform restores access here."""
+        deleted = await service.grant_collaborator(
+            services, data.repo_full_name, data.github_login, trace_id_from(None)
+        )
+        return CollaboratorGranted(
+            repo_full_name=data.repo_full_name,
+            github_login=data.github_login,
+            keys_deleted=deleted,
+        )
 
     @put(
         "/github-accounts/{user_id:str}",

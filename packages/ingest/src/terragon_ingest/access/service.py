@@ -37,6 +37,15 @@ Target = tuple[str | None, str, str]
 """`(userId or None for every cached user, repoFullName, InvalidationReason)`."""
 
 HANDLED_EVENTS = frozenset({"member", "membership", "team", "team_add", "repository"})
+REVOKING = frozenset(
+    {
+        ("member", "removed"),
+        ("membership", "removed"),
+        ("team", "removed_from_repository"),
+        ("team", "deleted"),
+    }
+)
+"""`(event, action)` pairs that only delete permission rows: applied again when duplicated."""
 _REPO_EVENTS = {"publicized": "public", "privatized": "private"}
 
 
@@ -132,6 +141,33 @@ async def run_invalidations(services: Services, targets: list[Any], trace_id: st
     return deleted
 
 
+async def grant_collaborator(
+    services: Services, repo_full_name: str, github_login: str, trace_id: str
+) -> int:
+    """The internal API's grant: what a webhook body seen before cannot do (CONTRACT §5).
+    Returns the number of cached decisions dropped."""
+    async with connection(services.pool) as conn, conn.transaction():
+        params = {"repo_full_name": repo_full_name, "github_login": github_login}
+        await repository.execute(conn, "insert_collaborator", params)
+        reason = InvalidationReason.COLLABORATOR_CHANGED
+        targets = await _for_login(conn, github_login, [repo_full_name], reason)
+    log.info("github_collaborator_granted", repo=repo_full_name, github_login=github_login)
+    return await run_invalidations(services, targets, trace_id)
+
+
+def revokes_only(event: str, payload: dict[str, Any]) -> bool:
+    """True for a delivery whose only effect is to take access away (rows deleted)."""
+    action = payload.get("action")
+    return isinstance(action, str) and (event, action) in REVOKING
+
+
+async def _apply(conn: AsyncConn, event: str, payload: dict[str, Any]) -> list[Target]:
+    try:
+        return await apply_event(conn, event, payload)
+    except (KeyError, TypeError) as exc:
+        raise InvalidRequest(f"{event!r} payload lacks {exc}") from exc
+
+
 async def handle_delivery(
     services: Services,
     event: str,
@@ -144,28 +180,35 @@ async def handle_delivery(
     """Dedupe on the body's sha256, apply in one transaction, then invalidate.
 
     GitHub signs the body, not `X-GitHub-Delivery`, so a captured body replayed under a new
-    delivery id is the same delivery: `duplicate`, and nothing changes (CONTRACT §5). The digest
+    delivery id is the same delivery: `duplicate`, and it grants nothing (CONTRACT §5). The digest
     row is inserted in the transaction that applies the change, so the two commit together and a
     concurrent copy waits on the key, then finds it. This fails closed: a genuine byte-identical
-    re-grant within 30 days is ignored too (the platform re-grants through the internal API).
+    re-grant within 30 days is ignored too (the platform re-grants through the internal API,
+    `PUT /api/internal/access/collaborators`).
+
+    Failing closed also means a duplicate that only revokes (`REVOKING`) is applied again, still
+    answered `duplicate`: a collaborator removed, re-added and removed again may send the first
+    removal's bytes a second time (the payload has no timestamp of the change), and ignoring it
+    would leave them allowed. A replayed removal can only take access away, as the grant it
+    undoes could be re-sent through the internal API.
 
     A redelivery whose invalidations did not all succeed retries them; the tables are not
     touched twice.
     """
     targets: list[Any] = []
     action = payload.get("action")
+    revoking = revokes_only(event, payload)
     async with connection(services.pool) as conn:
         async with conn.transaction():
             fresh = await repository.insert_delivery(
                 conn, body_sha256, delivery, event, None if action is None else str(action)
             )
             if fresh:
-                try:
-                    targets = await apply_event(conn, event, payload)
-                except (KeyError, TypeError) as exc:
-                    raise InvalidRequest(f"{event!r} payload lacks {exc}") from exc
+                targets = await _apply(conn, event, payload)
                 await repository.set_delivery_targets(conn, body_sha256, targets)
-        if not fresh:
+            elif revoking:
+                targets = await _apply(conn, event, payload)
+        if not fresh and not revoking:
             recorded = await repository.fetch_delivery(conn, body_sha256)
             if recorded is None or recorded[1]:
                 log.info(
@@ -181,6 +224,11 @@ async def handle_delivery(
         await repository.mark_delivery_invalidated(conn, body_sha256)
     status = ("applied" if event in HANDLED_EVENTS else "ignored") if fresh else "duplicate"
     log.info(
-        "github_webhook_handled", github_event=event, delivery=delivery, status=status, keys=deleted
+        "github_webhook_handled",
+        github_event=event,
+        delivery=delivery,
+        status=status,
+        keys=deleted,
+        revocation_reapplied=not fresh and revoking,
     )
     return WebhookResult(status=status, event=event, keys_deleted=deleted)
