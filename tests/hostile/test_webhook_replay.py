@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import secrets
 from pathlib import Path
 
 import psycopg
@@ -160,3 +161,29 @@ async def test_retention_purges_digests_older_than_30_days(
         left = conn.execute("SELECT body_sha256 FROM github_webhook_delivery").fetchall()
     assert len(left) == 1 and left[0][0] != old_digest
     assert (await post_webhook(client, "member", recent)).json()["status"] == "duplicate"
+
+
+@pytest.mark.parametrize(
+    ("payload", "delivery"),
+    [
+        (_member("added"), secrets.token_urlsafe(4000)),  # refused before any SQL
+        (
+            {
+                "action": "added",
+                "scope": "team",
+                "member": {"login": "x"},
+                "team": {"id": 1},
+                "organization": "acme",
+            },
+            None,
+        ),  # `organization` not an object: was a 500
+    ],
+)
+async def test_signed_but_malformed_deliveries_are_400_and_record_nothing(
+    client, database_url: str, payload: dict, delivery: str | None
+) -> None:
+    event = "member" if "repository" in payload else "membership"
+    response = await post_webhook(client, event, payload, delivery=delivery)
+    assert response.status_code == 400, response.text
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM github_webhook_delivery").fetchone() == (0,)

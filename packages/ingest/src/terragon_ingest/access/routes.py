@@ -11,7 +11,12 @@ from litestar import Controller, Request, Response, post, put
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from terragon_core import EventOrigin, SecurityReason, http_status_for
+from terragon_core import (
+    GITHUB_DELIVERY_ID_MAX_CHARS,
+    EventOrigin,
+    SecurityReason,
+    http_status_for,
+)
 from terragon_ingest.access import repository, service
 from terragon_ingest.access.invalidation import invalidate_repo_access
 from terragon_ingest.access.schemas import (
@@ -64,8 +69,11 @@ class GithubWebhookController(Controller):
             payload = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise InvalidRequest(f"webhook body is not JSON: {exc}") from exc
-        if not isinstance(payload, dict) or not delivery:
-            raise InvalidRequest("webhook needs a JSON object body and X-GitHub-Delivery")
+        if not isinstance(payload, dict) or not 0 < len(delivery) <= GITHUB_DELIVERY_ID_MAX_CHARS:
+            raise InvalidRequest(
+                "webhook needs a JSON object body and an X-GitHub-Delivery of at most "
+                f"{GITHUB_DELIVERY_ID_MAX_CHARS} characters"
+            )
         trace_id = trace_id_from(request.headers.get("traceparent"))
         digest = hashlib.sha256(body).digest()
         result = await service.handle_delivery(

@@ -164,7 +164,7 @@ def revokes_only(event: str, payload: dict[str, Any]) -> bool:
 async def _apply(conn: AsyncConn, event: str, payload: dict[str, Any]) -> list[Target]:
     try:
         return await apply_event(conn, event, payload)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:  # a field missing or of another type
         raise InvalidRequest(f"{event!r} payload lacks {exc}") from exc
 
 
