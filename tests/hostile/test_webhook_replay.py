@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from terragon_core import CACHE_INVALIDATION_EVENT
 from terragon_ingest.archive import repository as archive_repository
 from terragon_ingest.archive.retention import purge
 from terragon_ingest.telemetry import Metrics
@@ -95,6 +96,29 @@ async def test_a_repeated_removal_still_revokes_and_the_platform_re_grants(
         "keysDeleted": 1,  # the cached denial
     }
     assert (await start_session(client, run_id, user_id="user-2")).status_code == 200
+
+
+async def test_replaying_a_removal_in_force_writes_nothing(client, database_url: str) -> None:
+    """A captured removal replayed over and over, while the access is already gone, deletes
+    nothing, invalidates nothing and records no event: a replay costs no rows."""
+    await _bob(client)
+    await post_webhook(client, "member", _member("added"))
+    await post_webhook(client, "member", _member("removed"))
+
+    def invalidation_events() -> int:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM preview_event WHERE event_name = %s",
+                (CACHE_INVALIDATION_EVENT,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    before = invalidation_events()
+    assert before > 0
+    for _ in range(5):
+        replay = await post_webhook(client, "member", _member("removed"))
+        assert replay.json() == {"status": "duplicate", "event": "member", "keysDeleted": 0}
+    assert invalidation_events() == before
 
 
 async def test_the_internal_grant_refuses_what_is_not_a_name(client) -> None:

@@ -76,23 +76,35 @@ async def _for_login(conn: AsyncConn, login: str, repos: list[str], reason: str)
     return [(user, repo, reason) for user in users for repo in repos]
 
 
-async def apply_event(conn: AsyncConn, event: str, payload: dict[str, Any]) -> list[Target]:
-    """Update the permission tables for one delivery; return the invalidations it implies."""
+async def apply_event(
+    conn: AsyncConn, event: str, payload: dict[str, Any], *, again: bool = False
+) -> list[Target]:
+    """Update the permission tables for one delivery; return the invalidations it implies.
+
+    `again`: a duplicate that only revokes, applied once more. Its delete runs; when it deleted
+    nothing (the access is already gone) nothing else happens, so replaying a removal costs no
+    invalidation and no event row.
+    """
     action = payload.get("action")
     if event == "member":
         repo, login = _repo(payload), _login(payload)
         name = "delete_collaborator" if action == "removed" else "insert_collaborator"
-        await repository.execute(conn, name, {"repo_full_name": repo, "github_login": login})
+        rows = await repository.execute(conn, name, {"repo_full_name": repo, "github_login": login})
+        if again and not rows:
+            return []
         return await _for_login(conn, login, [repo], InvalidationReason.COLLABORATOR_CHANGED)
     if event == "membership":
         team, login = _team(payload), _login(payload)
-        await repository.execute(conn, "upsert_team", team)
+        if not again:
+            await repository.execute(conn, "upsert_team", team)
         name = "delete_team_member" if action == "removed" else "insert_team_member"
-        await repository.execute(conn, name, {"team_id": team["team_id"], "github_login": login})
+        params = {"team_id": team["team_id"], "github_login": login}
+        if not await repository.execute(conn, name, params) and again:
+            return []
         repos = await repository.fetch_team_repos(conn, team["team_id"])
         return await _for_login(conn, login, repos, InvalidationReason.TEAM_MEMBERSHIP_CHANGED)
     if event in {"team", "team_add"}:
-        return await _apply_team(conn, event, action, payload)
+        return await _apply_team(conn, event, action, payload, again=again)
     if event == "repository" and "repository" in payload:
         repo = _repo(payload)
         visibility = _REPO_EVENTS.get(str(action)) or payload["repository"].get("visibility")
@@ -106,21 +118,27 @@ async def apply_event(conn: AsyncConn, event: str, payload: dict[str, Any]) -> l
 
 
 async def _apply_team(
-    conn: AsyncConn, event: str, action: Any, payload: dict[str, Any]
+    conn: AsyncConn, event: str, action: Any, payload: dict[str, Any], *, again: bool
 ) -> list[Target]:
     team = _team(payload)
     reason = InvalidationReason.TEAM_MEMBERSHIP_CHANGED
     if action == "deleted":
         repos = await repository.fetch_team_repos(conn, team["team_id"])
-        await repository.execute(conn, "delete_team", {"team_id": team["team_id"]})
+        if (
+            not await repository.execute(conn, "delete_team", {"team_id": team["team_id"]})
+            and again
+        ):
+            return []
         return [(None, repo, reason) for repo in repos]
-    await repository.execute(conn, "upsert_team", team)
+    if not again:
+        await repository.execute(conn, "upsert_team", team)
     if "repository" not in payload:
         return []
     repo = _repo(payload)
     params = {"team_id": team["team_id"], "repo_full_name": repo}
     if action == "removed_from_repository":
-        await repository.execute(conn, "delete_team_repo", params)
+        if not await repository.execute(conn, "delete_team_repo", params) and again:
+            return []
     elif event == "team_add" or action == "added_to_repository":
         await repository.execute(conn, "insert_team_repo", params)
     return [(None, repo, reason)]
@@ -161,9 +179,11 @@ def revokes_only(event: str, payload: dict[str, Any]) -> bool:
     return isinstance(action, str) and (event, action) in REVOKING
 
 
-async def _apply(conn: AsyncConn, event: str, payload: dict[str, Any]) -> list[Target]:
+async def _apply(
+    conn: AsyncConn, event: str, payload: dict[str, Any], *, again: bool = False
+) -> list[Target]:
     try:
-        return await apply_event(conn, event, payload)
+        return await apply_event(conn, event, payload, again=again)
     except (KeyError, TypeError, AttributeError) as exc:  # a field missing or of another type
         raise InvalidRequest(f"{event!r} payload lacks {exc}") from exc
 
@@ -207,7 +227,7 @@ async def handle_delivery(
                 targets = await _apply(conn, event, payload)
                 await repository.set_delivery_targets(conn, body_sha256, targets)
             elif revoking:
-                targets = await _apply(conn, event, payload)
+                targets = await _apply(conn, event, payload, again=True)
         if not fresh and not revoking:
             recorded = await repository.fetch_delivery(conn, body_sha256)
             if recorded is None or recorded[1]:
