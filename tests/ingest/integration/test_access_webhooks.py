@@ -94,15 +94,27 @@ async def test_publicized_then_privatized_fans_out_but_a_public_repo_grants_noth
     assert response.json()["keysDeleted"] == 3
 
 
-async def test_a_redelivery_is_a_duplicate_and_changes_nothing(client, database_url) -> None:
+async def test_a_redelivery_is_a_duplicate_and_grants_nothing(client, database_url) -> None:
+    """GitHub never sends two bodies under one delivery id: a second body under a recorded id is
+    a duplicate too and grants nothing (fail closed), beside the body-digest rule
+    (tests/hostile/test_webhook_replay.py; a duplicate that only revokes is applied again)."""
     await _link_bob(client)
-    first = await post_webhook(client, "member", _member("added"), delivery="d-7")
-    second = await post_webhook(client, "member", _member("removed"), delivery="d-7")
+    first = await post_webhook(client, "member", _member("removed"), delivery="d-7")
+    second = await post_webhook(client, "member", _member("added"), delivery="d-7")
     assert first.json()["status"] == "applied"
     assert second.json()["status"] == "duplicate"
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT github_login FROM github_repo_collaborator").fetchall()
-    assert rows == [("bob-gh",)]
+    assert rows == []
+
+
+async def test_a_delivery_whose_apply_fails_records_no_digest(client, database_url: str) -> None:
+    """The digest commits with the effect: a body that could not be applied is not remembered."""
+    broken = {"action": "added", "repository": REPO}  # no `member`
+    response = await post_webhook(client, "member", broken)
+    assert response.status_code == 400, response.text
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM github_webhook_delivery").fetchone() == (0,)
 
 
 async def test_unknown_events_are_acknowledged_and_ignored(client) -> None:

@@ -36,6 +36,13 @@ MISSING_END_SHA_GRACE_SECONDS: Final = 5 * 60
 # Repo-access cache (CONTRACT §5).
 REPO_ACCESS_POSITIVE_TTL_CAP_SECONDS: Final = 60
 REPO_ACCESS_NEGATIVE_TTL_SECONDS: Final = 5
+GITHUB_NAME_MAX_CHARS: Final = 256
+"""A repo full name or login on the internal API (GitHub's are far shorter: 39 + 1 + 100)."""
+GITHUB_DELIVERY_ID_MAX_CHARS: Final = 256
+"""`X-GitHub-Delivery` is a GUID (36 characters); a longer one is a 400, not an index error."""
+WEBHOOK_DIGEST_RETENTION_DAYS: Final = 30
+"""A webhook body applied in the last 30 days is a `duplicate` under any delivery id; retention
+deletes older digests."""
 
 # Daemon event wire.
 DAEMON_TOKEN_HEADER: Final = "X-Daemon-Token"

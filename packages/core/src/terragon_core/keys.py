@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date
+from typing import Final
 
 from terragon_core.constants import (
     PREVIEW_SESSION_TTL_SECONDS,
@@ -16,9 +17,37 @@ QUARANTINE_OBJECT_PREFIX = "preview/daemon-quarantine"
 QUARANTINE_OFFLOAD_KEY_PREFIX = "terragon:v1:preview:quarantine-offload"
 
 
+_ASCII_FOLD: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_github_name(name: str) -> str:
+    """A GitHub name (owner, repo, login) in the one form compared and keyed: GitHub names are
+    case-insensitive and ASCII, so `A`-`Z` fold to `a`-`z` and nothing else changes.
+
+    The SQL side spells the same fold `lower(x COLLATE "C")` (ASCII only, in every database
+    locale); a wider fold here (`str.lower`) could give two names one cache key while the
+    permission check keeps them apart.
+    """
+    return name.translate(_ASCII_FOLD)
+
+
+def key_component(value: str) -> str:
+    """One component of a `:`-separated key: `%` → `%25`, `:` → `%3A` (CONTRACT §5), so no
+    component can contain the separator and two different tuples never share a key."""
+    return value.replace("%", "%25").replace(":", "%3A")
+
+
 def repo_access_key(env: str, user_id: str, repo_full_name: str) -> str:
-    """`terragon:v1:preview:repo-access:{env}:{userId}:{repoFullName}`."""
-    return f"{REPO_ACCESS_KEY_PREFIX}:{env}:{user_id}:{repo_full_name}"
+    """`terragon:v1:preview:repo-access:{env}:{userId}:{repoFullName}`: the repo name folded
+    (`fold_github_name`), every component escaped (`key_component`)."""
+    return ":".join(
+        (
+            REPO_ACCESS_KEY_PREFIX,
+            key_component(env),
+            key_component(user_id),
+            key_component(fold_github_name(repo_full_name)),
+        )
+    )
 
 
 def repo_access_positive_ttl_seconds(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
+from terragon_core.keys import fold_github_name, key_component
+
 PREVIEW_TOKEN_ISSUER: Final = "terragon-preview"
 PREVIEW_EXCHANGE_TOKEN_MAX_TTL_SECONDS: Final = 300
 """An exchange token lives at most this long (`exp - iat`)."""
@@ -62,18 +64,30 @@ class PreviewTokenAudience(StrEnum):
 
 
 def repo_access_lock_key(env: str, user_id: str, repo_full_name: str) -> str:
-    """Short `SET NX PX` lock: one permission check per key across replicas."""
-    return f"{REPO_ACCESS_LOCK_PREFIX}:{env}:{user_id}:{repo_full_name}"
+    """Short `SET NX PX` lock: one permission check per key across replicas (components as in
+    `repo_access_key`: the repo folded, each escaped)."""
+    return ":".join(
+        (
+            REPO_ACCESS_LOCK_PREFIX,
+            key_component(env),
+            key_component(user_id),
+            key_component(fold_github_name(repo_full_name)),
+        )
+    )
 
 
 def repo_access_index_key(env: str, repo_full_name: str) -> str:
     """Set of user ids with a cached decision for the repo (fan-out without KEYS/SCAN)."""
-    return f"{REPO_ACCESS_INDEX_PREFIX}:{env}:{repo_full_name}"
+    return _repo_key(REPO_ACCESS_INDEX_PREFIX, env, repo_full_name)
 
 
 def repo_access_generation_key(env: str, repo_full_name: str) -> str:
     """Bumped by every invalidation of the repo; a check that raced one is not cached."""
-    return f"{REPO_ACCESS_GENERATION_PREFIX}:{env}:{repo_full_name}"
+    return _repo_key(REPO_ACCESS_GENERATION_PREFIX, env, repo_full_name)
+
+
+def _repo_key(prefix: str, env: str, repo_full_name: str) -> str:
+    return f"{prefix}:{key_component(env)}:{key_component(fold_github_name(repo_full_name))}"
 
 
 def preview_token_replay_key(env: str, claim: str, value: str) -> str:

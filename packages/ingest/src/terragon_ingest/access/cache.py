@@ -1,7 +1,9 @@
 """The repo-access cache (CONTRACT §5): one Valkey key per (env, user, repo).
 
-`allowed()` reads `terragon:v1:preview:repo-access:{env}:{userId}:{repoFullName}`; on a miss it
-runs the permission check once and caches the answer (60 s allowed, 5 s denied). Concurrent
+`allowed()` reads `terragon:v1:preview:repo-access:{env}:{userId}:{repoFullName}` (the repo name
+folded, every component escaped: `terragon_core.repo_access_key`; the permission check compares
+names with the same fold, so every casing of a repo shares one decision); on a miss it runs the
+permission check once and caches the answer (60 s allowed, 5 s denied). Concurrent
 misses for one key make one check: callers in this process share an asyncio future, replicas
 share a short `SET NX PX` lock and wait for the key to appear. A check that raced an
 invalidation of the repo (its generation moved) answers its caller but is not cached.

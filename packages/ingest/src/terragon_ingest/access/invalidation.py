@@ -4,7 +4,8 @@ Every trigger calls it: GitHub webhooks (team membership, repo visibility, colla
 actions, thread visibility changes, preview session remint / revoke, a new active run bind. It
 bumps the repo's generation first (so a permission check already in flight is not cached), then
 deletes the user's key, or every cached user's key of the repo through the repo's index set
-(no KEYS/SCAN), and records the reason: a `preview.cache_invalidation` counter, a
+(no KEYS/SCAN; keys and index fold the repo name, so a webhook naming `acme/web` drops what
+`Acme/Web` cached), and records the reason: a `preview.cache_invalidation` counter, a
 `preview.cache.invalidation` event and a log line.
 """
 

@@ -7,6 +7,9 @@
 - the user's linked GitHub login is a collaborator of the repo;
 - the login is a member of a team that has the repo.
 
+Repo names and logins compare case-insensitively (GitHub's are; a case-only rename keeps the
+repository): the SQL folds both sides with `lower(x COLLATE "C")`, the cache key's fold.
+
 A public repo grants nothing by itself (CONTRACT §5): a preview shows the sandbox's uncommitted
 state, which is not public because the repo is. The GitHub tables are kept current by
 `POST /api/webhooks/github` (visibility changes still invalidate: a custom source may read it).

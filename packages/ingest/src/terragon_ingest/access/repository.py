@@ -53,27 +53,32 @@ async def fetch_team_repos(conn: AsyncConn, team_id: str) -> list[str]:
 
 
 async def insert_delivery(
-    conn: AsyncConn, delivery_id: str, event: str, action: str | None
+    conn: AsyncConn, body_sha256: bytes, delivery_id: str, event: str, action: str | None
 ) -> bool:
-    """Record a delivery; False when it was seen before."""
-    cur = await conn.execute(
-        Q["insert_delivery"], {"delivery_id": delivery_id, "event": event, "action": action}
-    )
+    """Record a delivery by its body's digest; False when the body (or the delivery id) was
+    recorded before."""
+    params = {
+        "body_sha256": body_sha256,
+        "delivery_id": delivery_id,
+        "event": event,
+        "action": action,
+    }
+    cur = await conn.execute(Q["insert_delivery"], params)
     return await cur.fetchone() is not None
 
 
-async def fetch_delivery(conn: AsyncConn, delivery_id: str) -> tuple[list[Any], bool] | None:
-    """`(targets, invalidated)` of a recorded delivery."""
-    cur = await conn.execute(Q["fetch_delivery"], {"delivery_id": delivery_id})
+async def fetch_delivery(conn: AsyncConn, body_sha256: bytes) -> tuple[list[Any], bool] | None:
+    """`(targets, invalidated)` of the delivery recorded for this body."""
+    cur = await conn.execute(Q["fetch_delivery"], {"body_sha256": body_sha256})
     row = await cur.fetchone()
     return (list(row[0]), row[1] is not None) if row else None
 
 
-async def set_delivery_targets(conn: AsyncConn, delivery_id: str, targets: list[Any]) -> None:
+async def set_delivery_targets(conn: AsyncConn, body_sha256: bytes, targets: list[Any]) -> None:
     await conn.execute(
-        Q["set_delivery_targets"], {"delivery_id": delivery_id, "targets": Jsonb(targets)}
+        Q["set_delivery_targets"], {"body_sha256": body_sha256, "targets": Jsonb(targets)}
     )
 
 
-async def mark_delivery_invalidated(conn: AsyncConn, delivery_id: str) -> None:
-    await conn.execute(Q["mark_delivery_invalidated"], {"delivery_id": delivery_id})
+async def mark_delivery_invalidated(conn: AsyncConn, body_sha256: bytes) -> None:
+    await conn.execute(Q["mark_delivery_invalidated"], {"body_sha256": body_sha256})

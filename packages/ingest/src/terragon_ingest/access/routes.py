@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import msgspec
@@ -10,10 +11,17 @@ from litestar import Controller, Request, Response, post, put
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from terragon_core import EventOrigin, SecurityReason, http_status_for
+from terragon_core import (
+    GITHUB_DELIVERY_ID_MAX_CHARS,
+    EventOrigin,
+    SecurityReason,
+    http_status_for,
+)
 from terragon_ingest.access import repository, service
 from terragon_ingest.access.invalidation import invalidate_repo_access
 from terragon_ingest.access.schemas import (
+    CollaboratorGrant,
+    CollaboratorGranted,
     GithubAccount,
     GithubAccountUpdate,
     InvalidationCreate,
@@ -61,10 +69,16 @@ class GithubWebhookController(Controller):
             payload = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise InvalidRequest(f"webhook body is not JSON: {exc}") from exc
-        if not isinstance(payload, dict) or not delivery:
-            raise InvalidRequest("webhook needs a JSON object body and X-GitHub-Delivery")
+        if not isinstance(payload, dict) or not 0 < len(delivery) <= GITHUB_DELIVERY_ID_MAX_CHARS:
+            raise InvalidRequest(
+                "webhook needs a JSON object body and an X-GitHub-Delivery of at most "
+                f"{GITHUB_DELIVERY_ID_MAX_CHARS} characters"
+            )
         trace_id = trace_id_from(request.headers.get("traceparent"))
-        result = await service.handle_delivery(services, event, delivery, payload, trace_id)
+        digest = hashlib.sha256(body).digest()
+        result = await service.handle_delivery(
+            services, event, delivery, payload, trace_id, body_sha256=digest
+        )
         return json_response(msgspec.to_builtins(result))
 
 
@@ -85,6 +99,22 @@ class AccessInternalController(Controller):
             origin=EventOrigin.PREVIEW_MAINTENANCE,
         )
         return InvalidationResult(keys_deleted=deleted)
+
+    @put("/collaborators", status_code=HTTP_200_OK, responses=error_responses(400, 401, 503))
+    async def grant_collaborator(
+        self, data: JSONBody[CollaboratorGrant], services: ServicesDep
+    ) -> CollaboratorGranted:
+        """Grant (or re-grant) a repo's collaborator and drop their cached denials. Webhooks are
+        idempotent by body for 30 days, so a genuine byte-identical re-grant from GitHub is
+        ignored: the platform restores access here."""
+        deleted = await service.grant_collaborator(
+            services, data.repo_full_name, data.github_login, trace_id_from(None)
+        )
+        return CollaboratorGranted(
+            repo_full_name=data.repo_full_name,
+            github_login=data.github_login,
+            keys_deleted=deleted,
+        )
 
     @put(
         "/github-accounts/{user_id:str}",

@@ -243,7 +243,7 @@ def sql_command(
 @click.group("retention")
 def retention() -> None:
     """Retention: quarantine and preview-event days past 30 days leave Postgres once the archive
-    holds them (reconciled, then dropped)."""
+    holds them (reconciled, then dropped); webhook body digests past 30 days are deleted."""
 
 
 @retention.command("purge")

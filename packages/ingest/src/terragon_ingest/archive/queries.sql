@@ -114,6 +114,12 @@ DELETE FROM daemon_event_quarantine_default WHERE created_at >= %(lo)s AND creat
 -- name: delete_default_day_preview_event
 DELETE FROM preview_event_default WHERE ts_server >= %(lo)s AND ts_server < %(hi)s
 
+-- name: count_expired_github_webhook_delivery
+SELECT count(*) FROM github_webhook_delivery WHERE received_at < %(before)s
+
+-- name: delete_expired_github_webhook_delivery
+DELETE FROM github_webhook_delivery WHERE received_at < %(before)s
+
 -- name: delete_seal
 DELETE FROM archive_day_seal
 WHERE (dataset = %(dataset)s AND day = %(day)s) OR partition_oid = %(partition)s::regclass

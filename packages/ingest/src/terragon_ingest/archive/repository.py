@@ -146,6 +146,7 @@ GroupKey = tuple[str | None, ...]
 preview events."""
 
 _RETAINED: Final = ("daemon_event_quarantine", "preview_event")
+_EXPIRING: Final = ("github_webhook_delivery",)
 _SEAL_TRIGGER: Final = "terragon_day_seal"
 _SEAL_TRUNCATE_TRIGGER: Final = "terragon_day_seal_truncate"
 
@@ -301,6 +302,18 @@ async def drop_partition(conn: AsyncConn, name: str) -> bool:
 async def delete_default_day(conn: AsyncConn, table: str, lo: datetime, hi: datetime) -> int:
     """Rows that fell into the DEFAULT partition (partitions not created in time)."""
     cur = await conn.execute(_query(table, "delete_default_day"), {"lo": lo, "hi": hi})
+    return cur.rowcount
+
+
+async def expire_rows(conn: AsyncConn, table: str, before: datetime, *, dry_run: bool) -> int:
+    """Delete (or, `dry_run`, count) the rows of an expiring table older than `before`."""
+    if table not in _EXPIRING:
+        raise ValueError(f"not an expiring table: {table!r}")
+    if dry_run:
+        cur = await conn.execute(Q[f"count_expired_{table}"], {"before": before})
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+    cur = await conn.execute(Q[f"delete_expired_{table}"], {"before": before})
     return cur.rowcount
 
 

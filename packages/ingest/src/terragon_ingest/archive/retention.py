@@ -1,5 +1,10 @@
 """Retention: quarantine rows live `QUARANTINE_RETENTION_DAYS` (30) days (CONTRACT §4); preview
-events `PREVIEW_EVENT_RETENTION_DAYS` (the contract names no period for them: the quarantine's 30).
+events `PREVIEW_EVENT_RETENTION_DAYS` (the contract names no period for them: the quarantine's 30);
+GitHub webhook digests `WEBHOOK_DIGEST_RETENTION_DAYS` (30, CONTRACT §5).
+
+Webhook digests are `EXPIRING`, not `RETAINED`: nothing of them is archived, so at the end of the
+same run, under the same locks, their rows before the cutoff day are deleted (one plan per table,
+when it deletes anything). The sections below are about the archived tables.
 
 A day leaves Postgres only when the archive is known to hold it, for both tables alike:
 
@@ -68,6 +73,7 @@ from terragon_core import (
     PREVIEW_EVENT_RETENTION_DAYS,
     QUARANTINE_PURGE_EVENT,
     QUARANTINE_RETENTION_DAYS,
+    WEBHOOK_DIGEST_RETENTION_DAYS,
     ArchiveDataset,
     EventOrigin,
     MetricName,
@@ -131,13 +137,28 @@ RETAINED: Final = (QUARANTINE, PREVIEW_EVENTS)
 _BY_DATASET: Final = {r.dataset: r for r in RETAINED}
 
 
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    """A table whose rows expire `days` after their time (the column its `delete_expired_<table>`
+    query names); nothing is archived first."""
+
+    table: str
+    days: int
+
+
+WEBHOOK_DIGESTS: Final = Expiring("github_webhook_delivery", WEBHOOK_DIGEST_RETENTION_DAYS)
+"""Kept 30 days: a body applied in that time is a `duplicate` under any delivery id."""
+EXPIRING: Final = (WEBHOOK_DIGESTS,)
+
+
 @dataclass(slots=True)
 class DayPlan:
     """What retention found for one day past retention, and what it did."""
 
     dataset: str
-    """`quarantine` or `preview_event` (`Retained.dataset`)."""
+    """`quarantine` or `preview_event` (`Retained.dataset`), or an `Expiring.table`."""
     day: date
+    """For an `Expiring` table: the last day whose rows go (every earlier one goes too)."""
     partition: str | None
     """The day's partition table, if it exists (else the rows are in DEFAULT)."""
     rows: int
@@ -480,8 +501,9 @@ async def purge(
     dry_run: bool = False,
     progress: Progress = NO_PROGRESS,
 ) -> list[DayPlan]:
-    """Seal the archived days not sealed yet, then purge every reconciled day past retention
-    (or, with `dry_run`, say what would go and change nothing)."""
+    """Seal the archived days not sealed yet, then purge every reconciled day past retention,
+    then the expired rows of the `EXPIRING` tables (or, with `dry_run`, say what would go and
+    change nothing)."""
     today = today or datetime.now(UTC).date()
     async with _locked(conn) as held:
         if not held:
@@ -509,11 +531,38 @@ async def purge(
                 await _purge_day(conn, plan, metrics)
             if not dry_run:
                 progress.advance()
+        for table in EXPIRING:
+            expired = await _expire(conn, table, today, dry_run=dry_run)
+            if expired is not None:
+                plans.append(expired)
     if store is not None and not dry_run:
         for plan in plans:
             if plan.purged and plan.objects:
                 await store.delete_many(plan.objects)
     return plans
+
+
+async def _expire(
+    conn: AsyncConn, table: Expiring, today: date, *, dry_run: bool
+) -> DayPlan | None:
+    """Delete (or count) `table`'s rows before its cutoff day; a plan when there were any."""
+    cutoff = cutoff_day(today, table.days)
+    rows = await repository.expire_rows(conn, table.table, _bounds(cutoff)[0], dry_run=dry_run)
+    if not rows:
+        return None
+    plan = DayPlan(
+        table.table,
+        cutoff - timedelta(days=1),
+        None,
+        rows=rows,
+        breakdown={},
+        archived_rows=0,
+        reconciled=True,
+        purged=not dry_run,
+    )
+    if not dry_run:
+        log.info("retention_rows_expired", table=table.table, before=cutoff.isoformat(), rows=rows)
+    return plan
 
 
 class _Kept(Exception):

@@ -108,7 +108,7 @@ CREATE TABLE github_account (
     updated_at timestamp with time zone NOT NULL DEFAULT now()
 );
 ALTER TABLE github_account ADD CONSTRAINT github_account_pkey PRIMARY KEY (user_id);
-CREATE UNIQUE INDEX github_account_login ON public.github_account USING btree (lower(github_login));
+CREATE UNIQUE INDEX github_account_login ON public.github_account USING btree (lower((github_login COLLATE "C")));
 
 CREATE TABLE github_repo (
     repo_full_name text NOT NULL,
@@ -116,6 +116,7 @@ CREATE TABLE github_repo (
     updated_at timestamp with time zone NOT NULL DEFAULT now()
 );
 ALTER TABLE github_repo ADD CONSTRAINT github_repo_pkey PRIMARY KEY (repo_full_name);
+ALTER TABLE github_repo ADD CONSTRAINT github_repo_repo_full_name_folded CHECK ((repo_full_name = lower((repo_full_name COLLATE "C"))));
 ALTER TABLE github_repo ADD CONSTRAINT github_repo_visibility_check CHECK ((visibility = ANY (ARRAY['public'::text, 'private'::text, 'internal'::text])));
 
 CREATE TABLE github_repo_collaborator (
@@ -123,6 +124,7 @@ CREATE TABLE github_repo_collaborator (
     github_login text NOT NULL,
     updated_at timestamp with time zone NOT NULL DEFAULT now()
 );
+ALTER TABLE github_repo_collaborator ADD CONSTRAINT github_repo_collaborator_names_folded CHECK (((repo_full_name = lower((repo_full_name COLLATE "C"))) AND (github_login = lower((github_login COLLATE "C")))));
 ALTER TABLE github_repo_collaborator ADD CONSTRAINT github_repo_collaborator_pkey PRIMARY KEY (repo_full_name, github_login);
 CREATE INDEX github_repo_collaborator_login ON public.github_repo_collaborator USING btree (github_login);
 
@@ -139,6 +141,7 @@ CREATE TABLE github_team_member (
     github_login text NOT NULL,
     updated_at timestamp with time zone NOT NULL DEFAULT now()
 );
+ALTER TABLE github_team_member ADD CONSTRAINT github_team_member_login_folded CHECK ((github_login = lower((github_login COLLATE "C"))));
 ALTER TABLE github_team_member ADD CONSTRAINT github_team_member_pkey PRIMARY KEY (team_id, github_login);
 CREATE INDEX github_team_member_login ON public.github_team_member USING btree (github_login);
 
@@ -148,6 +151,7 @@ CREATE TABLE github_team_repo (
     updated_at timestamp with time zone NOT NULL DEFAULT now()
 );
 ALTER TABLE github_team_repo ADD CONSTRAINT github_team_repo_pkey PRIMARY KEY (team_id, repo_full_name);
+ALTER TABLE github_team_repo ADD CONSTRAINT github_team_repo_repo_folded CHECK ((repo_full_name = lower((repo_full_name COLLATE "C"))));
 CREATE INDEX github_team_repo_repo ON public.github_team_repo USING btree (repo_full_name);
 
 CREATE TABLE github_webhook_delivery (
@@ -156,9 +160,13 @@ CREATE TABLE github_webhook_delivery (
     action text,
     targets jsonb NOT NULL DEFAULT '[]'::jsonb,
     received_at timestamp with time zone NOT NULL DEFAULT now(),
-    invalidated_at timestamp with time zone
+    invalidated_at timestamp with time zone,
+    body_sha256 bytea NOT NULL
 );
-ALTER TABLE github_webhook_delivery ADD CONSTRAINT github_webhook_delivery_pkey PRIMARY KEY (delivery_id);
+ALTER TABLE github_webhook_delivery ADD CONSTRAINT github_webhook_delivery_body_sha256_check CHECK ((octet_length(body_sha256) = 32));
+ALTER TABLE github_webhook_delivery ADD CONSTRAINT github_webhook_delivery_delivery_id_key UNIQUE (delivery_id);
+ALTER TABLE github_webhook_delivery ADD CONSTRAINT github_webhook_delivery_pkey PRIMARY KEY (body_sha256);
+CREATE INDEX github_webhook_delivery_received_at ON public.github_webhook_delivery USING btree (received_at);
 
 CREATE TABLE job_slot (
     job text NOT NULL,
@@ -251,6 +259,7 @@ CREATE TABLE thread (
 );
 ALTER TABLE thread ADD CONSTRAINT thread_pkey PRIMARY KEY (thread_id);
 ALTER TABLE thread ADD CONSTRAINT thread_sandbox_provider_check CHECK ((sandbox_provider = ANY (ARRAY['daytona'::text, 'e2b'::text, 'docker'::text, 'local'::text, 'manual'::text])));
+CREATE INDEX thread_user_repo_folded ON public.thread USING btree (user_id, lower((repo_full_name COLLATE "C")));
 
 CREATE TABLE thread_run (
     run_id text NOT NULL,
