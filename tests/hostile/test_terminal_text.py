@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -102,8 +103,8 @@ def fx_hostile_row(database_url: str, tmp_path: Path) -> Row:
         insert_quarantine(conn, [row])
         conn.execute(
             "UPDATE daemon_event_quarantine SET payload_prefix_2k = %s, payload_inline = %s, "
-            "payload_size = %s WHERE id = %s",
-            (HOSTILE, HOSTILE, len(HOSTILE.encode()), row.id),
+            "payload_size = %s, payload_hash = %s WHERE id = %s",
+            (HOSTILE, HOSTILE, len(HOSTILE.encode()), sha256(HOSTILE.encode()).hexdigest(), row.id),
         )
     with repository.connect(database_url) as conn:
         rollup(conn, tmp_path / "archive", settle_seconds=60)
