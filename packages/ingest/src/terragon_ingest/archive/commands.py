@@ -179,12 +179,12 @@ def sql_command(
         con = location.open_archive(location.from_settings(settings))
     try:
         relation = con.sql(query)
-    except duckdb.Error as exc:
-        raise click.ClickException(str(exc)) from exc
-    if relation is None:
-        return
-    columns = list(relation.columns)
-    rows = relation.fetchall()
+        if relation is None:
+            return
+        columns = list(relation.columns)
+        rows = relation.fetchall()
+    except duckdb.Error as exc:  # its text can quote a value of the archive's
+        raise click.ClickException(terminal_text(str(exc), keep_newlines=True)) from exc
     # Archived text came from sandboxes (CONTRACT §7): every format prints it as text. JSON is
     # exact (json.dumps escapes every non-ASCII character); csv and the table escape controls.
     if fmt == "csv":

@@ -71,8 +71,8 @@ def _run(database_url: str, work: Callable[[Services], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except IngestError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except IngestError as exc:  # its text can name a row's ids
+        raise click.ClickException(terminal_text(str(exc), keep_newlines=True)) from exc
 
 
 def _echo(value: Any) -> None:

@@ -9,10 +9,11 @@ What is escaped: every character `str.isprintable()` rejects, which is exactly w
 `repr` escapes: C0 controls (ESC, CR, BEL, newline, tab, ...), DEL, the C1 controls (U+0080 to
 U+009F: U+009B is an 8-bit `ESC[`), the format characters (bidi overrides and isolates such as
 U+202E, zero-width characters), line and paragraph separators, non-ASCII spaces, private-use,
-surrogate and unassigned code points. Escapes are Python's spelling (`\\x1b`, `\\u202e`,
-`\\U000e0001`); a backslash already in the text is left as it is (the output is for reading; the
-JSON forms stay exact). Markup (rich's `[link=…]`, `[conceal]`) is not interpreted by the
-printers: they hand rich `Text`, never a markup string.
+surrogate and unassigned code points. Each is spelled by its code point: `\\xNN` below U+0100
+(`\\x1b`; CR is `\\x0d`), else `\\uNNNN` or `\\UNNNNNNNN` (`\\u202e`). A backslash already in
+the text is left as it is (the output is for reading; the JSON forms stay exact). Markup
+(rich's `[link=…]`, `[conceal]`) is not interpreted by the printers: they hand rich `Text`,
+never a markup string.
 """
 
 from __future__ import annotations
