@@ -25,9 +25,11 @@ from tools.s3_server import S3Target
 
 os.environ.setdefault("TERRAGON_ENV", "test")
 os.environ.setdefault("TERRAGON_INTERNAL_TOKEN", "test-internal-token")
+os.environ.setdefault("TERRAGON_METRICS_TOKEN", "test-metrics-token")
 os.environ.setdefault("TERRAGON_BACKGROUND_JOBS", "false")
 
 INTERNAL_TOKEN = os.environ["TERRAGON_INTERNAL_TOKEN"]
+METRICS_TOKEN = os.environ["TERRAGON_METRICS_TOKEN"]
 
 # Log as production does (JSON lines): the dev console renderer stats files to pretty-print
 # tracebacks, which blockbuster rightly flags on the event loop and which hides the real error.

@@ -46,9 +46,14 @@ def settings_for(
 
 
 def good_secrets() -> dict[str, str]:
-    """The three secrets `terragon serve` requires, each made as an operator is told to make it
+    """The secrets `terragon serve` requires, each made as an operator is told to make it
     (`MAKE_SECRET_COMMAND`): for tests and tools that start a real `serve`."""
-    names = ("TERRAGON_INTERNAL_TOKEN", "GITHUB_WEBHOOK_SECRET", "TERRAGON_SIGNING_SECRET")
+    names = (
+        "TERRAGON_INTERNAL_TOKEN",
+        "GITHUB_WEBHOOK_SECRET",
+        "TERRAGON_SIGNING_SECRET",
+        "TERRAGON_METRICS_TOKEN",
+    )
     return {name: secrets.token_urlsafe(32) for name in names}
 
 

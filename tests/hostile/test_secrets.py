@@ -26,6 +26,7 @@ from litestar.testing import AsyncTestClient
 from terragon_ingest.app import create_app
 from terragon_ingest.settings import (
     DEV_INTERNAL_TOKEN,
+    DEV_METRICS_TOKEN,
     DEV_WEBHOOK_SECRET,
     MAKE_SECRET_COMMAND,
     Settings,
@@ -33,10 +34,16 @@ from terragon_ingest.settings import (
 from tests.ingest.integration.test_cli_up import TERRAGON, _status
 from tests.support import free_port, good_secrets
 
-SECRET_VARIABLES = ("TERRAGON_INTERNAL_TOKEN", "GITHUB_WEBHOOK_SECRET", "TERRAGON_SIGNING_SECRET")
+SECRET_VARIABLES = (
+    "TERRAGON_INTERNAL_TOKEN",
+    "GITHUB_WEBHOOK_SECRET",
+    "TERRAGON_SIGNING_SECRET",
+    "TERRAGON_METRICS_TOKEN",
+)
 DEV_DEFAULTS = {
     "TERRAGON_INTERNAL_TOKEN": DEV_INTERNAL_TOKEN,
     "GITHUB_WEBHOOK_SECRET": DEV_WEBHOOK_SECRET,
+    "TERRAGON_METRICS_TOKEN": DEV_METRICS_TOKEN,
 }
 
 
@@ -211,6 +218,7 @@ def test_unsafe_secrets_accepts_good_ones_and_names_each_bad_one() -> None:
         INTERNAL_TOKEN=good["TERRAGON_INTERNAL_TOKEN"],
         GITHUB_WEBHOOK_SECRET=good["GITHUB_WEBHOOK_SECRET"],
         SIGNING_SECRET=good["TERRAGON_SIGNING_SECRET"],
+        METRICS_TOKEN=good["TERRAGON_METRICS_TOKEN"],
     )
     assert dataclasses.replace(base, server=server).unsafe_secrets() == []
     # 32 bytes is enough, counted in bytes (not characters).
@@ -223,6 +231,10 @@ def test_unsafe_secrets_accepts_good_ones_and_names_each_bad_one() -> None:
     shared = dataclasses.replace(server, GITHUB_WEBHOOK_SECRET=server.INTERNAL_TOKEN)
     (problem,) = dataclasses.replace(base, server=shared).unsafe_secrets()
     assert problem.startswith("GITHUB_WEBHOOK_SECRET is the same as TERRAGON_INTERNAL_TOKEN")
+    # The scraper holding the signing key would forge preview tokens.
+    scraper = dataclasses.replace(server, METRICS_TOKEN=server.SIGNING_SECRET)
+    (problem,) = dataclasses.replace(base, server=scraper).unsafe_secrets()
+    assert problem.startswith("TERRAGON_METRICS_TOKEN is the same as TERRAGON_SIGNING_SECRET")
 
 
 # --- the guards themselves, through the app ---------------------------------------------------

@@ -28,6 +28,7 @@ from tools.bench.replay import (
 from tools.bench.report import BenchResult, judge
 from tools.bench.stack import (
     INTERNAL_TOKEN,
+    METRICS_TOKEN,
     RunHandle,
     Server,
     create_runs,
@@ -248,7 +249,8 @@ def _batch_histogram(url: str) -> dict[str, float]:
 
     from terragon_core import INGEST_BATCH_HISTOGRAM
 
-    text = httpx.get(url + "/metrics", timeout=10).text
+    auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    text = httpx.get(url + "/metrics", headers=auth, timeout=10).text
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         if family.name != INGEST_BATCH_HISTOGRAM:

@@ -27,8 +27,10 @@ from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # `terragon serve` refuses default or short secrets (CONTRACT §3): made per bench process.
 INTERNAL_TOKEN = secrets.token_urlsafe(32)
+METRICS_TOKEN = secrets.token_urlsafe(32)
 SERVICE_SECRETS = {
     "TERRAGON_INTERNAL_TOKEN": INTERNAL_TOKEN,
+    "TERRAGON_METRICS_TOKEN": METRICS_TOKEN,
     "GITHUB_WEBHOOK_SECRET": secrets.token_urlsafe(32),
     "TERRAGON_SIGNING_SECRET": secrets.token_urlsafe(32),
 }

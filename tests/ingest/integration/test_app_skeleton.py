@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from terragon_core import MetricName, prometheus_name
+from tests.conftest import METRICS_TOKEN
 from tests.support import thread_body
 
 
@@ -44,7 +45,7 @@ async def test_openapi_schema_is_served(client) -> None:
 
 
 async def test_metrics_parse_and_list_every_preview_counter(client) -> None:
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert response.status_code == 200
     families = {f.name for f in text_string_to_metric_families(response.text)}
     for metric in MetricName:

@@ -34,8 +34,10 @@ def _post_without_token(url: str) -> int:
         return exc.code
 
 
-def _unauthorized_total(base: str) -> float:
-    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+def _unauthorized_total(base: str, metrics_token: str) -> float:
+    request = urllib.request.Request(f"{base}/metrics")
+    request.add_header("Authorization", f"Bearer {metrics_token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
         text = response.read().decode()
     name = prometheus_name(MetricName.ENVELOPE)
     return sum(
@@ -100,7 +102,8 @@ def test_two_workers_share_one_port_one_metrics_view_and_stop_together(
                     break
         assert recording_workers() >= 2, "one worker took every request"
         # ... and every scrape, whichever worker answers it, sees all requests.
-        assert [_unauthorized_total(base) for _ in range(8)] == [float(sent)] * 8
+        scrape = env["TERRAGON_METRICS_TOKEN"]
+        assert [_unauthorized_total(base, scrape) for _ in range(8)] == [float(sent)] * 8
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -198,8 +198,9 @@ def _rows(database_url: str, query: Any, params: Any = None) -> list[tuple[Any, 
         return cur.fetchall() if cur.description else []
 
 
-def _metric_total(url: str, metric: MetricName) -> float:
-    text = httpx.get(url + "/metrics", timeout=10).text
+def _metric_total(url: str, metric: MetricName, metrics_token: str) -> float:
+    auth = {"Authorization": f"Bearer {metrics_token}"}
+    text = httpx.get(url + "/metrics", headers=auth, timeout=10).text
     name = f"{prometheus_name(metric)}_total"
     return sum(
         sample.value
@@ -319,7 +320,8 @@ def test_two_replicas_store_once_in_order_and_run_each_job_slot_once(
     wait_until(lambda: len(finalized()) == STALE_RUNS, 30, "the sweep to finalize stale runs")
     _wait_for_more_slots(database_url, "maintenance_sweep", 3)  # later sweeps find nothing
     assert sorted(finalized()) == sorted((run_id, 1) for run_id in stale)
-    counted = sum(_metric_total(r.url, MetricName.RUN_FINALIZED) for r in pair.replicas)
+    scrape = pair.env["TERRAGON_METRICS_TOKEN"]
+    counted = sum(_metric_total(r.url, MetricName.RUN_FINALIZED, scrape) for r in pair.replicas)
     assert counted == STALE_RUNS
 
     # The rollup: once the minute of these rows has closed, the archive (written by whichever

@@ -163,6 +163,11 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             components=Components(
                 security_schemes={
                     "internalBearer": SecurityScheme(type="http", scheme="bearer"),
+                    "metricsBearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="`TERRAGON_METRICS_TOKEN` (the Prometheus scraper's)",
+                    ),
                 }
             ),
         ),

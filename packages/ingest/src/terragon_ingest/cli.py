@@ -160,7 +160,9 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
     http://{previewSessionId}.preview.localhost:PORT (TERRAGON_PREVIEW_ORIGIN), and upstreams on
     this machine are allowed. Ctrl-C or SIGTERM stops everything it started; a repeated signal
     during the stop is ignored. Runs on development secrets unless TERRAGON_INTERNAL_TOKEN,
-    GITHUB_WEBHOOK_SECRET and TERRAGON_SIGNING_SECRET are set: do not expose it.
+    GITHUB_WEBHOOK_SECRET, TERRAGON_SIGNING_SECRET and TERRAGON_METRICS_TOKEN are set: do not
+    expose it. /metrics answers this machine (loopback peers) without a token unless
+    TERRAGON_METRICS_TOKEN is set.
     """
     from terragon_ingest.archive.dashboard import start_dashboard, stop_dashboard
     from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
@@ -412,8 +414,10 @@ def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the API against DATABASE_URL and VALKEY_URL (production; migrates at start).
 
-    Refuses to start unless TERRAGON_INTERNAL_TOKEN, GITHUB_WEBHOOK_SECRET and
-    TERRAGON_SIGNING_SECRET are each set to at least 32 bytes that are not a development default.
+    Refuses to start unless TERRAGON_INTERNAL_TOKEN, GITHUB_WEBHOOK_SECRET,
+    TERRAGON_SIGNING_SECRET and TERRAGON_METRICS_TOKEN are each set to at least 32 bytes that are
+    not a development default (and not one another). /metrics answers only
+    `Authorization: Bearer $TERRAGON_METRICS_TOKEN` (its labels name tenants).
     """
     settings = get_settings()
     refuse_unsafe_secrets(settings)

@@ -1,4 +1,4 @@
-"""Liveness, readiness and the Prometheus exposition."""
+"""Liveness, readiness and the Prometheus exposition (behind its own bearer token)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import asyncio
 import msgspec
 from litestar import MediaType, Response, get
 
+from terragon_ingest.kit.http import metrics_token_guard
+from terragon_ingest.kit.openapi import error_responses
 from terragon_ingest.services import ServicesDep
 from terragon_ingest.telemetry import CONTENT_TYPE_LATEST
 
@@ -46,7 +48,19 @@ async def readyz(services: ServicesDep) -> Response[Health]:
     )
 
 
-@get("/metrics", tags=["ops"], media_type=MediaType.TEXT)
+@get(
+    "/metrics",
+    tags=["ops"],
+    media_type=MediaType.TEXT,
+    guards=[metrics_token_guard],
+    security=[{"metricsBearer": []}],
+    responses=error_responses(
+        401,
+        s401="Missing or wrong `Authorization: Bearer $TERRAGON_METRICS_TOKEN` (under `terragon "
+        "up` with no token set: a peer other than the loopback address).",
+    ),
+)
 async def metrics(services: ServicesDep) -> Response[bytes]:
-    """Prometheus text exposition: `preview_*_total` counters with repo/user/provider/reason."""
+    """Prometheus text exposition: `preview_*_total` counters with repo/user/provider/reason.
+    Behind `TERRAGON_METRICS_TOKEN` (the labels name tenants)."""
     return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST, status_code=200)

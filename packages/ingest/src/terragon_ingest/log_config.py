@@ -5,6 +5,11 @@ at info level a person has to read it: the per-envelope and per-run events (`ROU
 are folded into one summary line per interval (applied / duplicate / quarantined by reason),
 followed by a status line (the URLs), so what `terragon up` printed at start never scrolls
 away; `--log-level debug` shows each of them again.
+
+Log values carry text from sandboxes and strangers (header values, upstream errors, ids): the
+console renderer and stdlib log lines escape every control character (`kit.terminal`, CONTRACT
+§7). JSON lines need nothing more: `json.dumps` (ASCII by default) escapes every control
+character, DEL and every non-ASCII character.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final, TextIO
 
 import structlog
+
+from terragon_ingest.kit.terminal import terminal_text
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, WrappedLogger
@@ -140,10 +147,57 @@ class TerminalSummary:
                 print(text, file=self.stream, flush=True)
 
 
+class _Shown:
+    """A console log value whose `repr` (what the renderer prints) is already escaped."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+_QUOTED = frozenset(" \t=\r\n\"'")
+"""structlog's console renderer quotes a str value holding any of these (`repr`)."""
+_MULTILINE = frozenset({"exception", "stack"})
+"""Keys the renderer prints on lines of their own: their line breaks are kept."""
+
+
+def shown_as_text(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """The last processor before the console renderer: every key and value escaped, so a log
+    line cannot move the cursor, hide text or make a link in the operator's terminal."""
+    shown: EventDict = {}
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            text = terminal_text(value, keep_newlines=key in _MULTILINE)
+            if text != value and key not in _MULTILINE and key != "event" and _QUOTED & set(value):
+                # the renderer would `repr` it: quote the escaped text once, not escape it twice
+                value = _Shown("'" + text + "'")
+            else:
+                value = text
+        elif not isinstance(value, (int, float, bool)) and value is not None:
+            text = repr(value)
+            if (escaped := terminal_text(text)) != text:
+                value = _Shown(escaped)
+        shown[terminal_text(str(key))] = value
+    return shown
+
+
+class _TextFormatter(logging.Formatter):
+    """Stdlib log lines (uvicorn, libraries) with their control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_text(super().format(record), keep_newlines=True)
+
+
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
     global _summary
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=numeric)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TextFormatter("%(message)s"))
+    logging.basicConfig(handlers=[handler], level=numeric)
     if _summary is not None:
         _summary.stop()
         _summary = None
@@ -158,15 +212,17 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         wrapper_level = logging.DEBUG  # routine debug events reach the summary to be counted
         # the embedded PostgreSQL's command transcripts: noise on a terminal, kept in JSON
         logging.getLogger("pgserver").setLevel(logging.WARNING)
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    renderers: list[structlog.typing.Processor] = (
+        [structlog.processors.JSONRenderer()]
+        if json
+        else [shown_as_text, structlog.dev.ConsoleRenderer()]
     )
     structlog.configure(
         processors=[
             *processors,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer,
+            *renderers,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(wrapper_level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),

@@ -22,6 +22,9 @@ DEV_INTERNAL_TOKEN = "dev-internal-token"
 """`terragon up`'s internal bearer token when none is set (development only)."""
 DEV_WEBHOOK_SECRET = "dev-webhook-secret"
 """`terragon up`'s GitHub webhook secret when none is set (development only)."""
+DEV_METRICS_TOKEN = "dev-metrics-token"
+"""`terragon up`'s `/metrics` token when none is set: it never authenticates; on it `/metrics`
+answers loopback peers without a token (development only; CONTRACT §3)."""
 DEV_SIGNING_SECRET = secrets.token_hex(32)
 """`terragon up`'s preview signing key when none is set: random per process (development only)."""
 MIN_SECRET_BYTES = 32
@@ -117,6 +120,12 @@ class ServerSettings:
         default_factory=lambda: _env_str("TERRAGON_INTERNAL_TOKEN", DEV_INTERNAL_TOKEN)
     )
     """`TERRAGON_INTERNAL_TOKEN`: bearer token for `/api/internal/*`. Required outside `up`."""
+    METRICS_TOKEN: str = field(
+        default_factory=lambda: _env_str("TERRAGON_METRICS_TOKEN", DEV_METRICS_TOKEN)
+    )
+    """`TERRAGON_METRICS_TOKEN`: bearer token for `/metrics` (its labels name every tenant's repo
+    and user), for the Prometheus scraper. Required outside `up`; unset under `up`, `/metrics`
+    answers loopback peers without one."""
     PUBLIC_URL: str | None = field(default_factory=lambda: _env_opt("TERRAGON_PUBLIC_URL"))
     """`TERRAGON_PUBLIC_URL`: base URL daemons post to (`ingestUrl`); default `http://host:port`."""
     DATA_DIR: Path = field(
@@ -291,7 +300,9 @@ class Settings:
             ("TERRAGON_INTERNAL_TOKEN", server.INTERNAL_TOKEN, DEV_INTERNAL_TOKEN),
             ("GITHUB_WEBHOOK_SECRET", server.GITHUB_WEBHOOK_SECRET, DEV_WEBHOOK_SECRET),
             ("TERRAGON_SIGNING_SECRET", server.SIGNING_SECRET, DEV_SIGNING_SECRET),
+            ("TERRAGON_METRICS_TOKEN", server.METRICS_TOKEN, DEV_METRICS_TOKEN),
         ]
+        distinct = len(checked)
         if self.preview.PREVIOUS_SIGNING_SECRET is not None:  # optional, but a key when set
             name = "TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET"
             checked.append((name, self.preview.PREVIOUS_SIGNING_SECRET, DEV_SIGNING_SECRET))
@@ -300,9 +311,10 @@ class Settings:
             for name, value, default in checked
             if (problem := _secret_problem(value, default))
         ]
-        # One secret in two places widens who holds it (GitHub would hold the internal token).
+        # One secret in two places widens who holds it (GitHub would hold the internal token, a
+        # Prometheus server the signing key).
         seen: dict[str, str] = {}
-        for name, value, default in checked[:3]:
+        for name, value, default in checked[:distinct]:
             if value in seen and not _secret_problem(value, default):
                 problems.append(f"{name} is the same as {seen[value]}; make each one its own")
             seen.setdefault(value, name)

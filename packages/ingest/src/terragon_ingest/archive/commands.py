@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from terragon_ingest.kit.terminal import terminal_json, terminal_text
 from terragon_ingest.settings import Settings, get_settings
 
 _data_dir = click.option(
@@ -218,26 +219,38 @@ def sql_command(
         con = location.open_archive(location.from_settings(settings))
     try:
         relation = con.sql(query)
-    except duckdb.Error as exc:
-        raise click.ClickException(str(exc)) from exc
-    if relation is None:
-        return
-    columns = list(relation.columns)
-    rows = relation.fetchall()
+        if relation is None:
+            return
+        columns = list(relation.columns)
+        rows = relation.fetchall()
+    except duckdb.Error as exc:  # its text can quote a value of the archive's
+        raise click.ClickException(terminal_text(str(exc), keep_newlines=True)) from exc
+    # Archived text came from sandboxes (CONTRACT §7): every format prints it as text. JSON is
+    # exact (json.dumps escapes every non-ASCII character); csv and the table escape controls.
     if fmt == "csv":
         writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
+        writer.writerow([terminal_text(c) for c in columns])
+        writer.writerows([_cell(v) for v in row] for row in rows)
     elif fmt == "json":
-        click.echo(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=str))
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        click.echo(terminal_json(json.dumps(records, default=str)))
     else:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(*columns, caption=f"{len(rows)} row(s)")
+        # `Text`, never a str: rich reads markup (`[link=…]`, `[conceal]`) and emoji codes in a
+        # str cell; a `Text` is shown as it is.
+        table = Table(caption=f"{len(rows)} row(s)")
+        for column in columns:
+            table.add_column(Text(terminal_text(column)))
         for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
+            table.add_row(*(Text(_cell(v)) for v in row))
         Console().print(table)
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else terminal_text(str(value))
 
 
 @click.group("retention")

@@ -23,6 +23,7 @@ from terragon_ingest.daemon_events.replay import replay_quarantined
 from terragon_ingest.daemon_events.schemas import QuarantineDetail, QuarantineRow
 from terragon_ingest.db import connection, create_pool
 from terragon_ingest.errors import IngestError
+from terragon_ingest.kit.terminal import terminal_json, terminal_text
 from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.services import Services
 from terragon_ingest.settings import Settings, get_settings
@@ -70,12 +71,14 @@ def _run(database_url: str, work: Callable[[Services], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except IngestError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except IngestError as exc:  # its text can name a row's ids
+        raise click.ClickException(terminal_text(str(exc), keep_newlines=True)) from exc
 
 
 def _echo(value: Any) -> None:
-    click.echo(msgspec.json.encode(value).decode())
+    """One JSON line; rows carry sandbox text, so DEL, C1 and bidi controls (which the encoder
+    leaves raw) are JSON-escaped too (CONTRACT §7)."""
+    click.echo(terminal_json(msgspec.json.encode(value).decode()))
 
 
 @click.group()
@@ -135,7 +138,9 @@ def show(database_url: str, quarantine_id: str, payload: bool) -> None:
 
     body = _run(database_url, work)
     if body is not None:
-        click.echo(body.decode())
+        # The envelope as the sandbox sent it, shown as text: any byte that is not UTF-8 as
+        # `\xNN`, every control character escaped (CONTRACT §7).
+        click.echo(terminal_text(body.decode("utf-8", errors="backslashreplace")))
 
 
 @quarantine.command("replay")

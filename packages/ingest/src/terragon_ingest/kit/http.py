@@ -1,8 +1,9 @@
-"""HTTP plumbing shared by all routes: JSON responses, internal bearer auth, error mapping."""
+"""HTTP plumbing shared by all routes: JSON responses, bearer auth (internal, metrics), error mapping."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -14,6 +15,7 @@ from terragon_core import TRACEPARENT_HEADER
 from terragon_ingest.errors import IngestError, ServiceUnavailable
 from terragon_ingest.kit.openapi import ErrorBody
 from terragon_ingest.kit.trace import trace_id_from
+from terragon_ingest.settings import DEV_METRICS_TOKEN
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
@@ -76,22 +78,54 @@ class JsonAnswer:
 _encode = msgspec.json.Encoder().encode
 
 
-def internal_token_guard(
-    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
-) -> None:
-    """`Authorization: Bearer $TERRAGON_INTERNAL_TOKEN` on every `/api/internal/*` route.
-
-    Exactly `Bearer`, one space, the token (compared in constant time). An empty configured token
-    opens to nobody: `serve` refuses to start on one, and an app built around one stays closed.
-    """
-    expected: str = connection.app.state.settings.server.INTERNAL_TOKEN
-    header = connection.headers.get("authorization", "")
+def bearer_matches(header: str, expected: str) -> bool:
+    """`header` is exactly `Bearer`, one space, `expected` (compared in constant time). An empty
+    configured token opens to nobody: `serve` refuses to start on one, and an app built around
+    one stays closed."""
     scheme, _sep, token = header.partition(" ")
     valid = scheme.lower() == "bearer" and token.strip() != "" and expected.strip() != ""
     # Compare even when the header is malformed, so its shape does not show in the timing.
     same = hmac.compare_digest(token.encode(), expected.encode())
-    if not (valid and same):
+    return valid and same
+
+
+def internal_token_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """`Authorization: Bearer $TERRAGON_INTERNAL_TOKEN` on every `/api/internal/*` route."""
+    expected: str = connection.app.state.settings.server.INTERNAL_TOKEN
+    if not bearer_matches(connection.headers.get("authorization", ""), expected):
         raise NotAuthorizedException("missing or wrong internal bearer token")
+
+
+def metrics_token_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """`/metrics` (its labels name tenants, CONTRACT §3): `Authorization: Bearer
+    $TERRAGON_METRICS_TOKEN`, from the headers alone (a guard runs before any body is read).
+
+    On the development default (`terragon up` with no token set; `serve` refuses to start on it)
+    it answers a loopback peer without a token and nobody else: the default is public, so it is
+    never a credential. The peer is the TCP peer (uvicorn runs without proxy headers)."""
+    expected: str = connection.app.state.settings.server.METRICS_TOKEN
+    if expected == DEV_METRICS_TOKEN:
+        if _is_loopback_peer(connection.scope.get("client")):
+            return
+        raise NotAuthorizedException("/metrics answers only this machine under `terragon up`")
+    if not bearer_matches(connection.headers.get("authorization", ""), expected):
+        raise NotAuthorizedException("missing or wrong metrics bearer token")
+
+
+def _is_loopback_peer(client: tuple[str, int] | None) -> bool:
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(client[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def ingest_error_handler(request: Request[Any, Any, Any], exc: IngestError) -> Response[bytes]:
