@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from terragon_core import DAEMON_TOKEN_GRACE_SECONDS
 from terragon_ingest.cli import main
 from terragon_ingest.settings import get_settings
 from tests.ingest.integration.test_daemon_event_support import (
@@ -95,16 +96,16 @@ async def test_a_superseded_runs_token_cannot_write_into_the_new_run(client) -> 
     assert (await run_state(client, old_run))["acceptedEventCount"] == 0
 
 
-async def test_a_token_expires_one_hour_after_its_run_ended(
-    client, app, database_url: str
-) -> None:
+async def test_a_token_expires_one_hour_after_its_run_ended(client, app, database_url: str) -> None:
     run_id, token, terminal = await _finished_run(client)
-    set_ended = "UPDATE thread_run SET ended_at = now() - %s * interval '1 minute' WHERE run_id = %s"
+    set_ended = (
+        "UPDATE thread_run SET ended_at = now() - %s * interval '1 second' WHERE run_id = %s"
+    )
 
-    await sql(database_url, set_ended, (59, run_id))
+    await sql(database_url, set_ended, (DAEMON_TOKEN_GRACE_SECONDS - 60, run_id))
     assert _answer(await post(client, terminal, token)) == (202, "duplicate", None)  # late retry
 
-    await sql(database_url, set_ended, (61, run_id))
+    await sql(database_url, set_ended, (DAEMON_TOKEN_GRACE_SECONDS + 60, run_id))
     stored = await _event_count(database_url)
     for body in (terminal, envelope(run_id, 3)):
         response = await post(client, body, token)
@@ -125,13 +126,20 @@ async def test_a_superseded_runs_token_expires_an_hour_after_it_was_superseded(
     client, database_url: str
 ) -> None:
     old_run, old_token = await start_run(client)
+    accepted = envelope(old_run, 1)
+    assert _answer(await post(client, accepted, old_token)) == (200, "applied", None)
     new_run, new_token = await start_run(client)
-    stale = envelope(old_run, 1)
+    # within the hour: a late retry of what the superseded run accepted keeps its answer, for
+    # that run; anything new from its daemon is quarantined
+    response = await post(client, accepted, old_token)
+    assert _answer(response) == (202, "duplicate", None)
+    assert (response.json()["runId"], response.json()["lastAcceptedSeq"]) == (old_run, 1)
+    stale = envelope(old_run, 2)
     assert _answer(await post(client, stale, old_token)) == (202, "quarantined", "mismatch")
     await sql(
         database_url,
-        "UPDATE thread_run SET ended_at = now() - interval '61 minutes' WHERE run_id = %s",
-        (old_run,),
+        "UPDATE thread_run SET ended_at = now() - %s * interval '1 second' WHERE run_id = %s",
+        (DAEMON_TOKEN_GRACE_SECONDS + 60, old_run),
     )
     assert _answer(await post(client, stale, old_token)) == (401, "unauthorized", "expired")
     assert _answer(await post(client, envelope(new_run, 1), new_token)) == (200, "applied", None)

@@ -239,7 +239,9 @@ async def _conclude(
         return Reply(403, EnvelopeAck(EnvelopeStatus.FORBIDDEN, error=_FORBIDDEN))
     assert outcome is not Outcome.NEEDS_INPUTS, "the second call had every input"
     ctx = _Context.of(decision)
-    target = decision.active_run_id
+    # The run the envelope was decided for: its token's (rule 3), which for a late retry to an
+    # ended, superseded run is not the active one. (A replay of an old row may name none.)
+    target = decision.token_run_id or decision.active_run_id
     seen = {"run_id": target, "last_accepted_seq": decision.last_seq}
     if outcome is Outcome.APPLIED:
         legacy_row = params["legacy_row"]

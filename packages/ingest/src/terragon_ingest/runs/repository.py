@@ -188,9 +188,7 @@ async def close_thread(conn: AsyncConn, thread_id: str, finish_reason: str) -> C
     its pointers and revoke its tokens (one statement)."""
     await conn.execute(Q["lock_thread_run_contexts"], {"thread_id": thread_id})
     cur = conn.cursor(row_factory=class_row(ClosedThread))
-    await cur.execute(
-        Q["close_thread"], {"thread_id": thread_id, "finish_reason": finish_reason}
-    )
+    await cur.execute(Q["close_thread"], {"thread_id": thread_id, "finish_reason": finish_reason})
     row = await cur.fetchone()
     assert row is not None
     return row
