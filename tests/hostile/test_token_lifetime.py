@@ -182,12 +182,42 @@ async def test_closing_a_thread_ends_its_run_and_revokes_every_token(
 
 
 async def test_closing_needs_the_internal_token(client) -> None:
-    await start_run(client)
-    response = await client.post(
-        "/api/internal/threads/thread-1/close", headers={"Authorization": "Bearer wrong"}
-    )
-    assert response.status_code == 401
-    assert (await run_state(client, (await start_run(client))[0]))["status"] == "booting"
+    run_id, token = await start_run(client)
+    for auth in ("Bearer wrong", "", "Basic x"):
+        response = await client.post(
+            "/api/internal/threads/thread-1/close", headers={"Authorization": auth}
+        )
+        assert response.status_code == 401, response.text
+    assert (await run_state(client, run_id))["status"] == "booting"
+    assert _answer(await post(client, envelope(run_id, 1), token)) == (200, "applied", None)
+
+
+async def test_nothing_is_applied_after_a_close_that_races_the_daemon(
+    client, database_url: str
+) -> None:
+    """Envelopes in flight while the thread closes: each is applied before the close (and counted)
+    or refused after it; the run's counters hold exactly the applied ones."""
+    run_id, token = await start_run(client)
+
+    async def send(seq: int):
+        return await post(client, envelope(run_id, seq), token)
+
+    sends = [asyncio.create_task(send(seq)) for seq in range(1, 41)]
+    close = await client.post("/api/internal/threads/thread-1/close")
+    answers = [_answer(r) for r in await asyncio.gather(*sends)]
+    assert close.status_code == 200, close.text
+    applied = sum(1 for a in answers if a == (200, "applied", None))
+    refused = {a for a in answers if a != (200, "applied", None)}
+    assert refused <= {
+        (401, "unauthorized", "revoked"),
+        (202, "quarantined", "mismatch"),
+        (202, "stale_seq", None),
+    }
+    run = await run_state(client, run_id)
+    assert (run["status"], run["acceptedEventCount"]) == ("failed", applied)
+    after = await post(client, envelope(run_id, 99), token)
+    assert _answer(after) == (401, "unauthorized", "revoked")
+    assert await _event_count(database_url) == applied
 
 
 @pytest.fixture(name="cli")
