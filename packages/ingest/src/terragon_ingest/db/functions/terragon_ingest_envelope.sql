@@ -161,8 +161,8 @@ BEGIN
     -- removed while its run is live; last_accepted_seq only grows.
     last_seq := v_last_seq;
     v_verdict := terragon_envelope_verdict(
-        false, v_version, v_last_seq, v_recorded, p_payload_version, p_fields_valid, p_seq, p_terminal,
-        p_end_sha);
+        false, v_version, v_last_seq, v_recorded, p_payload_version, p_fields_valid, p_seq,
+        p_terminal, p_end_sha);
     IF v_verdict IN ('duplicate', 'stale_seq') THEN
         outcome := v_verdict;
         RETURN;
