@@ -199,11 +199,11 @@ async def test_terminal_with_end_sha_on_an_unreadable_sandbox_falls_back(client)
     assert run["finishReason"] == "completed"
     assert run["diffSource"] == "working-tree-fallback"
     assert run["diffSourceContext"].startswith("head_unreadable")
-    # Terminal transitions are idempotent: a later terminal envelope leaves them alone.
+    # Terminal transitions happen once: a later terminal envelope is for an ended run (nothing is
+    # applied to it: quarantined `mismatch`) and leaves them alone.
     error = [{"type": "custom-error"}]
-    assert (
-        await post(client, envelope(run_id, 2, messages=error, endSha="b" * 40), token)
-    ).status_code == 200
+    response = await post(client, envelope(run_id, 2, messages=error, endSha="b" * 40), token)
+    assert (response.status_code, response.json().get("reason")) == (202, "mismatch")
     after = await run_state(client, run_id)
     assert (after["status"], after["terminalEventId"], after["runEndSha"]) == (
         "finished",

@@ -46,6 +46,10 @@ deletes older digests."""
 
 # Daemon event wire.
 DAEMON_TOKEN_HEADER: Final = "X-Daemon-Token"
+DAEMON_TOKEN_GRACE_SECONDS: Final = 60 * 60
+"""A daemon token is accepted until this long after its run ended (late retries still get their
+final answer), then 401 `expired` (CONTRACT §4). The SQL spells it `interval '1 hour'`
+(db/functions/terragon_daemon_token.sql); tests/hostile/test_token_lifetime.py holds them equal."""
 TRACEPARENT_HEADER: Final = "traceparent"
 PROXY_REQUEST_ID_HEADER: Final = "x-proxy-req-id"
 TERMINAL_MESSAGE_TYPES: Final = frozenset({"result", "custom-stop", "custom-error"})

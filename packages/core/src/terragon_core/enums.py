@@ -154,3 +154,5 @@ class FinishReason(StrEnum):
     AGENT_ERROR = "agent_error"
     SUPERSEDED = "superseded"
     MISSING_END_SHA_TIMEOUT = "missing_end_sha_timeout"
+    THREAD_CLOSED = "thread_closed"
+    """`POST /api/internal/threads/{threadId}/close` (or `terragon tokens revoke`) ended it."""

@@ -24,7 +24,9 @@ import structlog
 
 from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
+from terragon_ingest.kit.installation import UP_STATE_FILE
 from terragon_ingest.log_config import configure_logging, start_status_line, stop_status_line
+from terragon_ingest.runs import commands as run_commands
 from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
 from terragon_ingest.stopping import StopOnceServer, StopSignals, die_with_parent
 
@@ -178,7 +180,7 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
     started: list[EmbeddedPostgres | EmbeddedValkey] = []
     dashboard: subprocess.Popen[bytes] | None = None
     fleet: subprocess.Popen[bytes] | None = None
-    state_file = data_dir / "up.json"
+    state_file = data_dir / UP_STATE_FILE
     stop = StopSignals().install()
     try:
         db_url = settings.db.URL
@@ -492,6 +494,7 @@ main.add_command(archive_commands.dashboard)
 
 main.add_command(daemon_event_commands.quarantine)
 main.add_command(daemon_event_commands.maintenance)
+main.add_command(run_commands.tokens)
 
 
 if __name__ == "__main__":  # pragma: no cover

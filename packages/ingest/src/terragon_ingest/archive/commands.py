@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from terragon_ingest.kit.installation import UP_STATE_FILE, resolve_database_url
 from terragon_ingest.kit.terminal import terminal_json, terminal_text
 from terragon_ingest.settings import Settings, get_settings
 
@@ -63,17 +64,6 @@ def _archive_settings(
         archive=dataclasses.replace(
             base.archive, DIR=_archive_root(data_dir, archive_dir), URL=archive_url
         ),
-    )
-
-
-def _resolve_database_url(database_url: str | None, data_dir: Path) -> str:
-    if database_url:
-        return database_url
-    state = data_dir / "up.json"
-    if state.exists():
-        return str(json.loads(state.read_text())["databaseUrl"])
-    raise click.UsageError(
-        "no database: set DATABASE_URL (or --database-url), or start `terragon up` first"
     )
 
 
@@ -144,7 +134,7 @@ def rollup_command(
     from terragon_ingest.kit.progress import terminal_progress
 
     settings = _settings(
-        _resolve_database_url(database_url, data_dir), data_dir, archive_dir, archive_url
+        resolve_database_url(database_url, data_dir), data_dir, archive_dir, archive_url
     )
     root = settings.archive.archive_url(settings.server.DATA_DIR)
     if rebuild_day is not None:
@@ -287,7 +277,7 @@ def purge_command(
     from terragon_ingest.telemetry import Metrics
 
     settings = _settings(
-        _resolve_database_url(database_url, data_dir), data_dir, archive_dir, archive_url
+        resolve_database_url(database_url, data_dir), data_dir, archive_dir, archive_url
     )
     url = settings.db.URL
     assert url
@@ -366,8 +356,8 @@ def dashboard(
     from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
 
     url = database_url
-    if url is None and (data_dir / "up.json").exists():
-        url = _resolve_database_url(None, data_dir)
+    if url is None and (data_dir / UP_STATE_FILE).exists():
+        url = resolve_database_url(None, data_dir)
     settings = _archive_settings(data_dir, archive_dir, archive_url)
     root = settings.archive.archive_url(settings.server.DATA_DIR)
     if not root.startswith("s3://"):

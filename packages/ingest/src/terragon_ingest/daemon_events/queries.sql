@@ -3,7 +3,7 @@
 -- named arguments. One round trip for an ordinary envelope; prepared.
 SELECT outcome, legacy, applied_messages, last_seq, run_status, legacy_row_id::text,
        token_run_id, user_id, repo_full_name, repo_dir, sandbox_provider, codesandbox_id,
-       active_run_id, run_id_strict AS strict, run_start_sha
+       active_run_id, run_id_strict AS strict, run_start_sha, token_refusal
 FROM terragon_ingest_envelope(
     p_token_hash => %(token_hash)s::bytea,
     p_token_run_id => %(token_run_id)s::text,
@@ -32,7 +32,7 @@ FROM terragon_ingest_envelope(
 -- decision, one statement and one commit; `isolated`: one subtransaction each; prepared.
 SELECT ordinal, failed_sqlstate, outcome, legacy, applied_messages, last_seq, run_status,
        legacy_row_id::text, token_run_id, user_id, repo_full_name, repo_dir, sandbox_provider,
-       codesandbox_id, active_run_id, run_id_strict AS strict, run_start_sha
+       codesandbox_id, active_run_id, run_id_strict AS strict, run_start_sha, token_refusal
 FROM terragon_ingest_envelopes(%(batch)s::jsonb, %(isolated)s::boolean)
 
 -- name: insert_quarantines

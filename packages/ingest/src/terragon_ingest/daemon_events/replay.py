@@ -58,11 +58,12 @@ async def replay_quarantined(
         raise PayloadNotRecoverable(f"stored payload does not decode: {exc}") from exc
     # Decided as its delivery was, under its token's run. Rows older than that column: a
     # runId-less `mismatch` row was a zombie or came with no active run, so it is replayed as if
-    # by an unknown run (never applied to another run); any other as its run's own daemon.
+    # by an unknown run (never applied to another run); any other as its run's own daemon: the
+    # run it names, else (runId-less) the run that was active.
     token_run_id = row.token_run_id
     if token_run_id is None:
         zombie = row.reason == QuarantineReason.MISMATCH and row.run_id_or_null is None
-        token_run_id = "" if zombie else (row.active_run_id or row.run_id_or_null or "")
+        token_run_id = "" if zombie else (row.run_id_or_null or row.active_run_id or "")
     trace_id = row.trace_id or trace_id_from(None)
     delivery = Delivery(
         envelope, body, trace_id, token_run_id=token_run_id, replay_of=quarantine_id

@@ -18,7 +18,7 @@ import structlog
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from terragon_core import CorrelationOutcome
+from terragon_core import CorrelationOutcome, SecurityReason
 from terragon_ingest.daemon_events.schemas import QuarantineRow, UiValidation
 from terragon_ingest.db import load_queries
 from terragon_ingest.errors import DatabaseUnavailable
@@ -59,13 +59,19 @@ class Decision:
     active_run_id: str | None
     strict: bool
     run_start_sha: str | None
+    token_refusal: SecurityReason | None
+    """Why a known token no longer authenticates (`expired` / `revoked`), with `unauthorized`."""
 
 
 def _decision(values: Sequence[Any]) -> Decision:
     # Built once (not built, then `replace`d): this runs for every envelope.
-    outcome, *middle, strict, run_start_sha = values
+    outcome, *middle, strict, run_start_sha, refusal = values
     return Decision(
-        CorrelationOutcome(outcome), *middle, strict=bool(strict), run_start_sha=run_start_sha
+        CorrelationOutcome(outcome),
+        *middle,
+        strict=bool(strict),
+        run_start_sha=run_start_sha,
+        token_refusal=SecurityReason(refusal) if refusal is not None else None,
     )
 
 

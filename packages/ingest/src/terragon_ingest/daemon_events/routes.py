@@ -37,7 +37,10 @@ RESPONSES: dict[int, ResponseSpec] = {
     200: _spec("`applied` (with `legacyMode: true` for a legacy envelope under strict=false)"),
     202: _spec("`duplicate`, `stale_seq`, or `quarantined` with `reason`: acked, nothing applied"),
     400: _spec("`invalid` with `errors`: the body is not JSON or has wrong types"),
-    401: _spec("`unauthorized`: missing, unknown or revoked X-Daemon-Token"),
+    401: _spec(
+        "`unauthorized`: missing or unknown X-Daemon-Token; with `code` `expired` (an hour after "
+        "its run ended) or `revoked` (its thread was closed)"
+    ),
     403: _spec("`forbidden`: the token is bound to another thread"),
     413: _spec("`too_large`: the body is over TERRAGON_MAX_BODY_BYTES"),
     503: _spec("`unavailable`: database or object store down; retry after `Retry-After`"),

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import msgspec
 
-from terragon_core import EnvelopeStatus, QuarantineReason
+from terragon_core import EnvelopeStatus, QuarantineReason, SecurityReason
 
 
 class EnvelopeAck(msgspec.Struct, rename="camel", omit_defaults=True):
@@ -19,6 +19,9 @@ class EnvelopeAck(msgspec.Struct, rename="camel", omit_defaults=True):
     """True when a legacy envelope was applied under strict=false (a `legacy_mode` row was kept)."""
     errors: list[str] | None = None
     """Decoder errors (`status: invalid`)."""
+    code: SecurityReason | None = None
+    """With `unauthorized`: `expired` (an hour after the token's run ended) or `revoked` (its
+    thread was closed); absent for a missing or unknown token."""
     error: str | None = None
     """A human-readable explanation for 401/403/413/503 (never database or internal text)."""
     trace_id: str | None = None

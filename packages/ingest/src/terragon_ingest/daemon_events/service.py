@@ -4,9 +4,9 @@ contract's order: token → body shape → runId (missing / mismatch) → field 
 
 | rule | where |
 |---|---|
-| 1 token | `handle_delivery` before the body is decoded (no header → 401; a token this process has not seen resolve is looked up first: unknown / revoked → 401, the body never decoded); then the SQL, the authority |
+| 1 token | `handle_delivery` before the body is decoded (no header → 401; a token this process has not seen resolve is looked up first: unknown → 401, expired / revoked → 401 with `code`, the body never decoded); then the SQL, the authority (the same lifetime rules: db/functions/terragon_daemon_token.sql) |
 | 2 body shape | `decode_envelope` (core): wrong types, `threadId` / `threadChatId` / `runId` over 256 characters or holding a NUL → 400 |
-| everything else | SQL `terragon_ingest_envelope` (db/functions/terragon_ingest_envelope.sql; rules 4 to 8 in `terragon_envelope_verdict.sql`) |
+| everything else | SQL `terragon_ingest_envelope` (db/functions/terragon_ingest_envelope.sql; an ended run and rules 4 to 8 in `terragon_envelope_verdict.sql`) |
 
 The service decides nothing else: it computes what the envelope alone says (`over_limit`,
 `v2_fields_valid`, terminal / failure), and when the decision answers `needs_inputs` it gathers
@@ -35,9 +35,11 @@ from terragon_core import (
     EnvelopeStatus,
     QuarantineReason,
     SandboxProvider,
+    SecurityReason,
     decode_envelope,
     fits_field,
     given,
+    http_status_for,
     is_failure,
     is_terminal,
     over_limit,
@@ -49,7 +51,7 @@ from terragon_ingest.daemon_events.schemas import EnvelopeAck
 from terragon_ingest.daemon_events.terminal import diff_source_for, legacy_ui_outcome
 from terragon_ingest.db import connection
 from terragon_ingest.runs.service import record_missing_end_sha
-from terragon_ingest.runs.tokens import hash_token, resolve_daemon_token
+from terragon_ingest.runs.tokens import TokenRefused, hash_token, resolve_daemon_token
 from terragon_ingest.sandbox.reader import SandboxRef
 
 if TYPE_CHECKING:
@@ -83,7 +85,11 @@ class Delivery:
     """The quarantine id being replayed: the outcome is reported, no new row is written."""
 
 
-_UNAUTHORIZED = "missing, unknown or revoked X-Daemon-Token"
+_UNAUTHORIZED = "missing or unknown X-Daemon-Token"
+_REFUSED = {
+    SecurityReason.EXPIRED: "the X-Daemon-Token expired: its run ended over an hour ago",
+    SecurityReason.REVOKED: "the X-Daemon-Token was revoked: its thread was closed",
+}
 _FORBIDDEN = "the token is bound to another thread"
 
 
@@ -94,8 +100,9 @@ async def handle_delivery(
     if not token:  # 1. token, first: none sent
         return _unauthorized()
     digest = hash_token(token)
-    if await _known_token(services, token, digest) is None:  # unknown or revoked
-        return _unauthorized()
+    binding = await _known_token(services, token, digest)
+    if binding is None or isinstance(binding, TokenRefused):  # unknown, expired or revoked
+        return _unauthorized(binding.code if binding is not None else None)
     try:  # 2. body shape
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
@@ -103,19 +110,29 @@ async def handle_delivery(
     return await decide(services, Delivery(envelope, body, trace_id, token_hash=digest))
 
 
-def _unauthorized() -> Reply:
-    return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
+def _unauthorized(code: SecurityReason | None = None) -> Reply:
+    """401 `unauthorized`; with `code` (expired / revoked) for a known token that no longer
+    authenticates."""
+    if code is None:
+        return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
+    ack = EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, code=code, error=_REFUSED[code])
+    return Reply(http_status_for(code), ack)
 
 
-async def _known_token(services: Services, token: str, digest: bytes) -> TokenBinding | None:
-    """The token's binding if it is live: from this process's memory, else one indexed lookup.
-    Nothing of the body is decoded or stored before this answers."""
+async def _known_token(
+    services: Services, token: str, digest: bytes
+) -> TokenBinding | TokenRefused | None:
+    """The token's binding if it is live (from this process's memory, else one indexed lookup),
+    why not if it expired or was revoked, None if unknown. Nothing of the body is decoded or
+    stored before this answers."""
     binding = services.tokens.get(digest)
     if binding is None:
         async with connection(services.pool) as conn:
-            binding = await resolve_daemon_token(conn, token)
-        if binding is not None:
-            services.tokens.remember(digest, binding)
+            resolved = await resolve_daemon_token(conn, token)
+        if isinstance(resolved, TokenRefused) or resolved is None:
+            return resolved
+        services.tokens.remember(digest, resolved)
+        binding = resolved
     return binding
 
 
@@ -217,12 +234,14 @@ async def _conclude(
     """The reply for the decision's outcome, and the quarantine row of a quarantine outcome."""
     outcome = decision.outcome
     if outcome is Outcome.UNAUTHORIZED:
-        return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
+        return _unauthorized(decision.token_refusal)
     if outcome is Outcome.FORBIDDEN:
         return Reply(403, EnvelopeAck(EnvelopeStatus.FORBIDDEN, error=_FORBIDDEN))
     assert outcome is not Outcome.NEEDS_INPUTS, "the second call had every input"
     ctx = _Context.of(decision)
-    target = decision.active_run_id
+    # The run the envelope was decided for: its token's (rule 3), which for a late retry to an
+    # ended, superseded run is not the active one. (A replay of an old row may name none.)
+    target = decision.token_run_id or decision.active_run_id
     seen = {"run_id": target, "last_accepted_seq": decision.last_seq}
     if outcome is Outcome.APPLIED:
         legacy_row = params["legacy_row"]

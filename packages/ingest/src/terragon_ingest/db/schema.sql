@@ -328,21 +328,25 @@ CREATE TABLE preview_event_default PARTITION OF preview_event DEFAULT;
 --     RETURNS trigger
 --     body: db/functions/terragon_break_day_seal.sql (definition md5 a3a0258fa6b8e21eee24dc73d2ae4e65)
 
+-- FUNCTION terragon_daemon_token(p_token_hash bytea)
+--     RETURNS TABLE(token_hash bytea, thread_id text, user_id text, run_id text, expires_at timestamp with time zone, refusal text)
+--     body: db/functions/terragon_daemon_token.sql (definition md5 5d98ea86869922dfc401a96dbcccf691)
+
 -- FUNCTION terragon_ensure_day_partitions(parent regclass, first_day date, days integer)
 --     RETURNS integer
 --     body: db/functions/terragon_ensure_day_partitions.sql (definition md5 172f6f6d9a26b3b74a12c03786cc4168)
 
--- FUNCTION terragon_envelope_verdict(run_payload_version smallint, run_last_seq bigint, recorded boolean, payload_version smallint, fields_valid boolean, seq bigint, terminal boolean, end_sha text)
+-- FUNCTION terragon_envelope_verdict(run_ended boolean, run_payload_version smallint, run_last_seq bigint, recorded boolean, payload_version smallint, fields_valid boolean, seq bigint, terminal boolean, end_sha text)
 --     RETURNS text
---     body: db/functions/terragon_envelope_verdict.sql (definition md5 e7ecdfd9a4896cccec96fd7d0a6495a3)
+--     body: db/functions/terragon_envelope_verdict.sql (definition md5 8aee7bb460188af8726ce85eabd6637a)
 
--- FUNCTION terragon_ingest_envelope(p_token_hash bytea, p_token_run_id text, p_thread_id text, p_thread_chat_id text, p_run_id text, p_dedupe_id text, p_seq bigint, p_payload_version smallint, p_fields_valid boolean, p_within_limits boolean, p_messages jsonb, p_trace_id text, p_terminal boolean, p_failure boolean, p_end_sha text, p_inputs_ready boolean, p_diff_source text, p_diff_source_context text, p_legacy_row jsonb, p_ui_outcome text, p_ui_blocking_reason text, OUT outcome text, OUT legacy boolean, OUT applied_messages integer, OUT last_seq bigint, OUT run_status text, OUT legacy_row_id uuid, OUT token_run_id text, OUT user_id text, OUT repo_full_name text, OUT repo_dir text, OUT sandbox_provider text, OUT codesandbox_id text, OUT active_run_id text, OUT run_id_strict boolean, OUT run_start_sha text)
+-- FUNCTION terragon_ingest_envelope(p_token_hash bytea, p_token_run_id text, p_thread_id text, p_thread_chat_id text, p_run_id text, p_dedupe_id text, p_seq bigint, p_payload_version smallint, p_fields_valid boolean, p_within_limits boolean, p_messages jsonb, p_trace_id text, p_terminal boolean, p_failure boolean, p_end_sha text, p_inputs_ready boolean, p_diff_source text, p_diff_source_context text, p_legacy_row jsonb, p_ui_outcome text, p_ui_blocking_reason text, OUT outcome text, OUT legacy boolean, OUT applied_messages integer, OUT last_seq bigint, OUT run_status text, OUT legacy_row_id uuid, OUT token_run_id text, OUT user_id text, OUT repo_full_name text, OUT repo_dir text, OUT sandbox_provider text, OUT codesandbox_id text, OUT active_run_id text, OUT run_id_strict boolean, OUT run_start_sha text, OUT token_refusal text)
 --     RETURNS record
---     body: db/functions/terragon_ingest_envelope.sql (definition md5 4b39e1f360016ff8dfbbab7b95a87c8c)
+--     body: db/functions/terragon_ingest_envelope.sql (definition md5 1b8a9cbe54c6193a393fc6ebd28b6a3c)
 
 -- FUNCTION terragon_ingest_envelopes(p_batch jsonb, p_isolated boolean, p_first integer)
---     RETURNS TABLE(ordinal integer, failed_sqlstate text, outcome text, legacy boolean, applied_messages integer, last_seq bigint, run_status text, legacy_row_id uuid, token_run_id text, user_id text, repo_full_name text, repo_dir text, sandbox_provider text, codesandbox_id text, active_run_id text, run_id_strict boolean, run_start_sha text)
---     body: db/functions/terragon_ingest_envelopes.sql (definition md5 5f58108c88e7dde4de18ef8ce8aae69c)
+--     RETURNS TABLE(ordinal integer, failed_sqlstate text, outcome text, legacy boolean, applied_messages integer, last_seq bigint, run_status text, legacy_row_id uuid, token_run_id text, user_id text, repo_full_name text, repo_dir text, sandbox_provider text, codesandbox_id text, active_run_id text, run_id_strict boolean, run_start_sha text, token_refusal text)
+--     body: db/functions/terragon_ingest_envelopes.sql (definition md5 7b7942cbbd61fc54eb7ab8c1bf450dc5)
 
 -- FUNCTION terragon_insert_quarantine(p_row jsonb)
 --     RETURNS uuid

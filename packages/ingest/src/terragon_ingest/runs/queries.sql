@@ -88,12 +88,40 @@ INSERT INTO daemon_token (token_hash, thread_id, user_id, run_id)
 VALUES (%(token_hash)s, %(thread_id)s, %(user_id)s, %(run_id)s)
 
 -- name: fetch_daemon_token
-SELECT token_hash, thread_id, user_id, run_id FROM daemon_token
-WHERE token_hash = %(token_hash)s AND revoked_at IS NULL
+-- The token check before the body is decoded: the same lifetime rules as the authority's
+-- (db/functions/terragon_daemon_token.sql).
+SELECT token_hash, thread_id, user_id, run_id, expires_at, refusal
+FROM terragon_daemon_token(%(token_hash)s::bytea)
 
--- name: revoke_thread_tokens
-UPDATE daemon_token SET revoked_at = now()
-WHERE thread_id = %(thread_id)s AND revoked_at IS NULL
+-- name: lock_thread_run_contexts
+-- A close takes the thread's pointers first, in one order, as a run start does.
+SELECT thread_chat_id FROM thread_run_context
+WHERE thread_id = %(thread_id)s
+ORDER BY thread_chat_id
+FOR UPDATE
+
+-- name: close_thread
+-- CONTRACT §4: end the thread's live runs as failed / thread_closed, release its pointers (as the
+-- backstop does: NULL and a new version) and revoke every token of the thread. Each UPDATE
+-- re-checks its predicate, so a second close changes nothing.
+WITH ended AS (
+    UPDATE thread_run SET status = 'failed', finish_reason = %(finish_reason)s, ended_at = now()
+    WHERE thread_id = %(thread_id)s AND status IN ('booting', 'running', 'validating')
+    RETURNING run_id, started_at
+), released AS (
+    UPDATE thread_run_context c
+    SET active_run_id = NULL, version = c.version + 1, updated_at = now()
+    WHERE c.thread_id = %(thread_id)s AND c.active_run_id IS NOT NULL
+    RETURNING c.thread_chat_id
+), revoked AS (
+    UPDATE daemon_token SET revoked_at = now()
+    WHERE thread_id = %(thread_id)s AND revoked_at IS NULL
+    RETURNING token_hash
+)
+SELECT (SELECT run_id FROM ended ORDER BY started_at DESC, run_id LIMIT 1) AS ended_run_id,
+       (SELECT count(*) FROM ended)::int AS ended_runs,
+       (SELECT count(*) FROM released)::int AS released_pointers,
+       (SELECT count(*) FROM revoked)::int AS revoked_tokens
 
 -- name: record_missing_end_sha
 -- A terminal v2 envelope arrived without endSha (quarantined): start the backstop's grace window.

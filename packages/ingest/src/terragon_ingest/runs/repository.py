@@ -12,6 +12,8 @@ from terragon_ingest.db import load_queries
 from terragon_ingest.runs.schemas import Run, Thread
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from terragon_ingest.db import AsyncConn
 
 Q = load_queries("terragon_ingest.runs")
@@ -19,12 +21,16 @@ Q = load_queries("terragon_ingest.runs")
 
 @dataclass(frozen=True, slots=True)
 class DaemonTokenRow:
-    """A live (unrevoked) daemon token by its digest."""
+    """A daemon token by its digest (db/functions/terragon_daemon_token.sql)."""
 
     token_hash: bytes
     thread_id: str
     user_id: str
     run_id: str
+    expires_at: datetime | None
+    """Its run's end plus the grace hour; None while the run has not ended."""
+    refusal: str | None
+    """`revoked` or `expired` when it no longer authenticates, else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,9 +172,26 @@ async def fetch_daemon_token(conn: AsyncConn, token_hash: bytes) -> DaemonTokenR
     return await cur.fetchone()
 
 
-async def revoke_thread_tokens(conn: AsyncConn, thread_id: str) -> int:
-    cur = await conn.execute(Q["revoke_thread_tokens"], {"thread_id": thread_id})
-    return cur.rowcount
+@dataclass(frozen=True, slots=True)
+class ClosedThread:
+    """What `close_thread` did."""
+
+    ended_run_id: str | None
+    """The latest started of the runs it ended, if any."""
+    ended_runs: int
+    released_pointers: int
+    revoked_tokens: int
+
+
+async def close_thread(conn: AsyncConn, thread_id: str, finish_reason: str) -> ClosedThread:
+    """In the caller's transaction: lock the thread's pointers, then end its live runs, release
+    its pointers and revoke its tokens (one statement)."""
+    await conn.execute(Q["lock_thread_run_contexts"], {"thread_id": thread_id})
+    cur = conn.cursor(row_factory=class_row(ClosedThread))
+    await cur.execute(Q["close_thread"], {"thread_id": thread_id, "finish_reason": finish_reason})
+    row = await cur.fetchone()
+    assert row is not None
+    return row
 
 
 async def record_missing_end_sha(conn: AsyncConn, run_id: str) -> bool:

@@ -1,4 +1,4 @@
-"""Internal run endpoints (CONTRACT §3): threads, run read-out, flags."""
+"""Internal run endpoints (CONTRACT §3, §4): threads (and closing one), run read-out, flags."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from litestar import Controller, Request, get, post, put
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from terragon_core import FeatureFlagName
+from terragon_core import FeatureFlagName, FinishReason, MetricName
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest, NotFound
 from terragon_ingest.kit.openapi import error_responses
-from terragon_ingest.runs import flags, repository
+from terragon_ingest.runs import flags, repository, service
 from terragon_ingest.runs.schemas import (
     FlagUpdate,
     FlagUpdated,
@@ -20,6 +20,7 @@ from terragon_ingest.runs.schemas import (
     RunStartCreate,
     RunStarted,
     Thread,
+    ThreadClosed,
     ThreadCreate,
 )
 from terragon_ingest.runs.start import start_agent_message
@@ -45,6 +46,27 @@ class RunsController(Controller):
                     "repo_dir": data.repo_dir,
                 },
             )
+
+    @post(
+        "/threads/{thread_id:str}/close",
+        status_code=HTTP_200_OK,
+        responses=error_responses(401, 404, 409, 503),
+    )
+    async def close_thread(self, thread_id: FromPath[str], services: ServicesDep) -> ThreadClosed:
+        """Close a thread: end its active run, if any, as `failed` (`finishReason:
+        thread_closed`) and revoke every daemon token of the thread (401 `revoked` from then
+        on). Closing twice is a 200 with `endedRunId: null` and `revokedTokens: 0`."""
+        thread, closed = await service.close_thread(services.pool, thread_id=thread_id)
+        services.tokens.forget_thread(thread_id)
+        for _ in range(closed.ended_runs):
+            services.metrics.inc(
+                MetricName.RUN_FINALIZED,
+                repo=thread.repo_full_name,
+                user=thread.user_id,
+                provider=str(thread.sandbox_provider),  # a plain str as read
+                reason=FinishReason.THREAD_CLOSED.value,
+            )
+        return ThreadClosed(thread_id, closed.ended_run_id, closed.revoked_tokens)
 
     @post(
         "/runs/start",

@@ -84,3 +84,15 @@ class RunStarted(msgspec.Struct, rename="camel"):
     run_start_sha: str | None
     daemon_message: DaemonStartMessage
     delivered: bool
+
+
+class ThreadClosed(msgspec.Struct, rename="camel"):
+    """`POST /api/internal/threads/{threadId}/close` and `terragon tokens revoke --thread`."""
+
+    thread_id: str
+    ended_run_id: str | None
+    """The run this close ended as `failed` (`finishReason: thread_closed`); null when the thread
+    had no live run (closing twice). A thread with several chats ends each chat's live run: this
+    is the latest started of them."""
+    revoked_tokens: int
+    """Daemon tokens of the thread this close revoked (every one of its runs'); 0 the second time."""

@@ -2,7 +2,7 @@
 
 `create_run_context` mints a run and moves the pointer; `bind_run_sandbox` records the sandbox
 and the start SHA; `finalize_stale_runs` is the backstop's; `record_missing_end_sha` starts its
-grace window. A run's progress (`last_accepted_seq`, counts, the terminal status and diff source)
+grace window; `close_thread` ends a closed thread's live run and revokes its daemon tokens. A run's progress (`last_accepted_seq`, counts, the terminal status and diff source)
 is written only by the correlation decision under the run lock
 (db/functions/terragon_ingest_envelope.sql). Sandbox readers only read runs.
 """
@@ -26,7 +26,8 @@ from terragon_ingest.runs.flags import resolve_frozen_flags
 
 if TYPE_CHECKING:
     from terragon_ingest.db import AsyncConn, Pool
-    from terragon_ingest.runs.repository import FinalizedRun
+    from terragon_ingest.runs.repository import ClosedThread, FinalizedRun
+    from terragon_ingest.runs.schemas import Thread
 
 log = structlog.get_logger()
 
@@ -189,3 +190,41 @@ async def finalize_stale_runs(
             hint="the daemon never sent a terminal envelope with endSha; check the daemon's logs",
         )
     return rows
+
+
+async def close_thread(pool: Pool, *, thread_id: str) -> tuple[Thread, ClosedThread]:
+    """Close a thread (CONTRACT §4): end its live run(s) as failed / `thread_closed`, release its
+    run-context pointers as the backstop does, and revoke every daemon token of the thread, in
+    one transaction. Idempotent: closing again ends and revokes nothing. Raises `NotFound` for an
+    unregistered thread. Conflicts (a run start or the sweep on the same rows) retry like
+    `create_run_context`."""
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            thread, closed = await _close_once(pool, thread_id)
+        except RETRYABLE_CONFLICTS:
+            if attempt + 1 < MAX_ATTEMPTS:
+                await asyncio.sleep(backoff_seconds(attempt))
+            continue
+        log.warning(
+            "thread_closed",
+            thread_id=thread_id,
+            ended_run_id=closed.ended_run_id,
+            ended_runs=closed.ended_runs,
+            released_pointers=closed.released_pointers,
+            revoked_tokens=closed.revoked_tokens,
+            hint="its daemons' tokens now answer 401 revoked; a new run start mints a new token",
+        )
+        return thread, closed
+    raise RunContextConflict(
+        f"closing thread {thread_id!r} kept conflicting; gave up after {MAX_ATTEMPTS} attempts, "
+        "nothing written. Close it again."
+    )
+
+
+async def _close_once(pool: Pool, thread_id: str) -> tuple[Thread, ClosedThread]:
+    async with connection(pool) as conn, conn.transaction():
+        thread = await repository.fetch_thread(conn, thread_id)
+        if thread is None:
+            raise NotFound(f"thread {thread_id!r} is not registered")
+        closed = await repository.close_thread(conn, thread_id, FinishReason.THREAD_CLOSED.value)
+    return thread, closed

@@ -1,11 +1,14 @@
--- Rules 4 to 8 of CONTRACT §4, the one place their conditions are written: given the run's state
--- (its payload version, its last accepted seq, whether this eventId is already recorded) and the
--- envelope, the first rule that fires, or NULL (the envelope applies).
+-- The end of rule 3 (an ended run) and rules 4 to 8 of CONTRACT §4, the one place their conditions
+-- are written: given the run's state (ended or not, its payload version, its last accepted seq,
+-- whether this eventId is already recorded) and the envelope, the first rule that fires, or NULL
+-- (the envelope applies).
 --
 -- terragon_ingest_envelope evaluates it twice: on its lock-free snapshot (only `duplicate` and
--- `stale_seq` are answered from that) and under the run lock (every answer).
+-- `stale_seq` are answered from that, and every answer for an ended run, whose state no longer
+-- changes) and under the run lock (every answer).
 -- A function file: re-applied whenever it changes (db/migrate.py); edit it in place.
 CREATE FUNCTION terragon_envelope_verdict(
+    run_ended boolean,
     run_payload_version smallint,
     run_last_seq bigint,
     recorded boolean,
@@ -17,6 +20,13 @@ CREATE FUNCTION terragon_envelope_verdict(
 ) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
+        -- 3. (its end) nothing is applied to an ended run (finished or failed): what repeats an
+        -- envelope it accepted keeps its answer (rules 6 and 7), anything else is not this run's
+        -- any more. Part of the runId rule, so before the payload version's.
+        WHEN run_ended THEN CASE
+            WHEN recorded THEN 'duplicate'
+            WHEN seq BETWEEN 1 AND run_last_seq THEN 'stale_seq'
+            ELSE 'mismatch' END
         -- 4. the first accepted envelope fixed the run's payload version
         WHEN run_payload_version IS NOT NULL AND run_payload_version <> payload_version
             THEN 'payload_version_mismatch'

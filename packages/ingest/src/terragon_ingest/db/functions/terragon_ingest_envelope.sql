@@ -9,7 +9,8 @@
 -- outcome (terragon_core.CorrelationOutcome): unauthorized | forbidden | missing_run_id |
 --   mismatch | invalid_envelope | payload_version_mismatch | duplicate | stale_seq |
 --   missing_end_sha | needs_inputs | applied. Nothing is written unless outcome = 'applied'.
--- The context columns are set for every outcome but unauthorized / forbidden.
+-- The context columns are set for every outcome but unauthorized / forbidden; `token_refusal`
+-- (terragon_core.SecurityReason: expired | revoked) only for an unauthorized known token.
 -- Called with named arguments (daemon_events/queries.sql).
 -- A function file: re-applied whenever it changes (db/migrate.py); edit it in place.
 CREATE FUNCTION terragon_ingest_envelope(
@@ -48,12 +49,17 @@ CREATE FUNCTION terragon_ingest_envelope(
     OUT codesandbox_id text,
     OUT active_run_id text,
     OUT run_id_strict boolean,
-    OUT run_start_sha text
+    OUT run_start_sha text,
+    OUT token_refusal text
 )
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_token_thread text;
+    v_token_run text;
+    v_refusal text;
+    v_token_chat text;
+    v_ended boolean;
     v_version smallint;
     v_last_seq bigint;
     v_recorded boolean;
@@ -65,35 +71,41 @@ BEGIN
     legacy := false;
 
     -- 1. token: a live token by its sha256 digest (the service checked it before decoding the
-    -- body too; this is the authority), and the thread it is bound to (403).
+    -- body too; this is the authority): unknown, revoked or expired → 401 (terragon_daemon_token
+    -- says which), then the thread it is bound to (403).
     IF p_token_hash IS NULL THEN
         token_run_id := p_token_run_id;
     ELSE
-        SELECT k.thread_id, k.run_id INTO v_token_thread, token_run_id
-        FROM daemon_token k WHERE k.token_hash = p_token_hash AND k.revoked_at IS NULL;
-        IF NOT FOUND THEN
+        SELECT k.thread_id, k.run_id, k.refusal INTO v_token_thread, v_token_run, v_refusal
+        FROM terragon_daemon_token(p_token_hash) k;
+        IF NOT FOUND OR v_refusal IS NOT NULL THEN
             outcome := 'unauthorized';
+            token_refusal := v_refusal;
             RETURN;
         END IF;
         IF v_token_thread <> p_thread_id THEN
             outcome := 'forbidden';
             RETURN;
         END IF;
+        token_run_id := v_token_run;
     END IF;
     -- 2. body shape: decided by the decoder before this call.
 
     -- The context, one snapshot: the (thread, chat) pointer; the frozen strict flag (the active
-    -- run's, or with no active run the token's run's); the active run's state for rules 4 to 8.
+    -- run's, or with no active run the token's run's); the state of the token's run, the only run
+    -- the envelope can be for (rule 3), for the end of rule 3 and rules 4 to 8.
     SELECT t.user_id, t.repo_full_name, t.repo_dir,
            COALESCE(a.sandbox_provider, t.sandbox_provider),
            COALESCE(a.codesandbox_id, t.codesandbox_id),
            c.active_run_id,
            COALESCE(a.frozen_daemon_run_id_strict, tr.frozen_daemon_run_id_strict, false),
-           a.run_start_sha, a.daemon_payload_version, a.last_accepted_seq, a.status,
+           a.run_start_sha, tr.thread_chat_id, tr.status IN ('finished', 'failed'),
+           tr.daemon_payload_version, tr.last_accepted_seq, tr.status,
            EXISTS (SELECT 1 FROM daemon_event e
-                   WHERE e.run_id = c.active_run_id AND e.event_id = p_dedupe_id)
+                   WHERE e.run_id = tr.run_id AND e.event_id = p_dedupe_id)
     INTO user_id, repo_full_name, repo_dir, sandbox_provider, codesandbox_id, active_run_id,
-         run_id_strict, run_start_sha, v_version, v_last_seq, run_status, v_recorded
+         run_id_strict, run_start_sha, v_token_chat, v_ended, v_version, v_last_seq, run_status,
+         v_recorded
     FROM thread t
     LEFT JOIN thread_run_context c
            ON c.thread_id = t.thread_id AND c.thread_chat_id = p_thread_chat_id
@@ -102,10 +114,14 @@ BEGIN
     WHERE t.thread_id = p_thread_id;
     run_id_strict := COALESCE(run_id_strict, false);
 
-    -- 3. runId. strict=true: missing → missing_run_id. strict=false: missing → a legacy envelope
-    -- for the active run, but only from that run's own daemon: under a superseded run's token, or
-    -- with no active run, it is an old run's, never applied to another run. Given and not the
-    -- active run → mismatch.
+    -- 3. runId. A token authenticates only its own run's envelopes. strict=true: missing →
+    -- missing_run_id. strict=false: missing → a legacy envelope for the active run, but only from
+    -- that run's own daemon: under a superseded run's token, or with no active run, it is an old
+    -- run's, never applied to another run. Given and not the token's run → mismatch, even when it
+    -- names the active run. Then nothing is applied to an ended run: the verdict's first rule
+    -- answers for it (duplicate / stale_seq where it repeats what was accepted, else mismatch),
+    -- from this snapshot (an ended run's state no longer changes), before the field limits. Last,
+    -- a run that is not the active one → mismatch.
     IF p_run_id IS NULL THEN
         IF run_id_strict THEN
             outcome := 'missing_run_id';
@@ -116,7 +132,18 @@ BEGIN
             RETURN;
         END IF;
         legacy := true;
-    ELSIF active_run_id IS NULL OR p_run_id <> active_run_id THEN
+    ELSIF p_run_id IS DISTINCT FROM token_run_id THEN
+        outcome := 'mismatch';
+        RETURN;
+    END IF;
+    IF v_ended AND v_token_chat = p_thread_chat_id THEN
+        last_seq := v_last_seq;
+        outcome := terragon_envelope_verdict(
+            true, v_version, v_last_seq, v_recorded, p_payload_version, p_fields_valid, p_seq,
+            p_terminal, p_end_sha);
+        RETURN;
+    END IF;
+    IF active_run_id IS NULL OR token_run_id IS DISTINCT FROM active_run_id THEN
         outcome := 'mismatch';
         RETURN;
     END IF;
@@ -134,8 +161,8 @@ BEGIN
     -- removed while its run is live; last_accepted_seq only grows.
     last_seq := v_last_seq;
     v_verdict := terragon_envelope_verdict(
-        v_version, v_last_seq, v_recorded, p_payload_version, p_fields_valid, p_seq, p_terminal,
-        p_end_sha);
+        false, v_version, v_last_seq, v_recorded, p_payload_version, p_fields_valid, p_seq,
+        p_terminal, p_end_sha);
     IF v_verdict IN ('duplicate', 'stale_seq') THEN
         outcome := v_verdict;
         RETURN;
@@ -146,7 +173,8 @@ BEGIN
     END IF;
 
     -- Under the run lock (every envelope of one run in turn): the pointer again (rule 3: it may
-    -- have moved since the snapshot), then rules 4 to 8 for good.
+    -- have moved since the snapshot), then the end of rule 3 (the run may have ended since: a
+    -- terminal envelope, a close) and rules 4 to 8 for good.
     SELECT * INTO r FROM thread_run WHERE run_id = active_run_id FOR UPDATE;
     IF NOT FOUND OR NOT EXISTS (
         SELECT 1 FROM thread_run_context c
@@ -159,7 +187,7 @@ BEGIN
     last_seq := r.last_accepted_seq;
     run_status := r.status;
     v_verdict := terragon_envelope_verdict(
-        r.daemon_payload_version, r.last_accepted_seq,
+        r.status IN ('finished', 'failed'), r.daemon_payload_version, r.last_accepted_seq,
         EXISTS (SELECT 1 FROM daemon_event e WHERE e.run_id = r.run_id AND e.event_id = p_dedupe_id),
         p_payload_version, p_fields_valid, p_seq, p_terminal, p_end_sha);
     IF v_verdict IS NOT NULL THEN

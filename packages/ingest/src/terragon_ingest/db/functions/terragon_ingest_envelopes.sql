@@ -37,7 +37,8 @@ RETURNS TABLE (
     codesandbox_id text,
     active_run_id text,
     run_id_strict boolean,
-    run_start_sha text
+    run_start_sha text,
+    token_refusal text
 )
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -52,7 +53,8 @@ BEGIN
             EXCEPTION WHEN OTHERS THEN
                 RETURN QUERY SELECT i, SQLSTATE, NULL::text, NULL::boolean, NULL::integer,
                     NULL::bigint, NULL::text, NULL::uuid, NULL::text, NULL::text, NULL::text,
-                    NULL::text, NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::text;
+                    NULL::text, NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::text,
+                    NULL::text;
             END;
             CONTINUE;
         END IF;
