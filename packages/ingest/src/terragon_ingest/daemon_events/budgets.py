@@ -45,6 +45,7 @@ log = structlog.get_logger()
 
 WINDOW_SECONDS = 60
 _KEY_TTL_SECONDS = 2 * WINDOW_SECONDS
+_NOTHING = (0, 0)
 
 
 class RunBudgets:
@@ -148,20 +149,22 @@ class RunBudgets:
         return None
 
     async def sync_once(self) -> bool:
-        """Add this worker's unsynced increments to Valkey and read back every run's totals.
-        False when Valkey failed (the increments are kept for the next try)."""
+        """Add this worker's unsynced increments to Valkey and read back the totals of every run
+        it has seen this window (adding 0 reads the others' usage). False when Valkey failed (the
+        increments are kept for the next try)."""
         self._roll()
-        if self._valkey is None or not self._unsynced:
+        if self._valkey is None or not self._used:
             return True
         window, pending = self._window, self._unsynced
         self._unsynced = {}
-        runs = list(pending)
+        runs = list(self._used)
         try:
             async with self._valkey.pipeline(transaction=False) as pipe:
                 for run_id in runs:
                     key = run_budget_key(self._env, run_id, window)
-                    pipe.hincrby(key, RUN_BUDGET_MESSAGES_FIELD, pending[run_id][0])
-                    pipe.hincrby(key, RUN_BUDGET_BYTES_FIELD, pending[run_id][1])
+                    messages, size = pending.get(run_id, _NOTHING)
+                    pipe.hincrby(key, RUN_BUDGET_MESSAGES_FIELD, messages)
+                    pipe.hincrby(key, RUN_BUDGET_BYTES_FIELD, size)
                     pipe.expire(key, _KEY_TTL_SECONDS)
                 results = await pipe.execute()
         except Exception as exc:  # Valkey down or slow: the local accounting keeps deciding
@@ -179,7 +182,7 @@ class RunBudgets:
             return True
         for i, run_id in enumerate(runs):
             messages, size = int(results[3 * i]), int(results[3 * i + 1])
-            since = self._unsynced.get(run_id, [0, 0])  # admitted while the pipeline ran
+            since = self._unsynced.get(run_id, _NOTHING)  # admitted while the pipeline ran
             self._used[run_id] = [messages + since[0], size + since[1]]
         return True
 
