@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import subprocess
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,10 +25,19 @@ from terragon_ingest.daemon_events import service
 from terragon_ingest.daemon_events.budgets import WINDOW_SECONDS, RunBudgets
 from terragon_ingest.daemon_events.group_commit import GroupCommit
 from tests.conftest import INTERNAL_TOKEN
+from tests.daemon_bundle.support import (
+    FAST_FLAGS,
+    DaemonProcess,
+    agent_command,
+    make_git_repo,
+    start_message,
+)
 from tests.ingest.integration.test_daemon_event_support import (
+    CHAT,
     envelope,
     post,
     quarantine_rows,
+    run_state,
     sql,
     start_run,
 )
@@ -230,7 +242,7 @@ async def test_workers_share_one_budget_through_valkey(valkey_url: str) -> None:
     assert await one.sync_once() and await two.sync_once() and await one.sync_once()
     assert one.admit("run-x", 1, 10) is not None  # 5 of 5 used across both
     assert two.admit("run-x", 1, 10) is not None
-    stored = await client.hgetall(run_budget_key("dev", "run-x", WINDOW))
+    stored: dict[bytes, bytes] = await client.hgetall(run_budget_key("dev", "run-x", WINDOW))  # type: ignore[misc]
     assert {k.decode(): int(v) for k, v in stored.items()} == {"messages": 5, "bytes": 200}
     await client.aclose()
 
@@ -323,3 +335,47 @@ async def test_a_statement_over_the_timeout_is_503_and_another_run_is_applied(
     await held_thread.release()
     response = await post(http, envelope(slow_run, 1, thread_id="t-slow"), slow_token)
     assert response.status_code == 200, response.text  # the daemon's retry is applied
+
+
+async def test_a_rate_limited_daemon_loses_nothing(
+    live: LiveServer, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A real daemon against the real service, its run over budget again and again: each 429 is
+    waited out (Retry-After) with the same sealed batch, and every agent message is stored once."""
+    assert live.app is not None
+    services = live.app.state.services
+    clock = Clock()
+    clock.now = WINDOW * WINDOW_SECONDS + 59.5  # Retry-After: 1 s; the test ends each window
+    services.budgets = RunBudgets(max_messages=MAX_MESSAGES, max_bytes=10**6, clock=clock)
+    run_id, token = await start_run(http)
+    agent = ["--messages", "8", "--seed", "7", "--no-git"]
+    repo = make_git_repo(tmp_path / "checkout")
+    start = tmp_path / "start.json"
+    message = start_message(live.url, repo, agent, runId=run_id, token=token, threadChatId=CHAT)
+    start.write_text(json.dumps(message))
+    flags = ["--max-batch-messages", "3", "--max-attempts", "2", "--retry-max-delay", "0.2"]
+    spool = ["--spool-dir", str(tmp_path / "spool")]
+    daemon = DaemonProcess([*FAST_FLAGS, *flags, *spool, "--start-json", str(start)])
+    try:
+        limited = 0.0
+        async with asyncio.timeout(60):
+            while daemon.proc.poll() is None:  # each 429 seen ends the window it was in
+                seen = services.metrics.value(
+                    MetricName.ENVELOPE, repo="", user="", provider="", reason="rate_limited"
+                )
+                if seen > limited:
+                    limited = seen
+                    clock.now += WINDOW_SECONDS
+                await asyncio.sleep(0.05)
+        assert daemon.wait() == 0, daemon.log()
+    finally:
+        daemon.close()
+    assert limited >= 2, "the run went over its budget more than once"
+    assert "http_status=429" in daemon.log()
+    assert "batch_dead_lettered" not in daemon.log()
+    produced = await asyncio.to_thread(
+        subprocess.run, agent_command(*agent), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert produced.returncode == 0, produced.stderr
+    state = await run_state(http, run_id)
+    assert state["acceptedMessageCount"] == len(produced.stdout.splitlines()), daemon.log()
