@@ -80,7 +80,11 @@ async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
     token = request_headers.get(DAEMON_TOKEN_HEADER)
     try:
         reply = refuse_over_budget(services, token, request.content_length)  # 429 before the body
-        if reply is None:
+        if reply is not None:
+            # Close rather than receive and discard the unread body on this connection (the
+            # daemon opens a connection per attempt anyway).
+            headers["Connection"] = "close"
+        else:
             body = await read_capped_body(request, services.settings.server.MAX_BODY_BYTES)
             if body is None:
                 reply = Reply(
