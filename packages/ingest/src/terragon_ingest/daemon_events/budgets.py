@@ -148,6 +148,16 @@ class RunBudgets:
             unsynced[1] += size
         return None
 
+    def refund(self, run_id: str, messages: int, size: int) -> None:
+        """Give back what `admit` charged for an envelope that was not stored (a 503): the
+        daemon sends it again, and that attempt is charged."""
+        if int(self._clock() // WINDOW_SECONDS) != self._window:
+            return
+        for counts in (self._used.get(run_id), self._unsynced.setdefault(run_id, [0, 0])):
+            if counts is not None:
+                counts[0] -= messages
+                counts[1] -= size
+
     async def sync_once(self) -> bool:
         """Add this worker's unsynced increments to Valkey and read back the totals of every run
         it has seen this window (adding 0 reads the others' usage). False when Valkey failed (the

@@ -116,9 +116,7 @@ class _Batcher(Generic[ItemT, AnswerT]):
     def _dispatch(self) -> None:
         while self._waiting and self._in_flight < self._max_in_flight:
             batch = self._take()
-            if (
-                not batch
-            ):  # every waiting item's lane is busy: the next finished statement frees one
+            if not batch:  # each waiting item's lane is busy: a finishing statement frees one
                 return
             lanes = {w.lane for w in batch if w.lane is not None}
             self._busy |= lanes

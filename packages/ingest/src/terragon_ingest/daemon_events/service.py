@@ -6,6 +6,7 @@ contract's order: token → body shape → runId (missing / mismatch) → field 
 |---|---|
 | 1 token | `handle_delivery` before the body is decoded (no header → 401; a token this process has not seen resolve is looked up first: unknown / revoked → 401, the body never decoded); then the SQL, the authority |
 | 2 body shape | `decode_envelope` (core): wrong types, `threadId` / `threadChatId` / `runId` over 256 characters or holding a NUL → 400 |
+| budget | `handle_delivery`: the token's run over its per-minute budget → 429 `rate_limited` (`budgets.py`; before the body when the run is known to be spent: `refuse_over_budget`); an envelope over a budget alone → `within_limits` false → `invalid_envelope` |
 | everything else | SQL `terragon_ingest_envelope` (db/functions/terragon_ingest_envelope.sql; rules 4 to 8 in `terragon_envelope_verdict.sql`) |
 
 The service decides nothing else: it computes what the envelope alone says (`over_limit`,
@@ -48,6 +49,7 @@ from terragon_ingest.daemon_events.quarantine import Dimensions
 from terragon_ingest.daemon_events.schemas import EnvelopeAck
 from terragon_ingest.daemon_events.terminal import diff_source_for, legacy_ui_outcome
 from terragon_ingest.db import connection
+from terragon_ingest.errors import ServiceUnavailable
 from terragon_ingest.runs.service import record_missing_end_sha
 from terragon_ingest.runs.tokens import hash_token, resolve_daemon_token
 from terragon_ingest.sandbox.reader import SandboxRef
@@ -136,7 +138,12 @@ async def handle_delivery(
             return _rate_limited(retry_after)
         over_budget = budgets.never_fits(messages, size)
     delivery = Delivery(envelope, body, trace_id, token_hash=digest, over_budget=over_budget)
-    return await decide(services, delivery)
+    try:
+        return await decide(services, delivery)
+    except ServiceUnavailable:
+        if budgets is not None:  # nothing was stored: the daemon's retry is charged instead
+            budgets.refund(binding.run_id, len(envelope.messages), len(body))
+        raise
 
 
 def _unauthorized() -> Reply:
