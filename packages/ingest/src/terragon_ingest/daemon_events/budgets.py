@@ -13,6 +13,9 @@ envelope that alone exceeds a budget can never fit: it is admitted and quarantin
   `TERRAGON_RUN_BUDGET_SYNC_SECONDS` (one pipeline) and reads back the totals, so the workers and
   replicas share one budget. The overshoot is bounded by the sync interval: a run can exceed its
   budget by what the other workers admit for it before they next sync.
+- **Valkey, not PostgreSQL**, holds the shared counters: they live two windows and are written by
+  every worker several times a second; in PostgreSQL they would cost WAL and vacuum for rows
+  nobody keeps, on the database the envelopes need.
 - **A budget outage never stops ingest**: when Valkey is down each worker's own accounting
   decides; the failure is logged once (and once when it heals) and counted
   (`preview.budget_sync_failure`).
@@ -212,4 +215,7 @@ class RunBudgets:
         """The sync loop, until cancelled."""
         while True:
             await asyncio.sleep(self._sync_seconds)
-            await self.sync_once()
+            try:
+                await self.sync_once()
+            except Exception as exc:  # never let the loop die: the next interval tries again
+                self._failed(exc)
