@@ -17,6 +17,8 @@ import uvicorn
 from terragon_ingest.app import create_app
 
 if TYPE_CHECKING:
+    from litestar import Litestar
+
     from terragon_ingest.settings import Settings
 
 
@@ -32,11 +34,14 @@ class LiveServer:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self._server: uvicorn.Server | None = None
+        self.app: Litestar | None = None
+        """The app being served (its `state.services`, for tests that watch inside)."""
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> None:
+        self.app = create_app(self.settings)
         config = uvicorn.Config(
-            create_app(self.settings),
+            self.app,
             host="127.0.0.1",
             port=self.port,
             lifespan="on",

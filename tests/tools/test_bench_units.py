@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+from tools.bench.fairness import fairness_results, percentile
 from tools.bench.replay import inline_parameters, parse_log, pgbench_script, templatize
 from tools.bench.report import BenchResult, judge, markdown
 from tools.bench.stack import REPO_ROOT, RunHandle
@@ -102,3 +103,18 @@ def test_batch_distribution_is_the_phase_delta_of_the_cumulative_buckets() -> No
         "meanEnvelopesPerStatement": 3.0,
         "byBatchSize": {"<= 1": 2, "<= 2": 2, "<= 4": 2, "<= inf": 0},
     }
+
+
+def test_fairness_compares_the_victims_loaded_percentiles_with_its_unloaded_ones() -> None:
+    samples = [float(i) for i in range(1, 101)]  # 1..100 ms
+    assert percentile(samples, 0.5) == 50.0
+    assert percentile(samples, 0.99) == 99.0
+    assert percentile([7.0], 0.99) == 7.0
+    loaded = [3 * s for s in samples[:-1]] + [600.0]  # median 150 (3x), p99 297 (3x)
+    median, p99 = fairness_results(samples, loaded)
+    assert (median.value, median.ceiling, median.ratio, median.met) == (150.0, 50.0, 3.0, True)
+    assert (p99.value, p99.ceiling, p99.ratio, p99.met) == (297.0, 99.0, 3.0, True)
+    slow = [s + 200 for s in samples]
+    median, p99 = fairness_results(samples, slow)
+    assert median.met is False  # 250 / 50 = 5x
+    assert p99.met is True  # 299 / 99 ≈ 3.0x

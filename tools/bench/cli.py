@@ -36,6 +36,7 @@ def _benches() -> dict[str, tuple[Bench, bool]]:
         archive_read,
         daemon,
         dashboard,
+        fairness,
         growth,
         ingest,
         preview,
@@ -54,6 +55,7 @@ def _benches() -> dict[str, tuple[Bench, bool]]:
         "growth": (growth.bench_growth, True),
         "archive-read": (archive_read.bench_archive_read, False),
         "soak": (soak.bench_soak, True),
+        "fairness": (fairness.bench_fairness, True),
     }
 
 
@@ -67,6 +69,7 @@ DEFAULT = [
     "daemon",
     "dashboard",
     "growth",
+    "fairness",
 ]
 
 

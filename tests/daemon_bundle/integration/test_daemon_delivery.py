@@ -354,3 +354,17 @@ def test_unreadable_spool_run_is_skipped(
     assert daemon.resume() == []
     run_to_completion(daemon, start_message(ingest.url, repo, ["--messages", "1"]))
     assert ingest.received[-1].message_types[-1] == "result"
+
+
+def test_rate_limited_answers_never_exhaust_the_attempts(
+    make_daemon: DaemonFactory, ingest: FakeIngest, repo: Path
+) -> None:
+    """A run over its budget is told "later" (429 + Retry-After) as often as it takes: the same
+    sealed batch waits and is sent again, never dead-lettered for it."""
+    limited = Reply(429, {"status": "rate_limited"}, {"Retry-After": "0"})
+    ingest.respond(limited, limited, limited, limited)
+    daemon = make_daemon(max_attempts=2, max_batch_messages=50, flush_interval=5.0)
+    run_to_completion(daemon, start_message(ingest.url, repo, ["--messages", "1"]))
+    first = ingest.received[:5]
+    assert len({(r.seq, r.event_id, r.body) for r in first}) == 1
+    assert daemon.dead_lettered() == 0

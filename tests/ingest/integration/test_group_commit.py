@@ -196,8 +196,9 @@ async def test_an_envelope_spelling_a_nul_is_decided_alone_not_in_the_batch(
     app, client, group: GroupCommit, database_url: str
 ) -> None:
     """Hostile: messages holding `\\u0000` cannot be stored, and would fail a grouped statement
-    (its neighbours' batch run twice). Such a body skips the batch: the others commit together on
-    the first try, and it is quarantined `invalid_envelope` alone, as without group commit."""
+    (its neighbours' batch run twice). Such a body is a statement of its own: the others commit
+    together on the first try, and it is quarantined `invalid_envelope` alone, as without group
+    commit."""
     runs = [await start_run(client, thread_id=f"t-{i}") for i in range(4)]
     hostile = [{"type": "assistant", "uuid": "m-nul", "text": "nul \u0000 here"}]
     items = [
@@ -211,5 +212,5 @@ async def test_an_envelope_spelling_a_nul_is_decided_alone_not_in_the_batch(
         ("applied", None),
         ("applied", None),
     ]
-    assert group.batch_sizes == {3: 1}
+    assert group.batch_sizes == {3: 1, 1: 1}  # the NUL body: a statement of its own, in a slot
     assert await _writers(database_url, [run_id for run_id, _ in runs]) == 1

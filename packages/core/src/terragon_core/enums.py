@@ -117,6 +117,8 @@ class EnvelopeStatus(StrEnum):
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    """429 with `Retry-After`: the run is over its per-minute budget (CONTRACT §4 "Budgets")."""
     UNAVAILABLE = "unavailable"
 
 

@@ -15,6 +15,9 @@ from terragon_core.constants import (
 REPO_ACCESS_KEY_PREFIX = "terragon:v1:preview:repo-access"
 QUARANTINE_OBJECT_PREFIX = "preview/daemon-quarantine"
 QUARANTINE_OFFLOAD_KEY_PREFIX = "terragon:v1:preview:quarantine-offload"
+RUN_BUDGET_KEY_PREFIX = "terragon:v1:ingest:run-budget"
+RUN_BUDGET_MESSAGES_FIELD = "messages"
+RUN_BUDGET_BYTES_FIELD = "bytes"
 
 
 _ASCII_FOLD: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -89,3 +92,9 @@ def quarantine_offload_rate_key(env: str, repo_full_name: str, minute: int) -> s
 def quarantine_offload_pending_key(env: str) -> str:
     """Sorted set of offloaded object keys by write time; maintenance removes objects without a row."""
     return f"{QUARANTINE_OFFLOAD_KEY_PREFIX}:{env}:pending"
+
+
+def run_budget_key(env: str, run_id: str, window: int) -> str:
+    """`terragon:v1:ingest:run-budget:{env}:{runId}:{epochMinute}`: a hash of the run's usage in
+    that one-minute window, fields `messages` and `bytes` (HINCRBY from every worker, EXPIRE)."""
+    return f"{RUN_BUDGET_KEY_PREFIX}:{env}:{run_id}:{window}"

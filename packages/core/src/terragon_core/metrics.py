@@ -26,6 +26,8 @@ class MetricName(StrEnum):
     QUARANTINE_PURGE = "preview.quarantine_purge"
     EVENT_PURGE = "preview.event_purge"
     """Preview-event rows purged by retention (no reason: `reason` is "")."""
+    BUDGET_SYNC_FAILURE = "preview.budget_sync_failure"
+    """Run-budget syncs to Valkey that failed (each worker's own accounting decided meanwhile)."""
 
 
 ENVELOPE_SECONDS_HISTOGRAM: Final = "preview_envelope_seconds"

@@ -59,6 +59,7 @@ ENVELOPE_STATUSES: Final = frozenset(
         "unauthorized",
         "forbidden",
         "too_large",
+        "rate_limited",
         "unavailable",
     }
 )

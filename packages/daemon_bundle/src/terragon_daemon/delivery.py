@@ -2,8 +2,9 @@
 
 Because a run never has two batches on the wire, `seq` reaches the server in order and a
 `stale_seq` answer only ever means a replay. A batch leaves the spool when it is delivered (2xx)
-or dead-lettered (400/401/403/413, other 4xx, or `max_attempts` retries used up); until then it
-is retried with backoff, and a daemon restart picks it up unchanged.
+or dead-lettered (400/401/403/413, other 4xx, or `max_attempts` retries used up; a 429 is waited
+out after its `Retry-After` and never used up); until then the same sealed batch (same eventId and
+seq) is retried with backoff, and a daemon restart picks it up unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from terragon_daemon.logs import log_event
 from terragon_daemon.sender import (
     DEAD_LETTER,
     DELIVERED,
+    RATE_LIMITED_STATUS,
     Attempt,
     Backoff,
     HttpSender,
@@ -89,6 +91,7 @@ class Deliverer:
         """Deliver or dead-letter `batch`; False if aborted while waiting to retry."""
         spec = self.run.spec
         failures = 0
+        rate_limited = 0  # 429s: the server's budget says "later", never a reason to give up
         while True:
             traceparent = traceparent_for(self.run.trace_id)
             attempt = self._sender.post(spec.ingest_url, spec.token, traceparent, batch.body)
@@ -101,7 +104,9 @@ class Deliverer:
                 self._dead_letter(batch, attempt, f"http_{attempt.http_status}", failures + 1)
                 return True
             failures += 1
-            if self._max_attempts and failures >= self._max_attempts:
+            if attempt.http_status == RATE_LIMITED_STATUS:
+                rate_limited += 1
+            elif self._max_attempts and failures - rate_limited >= self._max_attempts:
                 self._dead_letter(batch, attempt, "retries_exhausted", failures)
                 return True
             delay = self._backoff.delay(failures, attempt.retry_after)

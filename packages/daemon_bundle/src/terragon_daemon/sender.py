@@ -3,7 +3,8 @@
 - 2xx (200 `applied`, 202 `duplicate` / `stale_seq` / `quarantined`): delivered. A 202 is the
   server's final word and is never retried.
 - Network error, 5xx, 408, 429: retried with exponential backoff and jitter, never sooner than
-  the server's `Retry-After`.
+  the server's `Retry-After`. A 429 `rate_limited` (the run is over its per-minute budget) is
+  waited out however often it comes: it never counts toward `max_attempts`.
 - 400, 401, 403, 413 and every other status: dead letter, with the reason.
 """
 
@@ -28,7 +29,8 @@ RETRY: Final = "retry"
 DEAD_LETTER: Final = "dead_letter"
 
 RETRY_AFTER_CAP_SECONDS: Final = 600.0
-_RETRYABLE_STATUSES: Final = frozenset({408, 429})
+RATE_LIMITED_STATUS: Final = 429
+_RETRYABLE_STATUSES: Final = frozenset({408, RATE_LIMITED_STATUS})
 _RESPONSE_READ_LIMIT: Final = 64 * 1024
 
 

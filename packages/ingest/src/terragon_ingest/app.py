@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from litestar.types import ControllerRouterHandler
 
 from terragon_ingest import health
 from terragon_ingest.access.routes import AccessInternalController, GithubWebhookController
+from terragon_ingest.daemon_events.budgets import RunBudgets
 from terragon_ingest.daemon_events.group_commit import group_commits_for
 from terragon_ingest.daemon_events.internal_routes import CorrelationController
 from terragon_ingest.daemon_events.routes import post_daemon_event
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             min_size=min(settings.db.POOL_MIN, settings.db.POOL_MAX),
             max_size=settings.db.POOL_MAX,
             timeout=settings.db.CONNECT_TIMEOUT,
+            statement_timeout=settings.db.STATEMENT_TIMEOUT,
         )
         await pool.open(wait=True, timeout=30)
         client = valkey_asyncio.from_url(
@@ -109,6 +112,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             socket_connect_timeout=settings.valkey.TIMEOUT,
         )
         metrics = Metrics()
+        budgets = RunBudgets.from_settings(settings, client, metrics)
         envelopes_commit, quarantine_commit = group_commits_for(pool, settings, metrics)
         services = Services(
             settings=settings,
@@ -118,8 +122,10 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             objects=QuarantineObjects.from_settings(settings),
             group_commit=envelopes_commit,
             quarantine_commit=quarantine_commit,
+            budgets=budgets,
         )
         app.state.services = services
+        budget_sync = asyncio.create_task(budgets.run(), name="run_budget_sync")
         scheduler = Scheduler(
             periodic_jobs() if settings.server.BACKGROUND_JOBS else [],
             interval_override=settings.server.JOB_INTERVAL_SECONDS,
@@ -134,6 +140,9 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             yield
         finally:
             await scheduler.stop()
+            budget_sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await budget_sync
             await client.aclose()
             await pool.close()
             log.info("ingest_stopped")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from valkey.asyncio import Valkey
 
     from terragon_ingest.access import RepoAccessCache
+    from terragon_ingest.daemon_events.budgets import RunBudgets
     from terragon_ingest.daemon_events.group_commit import GroupCommit, QuarantineCommit
     from terragon_ingest.db import Pool
     from terragon_ingest.objects import QuarantineObjects
@@ -38,6 +39,8 @@ class Services:
     """Grouped statements for ordinary envelopes (daemon_events.group_commit); None = off."""
     quarantine_commit: QuarantineCommit | None = None
     """Grouped statements for quarantine rows (daemon_events.group_commit); None = off."""
+    budgets: RunBudgets | None = None
+    """Per-run message and byte budgets (daemon_events.budgets); None = unlimited."""
     tokens: KnownTokens = field(default_factory=KnownTokens)
     """Daemon tokens seen to resolve, checked before a body is decoded (runs.tokens)."""
     access: RepoAccessCache | None = None

@@ -9,6 +9,7 @@ from terragon_ingest.archive import location, repository
 from terragon_ingest.archive.alerts import evaluate_alerts
 from terragon_ingest.archive.retention import DayPlan, purge
 from terragon_ingest.archive.rollup import RollupResult, rollup
+from terragon_ingest.db import unbounded
 from terragon_ingest.kit.progress import NO_PROGRESS
 from terragon_ingest.objects import QuarantineObjects
 
@@ -44,7 +45,7 @@ async def archive_rollup_job(services: Services) -> RollupResult:
 
 async def retention_purge_job(services: Services) -> list[DayPlan]:
     settings = services.settings
-    async with services.pool.connection() as conn:
+    async with unbounded(services.pool) as conn:  # not under the request path's statement timeout
         return await purge(
             conn,
             archive_root=location.from_settings(settings),

@@ -19,6 +19,13 @@ One statement in flight instead of two made batches of 7.9 but left a quarter of
 and p99 up to 55 ms (apply 0.68 to 0.89 of pgbench over six phases, as spread as with two): two
 it is (`TERRAGON_GROUP_COMMIT_IN_FLIGHT`).
 
+Tenancy (CONTRACT §4 "Budgets"): one run's envelopes occupy at most one of a worker's in-flight
+statements (`lane`: the sending token's digest, one token per run, so no lookup): while a
+statement holding a run's envelope runs, that run's later envelopes wait for it and every other
+run's go ahead, so a flooding run holds one slot and the others keep the rest. An envelope marked
+`alone` (a NUL escape, or a heavy one: `service.HEAVY_*`) is a statement of its own, so its cost
+is never added to a neighbour's batch.
+
 Guarantees, each kept by construction:
 - an item is answered only after the statement that wrote it committed;
 - two envelopes of one run keep their arrival order (stable sort by thread; the second sees the
@@ -33,6 +40,7 @@ Guarantees, each kept by construction:
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
@@ -77,7 +85,9 @@ class _Batcher(Generic[ItemT, AnswerT]):
         self._pool = pool
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._waiting: list[tuple[ItemT, asyncio.Future[AnswerT | None]]] = []
+        self._waiting: list[_Waiting[ItemT, AnswerT]] = []
+        self._busy: set[object] = set()
+        """Lanes with an item in a running statement."""
         self._in_flight = 0
         self._dispatch_pending = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -89,9 +99,11 @@ class _Batcher(Generic[ItemT, AnswerT]):
         """Items waiting for a free slot (for tests and tools/bench)."""
         return len(self._waiting)
 
-    async def _submit(self, item: ItemT) -> AnswerT | None:
+    async def _submit(
+        self, item: ItemT, *, lane: object = None, alone: bool = False
+    ) -> AnswerT | None:
         future: asyncio.Future[AnswerT | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
+        self._waiting.append(_Waiting(item, future, lane, alone))
         if not self._dispatch_pending:  # the turn's first item: send at the next turn
             self._dispatch_pending = True
             asyncio.get_running_loop().call_soon(self._dispatch_turn)
@@ -103,12 +115,37 @@ class _Batcher(Generic[ItemT, AnswerT]):
 
     def _dispatch(self) -> None:
         while self._waiting and self._in_flight < self._max_in_flight:
-            batch = self._waiting[: self._max_batch]
-            del self._waiting[: self._max_batch]
+            batch = self._take()
+            if not batch:  # each waiting item's lane is busy: a finishing statement frees one
+                return
+            lanes = {w.lane for w in batch if w.lane is not None}
+            self._busy |= lanes
             self._in_flight += 1
-            task = asyncio.create_task(self._send(batch))
+            task = asyncio.create_task(self._send([(w.item, w.future) for w in batch], lanes))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> list[_Waiting[ItemT, AnswerT]]:
+        """The next statement's items, in arrival order: up to `max_batch`, none of a busy lane,
+        an `alone` item only by itself. A skipped item's lane is closed for the rest of this pass,
+        so a run's envelopes never overtake each other."""
+        if not self._busy and not any(w.alone for w in self._waiting[: self._max_batch]):
+            batch = self._waiting[: self._max_batch]  # the common case: take the head
+            del self._waiting[: self._max_batch]
+            return batch
+        batch: list[_Waiting[ItemT, AnswerT]] = []
+        kept: list[_Waiting[ItemT, AnswerT]] = []
+        closed = set(self._busy)
+        for waiting in self._waiting:
+            full = len(batch) >= self._max_batch or (batch and batch[0].alone)
+            if full or waiting.lane in closed or (waiting.alone and batch):
+                kept.append(waiting)
+                if waiting.lane is not None:
+                    closed.add(waiting.lane)
+                continue
+            batch.append(waiting)
+        self._waiting = kept
+        return batch
 
     def _observe(self, size: int) -> None:
         self.batch_sizes[size] = self.batch_sizes.get(size, 0) + 1
@@ -124,7 +161,9 @@ class _Batcher(Generic[ItemT, AnswerT]):
         """The order the items go into the statement (default: as they arrived)."""
         return list(range(len(items)))
 
-    async def _send(self, batch: list[tuple[ItemT, asyncio.Future[AnswerT | None]]]) -> None:
+    async def _send(
+        self, batch: list[tuple[ItemT, asyncio.Future[AnswerT | None]]], lanes: set[object]
+    ) -> None:
         self._observe(len(batch))
         try:
             if len(batch) == 1:  # alone: the plain statement, no subtransaction to pay for
@@ -146,6 +185,7 @@ class _Batcher(Generic[ItemT, AnswerT]):
             for _item, future in batch:
                 _settle(future, None)
         finally:
+            self._busy -= lanes
             self._in_flight -= 1
             self._dispatch()
 
@@ -171,11 +211,13 @@ class GroupCommit(_Batcher[_Envelope, "Decision"]):
         self._metrics = metrics
 
     async def submit(
-        self, params: dict[str, Any], messages: list[dict[str, Any]]
+        self, params: dict[str, Any], messages: list[dict[str, Any]], *, alone: bool = False
     ) -> Decision | None:
         """The decision for one ordinary envelope; None when it must be decided again alone (its
-        subtransaction failed, or its statement did). Sent alone, its error is raised here."""
-        return await self._submit((params, messages))
+        subtransaction failed, or its statement did). Sent alone, its error is raised here. Its
+        lane is its token (one run's envelopes: one statement at a time); `alone`: a statement of
+        its own."""
+        return await self._submit((params, messages), lane=params["token_hash"], alone=alone)
 
     def _observe(self, size: int) -> None:
         super()._observe(size)
@@ -212,6 +254,15 @@ class QuarantineCommit(_Batcher[dict[str, Any], list[str]]):
         self, conn: AsyncConn, items: list[dict[str, Any]]
     ) -> list[list[str] | None]:
         return await repository.insert_quarantines(conn, items)
+
+
+@dataclass(slots=True)
+class _Waiting(Generic[ItemT, AnswerT]):
+    item: ItemT
+    future: asyncio.Future[AnswerT | None]
+    lane: object
+    """Items of one lane run in one statement at a time (None: no lane)."""
+    alone: bool
 
 
 def _settle(future: asyncio.Future[AnswerT | None], answer: AnswerT | None) -> None:

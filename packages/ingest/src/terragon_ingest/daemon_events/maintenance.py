@@ -26,7 +26,7 @@ from terragon_core import (
 )
 from terragon_ingest.daemon_events import repository
 from terragon_ingest.daemon_events.schemas import SweepResult
-from terragon_ingest.db import connection
+from terragon_ingest.db import connection, unbounded
 from terragon_ingest.db.locks import MAINTENANCE_SWEEP_LOCK
 from terragon_ingest.runs.service import finalize_stale_runs
 from terragon_ingest.telemetry import build_event, emit_event, trace_id_from
@@ -46,7 +46,7 @@ async def sweep(
 ) -> SweepResult:
     correlation = services.settings.correlation
     trace_id = trace_id_from(None)
-    async with connection(services.pool) as conn, conn.transaction():
+    async with unbounded(services.pool) as conn, conn.transaction():
         if not await repository.try_sweep_lock(conn, MAINTENANCE_SWEEP_LOCK):
             log.debug("maintenance_sweep_skipped", reason="another replica holds the sweep lock")
             return SweepResult(swept=False)

@@ -157,6 +157,8 @@ async def ingest_envelopes(
     except psycopg.Error as exc:
         if conn.broken:  # gone mid-statement: whether it committed is unknown; the caller decides
             raise
+        if isinstance(exc, psycopg.errors.QueryCanceled):  # the statement timeout: a second
+            raise  # run would take as long; each envelope is decided again alone
         log.warning(
             "group_commit_batch_isolated",
             size=len(batch),

@@ -20,7 +20,7 @@ from litestar.types import ASGIApp
 
 from terragon_core import DAEMON_TOKEN_HEADER, TRACEPARENT_HEADER, EnvelopeStatus, MetricName
 from terragon_ingest.daemon_events.schemas import EnvelopeAck
-from terragon_ingest.daemon_events.service import Reply, handle_delivery
+from terragon_ingest.daemon_events.service import Reply, handle_delivery, refuse_over_budget
 from terragon_ingest.errors import ServiceUnavailable
 from terragon_ingest.kit.http import JsonAnswer
 from terragon_ingest.services import Services
@@ -43,6 +43,7 @@ RESPONSES: dict[int, ResponseSpec] = {
     ),
     403: _spec("`forbidden`: the token is bound to another thread"),
     413: _spec("`too_large`: the body is over TERRAGON_MAX_BODY_BYTES"),
+    429: _spec("`rate_limited`: the run is over its per-minute budget; retry after `Retry-After`"),
     503: _spec("`unavailable`: database or object store down; retry after `Retry-After`"),
 }
 
@@ -79,15 +80,21 @@ async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
     request_headers = request.headers  # built from the scope on each access: read once
     trace_id = trace_id_from(request_headers.get(TRACEPARENT_HEADER))
     headers: dict[str, str] = {}
+    token = request_headers.get(DAEMON_TOKEN_HEADER)
     try:
-        body = await read_capped_body(request, services.settings.server.MAX_BODY_BYTES)
-        if body is None:
-            reply = Reply(
-                413, EnvelopeAck(EnvelopeStatus.TOO_LARGE, error="body over the size cap")
-            )
+        reply = refuse_over_budget(services, token, request.content_length)  # 429 before the body
+        if reply is not None:
+            # Close rather than receive and discard the unread body on this connection (the
+            # daemon opens a connection per attempt anyway).
+            headers["Connection"] = "close"
         else:
-            token = request_headers.get(DAEMON_TOKEN_HEADER)
-            reply = await handle_delivery(services, body, token, trace_id)
+            body = await read_capped_body(request, services.settings.server.MAX_BODY_BYTES)
+            if body is None:
+                reply = Reply(
+                    413, EnvelopeAck(EnvelopeStatus.TOO_LARGE, error="body over the size cap")
+                )
+            else:
+                reply = await handle_delivery(services, body, token, trace_id)
     except ClientException as exc:  # a malformed Content-Length header
         reply = Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc.detail)]))
     except ServiceUnavailable as exc:
@@ -101,6 +108,8 @@ async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
         headers["Retry-After"] = str(exc.retry_after_seconds)
         ack = EnvelopeAck(EnvelopeStatus.UNAVAILABLE, error=exc.public_message, trace_id=trace_id)
         reply = Reply(503, ack)
+    if reply.retry_after is not None:
+        headers["Retry-After"] = str(reply.retry_after)
     dims = reply.dims
     services.metrics.inc(
         MetricName.ENVELOPE,

@@ -6,6 +6,7 @@ contract's order: token → body shape → runId (missing / mismatch) → field 
 |---|---|
 | 1 token | `handle_delivery` before the body is decoded (no header → 401; a token this process has not seen resolve is looked up first: unknown → 401, expired / revoked → 401 with `code`, the body never decoded); then the SQL, the authority (the same lifetime rules: db/functions/terragon_daemon_token.sql) |
 | 2 body shape | `decode_envelope` (core): wrong types, `threadId` / `threadChatId` / `runId` over 256 characters or holding a NUL → 400 |
+| budget | `handle_delivery`: the token's run over its per-minute budget → 429 `rate_limited` (`budgets.py`; before the body when the run is known to be spent: `refuse_over_budget`); an envelope over a budget alone → `within_limits` false → `invalid_envelope` |
 | everything else | SQL `terragon_ingest_envelope` (db/functions/terragon_ingest_envelope.sql; an ended run and rules 4 to 8 in `terragon_envelope_verdict.sql`) |
 
 The service decides nothing else: it computes what the envelope alone says (`over_limit`,
@@ -50,6 +51,7 @@ from terragon_ingest.daemon_events.quarantine import Dimensions
 from terragon_ingest.daemon_events.schemas import EnvelopeAck
 from terragon_ingest.daemon_events.terminal import diff_source_for, legacy_ui_outcome
 from terragon_ingest.db import connection
+from terragon_ingest.errors import ServiceUnavailable
 from terragon_ingest.runs.service import record_missing_end_sha
 from terragon_ingest.runs.tokens import TokenRefused, hash_token, resolve_daemon_token
 from terragon_ingest.sandbox.reader import SandboxRef
@@ -69,6 +71,8 @@ class Reply:
     http_status: int
     ack: EnvelopeAck
     dims: Dimensions | None = None
+    retry_after: int | None = None
+    """Seconds for the `Retry-After` header of a 429 `rate_limited`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,9 @@ class Delivery:
     token_run_id: str | None = None
     replay_of: str | None = None
     """The quarantine id being replayed: the outcome is reported, no new row is written."""
+    over_budget: str | None = None
+    """Why the envelope alone exceeds its run's per-minute budget (`budgets.never_fits`): it is
+    quarantined `invalid_envelope`, like an over-limit field."""
 
 
 _UNAUTHORIZED = "missing or unknown X-Daemon-Token"
@@ -91,6 +98,27 @@ _REFUSED = {
     SecurityReason.REVOKED: "the X-Daemon-Token was revoked: its thread was closed",
 }
 _FORBIDDEN = "the token is bound to another thread"
+_RATE_LIMITED = "the run is over its per-minute budget; retry after Retry-After"
+
+
+def refuse_over_budget(
+    services: Services, token: str | None, content_length: int | None
+) -> Reply | None:
+    """Before the body is read: 429 when the token's run is already known (in this process) to be
+    over its budget for the window, or the declared body cannot fit what is left; else None."""
+    budgets = services.budgets
+    if budgets is None or not token:
+        return None
+    binding = services.tokens.get(hash_token(token))
+    if binding is None:
+        return None
+    retry_after = budgets.refuse_early(binding.run_id, content_length)
+    return None if retry_after is None else _rate_limited(retry_after)
+
+
+def _rate_limited(retry_after: int) -> Reply:
+    ack = EnvelopeAck(EnvelopeStatus.RATE_LIMITED, error=_RATE_LIMITED)
+    return Reply(429, ack, retry_after=retry_after)
 
 
 async def handle_delivery(
@@ -107,7 +135,21 @@ async def handle_delivery(
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
         return Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc)]))
-    return await decide(services, Delivery(envelope, body, trace_id, token_hash=digest))
+    over_budget = None
+    budgets = services.budgets
+    if budgets is not None:  # the run's budget: charged here, nothing stored when refused
+        messages, size = len(envelope.messages), len(body)
+        retry_after = budgets.admit(binding.run_id, messages, size)
+        if retry_after is not None:
+            return _rate_limited(retry_after)
+        over_budget = budgets.never_fits(messages, size)
+    delivery = Delivery(envelope, body, trace_id, token_hash=digest, over_budget=over_budget)
+    try:
+        return await decide(services, delivery)
+    except ServiceUnavailable:
+        if budgets is not None:  # nothing was stored: the daemon's retry is charged instead
+            budgets.refund(binding.run_id, len(envelope.messages), len(body))
+        raise
 
 
 def _unauthorized(code: SecurityReason | None = None) -> Reply:
@@ -142,16 +184,23 @@ async def decide(services: Services, delivery: Delivery) -> Reply:
     params = envelope_params(delivery)
     messages = envelope.messages if params["within_limits"] else None
     # A body that spells a NUL may hold messages PostgreSQL refuses: decided alone, so that it
-    # cannot fail a grouped statement and make its neighbours' batch run twice.
-    groupable = _NUL_ESCAPE not in delivery.body
-    decision = await _ask(services, params, messages, groupable=groupable)
+    # cannot fail a grouped statement and make its neighbours' batch run twice; a heavy one, so
+    # that its cost is not added to a neighbour's batch.
+    body = delivery.body
+    alone = (
+        _NUL_ESCAPE in body or len(body) > HEAVY_BYTES or len(envelope.messages) > HEAVY_MESSAGES
+    )
+    decision = await _ask(services, params, messages, alone=alone)
     if decision.outcome is Outcome.NEEDS_INPUTS:
         params |= await _gather(services, delivery, decision)
-        decision = await _ask(services, params, messages, groupable=groupable)
+        decision = await _ask(services, params, messages, alone=alone)
     return await _conclude(services, delivery, decision, params)
 
 
 _NUL_ESCAPE = b"\\u0000"
+HEAVY_BYTES = 256 * 1024
+HEAVY_MESSAGES = 256
+"""An envelope over either is a statement of its own under group commit (see `decide`)."""
 
 
 async def _ask(
@@ -159,14 +208,15 @@ async def _ask(
     params: dict[str, Any],
     messages: list[dict[str, Any]] | None,
     *,
-    groupable: bool,
+    alone: bool,
 ) -> Decision:
     try:
         group = services.group_commit
-        # Grouped: an ordinary delivery's first call (not a replay, not the call with inputs).
-        grouped = groupable and params["token_hash"] is not None and not params["inputs_ready"]
-        if group is not None and messages is not None and grouped:
-            decision = await group.submit(params, messages)
+        # Through the group commit's slots: an ordinary delivery's first call (not a replay, not
+        # the call with inputs); `alone` as a statement of its own.
+        first = params["token_hash"] is not None and not params["inputs_ready"]
+        if group is not None and messages is not None and first:
+            decision = await group.submit(params, messages, alone=alone)
             if decision is not None:
                 return decision
         async with connection(services.pool) as conn:  # alone
@@ -183,7 +233,7 @@ def envelope_params(delivery: Delivery) -> dict[str, Any]:
     PostgreSQL could not bind or index them, and `within_limits` already decides the envelope.
     (Public for tools/bench, whose grouped pgbench ceiling replays exactly these parameters.)"""
     envelope, body = delivery.envelope, delivery.body
-    within = over_limit(envelope) is None
+    within = delivery.over_budget is None and over_limit(envelope) is None
     event_id = given(envelope.event_id)
     return {
         "token_hash": delivery.token_hash,
@@ -267,7 +317,7 @@ async def _conclude(
         log.info(
             "envelope_over_limit",
             thread_id=delivery.envelope.thread_id,
-            reason=over_limit(delivery.envelope),
+            reason=delivery.over_budget or over_limit(delivery.envelope),
             trace_id=delivery.trace_id,
         )
     if reason is QuarantineReason.MISSING_END_SHA and delivery.replay_of is None:

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from terragon_ingest.db.pool import AsyncConn, Pool, connection, create_pool, translate_errors
+from terragon_ingest.db.pool import (
+    AsyncConn,
+    Pool,
+    connection,
+    create_pool,
+    translate_errors,
+    unbounded,
+)
 from terragon_ingest.db.queries import load_queries
 
-__all__ = ["AsyncConn", "Pool", "connection", "create_pool", "load_queries", "translate_errors"]
+__all__ = [
+    "AsyncConn",
+    "Pool",
+    "connection",
+    "create_pool",
+    "load_queries",
+    "translate_errors",
+    "unbounded",
+]

@@ -26,14 +26,23 @@ RETRYABLE_CONFLICTS: tuple[type[Exception], ...] = (
 CONNECTION_KWARGS: dict[str, object] = {"autocommit": True, "options": "-c timezone=UTC"}
 
 
-def create_pool(url: str, *, min_size: int, max_size: int, timeout: float) -> Pool:
-    """A closed pool; open it with `await pool.open(wait=True)` in the lifespan."""
+def create_pool(
+    url: str, *, min_size: int, max_size: int, timeout: float, statement_timeout: float = 0
+) -> Pool:
+    """A closed pool; open it with `await pool.open(wait=True)` in the lifespan.
+    `statement_timeout` (seconds, 0 = none) bounds every statement of its connections, as a
+    connection option: no round trip per statement (`TERRAGON_DB_STATEMENT_TIMEOUT`)."""
+    kwargs = dict(CONNECTION_KWARGS)
+    if statement_timeout > 0:
+        kwargs["options"] = (
+            f"{kwargs['options']} -c statement_timeout={int(statement_timeout * 1000)}"
+        )
     return AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
-        kwargs=CONNECTION_KWARGS,
+        kwargs=kwargs,
         open=False,
         name="terragon",
     )
@@ -63,3 +72,17 @@ async def connection(pool: Pool) -> AsyncIterator[AsyncConn]:
     with translate_errors():
         async with pool.connection() as conn:
             yield conn
+
+
+@contextlib.asynccontextmanager
+async def unbounded(pool: Pool) -> AsyncIterator[AsyncConn]:
+    """A pooled connection without the pool's statement timeout, for a periodic job whose
+    statements may rightly run long (a retention purge, a sweep); the bound is restored before
+    the connection goes back to the pool."""
+    async with connection(pool) as conn:
+        await conn.execute("SET statement_timeout = 0")
+        try:
+            yield conn
+        finally:
+            if not conn.broken:
+                await conn.execute("RESET statement_timeout")

@@ -16,6 +16,7 @@ from terragon_ingest.archive.tasks import (
     retention_purge_job,
 )
 from terragon_ingest.daemon_events.maintenance import sweep
+from terragon_ingest.db import unbounded
 from terragon_ingest.db.partitions import ensure_partitions_async
 from terragon_ingest.lifecycle.scheduler import PeriodicJob
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 async def ensure_day_partitions(services: Services) -> int:
     """Keep a week of day partitions ahead for the partitioned tables."""
-    async with services.pool.connection() as conn:
+    async with unbounded(services.pool) as conn:  # DDL may wait for locks: no statement timeout
         return await ensure_partitions_async(conn)
 
 
