@@ -62,6 +62,13 @@ from terragon_core.constants import (
     UI_RULES_PATH,
 )
 from terragon_core.daemon_messages import DaemonStartMessage
+from terragon_core.dashboard import (
+    DASHBOARD_SESSION_COOKIE,
+    DASHBOARD_SESSION_SECONDS,
+    DASHBOARD_SIGN_IN_LOCK_SECONDS,
+    DASHBOARD_SIGN_IN_MAX_FAILURES,
+    DASHBOARD_SIGN_IN_WINDOW_SECONDS,
+)
 from terragon_core.enums import (
     ACTIVE_RUN_STATUSES,
     CorrelationOutcome,
@@ -154,6 +161,11 @@ __all__ = [
     "CACHE_INVALIDATION_EVENT",
     "DAEMON_EVENT_PAYLOAD_VERSION",
     "DAEMON_TOKEN_HEADER",
+    "DASHBOARD_SESSION_COOKIE",
+    "DASHBOARD_SESSION_SECONDS",
+    "DASHBOARD_SIGN_IN_LOCK_SECONDS",
+    "DASHBOARD_SIGN_IN_MAX_FAILURES",
+    "DASHBOARD_SIGN_IN_WINDOW_SECONDS",
     "DEFAULT_UI_EXCLUDES",
     "DEFAULT_UI_RULES",
     "ENVELOPE_CONTRACT_VERSION",

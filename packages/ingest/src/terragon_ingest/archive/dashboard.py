@@ -20,14 +20,15 @@ from terragon_ingest.stopping import die_with_parent
 log = structlog.get_logger()
 
 
-def dashboard_script() -> Path:
-    """`terragon_dashboard/app.py`, found without importing the package."""
+def dashboard_script(name: str = "server.py") -> Path:
+    """`terragon_dashboard/server.py` (the page `app.py` behind its edge: host names, sign-in),
+    found without importing the package."""
     spec = importlib.util.find_spec("terragon_dashboard")
     if spec is None or not spec.submodule_search_locations:
         raise click.ClickException(
             "terragon-dashboard is not installed; run `uv sync` in the checkout"
         )
-    return Path(next(iter(spec.submodule_search_locations))) / "app.py"
+    return Path(next(iter(spec.submodule_search_locations))) / name
 
 
 def _is_url(archive: Path | str) -> bool:
