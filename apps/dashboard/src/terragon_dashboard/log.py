@@ -21,7 +21,8 @@ if not _logger.handlers:
 
 def event(level: str, name: str, **fields: object) -> None:
     """Log `name` (snake_case; say what to do in an `action` field)."""
-    line = {"event": name, "level": level, "timestamp": datetime.now(UTC).isoformat(), **fields}
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    line = {"event": name, "level": level, "timestamp": now, **fields}
     _logger.log(
         logging.getLevelNamesMapping()[level.upper()],
         json.dumps(line, ensure_ascii=True, default=str),

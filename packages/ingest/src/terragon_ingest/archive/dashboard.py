@@ -66,6 +66,9 @@ _ENV_NAMES = frozenset(
         "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
         # the archive in a bucket (issue 14): the endpoint and timeout of its reader
         "OBJECT_STORE_S3_ENDPOINT", "OBJECT_STORE_TIMEOUT",
+        # uvicorn under Streamlit: the proxies whose X-Forwarded-For names the client (the
+        # sign-in throttle counts per client; default 127.0.0.1)
+        "FORWARDED_ALLOW_IPS",
     }
 )  # fmt: skip
 _ENV_PREFIXES = ("LC_", "STREAMLIT_", "TERRAGON_DASHBOARD_", "TERRAGON_ARCHIVE_", "AWS_")
