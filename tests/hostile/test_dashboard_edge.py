@@ -156,7 +156,9 @@ def _static_file(dashboard: Dashboard) -> str:
     return "/" + found.group(1)
 
 
-def _websocket_status(dashboard: Dashboard, host: str, origin: str | None) -> str:
+def _websocket_status(
+    dashboard: Dashboard, host: str, origin: str | None, cookie: str | None = None
+) -> str:
     """The status line Streamlit's websocket endpoint answers to an upgrade request."""
     request = [
         "GET /_stcore/stream HTTP/1.1",
@@ -169,6 +171,8 @@ def _websocket_status(dashboard: Dashboard, host: str, origin: str | None) -> st
     ]
     if origin is not None:
         request.append(f"Origin: {origin}")
+    if cookie is not None:
+        request.append(f"Cookie: {cookie}")
     with socket.create_connection(("127.0.0.1", dashboard.port), timeout=10) as conn:
         conn.sendall(("\r\n".join(request) + "\r\n\r\n").encode())
         answer = b""
@@ -263,6 +267,28 @@ def test_sign_in_is_throttled_after_five_failures_and_each_is_logged(tmp: Path) 
         )
         output = dashboard.lines.text()
         assert WRONG not in output and PASSWORD not in output
+
+
+def test_with_sign_in_nothing_but_the_form_is_served_without_a_valid_session(tmp: Path) -> None:
+    with _terragon_dashboard(
+        tmp, TERRAGON_DASHBOARD_AUTH="password", TERRAGON_DASHBOARD_PASSWORD=PASSWORD
+    ) as dashboard:
+        signed = _sign_in(dashboard.url, PASSWORD)
+        assert signed.status_code == 303
+        name, value = signed.headers["set-cookie"].split(";", 1)[0].split("=", 1)
+        version, expires, nonce, signature = value.split(".")
+        forged = f"{version}.{int(expires) + 86_400}.{nonce}.{signature}"  # a longer life
+        origin = dashboard.url
+        for cookie in (None, f"{name}={forged}", f"{name}=v1.1.x.y"):
+            headers = {"Cookie": cookie} if cookie else {}
+            page = httpx.get(dashboard.url, headers=headers)
+            assert page.status_code == 303 and page.headers["location"] == "/_terragon/sign-in"
+            assert _websocket_status(dashboard, "127.0.0.1", origin, cookie).split()[1] == "403"
+        # the control: the issued cookie opens the page and the websocket
+        assert httpx.get(dashboard.url, headers={"Cookie": f"{name}={value}"}).status_code == 200
+        assert (
+            _websocket_status(dashboard, "127.0.0.1", origin, f"{name}={value}").split()[1] == "101"
+        )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
