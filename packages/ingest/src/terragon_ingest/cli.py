@@ -310,14 +310,6 @@ class DemoHistory:
 
 def _dashboard_access(host: str) -> str:
     """The banner's word on who can open the dashboard (`TERRAGON_DASHBOARD_AUTH`)."""
-    if not _is_loopback(host) and not os.environ.get("TERRAGON_DASHBOARD_HOSTS"):
-        log.warning(
-            "dashboard_host_names_unset",
-            host=host,
-            action="the dashboard answers only to the names "
-            f"{host}, localhost and 127.0.0.1 (any other Host gets 403): set "
-            "TERRAGON_DASHBOARD_HOSTS to the names browsers use to reach it",
-        )
     if os.environ.get("TERRAGON_DASHBOARD_AUTH"):
         return "sign-in required (TERRAGON_DASHBOARD_AUTH)"
     if _is_loopback(host):

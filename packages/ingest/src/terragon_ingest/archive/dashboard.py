@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import ipaddress
 import os
 import subprocess
 import sys
@@ -94,10 +95,26 @@ def dashboard_env(archive_dir: Path | str, database_url: str | None) -> dict[str
     return env
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def start_dashboard(
     host: str, port: int, archive_dir: Path | str, database_url: str | None
 ) -> subprocess.Popen[bytes]:
     """Start the dashboard in the background; stop it with `stop_dashboard`."""
+    if not _is_loopback(host) and not os.environ.get("TERRAGON_DASHBOARD_HOSTS"):
+        log.warning(
+            "dashboard_host_names_unset",
+            host=host,
+            action=f"the dashboard answers only to the names {host}, localhost and 127.0.0.1 "
+            "(any other Host gets 403): set TERRAGON_DASHBOARD_HOSTS to the names browsers use",
+        )
     if not _is_url(archive_dir):
         Path(archive_dir).mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
