@@ -19,7 +19,7 @@ from terragon_core import (
     TREND_METRICS,
     SecurityReason,
 )
-from terragon_dashboard import archive, auth, live, log
+from terragon_dashboard import archive, auth, live, log, text
 from terragon_dashboard.charts import trend_chart
 from terragon_dashboard.settings import DashboardSettings
 from terragon_dashboard.source import ArchiveUnreachable
@@ -155,7 +155,7 @@ def _offenders() -> str | None:
     st.subheader(f"Top offenders by {dimension}")
     table = archive.top_offenders(con, filters, dimension)  # type: ignore[arg-type]
     event = st.dataframe(
-        table,
+        text.plain_frame(table),  # sandbox text as text; the real value is looked up below
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
@@ -232,7 +232,7 @@ def _commands(quarantine_id: str) -> str:
 
 
 def _drill_down(offender: str | None) -> None:
-    label = f" of {dimension} {offender}" if offender is not None else ""
+    label = f" of {dimension} {text.md(offender)}" if offender is not None else ""
     st.subheader(f"Recent quarantine rows{label}")
     rows = _rows_of(offender)
     if show_payloads:
@@ -247,7 +247,11 @@ def _drill_down(offender: str | None) -> None:
             "dashboard on this machine's loopback address."
         )
     event = st.dataframe(
-        rows, hide_index=True, on_select="rerun", selection_mode="single-row", key="rows"
+        text.plain_frame(rows),
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="rows",
     )
     if rows.empty:
         return
@@ -256,7 +260,8 @@ def _drill_down(offender: str | None) -> None:
     if pd.isna(row["id"]):
         return
     st.markdown(
-        f"**Row `{row['id']}`** ({row['reason']}, {row['repo_full_name']}, "
+        f"**Row {text.md(row['id'])}** ({text.md(row['reason'])}, "
+        f"{text.md(row['repo_full_name'])}, "
         f"{row['created_at']:%Y-%m-%d %H:%M:%S} UTC): "
         "inspect it, then re-drive it through the same decision"
     )
