@@ -15,8 +15,8 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
-from terragon_core import QuarantineReason
-from terragon_dashboard import archive
+from terragon_core import DASHBOARD_SESSION_COOKIE, QuarantineReason
+from terragon_dashboard import archive, auth
 from tests.dashboard.seed import Row, connect, insert_quarantine
 from tools.bench.synthetic_archive import generate_archive
 
@@ -194,25 +194,41 @@ def test_renders_30_days_for_1000_repos(monkeypatch: pytest.MonkeyPatch, tmp_pat
 PASSWORD = "correct horse battery staple"
 
 
+def _browser_cookies(monkeypatch: pytest.MonkeyPatch, cookies: dict[str, str]) -> None:
+    """What `st.context.cookies` reads (AppTest cannot seed cookies; a browser sends them with
+    the websocket)."""
+    monkeypatch.setattr(type(streamlit.context), "cookies", property(lambda _: cookies))
+
+
 def test_sign_in_gates_the_page_when_configured(
     app_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The page runs only for a browser with a valid session cookie (the edge's sign-in form
+    issues it); a forged one, or one signed out, shows nothing."""
     monkeypatch.setenv("TERRAGON_DASHBOARD_AUTH", "password")
     monkeypatch.setenv("TERRAGON_DASHBOARD_PASSWORD", PASSWORD)
+    cookies: dict[str, str] = {}
+    _browser_cookies(monkeypatch, cookies)
     at = _run()
     assert [t.value for t in at.title] == ["Sign in"]
     assert _charts(at) == [] and len(at.dataframe) == 0
-    at.text_input[0].input("wrong password!")
-    at.button[0].click()
-    _run(at)
-    assert any("Wrong password" in e.value for e in at.error)
-    assert _charts(at) == [] and len(at.dataframe) == 0
 
-    at.text_input[0].input(PASSWORD)
-    at.button[0].click()
+    valid = auth.SESSIONS.issue()
+    cookies[DASHBOARD_SESSION_COOKIE] = valid[:-4] + "0000"  # forged: signature mismatch
+    _run(at)
+    assert [t.value for t in at.title] == ["Sign in"] and _charts(at) == []
+
+    cookies[DASHBOARD_SESSION_COOKIE] = valid
     _run(at)
     assert len(_charts(at)) == 3
     assert "payload_prefix_2k" in at.dataframe[1].value.columns
+
+    at.sidebar.button[0].click()  # Sign out
+    _run(at)
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert any("signed out" in i.value for i in at.info)
+    assert _charts(at) == [] and len(at.dataframe) == 0
+    assert not auth.SESSIONS.check(valid).ok  # the cookie is dead for every tab and a reload
 
 
 def test_misconfigured_sign_in_shows_nothing(

@@ -3,7 +3,8 @@ the live demo fleet), opened by Debian's chromium in a time zone that is not UTC
 data at once, the time axes read 24-hour UTC, legend entries are distinct and whole, the storm
 crosses the threshold line, there is no Deploy button, and an offender row leads to its rows and
 the exact `terragon quarantine` commands. With sign-in configured, a browser that has not signed
-in sees the sign-in form and never receives a payload prefix."""
+in sees the sign-in form and never receives a payload prefix; one that signed in stays signed in
+across reloads and tabs until it signs out."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from terragon_core import QuarantineReason
+from terragon_core import DASHBOARD_SESSION_COOKIE, DASHBOARD_SESSION_SECONDS, QuarantineReason
 from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
 from tests.dashboard.running import FOUR_CHARTS_JS, healthy, running_dashboard
 from tests.dashboard.seed import Row, connect, insert_quarantine
@@ -215,6 +216,17 @@ def fx_signed_dashboard(database_url: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+_THREE_TRENDS_JS = """
+() => Array.from(document.querySelectorAll('[data-testid="stVegaLiteChart"] svg'))
+  .filter(svg => svg.querySelector('g.mark-symbol path')).length >= 3
+"""
+
+
+def _sign_in(page: Any, password: str) -> None:
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
 def test_with_sign_in_an_unauthenticated_browser_sees_no_payload_prefix(
     signed_dashboard: str,
 ) -> None:
@@ -222,8 +234,10 @@ def test_with_sign_in_an_unauthenticated_browser_sees_no_payload_prefix(
 
     ARTIFACTS.mkdir(exist_ok=True)
     received: list[bytes] = []
+    sockets: list[str] = []
 
     def record(ws: Any) -> None:
+        sockets.append(ws.url)
         ws.on(
             "framereceived",
             lambda frame: received.append(frame if isinstance(frame, bytes) else frame.encode()),
@@ -234,22 +248,68 @@ def test_with_sign_in_an_unauthenticated_browser_sees_no_payload_prefix(
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.on("websocket", record)
-            page.goto(signed_dashboard)
+            page.goto(signed_dashboard)  # sent to the sign-in form: no page, no websocket
             page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
-            page.get_by_label("Password", exact=True).fill("not the password")
-            page.get_by_role("button", name="Sign in").click()
+            assert page.url.endswith("/_terragon/sign-in")
+            _sign_in(page, "not the password")
             page.get_by_text("Wrong password.").wait_for(timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "dashboard-sign-in.png"))
             assert page.locator('[data-testid="stVegaLiteChart"]').count() == 0
             assert page.locator('[data-testid="stDataFrame"]').count() == 0
-            # nothing of the prefix reached this browser, in any message of the session
-            assert received and not any(MARKER.encode() in frame for frame in received)
+            # nothing of the dashboard reached this browser: no websocket was even opened
+            assert not sockets and not any(MARKER.encode() in frame for frame in received)
 
             # the same browser signed in receives it: the check above could fail
-            page.get_by_label("Password", exact=True).fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
+            _sign_in(page, PASSWORD)
             page.get_by_text("Recent quarantine rows").wait_for(timeout=60_000)
             page.locator('[data-testid="stDataFrame"]').last.wait_for(timeout=30_000)
             assert any(MARKER.encode() in frame for frame in received)
+        finally:
+            browser.close()
+
+
+def test_a_signed_in_browser_stays_signed_in_across_reloads_and_tabs_until_it_signs_out(
+    signed_dashboard: str,
+) -> None:
+    """Issue 24: every reload signed the user out. CONTRACT §7: a signed, expiring (at most 12
+    hours), HttpOnly cookie keeps the browser signed in; signing out ends it for every tab."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _browser(p)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1600})
+            page = context.new_page()
+            page.goto(signed_dashboard)
+            page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
+            _sign_in(page, PASSWORD)
+            page.get_by_text("Recent quarantine rows").wait_for(timeout=60_000)
+
+            (cookie,) = [c for c in context.cookies() if c["name"] == DASHBOARD_SESSION_COOKIE]
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+            now = datetime.now(UTC).timestamp()
+            assert now < cookie["expires"] <= now + DASHBOARD_SESSION_SECONDS + 5
+            # page scripts cannot read it
+            assert DASHBOARD_SESSION_COOKIE not in page.evaluate("() => document.cookie")
+
+            page.reload()
+            page.get_by_text("Recent quarantine rows").wait_for(timeout=60_000)
+            page.wait_for_function(_THREE_TRENDS_JS, timeout=60_000)
+            assert page.get_by_role("heading", name="Sign in").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "dashboard-after-reload.png"), full_page=True)
+
+            tab = context.new_page()  # another tab of the same browser
+            tab.goto(signed_dashboard)
+            tab.get_by_text("Recent quarantine rows").wait_for(timeout=60_000)
+
+            page.get_by_role("button", name="Sign out").click()
+            page.get_by_text("You have signed out.").wait_for(timeout=30_000)
+            assert page.locator('[data-testid="stVegaLiteChart"]').count() == 0
+            page.reload()  # the cookie is dead: back to the form
+            page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
+            tab.reload()  # and in the other tab too
+            tab.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
+            assert tab.url.endswith("/_terragon/sign-in")
         finally:
             browser.close()

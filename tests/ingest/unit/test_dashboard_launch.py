@@ -25,6 +25,8 @@ def test_dashboard_env_passes_only_what_the_dashboard_needs(
         "TERRAGON_DASHBOARD_AUTH": "password",
         "TERRAGON_DASHBOARD_PASSWORD": "a-long-enough-password",
         "TERRAGON_DASHBOARD_REFRESH_SECONDS": "0",
+        "TERRAGON_DASHBOARD_HOSTS": "dash.example.com",
+        "FORWARDED_ALLOW_IPS": "10.0.0.5",
         "AWS_ACCESS_KEY_ID": "archive-reader",
         "OBJECT_STORE_S3_ENDPOINT": "http://127.0.0.1:9000",
         "PATH": "/usr/bin",
@@ -43,3 +45,5 @@ def test_dashboard_toolbar_is_in_viewer_mode(tmp_path: Path) -> None:
     argv = dashboard_argv("127.0.0.1", 8501, tmp_path)
     assert argv[argv.index("--client.toolbarMode") + 1] == "viewer"
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
+    # the page behind its edge (host names, sign-in), not the bare script
+    assert any(arg.endswith("terragon_dashboard/server.py") for arg in argv)

@@ -13,8 +13,13 @@ from urllib.parse import urlsplit
 import pandas as pd
 import streamlit as st
 
-from terragon_core import QUARANTINE_ALERT_PER_MINUTE, TREND_METRICS
-from terragon_dashboard import archive, auth, live
+from terragon_core import (
+    DASHBOARD_SESSION_COOKIE,
+    QUARANTINE_ALERT_PER_MINUTE,
+    TREND_METRICS,
+    SecurityReason,
+)
+from terragon_dashboard import archive, auth, live, log, text
 from terragon_dashboard.charts import trend_chart
 from terragon_dashboard.settings import DashboardSettings
 from terragon_dashboard.source import ArchiveUnreachable
@@ -33,26 +38,32 @@ settings = DashboardSettings.from_env()
 st.set_page_config(page_title="terragon · quarantine", layout="wide")
 
 
+def _session_cookie() -> str | None:
+    """The browser's session cookie, as it came with this session's websocket."""
+    return st.context.cookies.get(DASHBOARD_SESSION_COOKIE)
+
+
 def _sign_in() -> bool:
-    """True when the session may see the page; otherwise draws the sign-in form (or why
-    sign-in is misconfigured) and the caller stops."""
+    """True when the session may see the page; otherwise says why not (the sign-in itself is
+    the server's form at `edge.SIGN_IN_PATH`, which sets the HttpOnly cookie this checks)."""
     problem = auth.config_problem(settings.AUTH, settings.PASSWORD)
     if problem:
         st.error(f"The dashboard's sign-in is misconfigured: {problem}.")
         return False
-    if settings.AUTH is None or st.session_state.get("signed_in"):
+    if settings.AUTH is None:
+        return True
+    # The edge lets no request without a valid cookie through; checked again on every run, so
+    # a session that expired or was signed out in another tab ends here too.
+    check = auth.SESSIONS.check(_session_cookie())
+    if check.ok:
         return True
     st.title("Sign in")
-    with st.form("sign_in"):
-        password = st.text_input("Password", type="password")
-        submitted = st.form_submit_button("Sign in")
-    if submitted:
-        assert settings.PASSWORD is not None
-        if auth.password_matches(password, settings.PASSWORD):
-            st.session_state["signed_in"] = True
-            st.rerun()
-        st.error("Wrong password.")
-    st.caption("Set by TERRAGON_DASHBOARD_PASSWORD where the dashboard runs.")
+    ended = {
+        SecurityReason.EXPIRED: "Your sign-in has expired.",
+        SecurityReason.REVOKED: "You have signed out.",
+    }
+    why = ended.get(check.reason, "") if check.reason else ""
+    st.info(f"{why or 'You are not signed in.'} Reload this page to sign in.")
     return False
 
 
@@ -61,7 +72,7 @@ if not _sign_in():
 
 show_payloads = auth.may_read_payloads(
     mode=settings.AUTH,
-    signed_in=bool(st.session_state.get("signed_in")),
+    signed_in=settings.AUTH is not None,  # past `_sign_in`: signed in, when sign-in is on
     server_address=str(st.get_option("server.address") or ""),
 )
 
@@ -86,7 +97,8 @@ with st.sidebar:
     providers = st.multiselect("Provider", choice.providers, key="providers")
     st.caption(f"Archive: `{settings.archive}`")
     if settings.AUTH and st.button("Sign out"):
-        st.session_state["signed_in"] = False
+        auth.SESSIONS.revoke(_session_cookie())  # every tab with this cookie, and a reload
+        log.event("info", "dashboard_signed_out")
         st.rerun()
 
 days = list(picked) if isinstance(picked, tuple | list) else [picked]
@@ -143,7 +155,7 @@ def _offenders() -> str | None:
     st.subheader(f"Top offenders by {dimension}")
     table = archive.top_offenders(con, filters, dimension)  # type: ignore[arg-type]
     event = st.dataframe(
-        table,
+        text.plain_frame(table),  # sandbox text as text; the real value is looked up below
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
@@ -220,7 +232,7 @@ def _commands(quarantine_id: str) -> str:
 
 
 def _drill_down(offender: str | None) -> None:
-    label = f" of {dimension} {offender}" if offender is not None else ""
+    label = f" of {dimension} {text.md(offender)}" if offender is not None else ""
     st.subheader(f"Recent quarantine rows{label}")
     rows = _rows_of(offender)
     if show_payloads:
@@ -235,7 +247,11 @@ def _drill_down(offender: str | None) -> None:
             "dashboard on this machine's loopback address."
         )
     event = st.dataframe(
-        rows, hide_index=True, on_select="rerun", selection_mode="single-row", key="rows"
+        text.plain_frame(rows),
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="rows",
     )
     if rows.empty:
         return
@@ -244,7 +260,8 @@ def _drill_down(offender: str | None) -> None:
     if pd.isna(row["id"]):
         return
     st.markdown(
-        f"**Row `{row['id']}`** ({row['reason']}, {row['repo_full_name']}, "
+        f"**Row {text.md(row['id'])}** ({text.md(row['reason'])}, "
+        f"{text.md(row['repo_full_name'])}, "
         f"{row['created_at']:%Y-%m-%d %H:%M:%S} UTC): "
         "inspect it, then re-drive it through the same decision"
     )
@@ -255,6 +272,8 @@ def _drill_down(offender: str | None) -> None:
 
 
 def _body() -> None:
+    if settings.AUTH is not None and not auth.SESSIONS.check(_session_cookie()).ok:
+        st.rerun()  # expired or signed out (another tab) since the page ran: `_sign_in` says so
     _trends()
     offender = _offenders()
     _live()

@@ -11,6 +11,8 @@ from typing import Final
 import altair as alt
 import pandas as pd
 
+from terragon_dashboard.text import plain
+
 AXIS_FORMATS: Final = {
     "minute": "%H:%M",
     "hour": "%d %b %H:%M",
@@ -29,7 +31,10 @@ def trend_chart(
     y_title: str = "envelopes / min",
     bucket: str = "minute",
 ) -> alt.LayerChart | alt.FacetChart:
-    """`data` has `bucket`, `series` and `per_minute`; the rule marks `threshold` per minute."""
+    """`data` has `bucket`, `series` and `per_minute`; the rule marks `threshold` per minute.
+    Series names (repos, users: sandbox text) are drawn with control characters written out."""
+    if len(data) and "series" in data.columns:
+        data = data.assign(series=data["series"].map(plain))
     lines = (
         alt.Chart(data)
         .mark_line(point=True)

@@ -35,6 +35,11 @@ class DashboardSettings:
     when it is served on a loopback address)."""
     PASSWORD: str | None = None
     """`TERRAGON_DASHBOARD_PASSWORD`: the sign-in password (at least 12 characters)."""
+    HOSTS: tuple[str, ...] = ()
+    """`TERRAGON_DASHBOARD_HOSTS`: the host names the dashboard answers to, comma-separated
+    (`dash.example.com,localhost`; no port: any port matches); unset = the bind address,
+    `localhost` and `127.0.0.1`. Any other `Host`, or a websocket from any other `Origin`, gets
+    403 (a DNS-rebinding page reads nothing)."""
 
     @classmethod
     def from_env(cls) -> DashboardSettings:
@@ -49,6 +54,11 @@ class DashboardSettings:
             REFRESH_SECONDS=float(os.environ.get("TERRAGON_DASHBOARD_REFRESH_SECONDS") or 30),
             AUTH=(os.environ.get("TERRAGON_DASHBOARD_AUTH") or "").strip().lower() or None,
             PASSWORD=os.environ.get("TERRAGON_DASHBOARD_PASSWORD") or None,
+            HOSTS=tuple(
+                name.strip()
+                for name in os.environ.get("TERRAGON_DASHBOARD_HOSTS", "").split(",")
+                if name.strip()
+            ),
         )
 
     @property

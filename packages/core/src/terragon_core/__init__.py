@@ -66,6 +66,13 @@ from terragon_core.constants import (
     WEBHOOK_DIGEST_RETENTION_DAYS,
 )
 from terragon_core.daemon_messages import DaemonStartMessage
+from terragon_core.dashboard import (
+    DASHBOARD_SESSION_COOKIE,
+    DASHBOARD_SESSION_SECONDS,
+    DASHBOARD_SIGN_IN_LOCK_SECONDS,
+    DASHBOARD_SIGN_IN_MAX_FAILURES,
+    DASHBOARD_SIGN_IN_WINDOW_SECONDS,
+)
 from terragon_core.enums import (
     ACTIVE_RUN_STATUSES,
     CorrelationOutcome,
@@ -171,6 +178,11 @@ __all__ = [
     "DAEMON_EVENT_PAYLOAD_VERSION",
     "DAEMON_TOKEN_GRACE_SECONDS",
     "DAEMON_TOKEN_HEADER",
+    "DASHBOARD_SESSION_COOKIE",
+    "DASHBOARD_SESSION_SECONDS",
+    "DASHBOARD_SIGN_IN_LOCK_SECONDS",
+    "DASHBOARD_SIGN_IN_MAX_FAILURES",
+    "DASHBOARD_SIGN_IN_WINDOW_SECONDS",
     "DEFAULT_UI_EXCLUDES",
     "DEFAULT_UI_RULES",
     "ENVELOPE_CONTRACT_VERSION",

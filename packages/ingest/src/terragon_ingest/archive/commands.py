@@ -350,18 +350,34 @@ def dashboard(
     archive_url: str | None,
     database_url: str | None,
 ) -> None:
-    """Serve the on-call dashboard (Streamlit) over the archive and the live hour in Postgres."""
-    import subprocess
+    """Serve the on-call dashboard (Streamlit) over the archive and the live hour in Postgres.
 
-    from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
+    SIGINT or SIGTERM stops it (Streamlit with it); a repeated signal during the stop is ignored.
+    """
+    from terragon_ingest.archive.dashboard import start_dashboard, stop_dashboard
+    from terragon_ingest.stopping import StopSignals
 
     url = database_url
     if url is None and (data_dir / UP_STATE_FILE).exists():
         url = resolve_database_url(None, data_dir)
     settings = _archive_settings(data_dir, archive_dir, archive_url)
     root = settings.archive.archive_url(settings.server.DATA_DIR)
-    if not root.startswith("s3://"):
-        Path(root).mkdir(parents=True, exist_ok=True)
     click.echo(f"dashboard on http://{host}:{port} (archive {root})", err=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run(dashboard_argv(host, port, root), env=dashboard_env(root, url), check=False)
+    # The stop-once handlers of `up`: Streamlit runs in a session of its own (no group signal
+    # reaches it), so only this stop ends it; SIGKILL of this process ends it by die_with_parent.
+    stop = StopSignals().install()
+    process = None
+    try:
+        process = start_dashboard(host, port, root, url)
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.begin_without_signal()
+        if process is not None:
+            stop_dashboard(process)
+        stop.finish()
+    if stop.cause is None and process is not None and process.returncode:
+        raise click.ClickException(
+            f"the dashboard exited with {process.returncode} (its output is above)"
+        )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import ipaddress
 import os
 import subprocess
 import sys
@@ -20,14 +21,15 @@ from terragon_ingest.stopping import die_with_parent
 log = structlog.get_logger()
 
 
-def dashboard_script() -> Path:
-    """`terragon_dashboard/app.py`, found without importing the package."""
+def dashboard_script(name: str = "server.py") -> Path:
+    """`terragon_dashboard/server.py` (the page `app.py` behind its edge: host names, sign-in),
+    found without importing the package."""
     spec = importlib.util.find_spec("terragon_dashboard")
     if spec is None or not spec.submodule_search_locations:
         raise click.ClickException(
             "terragon-dashboard is not installed; run `uv sync` in the checkout"
         )
-    return Path(next(iter(spec.submodule_search_locations))) / "app.py"
+    return Path(next(iter(spec.submodule_search_locations))) / name
 
 
 def _is_url(archive: Path | str) -> bool:
@@ -65,6 +67,9 @@ _ENV_NAMES = frozenset(
         "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE", "SSL_CERT_DIR",
         # the archive in a bucket (issue 14): the endpoint and timeout of its reader
         "OBJECT_STORE_S3_ENDPOINT", "OBJECT_STORE_TIMEOUT",
+        # uvicorn under Streamlit: the proxies whose X-Forwarded-For names the client (the
+        # sign-in throttle counts per client; default 127.0.0.1)
+        "FORWARDED_ALLOW_IPS",
     }
 )  # fmt: skip
 _ENV_PREFIXES = ("LC_", "STREAMLIT_", "TERRAGON_DASHBOARD_", "TERRAGON_ARCHIVE_", "AWS_")
@@ -90,10 +95,26 @@ def dashboard_env(archive_dir: Path | str, database_url: str | None) -> dict[str
     return env
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def start_dashboard(
     host: str, port: int, archive_dir: Path | str, database_url: str | None
 ) -> subprocess.Popen[bytes]:
     """Start the dashboard in the background; stop it with `stop_dashboard`."""
+    if not _is_loopback(host) and not os.environ.get("TERRAGON_DASHBOARD_HOSTS"):
+        log.warning(
+            "dashboard_host_names_unset",
+            host=host,
+            action=f"the dashboard answers only to the names {host}, localhost and 127.0.0.1 "
+            "(any other Host gets 403): set TERRAGON_DASHBOARD_HOSTS to the names browsers use",
+        )
     if not _is_url(archive_dir):
         Path(archive_dir).mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(

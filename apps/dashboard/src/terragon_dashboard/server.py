@@ -1,0 +1,22 @@
+"""The dashboard's server: Streamlit's ASGI app (`st.App`) around the page (`app.py`), with the
+edge in front of every route (`edge.py`: host names, sign-in). `terragon dashboard` and `terragon
+up` run `streamlit run server.py`; Streamlit finds `app` below and serves it with uvicorn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+from starlette.middleware import Middleware
+
+from terragon_dashboard.edge import HostGuard, SignIn
+from terragon_dashboard.settings import DashboardSettings
+
+_settings = DashboardSettings.from_env()
+
+app = st.App(
+    Path(__file__).with_name("app.py"),
+    middleware=[Middleware(HostGuard, settings=_settings)],
+    routes=SignIn(_settings).routes(),
+)
