@@ -26,6 +26,8 @@ class MetricName(StrEnum):
     QUARANTINE_PURGE = "preview.quarantine_purge"
     EVENT_PURGE = "preview.event_purge"
     """Preview-event rows purged by retention (no reason: `reason` is "")."""
+    EDGE_REJECTED = "preview.edge_rejected"
+    """Connections and requests the HTTP edge refused, by `EdgeRejection` (`reason`)."""
 
 
 ENVELOPE_SECONDS_HISTOGRAM: Final = "preview_envelope_seconds"

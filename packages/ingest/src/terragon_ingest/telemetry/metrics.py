@@ -37,6 +37,7 @@ _DOCS: dict[MetricName, str] = {
     MetricName.RUN_FINALIZED: "Runs finalized by the maintenance backstop.",
     MetricName.QUARANTINE_PURGE: "Quarantine rows purged by retention, by reason.",
     MetricName.EVENT_PURGE: "Preview events purged by retention.",
+    MetricName.EDGE_REJECTED: "Connections and requests refused by the HTTP edge, by reason.",
 }
 
 
