@@ -1,7 +1,9 @@
 """`POST /api/daemon-event` (CONTRACT §4): daemons post envelopes here with `X-Daemon-Token`.
 
-The route reads the raw body itself under `TERRAGON_MAX_BODY_BYTES` (413 `too_large`; Litestar's
-own limit is lifted for this route so it cannot pre-empt the body) and hands it to the decision.
+The route checks the token from the headers (`authenticate`) before it reads anything of the
+body: a missing or unknown token is 401 at the cost of its headers (CONTRACT §3). Then it reads the
+raw body itself under `TERRAGON_MAX_BODY_BYTES` (413 `too_large`; Litestar's own limit is lifted
+for this route so it cannot pre-empt the body) and hands it to the decision.
 Every answer is JSON with `status`; a database or object-store outage is 503 `unavailable` with
 `Retry-After`, and nothing was written.
 """
@@ -20,7 +22,12 @@ from litestar.types import ASGIApp
 
 from terragon_core import DAEMON_TOKEN_HEADER, TRACEPARENT_HEADER, EnvelopeStatus, MetricName
 from terragon_ingest.daemon_events.schemas import EnvelopeAck
-from terragon_ingest.daemon_events.service import Reply, handle_delivery
+from terragon_ingest.daemon_events.service import (
+    Reply,
+    authenticate,
+    handle_delivery,
+    unauthorized,
+)
 from terragon_ingest.errors import ServiceUnavailable
 from terragon_ingest.kit.http import JsonAnswer
 from terragon_ingest.services import Services
@@ -77,14 +84,18 @@ async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
     trace_id = trace_id_from(request_headers.get(TRACEPARENT_HEADER))
     headers: dict[str, str] = {}
     try:
-        body = await read_capped_body(request, services.settings.server.MAX_BODY_BYTES)
-        if body is None:
+        # The token from the headers first: a stranger's body is never read (CONTRACT §3).
+        sender = await authenticate(services, request_headers.get(DAEMON_TOKEN_HEADER))
+        if sender is None:
+            reply = unauthorized()
+        elif (
+            body := await read_capped_body(request, services.settings.server.MAX_BODY_BYTES)
+        ) is None:
             reply = Reply(
                 413, EnvelopeAck(EnvelopeStatus.TOO_LARGE, error="body over the size cap")
             )
         else:
-            token = request_headers.get(DAEMON_TOKEN_HEADER)
-            reply = await handle_delivery(services, body, token, trace_id)
+            reply = await handle_delivery(services, body, sender, trace_id)
     except ClientException as exc:  # a malformed Content-Length header
         reply = Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc.detail)]))
     except ServiceUnavailable as exc:

@@ -4,7 +4,7 @@ contract's order: token → body shape → runId (missing / mismatch) → field 
 
 | rule | where |
 |---|---|
-| 1 token | `handle_delivery` before the body is decoded (no header → 401; a token this process has not seen resolve is looked up first: unknown / revoked → 401, the body never decoded); then the SQL, the authority |
+| 1 token | `authenticate`, from the headers, before the body is read (no header → 401; a token this process has not seen resolve is looked up first: unknown / revoked → 401, the body never read); then the SQL, the authority |
 | 2 body shape | `decode_envelope` (core): wrong types, `threadId` / `threadChatId` / `runId` over 256 characters or holding a NUL → 400 |
 | everything else | SQL `terragon_ingest_envelope` (db/functions/terragon_ingest_envelope.sql; rules 4 to 8 in `terragon_envelope_verdict.sql`) |
 
@@ -87,29 +87,43 @@ _UNAUTHORIZED = "missing, unknown or revoked X-Daemon-Token"
 _FORBIDDEN = "the token is bound to another thread"
 
 
-async def handle_delivery(
-    services: Services, body: bytes, token: str | None, trace_id: str
-) -> Reply:
-    """`POST /api/daemon-event` after the body was read under the size cap."""
-    if not token:  # 1. token, first: none sent
-        return _unauthorized()
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """A daemon whose token resolved: its digest (the SQL checks it again, the authority) and the
+    run and thread it was minted for."""
+
+    token_hash: bytes
+    binding: TokenBinding
+
+
+async def authenticate(services: Services, token: str | None) -> Sender | None:
+    """Rule 1, from the request's headers alone (`POST /api/daemon-event` calls it before it reads
+    the body, CONTRACT §3/§4): the sender of a live token, or None for a missing, unknown or
+    revoked one (answered `unauthorized()`: no body read, nothing decoded or written)."""
+    if not token:
+        return None
     digest = hash_token(token)
-    if await _known_token(services, token, digest) is None:  # unknown or revoked
-        return _unauthorized()
+    binding = await _known_token(services, token, digest)
+    return None if binding is None else Sender(digest, binding)
+
+
+async def handle_delivery(services: Services, body: bytes, sender: Sender, trace_id: str) -> Reply:
+    """`POST /api/daemon-event` once `authenticate` accepted its token and the body was read
+    under the size cap."""
     try:  # 2. body shape
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
         return Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc)]))
-    return await decide(services, Delivery(envelope, body, trace_id, token_hash=digest))
+    return await decide(services, Delivery(envelope, body, trace_id, token_hash=sender.token_hash))
 
 
-def _unauthorized() -> Reply:
+def unauthorized() -> Reply:
     return Reply(401, EnvelopeAck(EnvelopeStatus.UNAUTHORIZED, error=_UNAUTHORIZED))
 
 
 async def _known_token(services: Services, token: str, digest: bytes) -> TokenBinding | None:
     """The token's binding if it is live: from this process's memory, else one indexed lookup.
-    Nothing of the body is decoded or stored before this answers."""
+    Nothing of the body is read before this answers."""
     binding = services.tokens.get(digest)
     if binding is None:
         async with connection(services.pool) as conn:
