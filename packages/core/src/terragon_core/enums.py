@@ -72,6 +72,8 @@ class EdgeRejection(StrEnum):
     BODY_TIMEOUT = "body_timeout"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     DUPLICATE_HOST = "duplicate_host"
+    TOO_LARGE = "too_large"
+    """A body over its route's cap (the GitHub webhook's `TERRAGON_WEBHOOK_MAX_BODY_BYTES`)."""
 
 
 class UiValidationOutcome(StrEnum):

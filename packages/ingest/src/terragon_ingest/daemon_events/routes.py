@@ -10,7 +10,6 @@ Every answer is JSON with `status`; a database or object-store outage is 503 `un
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
@@ -29,7 +28,7 @@ from terragon_ingest.daemon_events.service import (
     unauthorized,
 )
 from terragon_ingest.errors import ServiceUnavailable
-from terragon_ingest.kit.http import JsonAnswer
+from terragon_ingest.kit.http import JsonAnswer, read_capped_body
 from terragon_ingest.services import Services
 from terragon_ingest.telemetry import trace_id_from
 
@@ -49,22 +48,6 @@ RESPONSES: dict[int, ResponseSpec] = {
     413: _spec("`too_large`: the body is over TERRAGON_MAX_BODY_BYTES"),
     503: _spec("`unavailable`: database or object store down; retry after `Retry-After`"),
 }
-
-
-async def read_capped_body(request: Request[Any, Any, Any], cap: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed `cap` bytes."""
-    if (request.content_length or 0) > cap:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    stream = request.stream()
-    async with contextlib.aclosing(stream):
-        async for chunk in stream:
-            size += len(chunk)
-            if size > cap:
-                return None
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @post(
