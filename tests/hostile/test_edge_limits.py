@@ -24,12 +24,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import psycopg
 import psycopg.conninfo
 import pytest
 
 from tests.ingest.integration.test_cli_up import TERRAGON, _status
-from tests.support import StderrLines, free_port, good_secrets, wait_until
+from tests.support import StderrLines, free_port, good_secrets, thread_body, wait_until
 
 TIMEOUT = 1.0
 """Header, body and keep-alive timeouts of the server under test (seconds)."""
@@ -41,11 +42,30 @@ UPLOADERS = 100
 
 
 class Served:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: StderrLines) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], port: int, log: StderrLines, internal_token: str
+    ) -> None:
         self.proc = proc
         self.port = port
         self.log = log
         self.base = f"http://127.0.0.1:{port}"
+        self.internal_token = internal_token
+
+    def start_run(self, thread_id: str) -> str:
+        """A thread and a run through the internal API; the run's daemon token."""
+        auth = {"Authorization": f"Bearer {self.internal_token}"}
+        with httpx.Client(base_url=self.base, headers=auth, timeout=10) as client:
+            response = client.post("/api/internal/threads", json=thread_body(thread_id))
+            assert response.status_code == 201, response.text
+            start = {
+                "threadId": thread_id,
+                "threadChatId": "chat-1",
+                "startRequestId": uuid.uuid4().hex,
+                "triggerSource": "ui",
+            }
+            response = client.post("/api/internal/runs/start", json=start)
+            assert response.status_code == 200, response.text
+            return response.json()["daemonMessage"]["token"]
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -83,7 +103,8 @@ def _serve(database: str, valkey_url: str, data_dir: Path, **limits: str) -> Ite
         "TERRAGON_DB_POOL_MAX": "4",
         **limits,
     }
-    env |= good_secrets()
+    secrets = good_secrets()
+    env |= secrets
     proc = subprocess.Popen(
         [TERRAGON, "--log-format", "json", "serve", "--port", str(port)],
         env=env,
@@ -96,7 +117,7 @@ def _serve(database: str, valkey_url: str, data_dir: Path, **limits: str) -> Ite
             wait_until(lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200, 60, "readyz")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{log.text()[-3000:]}") from None
-        yield Served(proc, port, log)
+        yield Served(proc, port, log, secrets["TERRAGON_INTERNAL_TOKEN"])
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -306,6 +327,45 @@ def test_a_stalled_body_is_408(edge: Served) -> None:
         assert status == 408, raw
         assert took >= TIMEOUT * 0.9
         _closed_within(sock, SLACK)
+
+
+def test_a_daemons_stalled_body_is_408_and_its_next_envelope_is_served(edge: Served) -> None:
+    """With a live token the body is read, under the same progress bound; the app that was
+    reading sees a disconnect (no crash logged), and the daemon's retry is served."""
+    token = edge.start_run("thread-stall")
+    headers = {
+        "Host": "x",
+        "Content-Type": "application/json",
+        "Content-Length": "1000",
+        "X-Daemon-Token": token,
+    }
+    with edge.connect() as sock:
+        sock.sendall(_head("/api/daemon-event", headers) + b'{"threadId": "thread-stall"')
+        status, raw, took = _answer(sock, TIMEOUT + SLACK)
+        assert status == 408, raw
+        assert took >= TIMEOUT * 0.9
+    body = {"threadId": "thread-stall", "threadChatId": "chat-1", "messages": []}
+    response = httpx.post(
+        f"{edge.base}/api/daemon-event", json=body, headers={"X-Daemon-Token": token}, timeout=10
+    )
+    assert response.status_code in (200, 202), response.text
+    assert edge.log.count("request_crashed") == 0
+
+
+def test_a_slow_body_that_keeps_coming_is_served(edge: Served) -> None:
+    """The body bound is on progress, not on the whole: 3 timeouts' worth of a trickled body."""
+    body = b'{"zen": "' + b"z" * 11 + b'"}'
+    headers = {"Host": "x", "Content-Type": "application/json", "Content-Length": str(len(body))}
+    with edge.connect() as sock:
+        sock.sendall(_head("/api/webhooks/github", headers))
+        started = time.monotonic()
+        for i in range(len(body)):  # a byte every 0.15 s: 3 s in all
+            ready, _, _ = select.select([sock], [], [], 0.15)
+            assert not ready, "answered before the body was complete"
+            sock.send(body[i : i + 1])
+        status, raw, _ = _answer(sock, 5)
+    assert time.monotonic() - started > 2 * TIMEOUT
+    assert status == 401, raw  # the signature decides: the body was read whole
 
 
 def test_idle_connections_are_closed(edge: Served) -> None:

@@ -198,8 +198,11 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
 
     def _body_stalled(self) -> None:
         cycle = self.cycle
-        if self.flow.read_paused and not cycle.response_complete:
-            # The app is not reading (its own time, e.g. a slow dependency): not the client's stall.
+        if (
+            self.flow.read_paused or cycle.waiting_for_100_continue
+        ) and not cycle.response_complete:
+            # The app has not asked for the body yet (its own time, e.g. a slow dependency; or the
+            # client waits for its `100 Continue`): not the client's stall.
             self._arm(self.loop.time() + self._limits.body_timeout, self._body_stalled)
             return
         if cycle.response_started:  # an answer is under way: it cannot become a 408
@@ -228,7 +231,8 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
             services.metrics.inc(
                 MetricName.EDGE_REJECTED, repo=None, user=None, provider=None, reason=reason.value
             )
-        _log.info("edge_rejected", reason=reason.value, client=self.client)
+        # debug: a flood of them must not become a flood of log lines (the metric counts them)
+        _log.debug("edge_rejected", reason=reason.value, client=self.client)
 
     # uvicorn's protocol
     def connection_made(self, transport: asyncio.Transport) -> None:
