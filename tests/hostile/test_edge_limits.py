@@ -28,7 +28,9 @@ import httpx
 import psycopg
 import psycopg.conninfo
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from terragon_core import MetricName, prometheus_name
 from tests.ingest.integration.test_cli_up import TERRAGON, _status
 from tests.support import StderrLines, free_port, good_secrets, thread_body, wait_until
 
@@ -50,6 +52,19 @@ class Served:
         self.log = log
         self.base = f"http://127.0.0.1:{port}"
         self.internal_token = internal_token
+        self.metrics_headers: dict[str, str] = {}
+
+    def edge_rejected(self, reason: str) -> float:
+        """`preview_edge_rejected_total{reason=...}` from `/metrics`."""
+        response = httpx.get(f"{self.base}/metrics", headers=self.metrics_headers, timeout=10)
+        assert response.status_code == 200, response.text
+        name = f"{prometheus_name(MetricName.EDGE_REJECTED)}_total"
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == name and sample.labels.get("reason") == reason
+        )
 
     def start_run(self, thread_id: str) -> str:
         """A thread and a run through the internal API; the run's daemon token."""
@@ -117,7 +132,10 @@ def _serve(database: str, valkey_url: str, data_dir: Path, **limits: str) -> Ite
             wait_until(lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200, 60, "readyz")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{log.text()[-3000:]}") from None
-        yield Served(proc, port, log, secrets["TERRAGON_INTERNAL_TOKEN"])
+        served = Served(proc, port, log, secrets["TERRAGON_INTERNAL_TOKEN"])
+        if metrics_token := secrets.get("TERRAGON_METRICS_TOKEN"):
+            served.metrics_headers = {"Authorization": f"Bearer {metrics_token}"}
+        yield served
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -243,6 +261,7 @@ def test_webhook_over_the_cap_is_413_before_the_signature(edge: Served) -> None:
         status, raw, _ = _answer(sock, 5)
     assert status == 413, raw
     assert edge.log.count("github_webhook_signature_rejected") == 0
+    assert edge.edge_rejected("too_large") == 2
     with edge.connect() as sock:  # under the cap, unsigned: the signature decides (401)
         body = b"{}"
         sock.sendall(_head("/api/webhooks/github", announced | {"Content-Length": "2"}) + body)
@@ -316,6 +335,7 @@ def test_slowloris_headers_are_cut_off(edge: Served) -> None:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         status, raw, _ = _answer(sock, TIMEOUT + SLACK)
     assert status == 408, raw
+    assert edge.edge_rejected("header_timeout") >= 21
 
 
 def test_a_stalled_body_is_408(edge: Served) -> None:
@@ -327,6 +347,7 @@ def test_a_stalled_body_is_408(edge: Served) -> None:
         assert status == 408, raw
         assert took >= TIMEOUT * 0.9
         _closed_within(sock, SLACK)
+    assert edge.edge_rejected("body_timeout") >= 1
 
 
 def test_a_daemons_stalled_body_is_408_and_its_next_envelope_is_served(edge: Served) -> None:
@@ -379,13 +400,15 @@ def test_idle_connections_are_closed(edge: Served) -> None:
         assert _closed_within(sock, TIMEOUT + SLACK) >= TIMEOUT * 0.5
 
 
-def test_two_host_headers_are_400(edge: Served) -> None:
+def test_two_host_headers_are_400_and_counted(edge: Served) -> None:
+    before = edge.edge_rejected("duplicate_host")
     headers = [("Host", "127.0.0.1"), ("Host", "evil.example")]
     with edge.connect() as sock:
         sock.sendall(_head("/healthz", headers, "GET"))
         status, raw, _ = _answer(sock, 5)
     assert status == 400, raw
     assert b"duplicate_host" in raw
+    assert edge.edge_rejected("duplicate_host") == before + 1
 
 
 # -- the connection cap -------------------------------------------------------------------------
