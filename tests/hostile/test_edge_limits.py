@@ -234,6 +234,30 @@ def test_daemon_event_answers_401_from_the_headers_alone(edge: Served, token: st
     assert b'"unauthorized"' in raw
 
 
+@pytest.mark.parametrize("connection", ["close", "keep-alive"])
+def test_a_client_that_sends_its_whole_body_still_reads_the_401(
+    edge: Served, connection: str
+) -> None:
+    """A daemon sends the whole body before reading (urllib asks `Connection: close`): the early
+    401 must not turn into a reset under it. The service half-closes and drops the rest of the
+    body, then closes."""
+    body = b"x" * (4 * MiB)
+    headers = {
+        "Host": "x",
+        "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
+        "Connection": connection,
+        "X-Daemon-Token": "tdt_revoked_or_unknown",
+    }
+    with edge.connect() as sock:
+        sock.sendall(_head("/api/daemon-event", headers))
+        sock.sendall(body)  # no reset while the body goes out
+        status, raw, _ = _answer(sock, 10)
+        assert status == 401, raw
+        if connection == "close":
+            _closed_within(sock, 5)
+
+
 def test_internal_routes_answer_401_from_the_headers_alone(edge: Served) -> None:
     """Litestar's guard runs before the handler's body is read: no Authorization, no body read."""
     headers = {"Host": "x", "Content-Type": "application/json", "Content-Length": str(MiB)}

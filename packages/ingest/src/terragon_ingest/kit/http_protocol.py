@@ -54,13 +54,15 @@ _log = structlog.get_logger()
 class _CoalescingTransport:
     """The connection's transport, with the writes of one loop turn sent as one."""
 
-    __slots__ = ("_flush_handle", "_held", "_loop", "_transport")
+    __slots__ = ("_flush_handle", "_held", "_loop", "_transport", "linger")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
+        self.linger: Callable[[], bool] | None = None
+        """Asked on `close()`: True when the protocol half-closed instead (`EdgeProtocol`)."""
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._held:  # the body after its headers: one send
@@ -80,6 +82,8 @@ class _CoalescingTransport:
             self._transport.write(data)
 
     def close(self) -> None:
+        if self.linger is not None and self.linger():
+            return
         self.flush()
         self._transport.close()
 
@@ -165,6 +169,11 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         self._deadline = _NEVER
         self._on_expiry = self._close_idle
         self._timer: asyncio.TimerHandle | None = None
+        self._draining = False
+        """The app answered before the body ended: the rest is read and dropped, for at most one
+        body timeout in all."""
+        self._lingered = False
+        """The connection half-closed (or is being closed): the next `close()` is the real one."""
 
     # the one timer: `_deadline` moves freely; the handle re-arms when it fires early
     def _arm(self, deadline: float, on_expiry: Callable[[], None]) -> None:
@@ -191,7 +200,34 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         self._deadline = _NEVER
 
     def _close_idle(self) -> None:
+        self._lingered = True
         self.transport.close()
+
+    def _drain(self) -> None:
+        """The response is out, the request's body is not in: drop the rest of it as it comes (not
+        kept; on_body is skipped), the whole within one body timeout, then close."""
+        self._draining = True
+        self.cycle.body = bytearray()
+        self._arm(self.loop.time() + self._limits.body_timeout, self._close_idle)
+
+    def _linger(self) -> bool:
+        """`transport.close()` after an answer given before the body ended (`Connection: close`):
+        closing with unread bytes would reset the connection under the answer (a client that sends
+        its whole body first would never read it). Half-close instead: the answer and a FIN go
+        out, the rest of the body is dropped (`_drain`), then the connection closes."""
+        cycle = self.cycle
+        if (
+            self._lingered
+            or cycle is None
+            or not (cycle.response_complete and cycle.more_body)
+            or not self.transport.can_write_eof()
+        ):
+            return False
+        self._lingered = True
+        self.transport.write_eof()  # flushes the answer first
+        if not self._draining:
+            self._drain()
+        return True
 
     def _headers_late(self) -> None:
         self._refuse(EdgeRejection.HEADER_TIMEOUT, _HEADER_TIMEOUT)
@@ -207,7 +243,7 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
             return
         if cycle.response_started:  # an answer is under way: it cannot become a 408
             self._record(EdgeRejection.BODY_TIMEOUT)
-            self.transport.close()
+            self._close_idle()
             return
         self._refuse(EdgeRejection.BODY_TIMEOUT, _BODY_TIMEOUT)
 
@@ -215,6 +251,7 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         """Answer `answer` (unless a response is under way) and close the connection."""
         self._record(reason)
         cycle = self.cycle
+        self._lingered = True  # the close below is the real one
         if cycle is not None and not cycle.response_complete:
             if cycle.response_started:
                 self.transport.close()
@@ -237,7 +274,9 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
     # uvicorn's protocol
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
+        self.transport.linger = self._linger  # type: ignore[attr-defined]
         if len(self.connections) > self._limits.max_connections:
+            self._lingered = True
             self._record(EdgeRejection.TOO_MANY_CONNECTIONS)
             self.transport.write(_TOO_MANY)
             self.transport.close()  # stops reading at once: no request of it is parsed
@@ -271,23 +310,27 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         self._arm(self.loop.time() + self._limits.body_timeout, self._body_stalled)
 
     def on_body(self, body: bytes) -> None:
+        if self._draining:
+            return  # dropped; its deadline is not pushed on
         super().on_body(body)
         self._deadline = self.loop.time() + self._limits.body_timeout
 
     def on_message_complete(self) -> None:
-        cycle = self.cycle
-        if cycle is not None and cycle.response_complete:
-            # the rest of a body the app answered without reading: the connection goes idle now
+        if self._draining:  # the end of a body answered early
+            self._draining = False
             super().on_message_complete()
-            self._arm(self.loop.time() + self._limits.keep_alive_timeout, self._close_idle)
+            if self._lingered:  # half-closed: nothing more will be answered
+                self.transport.close()
+            else:
+                self._arm(self.loop.time() + self._limits.keep_alive_timeout, self._close_idle)
             return
         super().on_message_complete()
         self._disarm()  # the app's time from here on
 
     def on_response_complete(self) -> None:
         cycle = self.cycle
-        if cycle is not None and cycle.response_complete and cycle.more_body:
-            cycle.body = bytearray()  # answered before the body was read: keep none of it
+        if cycle is not None and cycle.response_complete and cycle.more_body and not self._draining:
+            self._drain()  # answered before the body was read: keep none of it
         super().on_response_complete()
 
     def handle_websocket_upgrade(self) -> None:
