@@ -166,6 +166,8 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
     def __init__(self, *args: Any, limits: EdgeLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = limits
+        self._header_timeout = limits.header_timeout
+        self._body_timeout = limits.body_timeout
         self._deadline = _NEVER
         self._on_expiry = self._close_idle
         self._timer: asyncio.TimerHandle | None = None
@@ -291,14 +293,10 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm(self.loop.time() + self._limits.header_timeout, self._headers_late)
+        self._arm(self.loop.time() + self._header_timeout, self._headers_late)
 
     def on_headers_complete(self) -> None:
-        hosts = 0
-        for name, _value in self.headers:
-            if name == b"host":
-                hosts += 1
-        if hosts > 1:
+        if [name for name, _ in self.headers if name == b"host"][1:]:
             self._record(EdgeRejection.DUPLICATE_HOST)
             app, self.app = self.app, _duplicate_host
             try:
@@ -307,13 +305,15 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
                 self.app = app
         else:
             super().on_headers_complete()
-        self._arm(self.loop.time() + self._limits.body_timeout, self._body_stalled)
+        # No `_arm`: the timer is due by the header deadline, never later than this one.
+        self._deadline = self.loop.time() + self._body_timeout
+        self._on_expiry = self._body_stalled
 
     def on_body(self, body: bytes) -> None:
         if self._draining:
             return  # dropped; its deadline is not pushed on
         super().on_body(body)
-        self._deadline = self.loop.time() + self._limits.body_timeout
+        self._deadline = self.loop.time() + self._body_timeout
 
     def on_message_complete(self) -> None:
         if self._draining:  # the end of a body answered early
