@@ -14,12 +14,15 @@ timer or task per request or chunk.
 | a request's first byte → headers complete | header timeout (10 s) | 408, closed |
 | body, while the service waits for it | body timeout (10 s) since the last chunk | 408 (or closed, once an answer has started) |
 | body, the app not reading (reading paused) | none: it is the service's time | |
+| the rest of a body answered early | body timeout, in all | closed |
 | after the response | uvicorn's keep-alive timer (5 s) | closed |
 
 A connection over `TERRAGON_MAX_CONNECTIONS` is answered 503 and closed at once (never queued);
 a request with two `Host` headers is answered 400 by the protocol, before the app sees it. When
-the app answered before reading the body (a 401 from the headers), the rest of the body is read
-and dropped as it comes (nothing of it is kept), under the same body timeout.
+the app answered before the body ended (a 401 from the headers, a 413), the rest of the body is
+read and dropped as it comes (nothing of it is kept), within one body timeout in all; where the
+connection is to close, it half-closes first (the answer and a FIN go out, then the rest is
+dropped), so that a client sending its whole body before it reads gets the answer, not a reset.
 
 **One send per response** (`CoalescingHttpToolsProtocol`). uvicorn writes a response's status line
 and headers as soon as the app sends `http.response.start`, and its body with the next message: two
@@ -38,7 +41,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -338,12 +341,18 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         super().handle_websocket_upgrade()
 
 
+def edge_protocol(limits: EdgeLimits) -> type[asyncio.Protocol]:
+    """uvicorn's `http=`: `EdgeProtocol` bound to `limits`. A partial stands in for the class
+    (uvicorn only calls it), and one of a module-level class pickles for `serve --workers N`."""
+    return cast("type[asyncio.Protocol]", functools.partial(EdgeProtocol, limits=limits))
+
+
 def server_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn options of every listener (`terragon serve`, `serve --workers N`, `terragon
     up`, and the tests' live server): the edge limits above, and nothing that costs per request."""
     limits = EdgeLimits.of(settings)
     return {
-        "http": functools.partial(EdgeProtocol, limits=limits),
+        "http": edge_protocol(limits),
         # Nothing here reads the peer's address or scheme (URLs come from PUBLIC_URL), so no
         # X-Forwarded-* rewriting (a per-request middleware), and no `server:` banner.
         "proxy_headers": False,
