@@ -193,9 +193,11 @@ def _answer(sock: socket.socket, within: float) -> tuple[int | None, bytes, floa
     return int(got.split(b" ", 2)[1]), got, time.monotonic() - started
 
 
-def _closed_within(sock: socket.socket, within: float, *, trickle: bytes = b"") -> float:
+def _closed_within(
+    sock: socket.socket, within: float, *, trickle: bytes = b"", every: float = 0.2
+) -> float:
     """Seconds until the server closed `sock` (fails after `within`). With `trickle`, one byte of
-    it is sent every 0.2 s meanwhile, as a slowloris client does."""
+    it is sent every `every` seconds meanwhile, as a slowloris client does."""
     started = time.monotonic()
     deadline = started + within
     trickled = 0
@@ -203,7 +205,7 @@ def _closed_within(sock: socket.socket, within: float, *, trickle: bytes = b"") 
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"the server held the connection over {within}s")
-        ready, _, _ = select.select([sock], [], [], min(left, 0.2))
+        ready, _, _ = select.select([sock], [], [], min(left, every))
         if ready:
             try:
                 if not sock.recv(65536):
@@ -256,6 +258,19 @@ def test_a_client_that_sends_its_whole_body_still_reads_the_401(
         assert status == 401, raw
         if connection == "close":
             _closed_within(sock, 5)
+
+
+def test_a_body_trickled_after_the_401_is_not_waited_for(edge: Served) -> None:
+    """After its 401, an endless chunked body that keeps making progress is dropped for at most
+    three body timeouts, then the connection is closed."""
+    headers = {"Host": "x", "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    with edge.connect() as sock:
+        sock.sendall(_head("/api/daemon-event", headers))
+        status, raw, _ = _answer(sock, TIMEOUT * 0.8)
+        assert status == 401, raw
+        chunks = b"1\r\nx\r\n" * 200  # a body byte every 0.3 s: progress, never an end
+        took = _closed_within(sock, 3 * TIMEOUT + SLACK, trickle=chunks, every=0.05)
+    assert took > 2 * TIMEOUT  # progress kept it open past the body timeout, not forever
 
 
 def test_internal_routes_answer_401_from_the_headers_alone(edge: Served) -> None:

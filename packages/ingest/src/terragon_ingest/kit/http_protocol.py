@@ -14,13 +14,13 @@ timer or task per request or chunk.
 | a request's first byte → headers complete | header timeout (10 s) | 408, closed |
 | body, while the service waits for it | body timeout (10 s) since the last chunk | 408 (or closed, once an answer has started) |
 | body, the app not reading (reading paused) | none: it is the service's time | |
-| the rest of a body answered early | body timeout, in all | closed |
+| the rest of a body answered early | body timeout, and 3 of them in all | closed |
 | after the response | uvicorn's keep-alive timer (5 s) | closed |
 
 A connection over `TERRAGON_MAX_CONNECTIONS` is answered 503 and closed at once (never queued);
 a request with two `Host` headers is answered 400 by the protocol, before the app sees it. When
 the app answered before the body ended (a 401 from the headers, a 413), the rest of the body is
-read and dropped as it comes (nothing of it is kept), within one body timeout in all; where the
+read and dropped as it comes (nothing of it is kept), within three body timeouts in all; where the
 connection is to close, it half-closes first (the answer and a FIN go out, then the rest is
 dropped), so that a client sending its whole body before it reads gets the answer, not a reset.
 
@@ -127,6 +127,8 @@ class EdgeLimits:
 
 
 _NEVER = math.inf
+_DRAIN_TIMEOUTS = 3
+"""The rest of a body answered early is dropped for at most this many body timeouts in all."""
 
 
 def _answer(status: int, reason: EdgeRejection, error: str) -> bytes:
@@ -175,8 +177,8 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         self._on_expiry = self._close_idle
         self._timer: asyncio.TimerHandle | None = None
         self._draining = False
-        """The app answered before the body ended: the rest is read and dropped, for at most one
-        body timeout in all."""
+        """The app answered before the body ended: the rest is read and dropped (`_drain`)."""
+        self._drain_until = _NEVER
         self._lingered = False
         """The connection half-closed (or is being closed): the next `close()` is the real one."""
 
@@ -210,10 +212,14 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
 
     def _drain(self) -> None:
         """The response is out, the request's body is not in: drop the rest of it as it comes (not
-        kept; on_body is skipped), the whole within one body timeout, then close."""
+        kept), under the body timeout and within `_DRAIN_TIMEOUTS` of them in all, then close.
+        (A bound in all: after a 401 nothing makes a stranger's trickle worth waiting for; a
+        few timeouts' worth: a daemon's 413 still reaches it over a slow link.)"""
         self._draining = True
         self.cycle.body = bytearray()
-        self._arm(self.loop.time() + self._limits.body_timeout, self._close_idle)
+        now = self.loop.time()
+        self._drain_until = now + _DRAIN_TIMEOUTS * self._body_timeout
+        self._arm(now + self._body_timeout, self._close_idle)
 
     def _linger(self) -> bool:
         """`transport.close()` after an answer given before the body ended (`Connection: close`):
@@ -313,8 +319,9 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         self._on_expiry = self._body_stalled
 
     def on_body(self, body: bytes) -> None:
-        if self._draining:
-            return  # dropped; its deadline is not pushed on
+        if self._draining:  # dropped
+            self._deadline = min(self.loop.time() + self._body_timeout, self._drain_until)
+            return
         super().on_body(body)
         self._deadline = self.loop.time() + self._body_timeout
 
