@@ -6,9 +6,9 @@ process refuses connections over its cap rather than queueing them, and one `Hos
 The limits are made small through the environment (1 s timeouts) so that each case takes seconds.
 Before this, every bound below failed: the token and the signature waited for the body (or read
 all of it), nothing timed out headers or a stalled body, a fresh connection was held forever, there
-was no cap, two `Host` headers were served, and a `Connection: close` client that sent its whole
-body saw a reset instead of its 401. What must keep working passed before too (a slow body that
-keeps coming; a keep-alive client sending its whole body), and the internal routes already
+was no cap, and two `Host` headers were served. What must keep working passed before too (a slow
+body that keeps coming; a client that sends its whole body before it reads, which an early answer
+must not reset), and the internal routes already
 answered 401 from the headers (Litestar runs the guard before a handler's body is read): that
 test proves it.
 """
