@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from terragon_ingest.app import create_app
+from terragon_ingest.kit.http_protocol import server_options
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -39,15 +40,10 @@ class LiveServer:
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> None:
+        # The options of `terragon serve` (the edge limits and its protocol), so tests meet the edge.
+        options = {**server_options(self.settings), "host": "127.0.0.1", "port": self.port}
         self.app = create_app(self.settings)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-        )
+        config = uvicorn.Config(self.app, **options)
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._server = server

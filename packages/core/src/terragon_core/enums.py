@@ -64,6 +64,18 @@ class SecurityReason(StrEnum):
     PROXY_PATH_DENIED = "proxy_path_denied"
 
 
+class EdgeRejection(StrEnum):
+    """Why the HTTP edge refused a connection or request before the app saw it (CONTRACT §3 "Edge
+    limits"): the `reason` of the `preview.edge_rejected` metric and the `code` of the answer."""
+
+    HEADER_TIMEOUT = "header_timeout"
+    BODY_TIMEOUT = "body_timeout"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    DUPLICATE_HOST = "duplicate_host"
+    TOO_LARGE = "too_large"
+    """A body over its route's cap (the GitHub webhook's `TERRAGON_WEBHOOK_MAX_BODY_BYTES`)."""
+
+
 class UiValidationOutcome(StrEnum):
     NOT_REQUIRED = "not_required"
     PENDING = "pending"

@@ -28,6 +28,8 @@ class MetricName(StrEnum):
     """Preview-event rows purged by retention (no reason: `reason` is "")."""
     BUDGET_SYNC_FAILURE = "preview.budget_sync_failure"
     """Run-budget syncs to Valkey that failed (each worker's own accounting decided meanwhile)."""
+    EDGE_REJECTED = "preview.edge_rejected"
+    """Connections and requests the HTTP edge refused, by `EdgeRejection` (`reason`)."""
 
 
 ENVELOPE_SECONDS_HISTOGRAM: Final = "preview_envelope_seconds"

@@ -56,21 +56,10 @@ def _settings_with(
 def _serve(settings: Settings, host: str, port: int, stop: StopSignals, workers: int = 1) -> None:
     import uvicorn
 
-    from terragon_ingest.kit.http_protocol import CoalescingHttpToolsProtocol
+    from terragon_ingest.kit.http_protocol import raise_open_files_limit, server_options
 
-    options: dict[str, Any] = {
-        "http": CoalescingHttpToolsProtocol,
-        # Nothing here reads the peer's address or scheme (URLs come from PUBLIC_URL), so no
-        # X-Forwarded-* rewriting (a per-request middleware), and no `server:` banner.
-        "proxy_headers": False,
-        "server_header": False,
-        "host": host,
-        "port": port,
-        "lifespan": "on",
-        "log_level": "warning",
-        "access_log": False,
-        "timeout_graceful_shutdown": 10,
-    }
+    raise_open_files_limit(settings)
+    options: dict[str, Any] = {**server_options(settings), "host": host, "port": port}
     if workers > 1:
         from terragon_ingest.workers import prepare_workers
 

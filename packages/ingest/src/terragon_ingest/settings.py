@@ -144,6 +144,28 @@ class ServerSettings:
         default_factory=lambda: _env_int("TERRAGON_MAX_BODY_BYTES", 4 * 1024 * 1024)
     )
     """`TERRAGON_MAX_BODY_BYTES`: daemon-event body cap; larger bodies answer 413."""
+    WEBHOOK_MAX_BODY_BYTES: int = field(
+        default_factory=lambda: _env_int("TERRAGON_WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)
+    )
+    """`TERRAGON_WEBHOOK_MAX_BODY_BYTES`: GitHub webhook body cap; larger bodies answer 413 before
+    the signature is looked at."""
+    MAX_CONNECTIONS: int = field(default_factory=lambda: _env_int("TERRAGON_MAX_CONNECTIONS", 1000))
+    """`TERRAGON_MAX_CONNECTIONS`: open connections per process; more are refused at once (503,
+    closed), never queued."""
+    HEADER_TIMEOUT: float = field(
+        default_factory=lambda: _env_float("TERRAGON_HEADER_TIMEOUT_SECONDS", 10.0)
+    )
+    """`TERRAGON_HEADER_TIMEOUT_SECONDS`: a request's headers must be complete this long after its
+    first byte (or after the connection opened), else 408 and the connection is closed."""
+    BODY_TIMEOUT: float = field(
+        default_factory=lambda: _env_float("TERRAGON_BODY_TIMEOUT_SECONDS", 10.0)
+    )
+    """`TERRAGON_BODY_TIMEOUT_SECONDS`: a request body must make progress at least this often while
+    the service waits for it, else 408 (or a close, once an answer has started)."""
+    KEEP_ALIVE_TIMEOUT: float = field(
+        default_factory=lambda: _env_float("TERRAGON_KEEP_ALIVE_SECONDS", 5.0)
+    )
+    """`TERRAGON_KEEP_ALIVE_SECONDS`: an idle keep-alive connection is closed after this long."""
     BACKGROUND_JOBS: bool = field(
         default_factory=lambda: _env_bool("TERRAGON_BACKGROUND_JOBS", True)
     )

@@ -8,12 +8,15 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Controller, Request, Response, post, put
+from litestar.exceptions import ClientException
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from terragon_core import (
     GITHUB_DELIVERY_ID_MAX_CHARS,
+    EdgeRejection,
     EventOrigin,
+    MetricName,
     SecurityReason,
     http_status_for,
 )
@@ -29,9 +32,9 @@ from terragon_ingest.access.schemas import (
 )
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest
-from terragon_ingest.kit.http import json_response
+from terragon_ingest.kit.http import json_response, read_capped_body
 from terragon_ingest.kit.openapi import error_responses
-from terragon_ingest.services import ServicesDep
+from terragon_ingest.services import Services, ServicesDep
 from terragon_ingest.telemetry import trace_id_from
 
 log = structlog.get_logger()
@@ -45,14 +48,26 @@ class GithubWebhookController(Controller):
         "/github",
         status_code=HTTP_200_OK,
         responses=error_responses(
-            400, 401, 503, s401="`signature_mismatch`: missing or wrong X-Hub-Signature-256."
+            400,
+            401,
+            413,
+            503,
+            s401="`signature_mismatch`: missing or wrong X-Hub-Signature-256.",
+            s413="`too_large`: the body is over TERRAGON_WEBHOOK_MAX_BODY_BYTES.",
         ),
+        request_max_body_size=None,  # our own cap (a smaller one) answers 413 with a `code`
     )
     async def github(
         self, request: Request[Any, Any, Any], services: ServicesDep
     ) -> Response[bytes]:
         """Apply a GitHub permission change (`X-Hub-Signature-256` verified) and invalidate."""
-        body = await request.body()
+        # The body under its cap before the signature is looked at (CONTRACT §3 "Edge limits").
+        try:
+            body = await read_capped_body(request, services.settings.server.WEBHOOK_MAX_BODY_BYTES)
+        except ClientException as exc:  # a malformed Content-Length header
+            raise InvalidRequest(str(exc.detail)) from exc
+        if body is None:
+            return _too_large(services)
         secret = services.settings.server.GITHUB_WEBHOOK_SECRET
         if not service.verify_signature(secret, body, request.headers.get("x-hub-signature-256")):
             log.warning(
@@ -80,6 +95,14 @@ class GithubWebhookController(Controller):
             services, event, delivery, payload, trace_id, body_sha256=digest
         )
         return json_response(msgspec.to_builtins(result))
+
+
+def _too_large(services: Services) -> Response[bytes]:
+    reason = EdgeRejection.TOO_LARGE
+    services.metrics.inc(
+        MetricName.EDGE_REJECTED, repo=None, user=None, provider=None, reason=reason.value
+    )
+    return json_response({"code": reason.value, "error": "webhook body over the size cap"}, 413)
 
 
 class AccessInternalController(Controller):

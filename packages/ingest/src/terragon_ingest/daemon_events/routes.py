@@ -1,14 +1,15 @@
 """`POST /api/daemon-event` (CONTRACT §4): daemons post envelopes here with `X-Daemon-Token`.
 
-The route reads the raw body itself under `TERRAGON_MAX_BODY_BYTES` (413 `too_large`; Litestar's
-own limit is lifted for this route so it cannot pre-empt the body) and hands it to the decision.
+The route checks the token from the headers (`authenticate`) before it reads anything of the
+body: a missing or unknown token is 401 at the cost of its headers (CONTRACT §3). Then it reads the
+raw body itself under `TERRAGON_MAX_BODY_BYTES` (413 `too_large`; Litestar's own limit is lifted
+for this route so it cannot pre-empt the body) and hands it to the decision.
 Every answer is JSON with `status`; a database or object-store outage is 503 `unavailable` with
 `Retry-After`, and nothing was written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any
 
@@ -20,9 +21,14 @@ from litestar.types import ASGIApp
 
 from terragon_core import DAEMON_TOKEN_HEADER, TRACEPARENT_HEADER, EnvelopeStatus, MetricName
 from terragon_ingest.daemon_events.schemas import EnvelopeAck
-from terragon_ingest.daemon_events.service import Reply, handle_delivery, refuse_over_budget
+from terragon_ingest.daemon_events.service import (
+    Reply,
+    authenticate,
+    handle_delivery,
+    refuse_over_budget,
+)
 from terragon_ingest.errors import ServiceUnavailable
-from terragon_ingest.kit.http import JsonAnswer
+from terragon_ingest.kit.http import JsonAnswer, read_capped_body
 from terragon_ingest.services import Services
 from terragon_ingest.telemetry import trace_id_from
 
@@ -48,22 +54,6 @@ RESPONSES: dict[int, ResponseSpec] = {
 }
 
 
-async def read_capped_body(request: Request[Any, Any, Any], cap: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed `cap` bytes."""
-    if (request.content_length or 0) > cap:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    stream = request.stream()
-    async with contextlib.aclosing(stream):
-        async for chunk in stream:
-            size += len(chunk)
-            if size > cap:
-                return None
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @post(
     "/api/daemon-event",
     status_code=200,
@@ -80,21 +70,24 @@ async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
     request_headers = request.headers  # built from the scope on each access: read once
     trace_id = trace_id_from(request_headers.get(TRACEPARENT_HEADER))
     headers: dict[str, str] = {}
-    token = request_headers.get(DAEMON_TOKEN_HEADER)
     try:
-        reply = refuse_over_budget(services, token, request.content_length)  # 429 before the body
-        if reply is not None:
+        # The token from the headers first: a stranger's body is never read (CONTRACT §3).
+        sender = await authenticate(services, request_headers.get(DAEMON_TOKEN_HEADER))
+        if isinstance(sender, Reply):
+            reply = sender
+        elif (early := refuse_over_budget(services, sender, request.content_length)) is not None:
+            reply = early  # 429 before the body: the run is known to be spent
             # Close rather than receive and discard the unread body on this connection (the
             # daemon opens a connection per attempt anyway).
             headers["Connection"] = "close"
+        elif (
+            body := await read_capped_body(request, services.settings.server.MAX_BODY_BYTES)
+        ) is None:
+            reply = Reply(
+                413, EnvelopeAck(EnvelopeStatus.TOO_LARGE, error="body over the size cap")
+            )
         else:
-            body = await read_capped_body(request, services.settings.server.MAX_BODY_BYTES)
-            if body is None:
-                reply = Reply(
-                    413, EnvelopeAck(EnvelopeStatus.TOO_LARGE, error="body over the size cap")
-                )
-            else:
-                reply = await handle_delivery(services, body, token, trace_id)
+            reply = await handle_delivery(services, body, sender, trace_id)
     except ClientException as exc:  # a malformed Content-Length header
         reply = Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc.detail)]))
     except ServiceUnavailable as exc:

@@ -4,7 +4,7 @@ contract's order: token → body shape → runId (missing / mismatch) → field 
 
 | rule | where |
 |---|---|
-| 1 token | `handle_delivery` before the body is decoded (no header → 401; a token this process has not seen resolve is looked up first: unknown → 401, expired / revoked → 401 with `code`, the body never decoded); then the SQL, the authority (the same lifetime rules: db/functions/terragon_daemon_token.sql) |
+| 1 token | `authenticate`, from the headers, before the body is read (no header → 401; a token this process has not seen resolve is looked up first: unknown → 401, expired / revoked → 401 with `code`, the body never read); then the SQL, the authority (the same lifetime rules: db/functions/terragon_daemon_token.sql) |
 | 2 body shape | `decode_envelope` (core): wrong types, `threadId` / `threadChatId` / `runId` over 256 characters or holding a NUL → 400 |
 | budget | `handle_delivery`: the token's run over its per-minute budget → 429 `rate_limited` (`budgets.py`; before the body when the run is known to be spent: `refuse_over_budget`); an envelope over a budget alone → `within_limits` false → `invalid_envelope` |
 | everything else | SQL `terragon_ingest_envelope` (db/functions/terragon_ingest_envelope.sql; an ended run and rules 4 to 8 in `terragon_envelope_verdict.sql`) |
@@ -101,18 +101,37 @@ _FORBIDDEN = "the token is bound to another thread"
 _RATE_LIMITED = "the run is over its per-minute budget; retry after Retry-After"
 
 
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """A daemon whose token resolved: its digest (the SQL checks it again, the authority) and the
+    run and thread it was minted for."""
+
+    token_hash: bytes
+    binding: TokenBinding
+
+
+async def authenticate(services: Services, token: str | None) -> Sender | Reply:
+    """Rule 1, from the request's headers alone (`POST /api/daemon-event` calls it before it reads
+    the body, CONTRACT §3/§4): the sender of a live token, or the 401 for a missing or unknown one
+    (with `code` for an expired or revoked one): no body read, nothing decoded or written."""
+    if not token:
+        return _unauthorized()
+    digest = hash_token(token)
+    binding = await _known_token(services, token, digest)
+    if binding is None or isinstance(binding, TokenRefused):  # unknown, expired or revoked
+        return _unauthorized(binding.code if binding is not None else None)
+    return Sender(digest, binding)
+
+
 def refuse_over_budget(
-    services: Services, token: str | None, content_length: int | None
+    services: Services, sender: Sender, content_length: int | None
 ) -> Reply | None:
-    """Before the body is read: 429 when the token's run is already known (in this process) to be
-    over its budget for the window, or the declared body cannot fit what is left; else None."""
+    """Before the body is read: 429 when the sender's run is already known (in this process) to
+    be over its budget for the window, or the declared body cannot fit what is left; else None."""
     budgets = services.budgets
-    if budgets is None or not token:
+    if budgets is None:
         return None
-    binding = services.tokens.get(hash_token(token))
-    if binding is None:
-        return None
-    retry_after = budgets.refuse_early(binding.run_id, content_length)
+    retry_after = budgets.refuse_early(sender.binding.run_id, content_length)
     return None if retry_after is None else _rate_limited(retry_after)
 
 
@@ -121,34 +140,30 @@ def _rate_limited(retry_after: int) -> Reply:
     return Reply(429, ack, retry_after=retry_after)
 
 
-async def handle_delivery(
-    services: Services, body: bytes, token: str | None, trace_id: str
-) -> Reply:
-    """`POST /api/daemon-event` after the body was read under the size cap."""
-    if not token:  # 1. token, first: none sent
-        return _unauthorized()
-    digest = hash_token(token)
-    binding = await _known_token(services, token, digest)
-    if binding is None or isinstance(binding, TokenRefused):  # unknown, expired or revoked
-        return _unauthorized(binding.code if binding is not None else None)
+async def handle_delivery(services: Services, body: bytes, sender: Sender, trace_id: str) -> Reply:
+    """`POST /api/daemon-event` once `authenticate` accepted its token and the body was read
+    under the size cap."""
     try:  # 2. body shape
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
         return Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc)]))
     over_budget = None
     budgets = services.budgets
+    run_id = sender.binding.run_id
     if budgets is not None:  # the run's budget: charged here, nothing stored when refused
         messages, size = len(envelope.messages), len(body)
-        retry_after = budgets.admit(binding.run_id, messages, size)
+        retry_after = budgets.admit(run_id, messages, size)
         if retry_after is not None:
             return _rate_limited(retry_after)
         over_budget = budgets.never_fits(messages, size)
-    delivery = Delivery(envelope, body, trace_id, token_hash=digest, over_budget=over_budget)
+    delivery = Delivery(
+        envelope, body, trace_id, token_hash=sender.token_hash, over_budget=over_budget
+    )
     try:
         return await decide(services, delivery)
     except ServiceUnavailable:
         if budgets is not None:  # nothing was stored: the daemon's retry is charged instead
-            budgets.refund(binding.run_id, len(envelope.messages), len(body))
+            budgets.refund(run_id, len(envelope.messages), len(body))
         raise
 
 
@@ -165,8 +180,8 @@ async def _known_token(
     services: Services, token: str, digest: bytes
 ) -> TokenBinding | TokenRefused | None:
     """The token's binding if it is live (from this process's memory, else one indexed lookup),
-    why not if it expired or was revoked, None if unknown. Nothing of the body is decoded or
-    stored before this answers."""
+    why not if it expired or was revoked, None if unknown. Nothing of the body is read before
+    this answers."""
     binding = services.tokens.get(digest)
     if binding is None:
         async with connection(services.pool) as conn:

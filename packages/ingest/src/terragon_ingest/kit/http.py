@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,24 @@ class JsonAnswer:
 
 
 _encode = msgspec.json.Encoder().encode
+
+
+async def read_capped_body(request: Request[Any, Any, Any], cap: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed `cap` bytes: a larger Content-Length is
+    refused before any of the body is read, a longer body as soon as its bytes pass the cap.
+    Raises `ClientException` for a malformed Content-Length."""
+    if (request.content_length or 0) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    stream = request.stream()
+    async with contextlib.aclosing(stream):
+        async for chunk in stream:
+            size += len(chunk)
+            if size > cap:
+                return None
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def bearer_matches(header: str, expected: str) -> bool:

@@ -51,6 +51,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     403: "Denied (`code` is the `SecurityReason`).",
     404: "No such resource.",
     409: "The request contradicts what is stored, or the run-context pointer kept moving.",
+    413: "The body is over the route's size cap.",
     422: "The sandbox provider is not supported by this deployment.",
     429: "Rate limited.",
     503: "A dependency is down; retry after `Retry-After` (`traceId` names the logged cause).",

@@ -38,6 +38,7 @@ _DOCS: dict[MetricName, str] = {
     MetricName.QUARANTINE_PURGE: "Quarantine rows purged by retention, by reason.",
     MetricName.EVENT_PURGE: "Preview events purged by retention.",
     MetricName.BUDGET_SYNC_FAILURE: "Run-budget syncs to Valkey that failed (local accounting decided).",
+    MetricName.EDGE_REJECTED: "Connections and requests refused by the HTTP edge, by reason.",
 }
 
 
