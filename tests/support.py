@@ -168,3 +168,16 @@ async def until(condition: Callable[[], object], what: str, seconds: float = 10.
                 await asyncio.sleep(0.005)
     except TimeoutError:
         raise AssertionError(f"timed out after {seconds}s waiting for {what}") from None
+
+
+def invoke_in_process(args: list[str]) -> Any:
+    """`terragon ARGS` run in this process (click's `CliRunner`), without the `terragon` group's
+    callback: that callback configures logging for the runner's throwaway streams, with loggers
+    cached on first use, and every later test of the session would log there (and
+    `structlog.testing.capture_logs` would see nothing)."""
+    from click.testing import CliRunner
+
+    from terragon_ingest.cli import main
+
+    command = main.commands[args[0]]
+    return CliRunner().invoke(command, args[1:])

@@ -32,7 +32,6 @@ from typing import Any
 
 import pytest
 import valkey
-from click.testing import CliRunner
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -43,7 +42,6 @@ from terragon_core import (
     quarantine_thread_key,
 )
 from terragon_ingest.app import create_app
-from terragon_ingest.cli import main
 from terragon_ingest.preview.addresses import UpstreamRefused, checked_addresses, is_public
 from terragon_ingest.settings import get_settings
 from tests.conftest import INTERNAL_TOKEN
@@ -57,7 +55,7 @@ from tests.ingest.integration.test_preview_support import (
     start_run,
     start_session,
 )
-from tests.support import settings_for
+from tests.support import invoke_in_process, settings_for
 
 EMBEDDED_PRIVATE = (
     "[::7f00:1]",  # IPv4-compatible 127.0.0.1
@@ -311,10 +309,7 @@ def fx_cli(database_url: str, valkey_url: str, tmp_path: Path, monkeypatch: pyte
     get_settings.cache_clear()
 
     async def invoke(*args: str) -> str:
-        runner = CliRunner()
-        result = await asyncio.to_thread(
-            runner.invoke, main, [*args, "--database-url", database_url]
-        )
+        result = await asyncio.to_thread(invoke_in_process, [*args, "--database-url", database_url])
         assert result.exit_code == 0, result.output
         return result.stdout
 

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from terragon_core import DAEMON_TOKEN_GRACE_SECONDS
-from terragon_ingest.cli import main
 from terragon_ingest.settings import get_settings
 from tests.ingest.integration.test_daemon_event_support import (
     envelope,
@@ -28,6 +26,7 @@ from tests.ingest.integration.test_daemon_event_support import (
     sql,
     start_run,
 )
+from tests.support import invoke_in_process
 
 TERMINAL = [{"type": "assistant", "text": "done"}, {"type": "result", "is_error": False}]
 
@@ -227,7 +226,7 @@ def fx_cli(valkey_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
 
     async def invoke(*args: str, code: int = 0) -> str:
-        result = await asyncio.to_thread(CliRunner().invoke, main, list(args))
+        result = await asyncio.to_thread(invoke_in_process, list(args))
         assert result.exit_code == code, result.output
         return result.output
 
