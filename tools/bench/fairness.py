@@ -12,6 +12,7 @@ is the budget at work, and why the victim keeps its latency).
 from __future__ import annotations
 
 import math
+import multiprocessing
 import threading
 import time
 from collections import Counter
@@ -19,19 +20,19 @@ from typing import Any
 
 import httpx
 
-from terragon_core import DAEMON_TOKEN_HEADER
+from terragon_core import DAEMON_TOKEN_HEADER, RUN_MAX_MESSAGES_PER_MINUTE
 from tools.bench.context import Context
 from tools.bench.ingest import _envelope
 from tools.bench.report import BenchResult, judge
-from tools.bench.stack import RunHandle, create_run, internal_client
+from tools.bench.stack import CONTRACT_BUDGETS, RunHandle, Server, create_run, internal_client
 
 DAEMON_EVENT = "/api/daemon-event"
 FLOOD_CONNECTIONS = 8
 FLOOD_MESSAGES = 2000
 FLOOD_BYTES = 1024 * 1024
 HUGE_EVERY = 10
-HUGE_MESSAGES = 7000
-"""Over the default 6,000 messages per minute: can never fit, quarantined `invalid_envelope`."""
+HUGE_MESSAGES = RUN_MAX_MESSAGES_PER_MINUTE + 1000
+"""Over the default messages per minute: can never fit, quarantined `invalid_envelope`."""
 MEDIAN_TARGET = 3.0
 P99_TARGET = 5.0
 
@@ -100,28 +101,59 @@ def _victim(ctx: Context, url: str, seconds: float) -> tuple[list[float], Counte
     return latencies, statuses
 
 
-def _flood(url: str, run: RunHandle, stop: threading.Event, worker: int, out: Counter[str]) -> None:
+def _flood(url: str, run: RunHandle, stop: Any, worker: int, out: Any) -> None:
+    """One flooding connection, in the flood process: the same two prebuilt bodies (a large one
+    and, one in `HUGE_EVERY`, one over the budget), each with a fresh eventId / seq spliced in,
+    so building them costs the load generator next to nothing."""
     headers = {DAEMON_TOKEN_HEADER: run.token, "Content-Type": "application/json"}
+    marker, seq_marker = b"EVENTIDXXXXXXXXX", b"987654321987654"
+    large = _envelope(run, marker.decode(), seq_marker.decode(), FLOOD_MESSAGES, FLOOD_BYTES)
+    huge = _envelope(run, marker.decode(), seq_marker.decode(), HUGE_MESSAGES, FLOOD_BYTES)
+    counts: Counter[str] = Counter()
     sent = 0
     with httpx.Client(base_url=url, timeout=120) as client:
         while not stop.is_set():
             sent += 1
-            seq = worker * 1_000_000 + sent
-            huge = sent % HUGE_EVERY == 0
-            messages = HUGE_MESSAGES if huge else FLOOD_MESSAGES
-            body = _envelope(run, f"flood-{seq}", seq, messages=messages, size=FLOOD_BYTES)
+            seq = b"%15d" % (worker * 1_000_000 + sent)  # JSON: leading spaces, not zeros
+            template = huge if sent % HUGE_EVERY == 0 else large
+            body = template.replace(marker, b"f%015d" % (worker * 1_000_000 + sent))
+            body = body.replace(seq_marker, seq)
             try:
                 response = client.post(DAEMON_EVENT, content=body, headers=headers)
             except httpx.HTTPError as exc:
-                out[f"error:{type(exc).__name__}"] += 1
+                counts[f"error:{type(exc).__name__}"] += 1
                 continue
             status = response.json().get("status", "?") if response.content else "?"
-            out[f"{response.status_code}:{status}"] += 1
+            counts[f"{response.status_code}:{status}"] += 1
+    out.put(dict(counts))
+
+
+def _flood_process(url: str, run: RunHandle, stop: Any, out: Any) -> None:
+    """The flood's own process: its connections never share the victim's interpreter (a client
+    thread of the victim's process would wait for the GIL and time the flood's Python)."""
+    threads = [
+        threading.Thread(target=_flood, args=(url, run, stop, i, out), daemon=True)
+        for i in range(1, FLOOD_CONNECTIONS + 1)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def bench_fairness(ctx: Context) -> list[BenchResult]:
-    service = ctx.stack.service
-    assert service is not None
+    # A service of its own on the contract's budgets (the shared one has them lifted for the
+    # path benchmarks); `--service-env` still overrides them.
+    service = ctx.stack.spawn_service(
+        env={**CONTRACT_BUDGETS, **ctx.stack.extra_env}, name="fairness"
+    )
+    try:
+        return _fairness(ctx, service)
+    finally:
+        service.stop()
+
+
+def _fairness(ctx: Context, service: Server) -> list[BenchResult]:
     seconds = ctx.options.seconds
     with internal_client(service.url) as client:
         flooder, _ = create_run(client, f"fair-flood-{ctx.phase()}")
@@ -129,21 +161,19 @@ def bench_fairness(ctx: Context) -> list[BenchResult]:
     _victim(ctx, service.url, min(2.0, seconds))  # warm-up, not counted
     unloaded, unloaded_statuses = _victim(ctx, service.url, seconds)
     ctx.status(f"fairness: the victim while one token floods from {FLOOD_CONNECTIONS} connections")
-    stop = threading.Event()
+    spawn = multiprocessing.get_context("spawn")
+    stop, out = spawn.Event(), spawn.Queue()
+    flooder_process = spawn.Process(target=_flood_process, args=(service.url, flooder, stop, out))
+    flooder_process.start()
     flood: Counter[str] = Counter()
-    threads = [
-        threading.Thread(target=_flood, args=(service.url, flooder, stop, i, flood), daemon=True)
-        for i in range(1, FLOOD_CONNECTIONS + 1)
-    ]
-    for thread in threads:
-        thread.start()
     try:
         time.sleep(min(2.0, seconds / 3))  # let the flood reach its steady state
         loaded, loaded_statuses = _victim(ctx, service.url, seconds)
     finally:
         stop.set()
-        for thread in threads:
-            thread.join(180)
+        for _ in range(FLOOD_CONNECTIONS):
+            flood.update(out.get(timeout=180))
+        flooder_process.join(60)
     details = {
         "flood": dict(flood),
         "victimStatuses": {

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from terragon_core import RUN_MAX_BYTES_PER_MINUTE, RUN_MAX_MESSAGES_PER_MINUTE
 from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,14 @@ SERVICE_SECRETS = {
     "TERRAGON_METRICS_TOKEN": METRICS_TOKEN,
     "GITHUB_WEBHOOK_SECRET": secrets.token_urlsafe(32),
     "TERRAGON_SIGNING_SECRET": secrets.token_urlsafe(32),
+}
+LIFTED_BUDGETS = {
+    "TERRAGON_RUN_MAX_MESSAGES_PER_MINUTE": str(10**12),
+    "TERRAGON_RUN_MAX_BYTES_PER_MINUTE": str(10**15),
+}
+CONTRACT_BUDGETS = {
+    "TERRAGON_RUN_MAX_MESSAGES_PER_MINUTE": str(RUN_MAX_MESSAGES_PER_MINUTE),
+    "TERRAGON_RUN_MAX_BYTES_PER_MINUTE": str(RUN_MAX_BYTES_PER_MINUTE),
 }
 DATABASE = "bench"
 
@@ -230,6 +239,11 @@ class Stack:
                 # The whole stack runs on this machine (as `terragon up`): preview upstreams
                 # on 127.0.0.1 are allowed.
                 "TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM": "true",
+                # The path benchmarks drive a few runs far past a tenant's budget on purpose (one
+                # run at c1, the same envelopes again for the duplicate path): they measure the
+                # decision's cost, so the budgets are lifted (still charged on every envelope).
+                # `fairness` runs a service of its own on the contract's defaults.
+                **LIFTED_BUDGETS,
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -70,3 +70,9 @@ UI_MATCH_MAX_PATHS: Final = 100_000
 """Changed paths matched in one decision; more is `inconclusive` (unknown is not "no UI")."""
 UI_MATCH_DEADLINE_SECONDS: Final = 2.0
 """Time one decision may spend matching (off the event loop); past it, `inconclusive`."""
+
+RUN_MAX_MESSAGES_PER_MINUTE: Final = 6000
+"""Default of `TERRAGON_RUN_MAX_MESSAGES_PER_MINUTE`: messages one run may send per minute
+(CONTRACT §4 "Budgets")."""
+RUN_MAX_BYTES_PER_MINUTE: Final = 32 * 1024 * 1024
+"""Default of `TERRAGON_RUN_MAX_BYTES_PER_MINUTE`: body bytes one run may send per minute."""

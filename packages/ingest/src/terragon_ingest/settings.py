@@ -16,6 +16,8 @@ from pathlib import Path
 from terragon_core import (
     PREVIEW_UPSTREAM_CONNECT_TIMEOUT_SECONDS,
     PREVIEW_UPSTREAM_IDLE_TIMEOUT_SECONDS,
+    RUN_MAX_BYTES_PER_MINUTE,
+    RUN_MAX_MESSAGES_PER_MINUTE,
 )
 
 DEV_INTERNAL_TOKEN = "dev-internal-token"
@@ -222,13 +224,17 @@ class CorrelationSettings:
     arrivals queue into the next grouped statement (about the database's cores). One run's
     envelopes occupy at most one of them."""
     RUN_MAX_MESSAGES_PER_MINUTE: int = field(
-        default_factory=lambda: _env_int("TERRAGON_RUN_MAX_MESSAGES_PER_MINUTE", 6000)
+        default_factory=lambda: _env_int(
+            "TERRAGON_RUN_MAX_MESSAGES_PER_MINUTE", RUN_MAX_MESSAGES_PER_MINUTE
+        )
     )
     """`TERRAGON_RUN_MAX_MESSAGES_PER_MINUTE`: messages one run (the run its daemon token was
     minted for) may send per one-minute window; over → 429 `rate_limited` with `Retry-After`.
     An envelope with more messages than this alone is quarantined `invalid_envelope`."""
     RUN_MAX_BYTES_PER_MINUTE: int = field(
-        default_factory=lambda: _env_int("TERRAGON_RUN_MAX_BYTES_PER_MINUTE", 32 * 1024 * 1024)
+        default_factory=lambda: _env_int(
+            "TERRAGON_RUN_MAX_BYTES_PER_MINUTE", RUN_MAX_BYTES_PER_MINUTE
+        )
     )
     """`TERRAGON_RUN_MAX_BYTES_PER_MINUTE`: body bytes one run may send per one-minute window
     (429 over it; an envelope larger than this alone is quarantined `invalid_envelope`)."""
