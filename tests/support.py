@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import secrets
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,46 @@ class StderrLines:
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+
+
+@contextlib.contextmanager
+def terragon_serving(
+    args: list[str], env: dict[str, str], port: int, *, timeout: float = 60.0
+) -> Iterator[StderrLines]:
+    """`terragon ARGS` (a command that serves on `port`) in a child process, yielded once its
+    `/readyz` answers 200 (its stderr for the test to read); stopped with SIGTERM, killed after
+    30 s."""
+    import signal
+    import sys
+    import urllib.request
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    terragon = str(Path(sys.executable).parent / "terragon")
+    proc = subprocess.Popen(
+        [terragon, *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    lines = StderrLines(proc)
+    try:
+        wait_until(lambda: ready() or proc.poll() is not None, timeout, f"`terragon {args[0]}`")
+        assert proc.poll() is None, lines.text()
+        yield lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def run_terragon(

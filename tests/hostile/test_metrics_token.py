@@ -12,9 +12,7 @@ import dataclasses
 import http.client
 import os
 import secrets
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +24,7 @@ from terragon_core import MetricName, prometheus_name
 from terragon_ingest.app import create_app
 from terragon_ingest.settings import MAKE_SECRET_COMMAND, Settings
 from tests.hostile.test_secrets import _run_serve, _serve_env
-from tests.ingest.integration.test_cli_up import TERRAGON, _status
-from tests.support import StderrLines, free_port, wait_until
+from tests.support import free_port, terragon_serving
 
 METRICS = "TERRAGON_METRICS_TOKEN"
 
@@ -54,29 +51,8 @@ def fx_served(
     env = _serve_env(database_url, valkey_url, tmp_path)
     env[METRICS] = secrets.token_urlsafe(32)
     port = free_port()
-    proc = subprocess.Popen(
-        [TERRAGON, "--log-format", "json", "serve", "--port", str(port)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    lines = StderrLines(proc)
-    try:
-        wait_until(
-            lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200 or proc.poll() is not None,
-            60,
-            "serve to be ready",
-        )
-        assert proc.poll() is None, "".join(lines.lines)
+    with terragon_serving(["--log-format", "json", "serve", "--port", str(port)], env, port):
         yield port, env
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_serve_answers_metrics_only_to_the_metrics_token(
@@ -158,31 +134,11 @@ def test_up_keeps_metrics_open_on_the_loopback_address(
     }
     port = free_port()
     data_dir = str(tmp_path / "up")
-    proc = subprocess.Popen(
-        [TERRAGON, "up", "--data-dir", data_dir, "--port", str(port), "--dashboard-port", "0"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    lines = StderrLines(proc)
-    try:
-        wait_until(
-            lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200 or proc.poll() is not None,
-            90,
-            "up to be ready",
-        )
-        assert proc.poll() is None, "".join(lines.lines)
+    args = ["up", "--data-dir", data_dir, "--port", str(port), "--dashboard-port", "0"]
+    with terragon_serving(args, env, port, timeout=90):
         status, body = _get_metrics(port, None)
         assert status == 200, body
         assert f"{prometheus_name(MetricName.ENVELOPE)}_total".encode() in body
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 async def test_the_development_default_opens_to_loopback_peers_only(settings: Settings) -> None:

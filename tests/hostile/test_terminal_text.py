@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,8 +26,8 @@ import pytest
 from terragon_ingest.archive import repository
 from terragon_ingest.archive.rollup import rollup
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
-from tests.ingest.integration.test_cli_up import TERRAGON, _status
-from tests.support import StderrLines, free_port, good_secrets, wait_until
+from tests.ingest.integration.test_cli_up import TERRAGON
+from tests.support import StderrLines, free_port, good_secrets, terragon_serving, wait_until
 
 OSC8_LINK = "\x1b]8;;https://evil.example/\x1b\\click me\x1b]8;;\x1b\\"
 HOSTILE = (
@@ -170,29 +169,9 @@ def fx_console_serve(
         TERRAGON_BACKGROUND_JOBS="false",
         **good_secrets(),
     )
-    proc = subprocess.Popen(
-        [TERRAGON, "--log-format", "console", "--log-level", "debug", "serve", "--port", str(port)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    lines = StderrLines(proc)
-    try:
-        wait_until(
-            lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200 or proc.poll() is not None,
-            60,
-            "serve to be ready",
-        )
-        assert proc.poll() is None, "".join(lines.lines)
+    args = ["--log-format", "console", "--log-level", "debug", "serve", "--port", str(port)]
+    with terragon_serving(args, env, port) as lines:
         yield port, lines
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def _raw_request(port: int, request: bytes) -> bytes:

@@ -10,7 +10,6 @@ Domains add their own groups below (`quarantine`, `maintenance`, `archive`, ...)
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
 import os
 import subprocess
@@ -25,6 +24,7 @@ import structlog
 from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
 from terragon_ingest.kit.installation import UP_STATE_FILE
+from terragon_ingest.kit.net import is_loopback
 from terragon_ingest.log_config import configure_logging, start_status_line, stop_status_line
 from terragon_ingest.runs import commands as run_commands
 from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
@@ -305,7 +305,7 @@ def _dashboard_access(host: str) -> str:
     """The banner's word on who can open the dashboard (`TERRAGON_DASHBOARD_AUTH`)."""
     if os.environ.get("TERRAGON_DASHBOARD_AUTH"):
         return "sign-in required (TERRAGON_DASHBOARD_AUTH)"
-    if _is_loopback(host):
+    if is_loopback(host):
         return f"open, no sign-in: served on {host} only, so only this machine reaches it"
     log.warning(
         "dashboard_exposed_without_sign_in",
@@ -321,7 +321,7 @@ def _secrets_line(settings: Settings, host: str) -> str:
     problems = settings.unsafe_secrets()
     if not problems:
         return "set from the environment"
-    if not _is_loopback(host):
+    if not is_loopback(host):
         log.warning(
             "up_exposed_with_development_secrets",
             host=host,
@@ -330,15 +330,6 @@ def _secrets_line(settings: Settings, host: str) -> str:
         )
     token = settings.server.INTERNAL_TOKEN
     return f"development secrets: do not expose this server (internal token: {token})"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _run_stop_steps(steps: list[tuple[str, Callable[[], None]]], stop: StopSignals) -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import ipaddress
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import click
 import structlog
 
+from terragon_ingest.kit.net import is_loopback
 from terragon_ingest.stopping import die_with_parent
 
 log = structlog.get_logger()
@@ -95,20 +95,11 @@ def dashboard_env(archive_dir: Path | str, database_url: str | None) -> dict[str
     return env
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def start_dashboard(
     host: str, port: int, archive_dir: Path | str, database_url: str | None
 ) -> subprocess.Popen[bytes]:
     """Start the dashboard in the background; stop it with `stop_dashboard`."""
-    if not _is_loopback(host) and not os.environ.get("TERRAGON_DASHBOARD_HOSTS"):
+    if not is_loopback(host) and not os.environ.get("TERRAGON_DASHBOARD_HOSTS"):
         log.warning(
             "dashboard_host_names_unset",
             host=host,

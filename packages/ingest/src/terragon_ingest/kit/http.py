@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -14,6 +13,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException
 
 from terragon_core import TRACEPARENT_HEADER
 from terragon_ingest.errors import IngestError, ServiceUnavailable
+from terragon_ingest.kit.net import is_loopback
 from terragon_ingest.kit.openapi import ErrorBody
 from terragon_ingest.kit.trace import trace_id_from
 from terragon_ingest.settings import DEV_METRICS_TOKEN
@@ -136,15 +136,7 @@ def metrics_token_guard(
 
 
 def _is_loopback_peer(client: tuple[str, int] | None) -> bool:
-    if not client:
-        return False
-    try:
-        address = ipaddress.ip_address(client[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
+    return client is not None and is_loopback(client[0])
 
 
 def ingest_error_handler(request: Request[Any, Any, Any], exc: IngestError) -> Response[bytes]:
