@@ -8,9 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from terragon_ingest.cli import main
 from terragon_ingest.settings import get_settings
 from tests.ingest.integration.test_daemon_event_support import (
     envelope,
@@ -22,7 +20,7 @@ from tests.ingest.integration.test_daemon_event_support import (
     sql,
     start_run,
 )
-from tests.support import run_terragon
+from tests.support import invoke_in_process, run_terragon
 
 
 @pytest.fixture(name="cli")
@@ -32,10 +30,7 @@ def fx_cli(database_url, valkey_url, tmp_path, monkeypatch):
     get_settings.cache_clear()
 
     async def invoke(*args: str) -> Any:
-        runner = CliRunner()
-        result = await asyncio.to_thread(
-            runner.invoke, main, [*args, "--database-url", database_url]
-        )
+        result = await asyncio.to_thread(invoke_in_process, [*args, "--database-url", database_url])
         assert result.exit_code == 0, result.output
         return result.stdout
 
@@ -115,6 +110,12 @@ async def test_list_show_payload_and_sweep_commands(client, cli, database_url) -
     payload = json.loads(await cli("quarantine", "show", row["id"], "--payload"))
     assert payload["seq"] == 7 and payload["messages"][0]["text"] == "é" * 9000
     await sql(database_url, "UPDATE thread_run SET started_at = now() - interval '2 hours'")
+    empty = await asyncio.to_thread(
+        invoke_in_process,
+        ["quarantine", "list", "--reason", "legacy_mode", "--database-url", database_url],
+    )
+    assert (empty.exit_code, empty.stdout) == (0, "")
+    assert "no quarantine rows match these filters" in empty.stderr
     swept = json.loads(await cli("maintenance", "sweep"))
     assert (swept["swept"], swept["finalizedRuns"]) == (True, 1)
 

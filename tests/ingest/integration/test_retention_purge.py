@@ -236,6 +236,7 @@ def test_cli_dry_run_and_sql(database_url: str, tmp_path: Path, seeded: list[Row
         env=env,
     )
     assert result.exit_code == 0, result.output
+    assert "\r" not in result.output  # LF line ends, as every other output
     assert result.output.splitlines() == [
         "reason,n",
         "legacy_mode,16",

@@ -218,7 +218,7 @@ def sql_command(
     # Archived text came from sandboxes (CONTRACT §7): every format prints it as text. JSON is
     # exact (json.dumps escapes every non-ASCII character); csv and the table escape controls.
     if fmt == "csv":
-        writer = csv.writer(sys.stdout)
+        writer = csv.writer(sys.stdout, lineterminator="\n")  # csv's default ends lines with CRLF
         writer.writerow([terminal_text(c) for c in columns])
         writer.writerows([_cell(v) for v in row] for row in rows)
     elif fmt == "json":

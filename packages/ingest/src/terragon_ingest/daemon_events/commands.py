@@ -111,8 +111,11 @@ def list_rows(
                 conn, thread_id=thread_id, run_id=run_id, reason=reason, since=since, limit=limit
             )
 
-    for row in _run(database_url, work):
+    rows = _run(database_url, work)
+    for row in rows:
         _echo(row)
+    if not rows:  # stdout stays JSON lines (none); the person reading learns why it is empty
+        click.echo("no quarantine rows match these filters", err=True)
 
 
 @quarantine.command("show")
