@@ -55,7 +55,7 @@ async def test_replay_decides_under_the_tokens_run_and_is_idempotent(
 
     new_run, _ = await start_run(client, request_id="retry")  # another run is not a fix
     outcome = json.loads(await cli("quarantine", "replay", quarantine_id))
-    assert outcome["replay_status"] == "quarantined:mismatch"
+    assert outcome["replayStatus"] == "quarantined:mismatch"
     assert (await run_state(client, new_run))["acceptedMessageCount"] == 0
 
     # The operator repairs the first run (the one the token named) and makes it active again.
@@ -73,15 +73,15 @@ async def test_replay_decides_under_the_tokens_run_and_is_idempotent(
     await sql(database_url, "UPDATE thread_run_context SET active_run_id = %s", (run_id,))
     outcome = json.loads(await cli("quarantine", "replay", quarantine_id))
     assert outcome == {
-        "quarantine_id": quarantine_id,
-        "replay_status": "applied",
-        "re_driven": True,
+        "quarantineId": quarantine_id,
+        "replayStatus": "applied",
+        "reDriven": True,
     }
     assert (await run_state(client, run_id))["acceptedMessageCount"] == 1
     assert (await run_state(client, new_run))["acceptedMessageCount"] == 0
-    assert json.loads(await cli("quarantine", "replay", quarantine_id))["re_driven"] is False
+    assert json.loads(await cli("quarantine", "replay", quarantine_id))["reDriven"] is False
     forced = json.loads(await cli("quarantine", "replay", quarantine_id, "--force"))
-    assert forced["replay_status"] == "duplicate"
+    assert forced["replayStatus"] == "duplicate"
     assert (await run_state(client, run_id))["acceptedEventCount"] == 1
     rows = await quarantine_rows(client)
     assert [r["reason"] for r in rows] == ["mismatch"]  # replays write no new rows
@@ -96,7 +96,7 @@ async def test_replay_that_is_quarantined_again_records_why(client, cli) -> None
     response = await post(client, envelope(None, 1), token)
     quarantine_id = response.json()["quarantineId"]
     outcome = json.loads(await cli("quarantine", "replay", quarantine_id))
-    assert outcome["replay_status"] == "quarantined:missing_run_id"
+    assert outcome["replayStatus"] == "quarantined:missing_run_id"
     assert len(await quarantine_rows(client)) == 1
 
 
@@ -135,13 +135,13 @@ async def test_bulk_replay_prints_json_lines_then_its_totals_and_a_bar_only_in_a
     code, stdout, stderr = await asyncio.to_thread(run_terragon, args, env)
     assert code == 0, stderr
     *outcomes, totals = [json.loads(line) for line in stdout.splitlines()]
-    assert [o["quarantine_id"] for o in outcomes] == ids  # oldest first: a run keeps its order
-    assert {o["replay_status"] for o in outcomes} == {"quarantined:missing_run_id"}
+    assert [o["quarantineId"] for o in outcomes] == ids  # oldest first: a run keeps its order
+    assert {o["replayStatus"] for o in outcomes} == {"quarantined:missing_run_id"}
     assert totals == {
         "total": 3,
-        "re_driven": 3,
+        "reDriven": 3,
         "failed": 0,
-        "by_status": {"quarantined:missing_run_id": 3},
+        "byStatus": {"quarantined:missing_run_id": 3},
     }
     logs = [json.loads(line) for line in stderr.splitlines() if line.strip()]  # piped: JSON only
     assert [e["quarantine_id"] for e in logs if e["event"] == "quarantine_replayed"] == ids

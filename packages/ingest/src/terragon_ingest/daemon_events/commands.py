@@ -195,7 +195,7 @@ def replay(
         outcome = _run(
             database_url, lambda s: replay_quarantined(s, quarantine_ids[0], force=force)
         )
-        _echo(dataclasses.asdict(outcome))
+        _echo(outcome)
         return
 
     async def work(services: Services) -> ReplayTotals:
@@ -219,13 +219,13 @@ def replay(
                     outcome = await replay_quarantined(services, quarantine_id, force=force)
                 except IngestError as exc:
                     totals.failed += 1
-                    _echo({"quarantine_id": quarantine_id, "error": str(exc)})
+                    _echo({"quarantineId": quarantine_id, "error": str(exc)})
                 else:
                     totals.by_status[outcome.replay_status] = (
                         totals.by_status.get(outcome.replay_status, 0) + 1
                     )
                     totals.re_driven += outcome.re_driven
-                    _echo(dataclasses.asdict(outcome))
+                    _echo(outcome)
                 progress.advance()
         return totals
 
@@ -235,7 +235,7 @@ def replay(
         raise SystemExit(1)
 
 
-class ReplayTotals(msgspec.Struct):
+class ReplayTotals(msgspec.Struct, rename="camel"):
     """The last line of a bulk replay."""
 
     total: int

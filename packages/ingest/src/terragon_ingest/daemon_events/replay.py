@@ -10,9 +10,9 @@ that is quarantined again writes no new row, and an applied replay is not re-dri
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 import structlog
 
 from terragon_core import EnvelopeError, QuarantineReason, decode_envelope
@@ -33,8 +33,9 @@ class PayloadNotRecoverable(UserError):
     """The quarantined payload is not stored whole (offload skipped); only prefix and hash remain."""
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayOutcome:
+class ReplayOutcome(msgspec.Struct, frozen=True, rename="camel"):
+    """What `quarantine replay` prints for a row (camelCase, as `list` and `show` print)."""
+
     quarantine_id: str
     replay_status: str
     """`applied`, `duplicate`, `stale_seq` or `quarantined:<reason>`."""
