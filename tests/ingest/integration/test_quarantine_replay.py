@@ -100,7 +100,9 @@ async def test_replay_that_is_quarantined_again_records_why(client, cli) -> None
     assert len(await quarantine_rows(client)) == 1
 
 
-async def test_list_show_payload_and_sweep_commands(client, cli, database_url) -> None:
+async def test_list_show_payload_and_sweep_commands(
+    client, cli, database_url, valkey_url, tmp_path
+) -> None:
     _, token = await start_run(client)
     body = envelope("zombie", 7, messages=[{"type": "assistant", "text": "é" * 9000}])
     await post(client, body, token)
@@ -110,6 +112,17 @@ async def test_list_show_payload_and_sweep_commands(client, cli, database_url) -
     payload = json.loads(await cli("quarantine", "show", row["id"], "--payload"))
     assert payload["seq"] == 7 and payload["messages"][0]["text"] == "é" * 9000
     await sql(database_url, "UPDATE thread_run SET started_at = now() - interval '2 hours'")
+    # Found the way `terragon up`'s other commands find it: the data directory's up.json, no URL.
+    up_dir = tmp_path / "up-data"
+    up_dir.mkdir()
+    (up_dir / "up.json").write_text(json.dumps({"databaseUrl": database_url}))
+    code, stdout, stderr = await asyncio.to_thread(
+        run_terragon,
+        ["quarantine", "list", "--reason", "mismatch", "--data-dir", str(up_dir)],
+        {"VALKEY_URL": valkey_url},
+    )
+    assert code == 0, stderr
+    assert [json.loads(line)["id"] for line in stdout.splitlines()] == [row["id"]]
     empty = await asyncio.to_thread(
         invoke_in_process,
         ["quarantine", "list", "--reason", "legacy_mode", "--database-url", database_url],

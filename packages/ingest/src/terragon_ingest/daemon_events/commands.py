@@ -1,7 +1,9 @@
 """CLI groups: `terragon quarantine list|show|replay` and `terragon maintenance sweep`.
 
-They work against DATABASE_URL (and VALKEY_URL / OBJECT_STORE_URL when set) without the server,
-so cron and operators can run them anywhere. Output is JSON, one object per line.
+They work without the server, so cron and operators can run them anywhere, against the
+installation found as every command finds it (`kit/installation.py`): DATABASE_URL (VALKEY_URL,
+OBJECT_STORE_URL) when set, else the running `terragon up` of `--data-dir` / TERRAGON_DATA_DIR /
+`.data`, whose object store holds the offloaded payloads. Output is JSON, one object per line.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -23,6 +27,12 @@ from terragon_ingest.daemon_events.replay import replay_quarantined
 from terragon_ingest.daemon_events.schemas import QuarantineDetail, QuarantineRow
 from terragon_ingest.db import connection, create_pool
 from terragon_ingest.errors import IngestError
+from terragon_ingest.kit.installation import (
+    data_dir_option,
+    database_url_option,
+    resolve_database_url,
+    resolve_valkey_url,
+)
 from terragon_ingest.kit.terminal import terminal_json, terminal_text
 from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.services import Services
@@ -31,12 +41,28 @@ from terragon_ingest.telemetry import Metrics
 
 T = TypeVar("T")
 
-_database_url = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    required=True,
-    help="PostgreSQL URL (env DATABASE_URL).",
-)
+
+def _installation(command: Callable[..., None]) -> Callable[..., None]:
+    """`--data-dir` and `--database-url`, found the way every command finds the installation
+    (`kit/installation.py`: the URL given, else the running `terragon up` of the data directory,
+    whose object store and Valkey are used too); the command receives `settings`."""
+
+    @data_dir_option
+    @database_url_option
+    @functools.wraps(command)
+    def wrapper(*args: Any, data_dir: Path, database_url: str | None, **kwargs: Any) -> None:
+        base = get_settings()
+        settings = dataclasses.replace(
+            base,
+            db=dataclasses.replace(base.db, URL=resolve_database_url(database_url, data_dir)),
+            valkey=dataclasses.replace(
+                base.valkey, URL=resolve_valkey_url(base.valkey.URL, data_dir)
+            ),
+            server=dataclasses.replace(base.server, DATA_DIR=data_dir.resolve()),
+        )
+        return command(*args, settings=settings, **kwargs)
+
+    return wrapper
 
 
 @contextlib.asynccontextmanager
@@ -61,10 +87,7 @@ async def cli_services(settings: Settings) -> AsyncIterator[Services]:
         await pool.close()
 
 
-def _run(database_url: str, work: Callable[[Services], Awaitable[T]]) -> T:
-    base = get_settings()
-    settings = dataclasses.replace(base, db=dataclasses.replace(base.db, URL=database_url))
-
+def _run(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
     async def main() -> T:
         async with cli_services(settings) as services:
             return await work(services)
@@ -87,7 +110,7 @@ def quarantine() -> None:
 
 
 @quarantine.command("list")
-@_database_url
+@_installation
 @click.option("--thread-id", default=None)
 @click.option("--run-id", default=None)
 @click.option("--reason", type=click.Choice([r.value for r in QuarantineReason]), default=None)
@@ -96,7 +119,7 @@ def quarantine() -> None:
 )
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 def list_rows(
-    database_url: str,
+    settings: Settings,
     thread_id: str | None,
     run_id: str | None,
     reason: str | None,
@@ -111,7 +134,7 @@ def list_rows(
                 conn, thread_id=thread_id, run_id=run_id, reason=reason, since=since, limit=limit
             )
 
-    rows = _run(database_url, work)
+    rows = _run(settings, work)
     for row in rows:
         _echo(row)
     if not rows:  # stdout stays JSON lines (none); the person reading learns why it is empty
@@ -119,10 +142,10 @@ def list_rows(
 
 
 @quarantine.command("show")
-@_database_url
+@_installation
 @click.argument("quarantine_id")
 @click.option("--payload", is_flag=True, help="Print the whole stored envelope instead.")
-def show(database_url: str, quarantine_id: str, payload: bool) -> None:
+def show(settings: Settings, quarantine_id: str, payload: bool) -> None:
     """One row with replay state; `--payload` prints the stored envelope."""
     from terragon_ingest.daemon_events.replay import stored_payload
 
@@ -139,7 +162,7 @@ def show(database_url: str, quarantine_id: str, payload: bool) -> None:
         _echo(QuarantineDetail(**fields))
         return None
 
-    body = _run(database_url, work)
+    body = _run(settings, work)
     if body is not None:
         # The envelope as the sandbox sent it, shown as text: any byte that is not UTF-8 as
         # `\xNN`, every control character escaped (CONTRACT §7).
@@ -147,7 +170,7 @@ def show(database_url: str, quarantine_id: str, payload: bool) -> None:
 
 
 @quarantine.command("replay")
-@_database_url
+@_installation
 @click.argument("quarantine_ids", nargs=-1)
 @click.option("--thread-id", default=None, help="Replay this thread's rows (with the filters).")
 @click.option("--run-id", default=None, help="Replay this run's rows.")
@@ -164,7 +187,7 @@ def show(database_url: str, quarantine_id: str, payload: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Re-drive even if an earlier replay applied it.")
 def replay(
-    database_url: str,
+    settings: Settings,
     quarantine_ids: tuple[str, ...],
     thread_id: str | None,
     run_id: str | None,
@@ -192,9 +215,7 @@ def replay(
     if quarantine_ids and filtered:
         raise click.UsageError("give QUARANTINE_IDS or filters, not both")
     if len(quarantine_ids) == 1:  # one row: its outcome, or the error, as before
-        outcome = _run(
-            database_url, lambda s: replay_quarantined(s, quarantine_ids[0], force=force)
-        )
+        outcome = _run(settings, lambda s: replay_quarantined(s, quarantine_ids[0], force=force))
         _echo(outcome)
         return
 
@@ -229,7 +250,7 @@ def replay(
                 progress.advance()
         return totals
 
-    totals = _run(database_url, work)
+    totals = _run(settings, work)
     _echo(totals)
     if totals.failed:
         raise SystemExit(1)
@@ -250,9 +271,9 @@ def maintenance() -> None:
 
 
 @maintenance.command("sweep")
-@_database_url
-def sweep_now(database_url: str) -> None:
+@_installation
+def sweep_now(settings: Settings) -> None:
     """Finalize stale runs and remove orphan objects once (one sweeper across replicas)."""
     from terragon_ingest.daemon_events.maintenance import sweep
 
-    _echo(_run(database_url, sweep))
+    _echo(_run(settings, sweep))
