@@ -140,10 +140,12 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             yield
         finally:
             await scheduler.stop()
+            budgets.stop()
             budget_sync.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await budget_sync
-            await client.aclose()
+            # Bounded: a stop never waits on the sync loop for long (see RunBudgets.stop).
+            await asyncio.wait({budget_sync}, timeout=5)
+            with contextlib.suppress(TimeoutError):  # a stop never hangs on a Valkey socket
+                await asyncio.wait_for(client.aclose(), timeout=5)
             await pool.close()
             log.info("ingest_stopped")
 

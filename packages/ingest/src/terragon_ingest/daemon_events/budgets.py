@@ -73,6 +73,7 @@ class RunBudgets:
         self._sync_seconds = sync_seconds
         self._clock = clock  # wall clock: every worker and replica must agree on the window
         self._window = -1
+        self._stopped = False
         self._used: dict[str, list[int]] = {}
         """run id → [messages, bytes]: the totals Valkey last answered plus what this worker
         admitted since."""
@@ -211,9 +212,15 @@ class RunBudgets:
                 "it is back (a run may then get up to one budget per worker)",
             )
 
+    def stop(self) -> None:
+        """End `run` at its next turn. The lifespan cancels it too, but a cancellation that lands
+        inside the Valkey client's pipeline may be turned into another error there, which the loop
+        would survive: this flag ends it either way."""
+        self._stopped = True
+
     async def run(self) -> None:
-        """The sync loop, until cancelled."""
-        while True:
+        """The sync loop, until `stop` (or a cancellation)."""
+        while not self._stopped:
             await asyncio.sleep(self._sync_seconds)
             try:
                 await self.sync_once()
