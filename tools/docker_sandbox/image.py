@@ -34,6 +34,9 @@ BINARIES = (
     "/usr/bin/ls",
     "/usr/bin/mkdir",
     "/usr/bin/rm",
+    "/usr/bin/chmod",
+    "/usr/bin/mv",
+    "/usr/bin/mkfifo",
     "/usr/bin/true",
     "/usr/bin/false",
 )

@@ -180,7 +180,8 @@ class DockerEngine:
             raw = await _read_body(response, max_bytes + 64 * 1024)
         finally:
             await _close(response.writer)
-        return _single_regular_member(raw, path, max_bytes)
+        # tarfile reads through a buffered file object: off the event loop (the bytes are capped).
+        return await asyncio.to_thread(_single_regular_member, raw, path, max_bytes)
 
     async def exec(
         self,

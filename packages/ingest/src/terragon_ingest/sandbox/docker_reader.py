@@ -44,6 +44,7 @@ T = TypeVar("T")
 MAX_REF_BYTES = 4096
 MAX_PACKED_REFS_BYTES = 8 * 1024 * 1024
 MAX_SYMREF_DEPTH = 5
+MAX_FILTER_DRIVERS = 64
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _REF_NAME = re.compile(r"refs/[A-Za-z0-9._/-]{1,250}")
 _REPO_DIR_MAX = 1024
@@ -157,13 +158,47 @@ class DockerReader:
         ]
 
         async def both() -> list[ChangedPath]:
-            tracked = parse_name_status_z(await self._git(sandbox.codesandbox_id, repo, diff_args))
-            status = await self._git(sandbox.codesandbox_id, repo, status_args)
+            off = await self._filters_off(sandbox.codesandbox_id, repo)
+            tracked = parse_name_status_z(
+                await self._git(sandbox.codesandbox_id, repo, [*off, *diff_args])
+            )
+            status = await self._git(sandbox.codesandbox_id, repo, [*off, *status_args])
             return tracked + parse_untracked_porcelain_z(status)
 
         return await self._bounded(f"reading the changes of {sandbox.codesandbox_id!r}", both())
 
-    async def _git(self, container: str, repo: str, args: list[str]) -> bytes:
+    async def _filters_off(self, container: str, repo: str) -> list[str]:
+        """`-c` overrides that empty every filter driver the checkout defines, so the read runs
+        nothing configured in the container either (its own code in its own sandbox would be
+        harmless to the service, but a read should have no side effects). Names are listed
+        first (untrusted text, at most `MAX_FILTER_DRIVERS`); one added just after is the
+        container's own doing."""
+        listed = await self._git(
+            container, repo, ["config", "-z", "--name-only", "--get-regexp", r"^filter\."], ok=(0, 1)
+        )
+        drivers = sorted(
+            {
+                name.removeprefix("filter.").rpartition(".")[0]
+                for name in listed.decode("utf-8", errors="replace").split("\0")
+                if name.startswith("filter.")
+            }
+            - {""}
+        )
+        if len(drivers) > MAX_FILTER_DRIVERS:
+            raise SandboxReadError(
+                f"the checkout in {container!r} defines {len(drivers)} filter drivers "
+                f"(over {MAX_FILTER_DRIVERS}): not read"
+            )
+        return [
+            part
+            for driver in drivers
+            for key in ("clean", "smudge", "process")
+            for part in ("-c", f"filter.{driver}.{key}=")
+        ] + [part for driver in drivers for part in ("-c", f"filter.{driver}.required=false")]
+
+    async def _git(
+        self, container: str, repo: str, args: list[str], ok: tuple[int, ...] = (0,)
+    ) -> bytes:
         overrides = [part for kv in COMMAND_LINE_OVERRIDES for part in ("-c", kv)]
         result = await self.engine.exec(
             container,
@@ -173,9 +208,10 @@ class DockerReader:
             stdin=None,
             max_stdout=MAX_GIT_OUTPUT_BYTES,
         )
-        if result.exit_code != 0:
+        if result.exit_code not in ok:
+            command = next((a for a in args if not a.startswith("-") and "=" not in a), "")
             raise SandboxReadError(
-                f"git {args[0]} in {container!r} failed (exit {result.exit_code}): "
+                f"git {command} in {container!r} failed (exit {result.exit_code}): "
                 f"{untrusted(result.stderr)}"
             )
         return result.stdout
