@@ -174,7 +174,10 @@ class DockerReader:
         first (untrusted text, at most `MAX_FILTER_DRIVERS`); one added just after is the
         container's own doing."""
         listed = await self._git(
-            container, repo, ["config", "-z", "--name-only", "--get-regexp", r"^filter\."], ok=(0, 1)
+            container,
+            repo,
+            ["config", "-z", "--name-only", "--get-regexp", r"^filter\."],
+            ok=(0, 1),
         )
         drivers = sorted(
             {
