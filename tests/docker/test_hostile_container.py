@@ -132,15 +132,15 @@ def test_checkout_git_config_runs_nothing(live: LiveServer, docker_image: str, m
 
 
 @pytest.mark.parametrize(
-    ("fake_git", "reason"),
+    "fake_git",
     [
-        ("import sys\nwhile True: sys.stdout.write('A' * 65536)\n", "too much to read"),
-        ("import time\nwhile True: time.sleep(60)\n", "timed out"),
+        "import sys\nwhile True: sys.stdout.write('A' * 65536)\n",
+        "import time\nwhile True: time.sleep(60)\n",
     ],
     ids=["floods", "never-ends"],
 )
 def test_a_git_that_floods_or_stalls_is_inconclusive_in_bounded_time(
-    live: LiveServer, docker_image: str, marks: Path, fake_git: str, reason: str
+    live: LiveServer, docker_image: str, marks: Path, fake_git: str
 ) -> None:
     with _box(docker_image, marks) as box:
         start = _legacy_run(live, box, "thread-h2")
@@ -154,7 +154,6 @@ def test_a_git_that_floods_or_stalls_is_inconclusive_in_bounded_time(
         assert run["status"] == "finished"
         # HEAD is read by copying the ref files out: the container's git is never asked.
         assert run["diffSourceContext"].startswith("end_sha_missing")  # a v1 envelope has none
-    assert reason  # the reason is logged (legacy_ui_outcome); the outcome is what the API shows
 
 
 def test_a_container_killed_mid_read_is_answered_at_once(
@@ -189,9 +188,7 @@ def test_a_container_killed_mid_read_is_answered_at_once(
         assert run_state(live, start["runId"])["status"] == "finished"
 
 
-def test_head_that_is_a_fifo_or_huge_is_not_read(
-    live: LiveServer, docker_image: str, marks: Path
-) -> None:
+def test_head_that_is_a_fifo_is_not_read(live: LiveServer, docker_image: str, marks: Path) -> None:
     with _box(docker_image, marks) as box:
         register(live, box, "thread-h4", strict=True)
         started = start_run(live, "thread-h4")
