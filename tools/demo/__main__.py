@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         help="where the service looks for local daemons (default <data-dir>/../sandboxes)",
     )
     parser.add_argument("--sandboxes", type=int, default=12, help="daemons in the fleet")
+    parser.add_argument(
+        "--provider",
+        choices=["local", "docker"],
+        default="local",
+        help="docker: every other sandbox (with a git checkout) runs in a container",
+    )
     parser.add_argument("--rounds", type=int, default=0, help="rounds of runs (0 = until stopped)")
     parser.add_argument("--interval", type=float, default=20.0, help="seconds between rounds")
     args = parser.parse_args(argv)
@@ -55,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     socket_dir = args.socket_dir or args.data_dir.resolve().parent / "sandboxes"
-    fleet = Fleet(args.api, args.token, args.data_dir.resolve(), socket_dir, args.sandboxes)
+    fleet = Fleet(
+        args.api, args.token, args.data_dir.resolve(), socket_dir, args.sandboxes, args.provider
+    )
     try:
         fleet.setup()
         number = 0

@@ -3,7 +3,11 @@
 Everything goes through the front doors a real platform uses: `POST /api/internal/threads`,
 `PUT /api/internal/flags/...`, `POST /api/internal/runs/start` (delivered to each daemon's Unix
 socket), and — for the stale-daemon case — `POST /api/daemon-event` with a superseded run's token.
-Sandbox 0 also serves a preview page; each round starts a preview session on it and logs the
+With `--provider docker` (and a dockerd answering), every other sandbox whose profile has a git
+checkout runs in a container instead (tools/docker_sandbox: the no-registry image, the same
+bundle and fake agent inside): its thread is a `docker` one, so run start delivers through the
+Engine API and the terminal `endSha` is compared with the container's HEAD. Sandbox 0 also
+serves a preview page; each round starts a preview session on it and logs the
 link that opens it in a browser (`POST /api/internal/preview/session/start`).
 """
 
@@ -25,6 +29,8 @@ import httpx
 
 from tools.demo.preview import DemoPreview
 from tools.demo.profiles import USERS, Profile, profile_for
+from tools.docker_sandbox.containers import REPO_DIR, DockerSandbox, docker_answers, start_sandbox
+from tools.docker_sandbox.image import ensure_image
 
 log = logging.getLogger("demo")
 
@@ -42,6 +48,7 @@ class Sandbox:
     checkout: Path
     socket: Path
     process: subprocess.Popen[bytes] | None = None
+    container: DockerSandbox | None = None
     last_start: dict[str, Any] = field(default_factory=dict)
 
 
@@ -63,7 +70,16 @@ def _make_checkout(path: Path, git: bool) -> None:
 
 
 class Fleet:
-    def __init__(self, api: str, token: str, data_dir: Path, socket_dir: Path, size: int) -> None:
+    def __init__(
+        self,
+        api: str,
+        token: str,
+        data_dir: Path,
+        socket_dir: Path,
+        size: int,
+        provider: str = "local",
+    ) -> None:
+        self.provider = provider
         self.http = httpx.Client(
             base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=15
         )
@@ -102,22 +118,52 @@ class Fleet:
                 "/api/internal/flags/daemonRunIdStrict",
                 json={"enabled": strict, "repoFullName": repo},
             ).raise_for_status()
+        image = self._docker_image()
         for sb in self.sandboxes:
-            _make_checkout(sb.checkout, sb.profile.git)
+            if image is not None and sb.profile.git and sb.index % 2 == 1:
+                sb.container = self._start_container(sb, image)
+                thread = {"sandboxProvider": "docker", "codesandboxId": sb.container.name}
+                thread["repoDir"] = REPO_DIR
+            else:
+                _make_checkout(sb.checkout, sb.profile.git)
+                thread = {"sandboxProvider": "local", "codesandboxId": f"demo-sb{sb.index}"}
+                thread["repoDir"] = str(sb.checkout)
+                sb.process = self._spawn_daemon(sb)
             self.http.post(
                 "/api/internal/threads",
                 json={
                     "threadId": sb.thread_id,
                     "userId": sb.user_id,
                     "repoFullName": sb.profile.repo,
-                    "sandboxProvider": "local",
-                    "codesandboxId": f"demo-sb{sb.index}",
-                    "repoDir": str(sb.checkout),
+                    **thread,
                 },
             ).raise_for_status()
-            sb.process = self._spawn_daemon(sb)
         self.preview = DemoPreview()
-        log.info("demo fleet ready: %d sandboxes", len(self.sandboxes))
+        in_docker = sum(sb.container is not None for sb in self.sandboxes)
+        log.info(
+            "demo fleet ready: %d sandboxes (%d in containers)", len(self.sandboxes), in_docker
+        )
+
+    def _docker_image(self) -> str | None:
+        if self.provider != "docker":
+            return None
+        why = docker_answers()
+        if why is not None:
+            log.warning("--provider docker: %s; every sandbox runs locally", why)
+            return None
+        log.info("building (or finding) the sandbox image; no registry is used")
+        return ensure_image()
+
+    def _start_container(self, sb: Sandbox, image: str) -> DockerSandbox:
+        daemon_args = ["--flush-interval", "0.3", "--log-level", "warning"]
+        if sb.profile.payload_version == 1:
+            daemon_args += ["--payload-version", "1"]
+        return start_sandbox(
+            f"terragon-demo-sb{sb.index}",
+            image,
+            agent_args=["--rate", "20", *sb.profile.agent_args],
+            daemon_args=daemon_args,
+        )
 
     def _spawn_daemon(self, sb: Sandbox) -> subprocess.Popen[bytes]:
         agent = shlex.join(
@@ -214,6 +260,9 @@ class Fleet:
                     sb.process.wait(15)
                 if sb.process.poll() is None:
                     sb.process.kill()
+        for sb in self.sandboxes:
+            if sb.container is not None:
+                sb.container.remove()
         if self.preview is not None:
             self.preview.close()
         self.http.close()

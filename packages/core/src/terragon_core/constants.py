@@ -57,6 +57,9 @@ UI_RULES_PATH: Final = ".terragon/preview-validation.json"
 DEFAULT_UI_RULES: Final = ("**/*.{tsx,jsx,css,scss,mdx}", "public/**/*")
 DEFAULT_UI_EXCLUDES: Final = ("docs/**/*", ".github/**/*")
 UI_RULES_INVALID_BLOCKING_REASON: Final = "ui_rules_invalid"
+DOCKER_DAEMON_SOCKET_PATH: Final = "/run/terragon/daemon.sock"
+"""Inside a `docker` sandbox: where its daemon listens (`--socket`); run start hands the start
+message to it there, through the Engine API's exec."""
 
 # UI rules are untrusted input (CONTRACT §4): bounds of the rules file, and of the work one
 # terminal decision may spend matching (over them the outcome is `inconclusive`).

@@ -143,7 +143,17 @@ _data_dir = click.option(
     "into the archive so every chart has data at once. Uses its own data directory "
     "(.data-demo unless --data-dir names a new one) and embedded servers only.",
 )
-def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) -> None:
+@click.option(
+    "--provider",
+    type=click.Choice(["local", "docker"]),
+    default="local",
+    show_default=True,
+    help="With --demo: `docker` runs every other demo sandbox in a container (an image made "
+    "from this machine's files, no registry; needs a running dockerd, else all stay local).",
+)
+def up(
+    host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool, provider: str
+) -> None:
     """Run the whole system on this machine.
 
     With no DATABASE_URL / VALKEY_URL set, starts an embedded PostgreSQL and Valkey under
@@ -220,7 +230,7 @@ def up(host: str, port: int, data_dir: Path, dashboard_port: int, demo: bool) ->
             click.echo(f"  Dashboard  {dashboard_url}   ({_dashboard_access(host)})\n", err=True)
             status += f" · dashboard {dashboard_url}"
         if demo:
-            fleet = start_demo_fleet(public, data_dir, effective)
+            fleet = start_demo_fleet(public, data_dir, effective, provider)
             click.echo("  Demo fleet running (logs prefixed 'demo:')\n", err=True)
             status += " · demo fleet running"
         start_status_line(status + " · Ctrl-C stops")
@@ -345,7 +355,9 @@ def _run_stop_steps(steps: list[tuple[str, Callable[[], None]]], stop: StopSigna
     return failed
 
 
-def start_demo_fleet(api: str, data_dir: Path, settings: Settings) -> subprocess.Popen[bytes]:
+def start_demo_fleet(
+    api: str, data_dir: Path, settings: Settings, provider: str = "local"
+) -> subprocess.Popen[bytes]:
     """`python -m tools.demo` from the source checkout, as a child we stop on every exit path."""
     root = Path(__file__).resolve().parents[4]
     if not (root / "tools" / "demo" / "__main__.py").exists():
@@ -362,6 +374,8 @@ def start_demo_fleet(api: str, data_dir: Path, settings: Settings) -> subprocess
             str(data_dir / "demo"),
             "--socket-dir",
             str(socket_dir),
+            "--provider",
+            provider,
         ],
         cwd=root,
         # The token goes by environment: a command line is readable by every local user.

@@ -289,6 +289,16 @@ class PreviewSettings:
     """`TERRAGON_PREVIEW_FILL_LOCK_MS`: lifetime of the single-flight lock of one cache miss."""
 
 
+def _docker_socket() -> Path:
+    if explicit := _env_opt("TERRAGON_DOCKER_SOCKET"):
+        return Path(explicit)
+    host = _env_opt("DOCKER_HOST") or ""
+    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else DOCKER_SOCKET
+
+
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxSettings:
     LOCAL_SOCKET_DIR: Path | None = field(
@@ -299,6 +309,14 @@ class SandboxSettings:
         default_factory=lambda: _env_float("TERRAGON_DELIVERY_TIMEOUT", 5.0)
     )
     """`TERRAGON_DELIVERY_TIMEOUT`: seconds to hand a start message to a daemon."""
+    DOCKER_SOCKET: Path = field(default_factory=lambda: _docker_socket())
+    """`TERRAGON_DOCKER_SOCKET`: the Docker Engine API's Unix socket (`docker` provider); default
+    the path of a `unix://` `DOCKER_HOST`, else `/var/run/docker.sock`."""
+    DOCKER_READ_TIMEOUT: float = field(
+        default_factory=lambda: _env_float("TERRAGON_DOCKER_READ_TIMEOUT", 10.0)
+    )
+    """`TERRAGON_DOCKER_READ_TIMEOUT`: seconds one read of a `docker` sandbox may take (HEAD,
+    changed paths, one file); past it the read fails (`working-tree-fallback` / `inconclusive`)."""
 
     def socket_dir(self, data_dir: Path) -> Path:
         return self.LOCAL_SOCKET_DIR or data_dir / "sandboxes"

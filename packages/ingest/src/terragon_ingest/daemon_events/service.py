@@ -281,10 +281,12 @@ async def _gather(services: Services, delivery: Delivery, decision: Decision) ->
     terminal = is_terminal(delivery.envelope.messages)
     inputs: dict[str, Any] = {"inputs_ready": True}
     if terminal:
-        diff = await diff_source_for(ctx.sandbox, given(delivery.envelope.end_sha))
+        diff = await diff_source_for(
+            ctx.sandbox, given(delivery.envelope.end_sha), services.settings.sandbox
+        )
         inputs |= {"diff_source": diff.source.value, "diff_source_context": diff.context}
     if decision.legacy and terminal:
-        ui = await legacy_ui_outcome(ctx.sandbox, decision.run_start_sha)
+        ui = await legacy_ui_outcome(ctx.sandbox, decision.run_start_sha, services.settings.sandbox)
         inputs |= {"ui_outcome": ui.outcome.value, "ui_blocking_reason": ui.blocking_reason}
     if decision.legacy and delivery.replay_of is None:
         inputs["legacy_row"] = await _row(

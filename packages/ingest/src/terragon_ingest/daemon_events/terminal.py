@@ -36,6 +36,7 @@ from terragon_ingest.sandbox.reader import (
     SandboxRef,
     reader_for,
 )
+from terragon_ingest.settings import SandboxSettings
 
 log = structlog.get_logger()
 
@@ -53,13 +54,15 @@ class UiDecision:
     detail: str
 
 
-async def diff_source_for(sandbox: SandboxRef, end_sha: str | None) -> DiffDecision:
+async def diff_source_for(
+    sandbox: SandboxRef, end_sha: str | None, settings: SandboxSettings | None = None
+) -> DiffDecision:
     if end_sha is None:
         return DiffDecision(
             DiffSource.WORKING_TREE_FALLBACK, "end_sha_missing: the envelope carries no endSha"
         )
     try:
-        head = await reader_for(sandbox.provider).read_head_sha(sandbox)
+        head = await reader_for(sandbox.provider, settings).read_head_sha(sandbox)
     except SandboxReadError as exc:
         return DiffDecision(DiffSource.WORKING_TREE_FALLBACK, f"head_unreadable: {exc}")
     if head.strip().lower() == end_sha.strip().lower():
@@ -70,8 +73,10 @@ async def diff_source_for(sandbox: SandboxRef, end_sha: str | None) -> DiffDecis
     )
 
 
-async def legacy_ui_outcome(sandbox: SandboxRef, run_start_sha: str | None) -> UiDecision:
-    decision = await _legacy_ui_outcome(sandbox, run_start_sha)
+async def legacy_ui_outcome(
+    sandbox: SandboxRef, run_start_sha: str | None, settings: SandboxSettings | None = None
+) -> UiDecision:
+    decision = await _legacy_ui_outcome(sandbox, run_start_sha, settings)
     log.info(
         "legacy_ui_outcome",
         codesandbox_id=sandbox.codesandbox_id,
@@ -82,8 +87,10 @@ async def legacy_ui_outcome(sandbox: SandboxRef, run_start_sha: str | None) -> U
     return decision
 
 
-async def _legacy_ui_outcome(sandbox: SandboxRef, run_start_sha: str | None) -> UiDecision:
-    reader = reader_for(sandbox.provider)
+async def _legacy_ui_outcome(
+    sandbox: SandboxRef, run_start_sha: str | None, settings: SandboxSettings | None
+) -> UiDecision:
+    reader = reader_for(sandbox.provider, settings)
     try:
         raw = await reader.read_file(sandbox, UI_RULES_PATH)
         rules = await asyncio.to_thread(parse_rules, raw, UI_RULES_PATH)

@@ -60,7 +60,7 @@ async def start_agent_message(
     sandbox = SandboxRef(provider, thread.codesandbox_id, thread.repo_dir)
     run_start_sha: str | None = None
     try:
-        run_start_sha = await reader_for(provider).read_head_sha(sandbox)
+        run_start_sha = await reader_for(provider, services.settings.sandbox).read_head_sha(sandbox)
     except SandboxReadError as exc:
         log.info("run_start_sha_unreadable", run_id=context.run_id, reason=str(exc))
     await bind_run_sandbox(
@@ -96,6 +96,7 @@ async def start_agent_message(
         repo_dir=thread.repo_dir,
         socket_dir=services.settings.sandbox.socket_dir(services.settings.server.DATA_DIR),
         delivery_timeout=services.settings.sandbox.DELIVERY_TIMEOUT,
+        settings=services.settings.sandbox,
     )
     log.info(
         "run_started",

@@ -1,8 +1,11 @@
 """`sendDaemonMessage`: hand a start message to the sandbox's daemon. Used only by run start.
 
 - `local`: the daemon listens on `{socket_dir}/{codesandboxId}.sock` (JSON lines, one reply line).
+- `docker`: the daemon inside the container `codesandboxId`, through the Engine API
+  (docker_delivery.py).
 - `manual`: nothing is delivered; the caller receives the message and delivers it itself.
-- other providers: not supported by this deployment (a clear 422, before any run is created).
+- other providers (`e2b`, `daytona`): not supported by this deployment (a clear 422, before any
+  run is created). A new provider is one module with a `deliver` like docker_delivery's.
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ import structlog
 
 from terragon_core import DaemonStartMessage, SandboxProvider
 from terragon_ingest.errors import ServiceUnavailable, UnsupportedProvider
+from terragon_ingest.sandbox import docker_delivery
+from terragon_ingest.sandbox.docker_engine import CONTAINER_REF
+from terragon_ingest.settings import SandboxSettings
 
 log = structlog.get_logger()
 
-SUPPORTED_PROVIDERS = frozenset({SandboxProvider.LOCAL, SandboxProvider.MANUAL})
+SUPPORTED_PROVIDERS = frozenset(
+    {SandboxProvider.LOCAL, SandboxProvider.DOCKER, SandboxProvider.MANUAL}
+)
 
 
 class DeliveryFailed(ServiceUnavailable):
@@ -52,6 +60,7 @@ async def send_daemon_message(
     repo_dir: str | None,
     socket_dir: Path,
     delivery_timeout: float,
+    settings: SandboxSettings | None = None,
 ) -> bool:
     """Deliver `message`; True when a daemon accepted it, False for `manual` (caller delivers)."""
     ensure_supported(provider)
@@ -60,6 +69,11 @@ async def send_daemon_message(
     payload: dict[str, Any] = msgspec.to_builtins(message)
     if repo_dir:
         payload["repoDir"] = repo_dir  # platform-side extra: where the agent runs
+    if provider is SandboxProvider.DOCKER:
+        await _deliver_docker(
+            payload, codesandbox_id, settings or SandboxSettings(), delivery_timeout
+        )
+        return True
     path = local_socket_path(socket_dir, codesandbox_id)
     try:
         async with asyncio.timeout(delivery_timeout):
@@ -82,3 +96,28 @@ async def send_daemon_message(
         )
     log.info("daemon_message_delivered", run_id=message.run_id, socket=str(path))
     return True
+
+
+def docker_container_ref(codesandbox_id: str) -> str:
+    if not CONTAINER_REF.fullmatch(codesandbox_id):
+        raise UnsupportedProvider(
+            f"codesandboxId {codesandbox_id[:80]!r} is not a Docker container name or id"
+        )
+    return codesandbox_id
+
+
+async def _deliver_docker(
+    payload: dict[str, Any], codesandbox_id: str, settings: SandboxSettings, time_limit: float
+) -> None:
+    container = docker_container_ref(codesandbox_id)
+    try:
+        async with asyncio.timeout(time_limit):
+            await docker_delivery.deliver(
+                payload, codesandbox_id=container, settings=settings, time_limit=time_limit
+            )
+    except (docker_delivery.DockerDeliveryError, TimeoutError) as exc:
+        reason = str(exc) or f"no answer within {time_limit:g} s"
+        raise DeliveryFailed(
+            f"the daemon in docker container {container!r} did not take the start message "
+            f"({reason}); retry the same startRequestId"
+        ) from exc

@@ -2,7 +2,8 @@
 
 Read-only by construction: it runs `git rev-parse`, `git diff`, `git status` and reads files;
 it holds no database handle and cannot reach the run-context writers (import-linter contract
-"sandbox reader is read-only"). Providers without a reachable checkout raise `SandboxReadError`,
+"sandbox reader is read-only"). `docker` sandboxes are read through the Engine API
+(docker_reader.py). Providers without a reachable checkout raise `SandboxReadError`,
 which correlation turns into `diffSource = working-tree-fallback` with the reason.
 
 The checkout is the sandbox's, so reading it runs nothing it controls (CONTRACT §4): git runs
@@ -14,21 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
-from typing import Protocol
 
 from terragon_core import SandboxProvider
+from terragon_ingest.sandbox.base import MAX_FILE_BYTES, SandboxReader, SandboxRef
 from terragon_ingest.sandbox.diff_parser import (
     ChangedPath,
     parse_name_status_z,
     parse_untracked_porcelain_z,
 )
+from terragon_ingest.sandbox.docker_reader import DockerReader
 from terragon_ingest.sandbox.errors import SandboxFileRefused, SandboxReadError
 from terragon_ingest.sandbox.files import read_confined
 from terragon_ingest.sandbox.git import private_git_dir
+from terragon_ingest.settings import SandboxSettings
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "DockerReader",
     "LocalGitReader",
     "SandboxFileRefused",
     "SandboxReadError",
@@ -38,27 +41,7 @@ __all__ = [
     "reader_for",
 ]
 
-MAX_FILE_BYTES = 256 * 1024
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-
-
-@dataclass(frozen=True, slots=True)
-class SandboxRef:
-    """What a reader needs to find a sandbox: its provider, id and checkout directory."""
-
-    provider: SandboxProvider
-    codesandbox_id: str
-    repo_dir: str | None
-
-
-class SandboxReader(Protocol):
-    async def read_head_sha(self, sandbox: SandboxRef) -> str: ...
-
-    async def changed_paths(
-        self, sandbox: SandboxRef, base_sha: str | None
-    ) -> list[ChangedPath]: ...
-
-    async def read_file(self, sandbox: SandboxRef, path: str) -> bytes | None: ...
 
 
 class LocalGitReader:
@@ -125,8 +108,11 @@ class UnreachableReader:
         )
 
 
-def reader_for(provider: SandboxProvider) -> SandboxReader:
-    """One reader per provider."""
+def reader_for(provider: SandboxProvider, settings: SandboxSettings | None = None) -> SandboxReader:
+    """One reader per provider (a new provider is one module and one line here); `settings`
+    default to the environment's."""
     if provider is SandboxProvider.LOCAL:
         return LocalGitReader()
+    if provider is SandboxProvider.DOCKER:
+        return DockerReader(settings or SandboxSettings())
     return UnreachableReader()
