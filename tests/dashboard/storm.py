@@ -5,6 +5,7 @@ dashboard prints with `--data-dir` find the installation as they would on `terra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -85,6 +86,12 @@ def seed_storm(database_url: str, data_dir: Path) -> Storm:
     with connect(database_url) as conn:
         ensure_day_partitions(conn, utc_day(-3).date(), 4)
         insert_quarantine(conn, storm + noisy + old + other_days + live)
+        # the storm's newest row has a thread, so its replay runs the decision to the end
+        conn.execute(
+            """INSERT INTO thread (thread_id, user_id, repo_full_name, sandbox_provider,
+                   codesandbox_id) VALUES (%s, 'user-1', %s, 'docker', 'sb-storm')""",
+            (newest.thread_id, STORM_REPO),
+        )
     assert newest.object_key and newest.payload
     obj = data_dir / "objects" / newest.object_key
     obj.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +116,7 @@ def seed_storm(database_url: str, data_dir: Path) -> Storm:
     )
 
 
+@contextlib.contextmanager
 def storm_database(pg_admin_url: str, template_database: str) -> Iterator[str]:
     """A database of its own for a module's tests (the `database_url` fixture is per test)."""
     from tests.conftest import _with_database

@@ -40,7 +40,7 @@ R = QuarantineReason
 def fx_storm(
     pg_admin_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Storm]:
-    for url in storm_database(pg_admin_url, template_database):
+    with storm_database(pg_admin_url, template_database) as url:
         yield seed_storm(url, tmp_path_factory.mktemp("storm-data"))
 
 
@@ -70,7 +70,8 @@ def _specs(at: AppTest) -> list[dict[str, Any]]:
 
 
 def _text(at: AppTest) -> str:
-    return "\n".join(e.value for kind in ("caption", "info", "markdown") for e in at.get(kind))
+    shown = [*at.caption, *at.info, *at.markdown]
+    return "\n".join(str(e.value) for e in shown)
 
 
 def test_a_past_day_lists_that_days_rows_of_the_reason_with_its_archive_commands(

@@ -37,11 +37,11 @@ ALERT_RULE = (
     f"average more than {QUARANTINE_ALERT_PER_MINUTE}/min over {ALERT_RATE_WINDOW_SECONDS // 60} "
     f"min, for {ALERT_FOR_SECONDS // 60} min"
 )
+# the threshold rule's tooltip (a comment: a bare string here would be drawn by Streamlit's magic)
 THRESHOLD_LABEL = (
     f"{QUARANTINE_ALERT}: > {QUARANTINE_ALERT_PER_MINUTE}/min per repo "
     f"(every reason) for {ALERT_FOR_SECONDS // 60} min"
 )
-"""The threshold rule's tooltip."""
 PAYLOAD_COLUMNS = ("payload_prefix_2k",)
 ROW_LIMIT = 200
 

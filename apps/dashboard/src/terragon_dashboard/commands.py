@@ -56,8 +56,20 @@ class Installation:
         return ["--archive-dir", archive]
 
 
+_SPECIAL_IN_DOUBLE_QUOTES: Final = frozenset('"$`\\!') | {chr(c) for c in range(32)} | {"\x7f"}
+
+
+def _quote(word: str) -> str:
+    """`word` for a POSIX shell: bare when it needs no quoting, in double quotes when nothing in it
+    is special there (an SQL query with its '…' literals reads as written), else `shlex.quote`."""
+    quoted = shlex.quote(word)
+    if quoted == word or "'" not in word or set(word) & _SPECIAL_IN_DOUBLE_QUOTES:
+        return quoted
+    return f'"{word}"'
+
+
 def _line(*words: str) -> str:
-    return " ".join(shlex.quote(w) for w in (*CLI, *words))
+    return " ".join(_quote(w) for w in (*CLI, *words))
 
 
 def sql_literal(value: str) -> str:
