@@ -31,6 +31,8 @@ class Row:
     offloaded: bool = False
     offload_skipped: bool = False
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    payload: str | None = None
+    """The whole envelope (ASCII): its hash, size and prefix are the row's; None = a stand-in."""
 
     @property
     def object_key(self) -> str | None:
@@ -64,9 +66,11 @@ def insert_quarantine(conn: psycopg.Connection[Any], rows: list[Row]) -> None:
                     r.run_id,
                     r.active_run_id,
                     r.reason.value,
-                    hashlib.sha256(r.id.encode()).hexdigest(),
-                    r.size,
-                    '{"threadId": "' + r.thread_id + '", "note": "a,b\n\\"quoted\\""}',
+                    hashlib.sha256((r.payload or r.id).encode()).hexdigest(),
+                    len(r.payload) if r.payload is not None else r.size,
+                    r.payload[:2048]
+                    if r.payload is not None
+                    else '{"threadId": "' + r.thread_id + '", "note": "a,b\n\\"quoted\\""}',
                     r.object_key,
                     r.offload_skipped,
                     r.repo,

@@ -158,23 +158,43 @@ def test_live_hour_reads_postgres(
     monkeypatch.setenv("TERRAGON_ARCHIVE_DIR", str(small_archive))
     monkeypatch.setenv("TERRAGON_DASHBOARD_REFRESH_SECONDS", "0")
     monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("TERRAGON_DATA_DIR", raising=False)
     at = _run()
+    at.date_input(key="range").set_value((LAST_DAY, now.date()))  # the archive's day and today
+    _run(at)
     live = [data for title, data in _charts(at) if title.startswith("last hour")]
     assert len(live) == 1
-    assert set(live[0].column("series").to_pylist()) == {"preview.missing_end_sha · acme/live"}
+    assert set(live[0].column("series").to_pylist()) == {"acme/live"}
+    assert set(live[0].column("metric").to_pylist()) == {"preview.missing_end_sha"}
     assert sum(live[0].column("per_minute").to_pylist()) == 7
     recent = at.dataframe[1].value
     assert all(len(h) == 64 for h in recent["payload_hash"])
-    # the live hour first (newest first), then the archive's older rows
+    # today's rows from Postgres first (newest first), then the archive's older rows
     assert list(recent["repo_full_name"][:7]) == ["acme/live"] * 7
+    assert list(recent["stored"][:7]) == ["postgres"] * 7
     assert "acme/live" not in set(recent["repo_full_name"][7:])
+    assert set(recent["stored"][7:]) == {"archive"}
     newest = str(recent["id"].iloc[0])
     assert newest == rows[0].id
-    # the exact commands for the row picked (the newest until one is clicked)
+    # the exact commands for the row picked (the newest until one is clicked): in Postgres and
+    # not archived yet, so show / --payload / replay only, with the database's flag (no password)
     commands = at.code[0].value.splitlines()
-    assert commands[0].startswith("terragon quarantine show --database-url ")
+    assert len(commands) == 3, commands
+    assert commands[0].startswith("uv run terragon quarantine show --database-url ")
     assert commands[0].endswith(f" {newest}")
-    assert commands[2].startswith("terragon quarantine replay ")
+    assert commands[1].endswith(f" --payload {newest}")
+    assert commands[2].startswith("uv run terragon quarantine replay ")
+
+    # the Reason filter reaches Postgres: the live chart and today's rows follow it
+    at.multiselect(key="reasons").set_value([QuarantineReason.LEGACY_MODE.value])
+    _run(at)
+    assert not [t for t, _ in _charts(at) if t.startswith("last hour")]
+    assert any(
+        "in the last hour matching the filters (7 without them)" in i.value for i in at.info
+    ), [i.value for i in at.info]
+    recent = at.dataframe[1].value
+    assert set(recent["reason"]) == {QuarantineReason.LEGACY_MODE.value}
+    assert "acme/live" not in set(recent["repo_full_name"])
 
 
 def test_renders_30_days_for_1000_repos(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

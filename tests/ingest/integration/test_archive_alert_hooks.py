@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from terragon_core import ANONYMOUS_USER
+from terragon_core import ACCESS_DENIED_ALERT, ANONYMOUS_USER, QUARANTINE_ALERT
 from terragon_ingest.archive import repository
-from terragon_ingest.archive.alerts import (
-    ACCESS_DENIED_RULE,
-    QUARANTINE_RULE,
-    evaluate_alerts,
-    find_breaches,
-)
+from terragon_ingest.archive.alerts import evaluate_alerts, find_breaches
 from terragon_ingest.archive.tasks import run_rollup
 from tests.dashboard.seed import Row, connect, insert_access_denied, insert_quarantine
 from tests.support import settings_for
@@ -77,14 +72,14 @@ def test_each_breach_window_notifies_once_with_its_dimensions(
     with repository.connect(database_url) as conn:
         notified = evaluate_alerts(conn, receiver.url, end)
         assert {(b.rule, json.dumps(b.dimensions)) for b in notified} == {
-            (QUARANTINE_RULE, '{"repo": "acme/hot"}'),
-            (ACCESS_DENIED_RULE, "{}"),
+            (QUARANTINE_ALERT, '{"repo": "acme/hot"}'),
+            (ACCESS_DENIED_ALERT, "{}"),
         }
         assert evaluate_alerts(conn, receiver.url, end) == []  # same window: no second POST
         assert evaluate_alerts(conn, receiver.url, end + timedelta(hours=1)) == []  # cleared
         assert repository.fetch_alert_states(conn) == set()
         assert len(evaluate_alerts(conn, receiver.url, end)) == 2  # a new window notifies again
-    hot = next(p for p in receiver.posts if p["alert"] == QUARANTINE_RULE)
+    hot = next(p for p in receiver.posts if p["alert"] == QUARANTINE_ALERT)
     assert hot["dimensions"] == {"repo": "acme/hot"}
     assert hot["ratePerMinute"] == 10 and hot["thresholdPerMinute"] == 5
     assert hot["metric"] == "preview_quarantine_total" and hot["status"] == "firing"
@@ -113,7 +108,7 @@ def test_the_rollup_job_evaluates_the_hooks(
     _storm(database_url, now - timedelta(minutes=1))
     result = run_rollup(settings)
     assert result.rows["quarantine"] > 0
-    assert {p["alert"] for p in receiver.posts} == {QUARANTINE_RULE, ACCESS_DENIED_RULE}
+    assert {p["alert"] for p in receiver.posts} == {QUARANTINE_ALERT, ACCESS_DENIED_ALERT}
     assert (tmp_path / "archive" / "quarantine_daily").is_dir()
 
 
@@ -128,4 +123,4 @@ def test_a_strangers_denials_never_open_the_access_denied_window(database_url: s
     with repository.connect(database_url) as conn:
         assert find_breaches(conn, end) == []
         conn.execute("UPDATE preview_event SET user_id = 'user-1'")
-        assert [b.rule for b in find_breaches(conn, end)] == [ACCESS_DENIED_RULE]
+        assert [b.rule for b in find_breaches(conn, end)] == [ACCESS_DENIED_ALERT]

@@ -244,7 +244,7 @@ def test_the_rollup_job_writes_to_the_bucket_and_evaluates_the_alert_hooks(
 ) -> None:
     """`run_rollup` (the periodic job's body) with `TERRAGON_ARCHIVE_URL` set: the archive lands
     in the bucket, none in the data dir, and the alert hooks still fire after it."""
-    from terragon_ingest.archive.alerts import ACCESS_DENIED_RULE, QUARANTINE_RULE
+    from terragon_core import ACCESS_DENIED_ALERT, QUARANTINE_ALERT
     from terragon_ingest.archive.tasks import run_rollup
     from tests.ingest.integration.test_archive_alert_hooks import Receiver, _storm
 
@@ -262,6 +262,6 @@ def test_the_rollup_job_writes_to_the_bucket_and_evaluates_the_alert_hooks(
         receiver.server.shutdown()
         receiver.server.server_close()
     assert result.rows["quarantine"] > 0
-    assert {p["alert"] for p in receiver.posts} == {QUARANTINE_RULE, ACCESS_DENIED_RULE}
+    assert {p["alert"] for p in receiver.posts} == {QUARANTINE_ALERT, ACCESS_DENIED_ALERT}
     assert any(k.startswith("quarantine_daily/") for k in s3.child("archive").list_keys())
     assert not (tmp_path / "archive").exists()

@@ -13,15 +13,16 @@ import pytest
 import yaml
 
 from terragon_core import (
+    ACCESS_DENIED_ALERT,
     ACCESS_DENIED_ALERT_PER_MINUTE,
     ALERT_FOR_SECONDS,
     ALERT_RATE_WINDOW_SECONDS,
     ANONYMOUS_USER,
+    QUARANTINE_ALERT,
     QUARANTINE_ALERT_PER_MINUTE,
     MetricName,
     prometheus_name,
 )
-from terragon_ingest.archive.alerts import ACCESS_DENIED_RULE, QUARANTINE_RULE
 
 ROOT = Path(__file__).parents[3]
 ALERTS = ROOT / "tools" / "alerts"
@@ -35,8 +36,8 @@ def _rules() -> dict[str, dict]:
 @pytest.mark.parametrize(
     ("alert", "metric", "threshold", "by_repo"),
     [
-        (QUARANTINE_RULE, MetricName.QUARANTINE, QUARANTINE_ALERT_PER_MINUTE, True),
-        (ACCESS_DENIED_RULE, MetricName.ACCESS_DENIED, ACCESS_DENIED_ALERT_PER_MINUTE, False),
+        (QUARANTINE_ALERT, MetricName.QUARANTINE, QUARANTINE_ALERT_PER_MINUTE, True),
+        (ACCESS_DENIED_ALERT, MetricName.ACCESS_DENIED, ACCESS_DENIED_ALERT_PER_MINUTE, False),
     ],
 )
 def test_rules_use_core_thresholds_and_metric_names(

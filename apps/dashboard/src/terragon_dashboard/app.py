@@ -5,22 +5,25 @@ Run: `terragon dashboard` (or `streamlit run app.py -- --archive-dir=DIR`).
 
 from __future__ import annotations
 
-import contextlib
-import shlex
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from urllib.parse import urlsplit
+from typing import cast
 
 import pandas as pd
 import streamlit as st
 
 from terragon_core import (
+    ALERT_FOR_SECONDS,
+    ALERT_RATE_WINDOW_SECONDS,
     DASHBOARD_SESSION_COOKIE,
+    QUARANTINE_ALERT,
     QUARANTINE_ALERT_PER_MINUTE,
+    QUARANTINE_RETENTION_DAYS,
     TREND_METRICS,
     SecurityReason,
 )
-from terragon_dashboard import archive, auth, live, log, text
-from terragon_dashboard.charts import trend_chart
+from terragon_dashboard import archive, auth, commands, live, log, text
+from terragon_dashboard.charts import series_colours, trend_chart
 from terragon_dashboard.settings import DashboardSettings
 from terragon_dashboard.source import ArchiveUnreachable
 
@@ -29,10 +32,18 @@ TITLES = {
     "preview.legacy_mode": "legacy_mode (v1 envelope applied without runId)",
     "preview.missing_end_sha": "missing_end_sha (terminal v2 without endSha)",
 }
-THRESHOLD_NOTE = (
-    f"Dashed line: alert threshold, {QUARANTINE_ALERT_PER_MINUTE}/min per repo for 10 min."
+ALERT_RULE = (
+    f"`{QUARANTINE_ALERT}` pages when one repo's quarantined envelopes (every reason together) "
+    f"average more than {QUARANTINE_ALERT_PER_MINUTE}/min over {ALERT_RATE_WINDOW_SECONDS // 60} "
+    f"min, for {ALERT_FOR_SECONDS // 60} min"
+)
+# the threshold rule's tooltip (a comment: a bare string here would be drawn by Streamlit's magic)
+THRESHOLD_LABEL = (
+    f"{QUARANTINE_ALERT}: > {QUARANTINE_ALERT_PER_MINUTE}/min per repo "
+    f"(every reason) for {ALERT_FOR_SECONDS // 60} min"
 )
 PAYLOAD_COLUMNS = ("payload_prefix_2k",)
+ROW_LIMIT = 200
 
 settings = DashboardSettings.from_env()
 st.set_page_config(page_title="terragon · quarantine", layout="wide")
@@ -112,6 +123,9 @@ filters = archive.Filters(
     users=tuple(users),
     providers=tuple(providers),
 )
+installation = commands.Installation(
+    archive=settings.archive, data_dir=settings.DATA_DIR, database_url=settings.DATABASE_URL
+)
 
 
 def _day_start(day: date) -> datetime:
@@ -122,38 +136,112 @@ def _this_minute() -> datetime:
     return datetime.now(UTC).replace(second=0, microsecond=0)
 
 
-def _trends() -> None:
+def _column() -> str:
+    return archive.DIMENSION_COLUMNS[dimension]  # type: ignore[index]
+
+
+def _threshold() -> float | None:
+    """The alert is per repo: its threshold belongs on a chart split by repo only."""
+    return QUARANTINE_ALERT_PER_MINUTE if dimension == "repo" else None
+
+
+def _threshold_note() -> str:
+    if dimension == "repo":
+        return (
+            f"Dashed red line: {QUARANTINE_ALERT_PER_MINUTE}/min, the threshold of the alert: "
+            f"{ALERT_RULE}. A line here is one metric of a repo; the alert adds up its reasons."
+        )
+    return (
+        f"No threshold line: the alert is per repo ({ALERT_RULE}), and a {dimension}'s line adds "
+        "up its repos, so it pages no one by itself. Split by repo to compare with the threshold."
+    )
+
+
+def _hidden(unfiltered: int) -> str:
+    """The end of an empty state: whether the filters hid anything."""
+    if not filters.narrowed:
+        return ": nothing was quarantined."
+    return f" matching the filters ({unfiltered} without them)."
+
+
+@dataclass(frozen=True, slots=True)
+class LiveHour:
+    """The last hour from Postgres: its minutes, or why there are none."""
+
+    minutes: pd.DataFrame | None
+    problem: str | None = None
+    unfiltered: int = 0
+
+
+def _live_hour() -> LiveHour:
+    if not settings.DATABASE_URL:
+        return LiveHour(None, "DATABASE_URL is not set: the live hour is off.")
+    try:
+        minutes = live.live_minutes(settings.DATABASE_URL, _column(), filters)
+        unfiltered = 0
+        if minutes.empty and filters.narrowed:
+            everything = live.live_minutes(settings.DATABASE_URL, _column())
+            unfiltered = int(everything["per_minute"].to_numpy().sum())
+    except Exception as exc:  # the archive view stays useful when Postgres is down
+        return LiveHour(None, f"Postgres is not reachable ({exc}); the rows below are archived.")
+    return LiveHour(minutes, unfiltered=unfiltered)
+
+
+def _trend_data() -> tuple[str, pd.DataFrame]:
     bucket, _ = archive.bucket_for(filters)
     data = archive.trend(con, filters, dimension)  # type: ignore[arg-type]
     range_end = min(_day_start(end + timedelta(days=1)), _this_minute() + timedelta(minutes=1))
-    data = archive.with_zeros(data, bucket, _day_start(start), range_end)
+    return bucket, archive.with_zeros(data, bucket, _day_start(start), range_end)
+
+
+def _trends(bucket: str, data: pd.DataFrame, colours: dict[str, str]) -> None:
     st.caption(
-        f"{start} to {end} UTC, per {bucket}: the busiest minute of each {dimension} "
-        f"(top {archive.TOP_SERIES}). {THRESHOLD_NOTE}"
+        f"{filters.describe()} UTC, per {bucket}: the busiest minute of each {dimension} "
+        f"(top {archive.TOP_SERIES}), of the rows that pass the filters. {_threshold_note()}"
     )
+    totals: dict[str, int] | None = None
     for metric in TREND_METRICS:
         subset = pd.DataFrame(data.loc[data["metric"] == metric.value]) if len(data) else data
         if subset.empty:
-            st.info(f"No {metric.value} in this range.")
+            if totals is None:  # one query for the three empty states
+                totals = archive.metric_totals(con, filters.unfiltered())
+            hidden = _hidden(totals.get(metric.value, 0))
+            st.info(f"No {metric.value} in {filters.describe()}{hidden}")
             continue
         st.markdown(f"**{TITLES[metric.value]}**")
         st.altair_chart(
             trend_chart(
                 subset,
                 title=TITLES[metric.value],
-                threshold=QUARANTINE_ALERT_PER_MINUTE,
+                threshold=_threshold(),
+                threshold_label=THRESHOLD_LABEL,
                 x_title=f"{bucket} (UTC, 24-hour)",
                 y_title="busiest minute (envelopes / min)",
                 bucket=bucket,
+                colours=colours,
             ),
             width="stretch",
         )
 
 
+def _rank_label(rank: str) -> str:
+    if rank == archive.QUARANTINED:
+        return "quarantined (the Reason filter; every reason when none)"
+    return rank
+
+
 def _offenders() -> str | None:
     """The offenders table; returns the offender whose row was clicked (None: all rows)."""
     st.subheader(f"Top offenders by {dimension}")
-    table = archive.top_offenders(con, filters, dimension)  # type: ignore[arg-type]
+    rank = st.selectbox("Rank by", archive.RANKINGS, key="rank_by", format_func=_rank_label)
+    table = archive.top_offenders(con, filters, dimension, rank_by=rank)  # type: ignore[arg-type]
+    st.caption(
+        f"{filters.describe()} UTC, the rows that pass the filters, ranked by {rank}. "
+        f"`{archive.QUARANTINED}` counts them all; the metric columns split them."
+    )
+    if table.empty:
+        unfiltered = archive.quarantined_count(con, filters.unfiltered())
+        st.info(f"No quarantine rows in {filters.describe()}{_hidden(unfiltered)}")
     event = st.dataframe(
         text.plain_frame(table),  # sandbox text as text; the real value is looked up below
         hide_index=True,
@@ -161,73 +249,155 @@ def _offenders() -> str | None:
         selection_mode="single-row",
         key=f"offenders-{dimension}",
     )
-    picked = list(event.selection.rows) if event is not None else []
-    if table.empty or not picked or picked[0] >= len(table):
+    chosen = list(event.selection.rows) if event is not None else []
+    if table.empty or not chosen or chosen[0] >= len(table):
         return None
-    return str(table.iloc[picked[0]][dimension])
+    return str(table.iloc[chosen[0]][dimension])
 
 
-def _live() -> None:
+def _live(hour: LiveHour, colours: dict[str, str]) -> None:
     st.subheader("Live: the last hour (Postgres)")
-    if not settings.DATABASE_URL:
-        st.info("DATABASE_URL is not set: the live hour is off. Drill-down reads the archive.")
+    st.caption(
+        "Always the last 60 minutes, whatever the UTC days above; the Reason and "
+        f"Repo/User/Provider filters apply. Solid and dashed lines: the metrics. {_threshold_note()}"
+    )
+    if hour.minutes is None:
+        if settings.DATABASE_URL is None:
+            st.info(hour.problem)
+        else:
+            st.warning(hour.problem)
         return
-    column = archive.DIMENSION_COLUMNS[dimension]  # type: ignore[index]
-    try:
-        minutes = live.live_minutes(settings.DATABASE_URL, column)
-    except Exception as exc:  # the archive view stays useful when Postgres is down
-        st.warning(f"Postgres is not reachable ({exc}); the drill-down shows archived rows.")
-        return
-    if minutes.empty:
-        st.success("No strict_mismatch, legacy_mode or missing_end_sha in the last hour.")
+    if hour.minutes.empty:
+        if filters.narrowed:
+            st.info(
+                "No strict_mismatch, legacy_mode or missing_end_sha in the last hour matching "
+                f"the filters ({hour.unfiltered} without them)."
+            )
+        else:
+            st.success("No strict_mismatch, legacy_mode or missing_end_sha in the last hour.")
         return
     now = _this_minute()
-    minutes = archive.with_zeros(minutes, "minute", now - timedelta(minutes=59), now)
+    minutes = archive.with_zeros(hour.minutes, "minute", now - timedelta(minutes=59), now)
     st.altair_chart(
         trend_chart(
             minutes,
             title="last hour, per minute",
-            threshold=QUARANTINE_ALERT_PER_MINUTE,
+            threshold=_threshold(),
+            threshold_label=THRESHOLD_LABEL,
             x_title="minute (UTC, 24-hour)",
+            colours=colours,
         ),
         width="stretch",
     )
 
 
+def _live_window() -> tuple[datetime, datetime] | None:
+    """The part of the range Postgres answers for: today (the archive holds closed minutes
+    only, a few minutes behind), when the range reaches it; earlier days come from the archive."""
+    if end < today:
+        return None
+    return max(_day_start(start), _day_start(today)), _day_start(end + timedelta(days=1))
+
+
 def _rows_of(offender: str | None) -> pd.DataFrame:
-    """Recent quarantine rows of `offender`: the live hour from Postgres, then the archive."""
-    picked = (dimension, offender) if offender is not None else None
-    frames = []
-    if settings.DATABASE_URL:
-        column = archive.DIMENSION_COLUMNS[dimension]  # type: ignore[index]
-        # Postgres down is reported by `_live`; the archive still answers.
-        with contextlib.suppress(Exception):
-            frames.append(
-                live.recent_rows(
-                    settings.DATABASE_URL,
-                    offender=(column, offender) if offender is not None else None,
-                )
-            )
-    frames.append(archive.recent_rows(con, filters, offender=picked))  # type: ignore[arg-type]
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return archive.recent_rows(con, filters, offender=picked)  # type: ignore[arg-type]
-    rows = pd.concat(frames, ignore_index=True)
+    """The newest quarantine rows in range that pass the filters (of `offender`, if clicked):
+    today's from Postgres, earlier days' from the archive; `stored` says where each is."""
+    archived = archive.recent_rows(
+        con,
+        filters,
+        ROW_LIMIT,
+        offender=(dimension, offender) if offender is not None else None,  # type: ignore[arg-type]
+    )
+    archived["stored"] = "archive"
+    window = _live_window()
+    if settings.DATABASE_URL is None or window is None:
+        return archived
+    try:
+        recent = live.recent_rows(
+            settings.DATABASE_URL,
+            since=window[0],
+            until=window[1],
+            filters=filters,
+            offender=(_column(), offender) if offender is not None else None,
+            limit=ROW_LIMIT,
+        )
+    except Exception:  # Postgres down is reported by the live hour; the archive still answers
+        return archived
+    if recent.empty:
+        return archived
+    ids = set(archived["id"].dropna())
+    recent["stored"] = ["postgres + archive" if i in ids else "postgres" for i in recent["id"]]
+    # the same row may be in both (rolled up, still in Postgres): Postgres's copy is shown
+    archived = archived.loc[~archived["id"].isin(list(recent["id"])) | archived["id"].isna()]
+    rows = pd.concat([recent, archived], ignore_index=True)
     rows["created_at"] = pd.to_datetime(rows["created_at"], utc=True)
-    # the same row may be in both (rolled up, still in Postgres); rows without an id are kept
-    rows = pd.DataFrame(rows.loc[~rows["id"].duplicated() | rows["id"].isna()])
-    return rows.sort_values(by="created_at", ascending=False).head(200).reset_index(drop=True)
+    return rows.sort_values(by="created_at", ascending=False).head(ROW_LIMIT).reset_index(drop=True)
 
 
-def _commands(quarantine_id: str) -> str:
-    """The exact CLI lines for one row (the database flag only when its URL holds no password)."""
-    url = settings.DATABASE_URL
-    flag = f" --database-url {shlex.quote(url)}" if url and not urlsplit(url).password else ""
-    qid = shlex.quote(quarantine_id)
+def _created_at(row: pd.Series) -> datetime:
+    """The row's time in UTC (both sources give an aware timestamp)."""
+    return cast("pd.Timestamp", row["created_at"]).tz_convert(UTC).to_pydatetime()
+
+
+def _in_postgres(row: pd.Series) -> bool | None:
+    """Whether PostgreSQL still holds the row (None: it cannot be asked)."""
+    if "postgres" in str(row["stored"]):
+        return True
+    if not settings.DATABASE_URL:
+        return None
+    try:
+        return str(row["id"]) in live.present_ids(settings.DATABASE_URL, [str(row["id"])])
+    except Exception:
+        return None
+
+
+def _commands(row: pd.Series) -> None:
+    """The exact CLI lines for one row, and what each needs."""
+    quarantine_id = str(row["id"])
+    day = _created_at(row).date()
+    in_postgres = _in_postgres(row)
+    lines = []
+    if "archive" in str(row["stored"]):
+        lines.append(commands.archive_line(installation, quarantine_id, day))
+    if in_postgres is not False:
+        lines += commands.postgres_lines(installation, quarantine_id)
+    st.code("\n".join(lines), language="bash")
+    notes = ["Run them in the checkout."]
+    if "archive" in str(row["stored"]):
+        notes.append("`archive sql` prints the archived row (its first 2 KiB as the prefix).")
+    if in_postgres:
+        notes.append(
+            "`show` prints the row and its replay state, `--payload` the whole envelope, "
+            "`replay` re-drives it through the same decision."
+        )
+    elif in_postgres is None:
+        notes.append(
+            f"`show` and `replay` work while the row is in PostgreSQL ({QUARANTINE_RETENTION_DAYS}"
+            " days); it cannot be asked now."
+        )
+    else:
+        notes.append(
+            "PostgreSQL no longer holds this row (past retention, or history written straight "
+            "into the archive): `quarantine show` and `replay` cannot find it."
+        )
+    _, missing = installation.database_flags()
+    if missing and in_postgres is not False:
+        notes.append(f"For `show` and `replay`: {missing}.")
+    st.caption(" ".join(notes))
+
+
+def _rows_caption(offender: str | None) -> str:
+    of = f" of {dimension} {text.md(offender)}" if offender is not None else ""
+    window = _live_window()
+    where = (
+        "today's from PostgreSQL, earlier days' from the archive"
+        if window is not None and settings.DATABASE_URL
+        else "from the archive"
+    )
     return (
-        f"terragon quarantine show{flag} {qid}\n"
-        f"terragon quarantine show{flag} {qid} --payload\n"
-        f"terragon quarantine replay{flag} {qid}"
+        f"{filters.describe()} UTC{of}, the rows that pass the filters: the newest {ROW_LIMIT}, "
+        f"{where} (`stored`). Click an offender above for its rows only; click a row here "
+        "for its commands."
     )
 
 
@@ -235,9 +405,9 @@ def _drill_down(offender: str | None) -> None:
     label = f" of {dimension} {text.md(offender)}" if offender is not None else ""
     st.subheader(f"Recent quarantine rows{label}")
     rows = _rows_of(offender)
+    st.caption(_rows_caption(offender))
     if show_payloads:
         st.caption(
-            "Click an offender's row above for its rows only; click a row here for its commands. "
             "prefix = the first 2 KiB of the envelope; object key = the whole payload, if offloaded."
         )
     else:
@@ -246,6 +416,14 @@ def _drill_down(offender: str | None) -> None:
             "Payload prefixes are hidden: sign in (TERRAGON_DASHBOARD_AUTH) or open the "
             "dashboard on this machine's loopback address."
         )
+    if rows.empty:
+        unfiltered = archive.quarantined_count(con, filters.unfiltered())
+        hidden = (
+            f" matching the filters ({unfiltered} without them)."
+            if filters.narrowed or offender is not None
+            else ": nothing was quarantined."
+        )
+        st.info(f"No quarantine rows in {filters.describe()}{label}{hidden}")
     event = st.dataframe(
         text.plain_frame(rows),
         hide_index=True,
@@ -255,28 +433,30 @@ def _drill_down(offender: str | None) -> None:
     )
     if rows.empty:
         return
-    picked = list(event.selection.rows) if event is not None else []
-    row = rows.iloc[picked[0] if picked and picked[0] < len(rows) else 0]
+    chosen = list(event.selection.rows) if event is not None else []
+    row = rows.iloc[chosen[0] if chosen and chosen[0] < len(rows) else 0]
     if pd.isna(row["id"]):
         return
     st.markdown(
         f"**Row {text.md(row['id'])}** ({text.md(row['reason'])}, "
         f"{text.md(row['repo_full_name'])}, "
-        f"{row['created_at']:%Y-%m-%d %H:%M:%S} UTC): "
+        f"{_created_at(row):%Y-%m-%d %H:%M:%S} UTC): "
         "inspect it, then re-drive it through the same decision"
     )
-    st.code(_commands(str(row["id"])), language="bash")
-    st.caption(
-        "Works while the row is in Postgres (30 days); `--payload` prints the whole envelope."
-    )
+    _commands(row)
 
 
 def _body() -> None:
     if settings.AUTH is not None and not auth.SESSIONS.check(_session_cookie()).ok:
         st.rerun()  # expired or signed out (another tab) since the page ran: `_sign_in` says so
-    _trends()
+    bucket, trends = _trend_data()
+    hour = _live_hour()
+    shown = [trends] + ([hour.minutes] if hour.minutes is not None else [])
+    # one colour per series on every chart of the page: the trends' and the live hour's
+    colours = series_colours(s for frame in shown if len(frame) for s in frame["series"])
+    _trends(bucket, trends, colours)
     offender = _offenders()
-    _live()
+    _live(hour, colours)
     _drill_down(offender)
     st.caption(f"Updated {datetime.now(UTC):%H:%M:%S} UTC")
 

@@ -11,6 +11,7 @@ from typing import Final, Literal
 import duckdb
 import pandas as pd
 
+from terragon_core import TREND_METRICS
 from terragon_dashboard.source import add_views
 
 Dimension = Literal["repo", "user", "provider"]
@@ -37,6 +38,19 @@ class Filters:
     @property
     def days(self) -> int:
         return (self.end - self.start).days + 1
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether a Reason, Repo, User or Provider filter is set."""
+        return bool(self.reasons or self.repos or self.users or self.providers)
+
+    def unfiltered(self) -> Filters:
+        """The same days, no other filter (what an empty panel compares against)."""
+        return Filters(start=self.start, end=self.end)
+
+    def describe(self) -> str:
+        """`2026-12-01..2026-12-06` (or one day), for captions and empty states."""
+        return f"{self.start}" if self.start == self.end else f"{self.start}..{self.end}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,31 +152,73 @@ def trend(con: duckdb.DuckDBPyConnection, filters: Filters, dimension: Dimension
     ).df()
 
 
+QUARANTINED: Final = "quarantined"
+"""The offenders' column of every row that passes the filters (every reason, when none is set)."""
+
+
+def metric_column(metric: str) -> str:
+    """The offenders' column of a trend metric: `preview.legacy_mode` -> `legacy_mode`."""
+    return metric.removeprefix("preview.")
+
+
+RANKINGS: Final = (QUARANTINED, *(metric_column(m.value) for m in TREND_METRICS))
+"""What the offenders table can be ranked by."""
+
+
 def top_offenders(
-    con: duckdb.DuckDBPyConnection, filters: Filters, dimension: Dimension, limit: int = 10
+    con: duckdb.DuckDBPyConnection,
+    filters: Filters,
+    dimension: Dimension,
+    limit: int = 10,
+    *,
+    rank_by: str = QUARANTINED,
 ) -> pd.DataFrame:
-    """The dimension values with the most quarantined envelopes in range, per trend metric."""
+    """The dimension values with the most quarantined envelopes in range (all that pass the
+    filters: with a Reason set, that reason's), per trend metric; the top `limit` by `rank_by`
+    (one of `RANKINGS`), then by `quarantined`."""
+    if rank_by not in RANKINGS:
+        raise ValueError(f"rank_by must be one of {RANKINGS}, not {rank_by!r}")
     where, params = _where(filters)
     column = DIMENSION_COLUMNS[dimension]
+    # an absent count is 0, not NULL (which the table would print as "None")
+    per_metric = "".join(
+        f"coalesce(sum(quarantined) FILTER (WHERE metric = '{m.value}'), 0) "
+        f"AS {metric_column(m.value)}, "
+        for m in TREND_METRICS
+    )
     return con.execute(
         f"""
         SELECT coalesce({column}, '(none)') AS {dimension},
-               -- an absent count is 0, not NULL (which the table would print as "None")
-               coalesce(sum(quarantined) FILTER (WHERE metric = 'preview.strict_mismatch'), 0)
-                   AS strict_mismatch,
-               coalesce(sum(quarantined) FILTER (WHERE metric = 'preview.legacy_mode'), 0)
-                   AS legacy_mode,
-               coalesce(sum(quarantined) FILTER (WHERE metric = 'preview.missing_end_sha'), 0)
-                   AS missing_end_sha,
-               coalesce(sum(quarantined), 0) AS all_reasons,
+               coalesce(sum(quarantined), 0) AS {QUARANTINED}, {per_metric}
                coalesce(sum(payload_bytes), 0) AS payload_bytes,
                coalesce(sum(offloaded), 0) AS offloaded,
                coalesce(sum(offload_skipped), 0) AS offload_skipped
         FROM quarantine_daily WHERE {where}
-        GROUP BY 1 ORDER BY all_reasons DESC, 1 LIMIT {int(limit)}
+        GROUP BY 1 ORDER BY {rank_by} DESC, {QUARANTINED} DESC, 1 LIMIT {int(limit)}
         """,
         params,
     ).df()
+
+
+def metric_totals(con: duckdb.DuckDBPyConnection, filters: Filters) -> dict[str, int]:
+    """Quarantined envelopes per trend metric in range, of the rows that pass `filters` (an
+    empty chart tells "nothing happened" from "the filters hid it" by comparing the two)."""
+    where, params = _where(filters)
+    rows = con.execute(
+        f"""SELECT metric, coalesce(sum(quarantined), 0) FROM quarantine_daily
+            WHERE metric IS NOT NULL AND {where} GROUP BY 1""",
+        params,
+    ).fetchall()
+    return {str(metric): int(n) for metric, n in rows}
+
+
+def quarantined_count(con: duckdb.DuckDBPyConnection, filters: Filters) -> int:
+    """Quarantined envelopes (every reason) in range that pass `filters`."""
+    where, params = _where(filters)
+    row = con.execute(
+        f"SELECT coalesce(sum(quarantined), 0) FROM quarantine_daily WHERE {where}", params
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 ROW_COLUMNS: Final = (

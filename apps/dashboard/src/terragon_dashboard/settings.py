@@ -40,6 +40,10 @@ class DashboardSettings:
     (`dash.example.com,localhost`; no port: any port matches); unset = the bind address,
     `localhost` and `127.0.0.1`. Any other `Host`, or a websocket from any other `Origin`, gets
     403 (a DNS-rebinding page reads nothing)."""
+    DATA_DIR: Path | None = None
+    """`TERRAGON_DATA_DIR` (or `--data-dir=`; set by `terragon up` / `terragon dashboard`): the
+    installation's data directory, carried as `--data-dir` by the commands the page prints;
+    unset = those commands carry the archive's and database's own flags instead."""
 
     @classmethod
     def from_env(cls) -> DashboardSettings:
@@ -47,6 +51,7 @@ class DashboardSettings:
         url = _arg("archive-url") or os.environ.get("TERRAGON_ARCHIVE_URL") or None
         if url and not url.startswith("s3://"):  # file:///dir or a path: a directory after all
             archive, url = url.removeprefix("file://"), None
+        data_dir = _arg("data-dir") or os.environ.get("TERRAGON_DATA_DIR") or None
         return cls(
             ARCHIVE_DIR=Path(archive).resolve(),
             ARCHIVE_URL=url,
@@ -59,6 +64,7 @@ class DashboardSettings:
                 for name in os.environ.get("TERRAGON_DASHBOARD_HOSTS", "").split(",")
                 if name.strip()
             ),
+            DATA_DIR=Path(data_dir).resolve() if data_dir else None,
         )
 
     @property

@@ -6,9 +6,11 @@ Pure: no I/O and no third-party dependency but msgspec. Everything public is re-
 from __future__ import annotations
 
 from terragon_core.alerts import (
+    ACCESS_DENIED_ALERT,
     ACCESS_DENIED_ALERT_PER_MINUTE,
     ALERT_FOR_SECONDS,
     ALERT_RATE_WINDOW_SECONDS,
+    QUARANTINE_ALERT,
     QUARANTINE_ALERT_PER_MINUTE,
 )
 from terragon_core.aliases import (
@@ -66,6 +68,7 @@ from terragon_core.constants import (
     UI_RULES_MAX_GLOB_LENGTH,
     UI_RULES_MAX_GLOBS,
     UI_RULES_PATH,
+    UP_STATE_FILE,
     WEBHOOK_DIGEST_RETENTION_DAYS,
 )
 from terragon_core.daemon_messages import DaemonStartMessage
@@ -170,6 +173,7 @@ from terragon_core.preview_access import (
 from terragon_core.security import SECURITY_REASON_STATUS, http_status_for
 
 __all__ = [
+    "ACCESS_DENIED_ALERT",
     "ACCESS_DENIED_ALERT_PER_MINUTE",
     "ACTIVE_RUN_STATUSES",
     "AGGREGATE_DIMENSIONS",
@@ -224,6 +228,7 @@ __all__ = [
     "PREVIEW_UPSTREAM_CONNECT_TIMEOUT_SECONDS",
     "PREVIEW_UPSTREAM_IDLE_TIMEOUT_SECONDS",
     "PROXY_REQUEST_ID_HEADER",
+    "QUARANTINE_ALERT",
     "QUARANTINE_ALERT_PER_MINUTE",
     "QUARANTINE_INLINE_LIMIT_BYTES",
     "QUARANTINE_OBJECT_PREFIX",
@@ -258,6 +263,7 @@ __all__ = [
     "UI_RULES_MAX_GLOBS",
     "UI_RULES_MAX_GLOB_LENGTH",
     "UI_RULES_PATH",
+    "UP_STATE_FILE",
     "WEBHOOK_DIGEST_RETENTION_DAYS",
     "ArchiveDataset",
     "CodesandboxId",

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import Final
 
+QUARANTINE_ALERT: Final = "PreviewQuarantineHigh"
+"""The alert rule that pages on quarantined envelopes (`tools/alerts/rules.yml`; the dashboard names
+it where it draws its threshold)."""
+ACCESS_DENIED_ALERT: Final = "PreviewAccessDeniedHigh"
+"""The alert rule that pages on preview access denials."""
 QUARANTINE_ALERT_PER_MINUTE: Final = 5
 """Quarantined envelopes per minute, per repo, above which on-call is paged."""
 ACCESS_DENIED_ALERT_PER_MINUTE: Final = 20

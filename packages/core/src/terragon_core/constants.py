@@ -79,3 +79,8 @@ RUN_MAX_MESSAGES_PER_MINUTE: Final = 6000
 (CONTRACT §4 "Budgets")."""
 RUN_MAX_BYTES_PER_MINUTE: Final = 32 * 1024 * 1024
 """Default of `TERRAGON_RUN_MAX_BYTES_PER_MINUTE`: body bytes one run may send per minute."""
+
+UP_STATE_FILE: Final = "up.json"
+"""Written by `terragon up` into its data directory: `{pid, databaseUrl, valkeyUrl, api}`; every
+command given `--data-dir` finds the running installation's servers in it (and the dashboard knows
+from it that `--data-dir` alone finds the database)."""

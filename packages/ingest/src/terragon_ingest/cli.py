@@ -225,7 +225,7 @@ def up(
         status = f"  API {public}"
         if dashboard_port:
             archive = effective.archive.archive_url(data_dir)
-            dashboard = start_dashboard(host, dashboard_port, archive, db_url)
+            dashboard = start_dashboard(host, dashboard_port, archive, db_url, data_dir)
             dashboard_url = f"http://{host}:{dashboard_port}"
             click.echo(f"  Dashboard  {dashboard_url}   ({_dashboard_access(host)})\n", err=True)
             status += f" · dashboard {dashboard_url}"

@@ -20,10 +20,12 @@ import httpx
 import structlog
 
 from terragon_core import (
+    ACCESS_DENIED_ALERT,
     ACCESS_DENIED_ALERT_PER_MINUTE,
     ALERT_FOR_SECONDS,
     ALERT_RATE_WINDOW_SECONDS,
     ANONYMOUS_USER,
+    QUARANTINE_ALERT,
     QUARANTINE_ALERT_PER_MINUTE,
     MetricName,
     PreviewEventName,
@@ -32,9 +34,6 @@ from terragon_core import (
 from terragon_ingest.archive import repository
 
 log = structlog.get_logger()
-
-QUARANTINE_RULE = "PreviewQuarantineHigh"
-ACCESS_DENIED_RULE = "PreviewAccessDeniedHigh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +58,7 @@ def find_breaches(conn: repository.Conn, end: datetime) -> list[Breach]:
     }
     breaches = [
         Breach(
-            QUARANTINE_RULE,
+            QUARANTINE_ALERT,
             {"repo": repo},
             low,
             QUARANTINE_ALERT_PER_MINUTE,
@@ -79,7 +78,7 @@ def find_breaches(conn: repository.Conn, end: datetime) -> list[Breach]:
     if denied is not None:
         breaches.append(
             Breach(
-                ACCESS_DENIED_RULE,
+                ACCESS_DENIED_ALERT,
                 {},
                 denied[0],
                 ACCESS_DENIED_ALERT_PER_MINUTE,

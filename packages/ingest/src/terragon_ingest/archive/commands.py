@@ -368,7 +368,7 @@ def dashboard(
     stop = StopSignals().install()
     process = None
     try:
-        process = start_dashboard(host, port, root, url)
+        process = start_dashboard(host, port, root, url, data_dir)
         process.wait()
     except KeyboardInterrupt:
         pass

@@ -79,7 +79,11 @@ store credentials, and what any process needs. Never the service's secrets
 Streamlit page that raises can show its environment to whoever reaches the port."""
 
 
-def dashboard_env(archive_dir: Path | str, database_url: str | None) -> dict[str, str]:
+def dashboard_env(
+    archive_dir: Path | str, database_url: str | None, data_dir: Path | None = None
+) -> dict[str, str]:
+    """`data_dir`: the installation's data directory (`TERRAGON_DATA_DIR`), which the commands the
+    dashboard prints carry as `--data-dir` (it finds the database, the archive and the objects)."""
     env = {
         name: value
         for name, value in os.environ.items()
@@ -92,11 +96,17 @@ def dashboard_env(archive_dir: Path | str, database_url: str | None) -> dict[str
         env["TERRAGON_ARCHIVE_DIR"] = str(archive_dir)
     if database_url:
         env["DATABASE_URL"] = database_url
+    if data_dir is not None:
+        env["TERRAGON_DATA_DIR"] = str(data_dir.resolve())
     return env
 
 
 def start_dashboard(
-    host: str, port: int, archive_dir: Path | str, database_url: str | None
+    host: str,
+    port: int,
+    archive_dir: Path | str,
+    database_url: str | None,
+    data_dir: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the dashboard in the background; stop it with `stop_dashboard`."""
     if not is_loopback(host) and not os.environ.get("TERRAGON_DASHBOARD_HOSTS"):
@@ -110,7 +120,7 @@ def start_dashboard(
         Path(archive_dir).mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         dashboard_argv(host, port, archive_dir),
-        env=dashboard_env(archive_dir, database_url),
+        env=dashboard_env(archive_dir, database_url, data_dir),
         stdout=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         preexec_fn=die_with_parent if sys.platform == "linux" else None,

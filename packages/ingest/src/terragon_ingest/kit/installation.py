@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Final
 
 import click
 
-UP_STATE_FILE: Final = "up.json"
-"""Written by `terragon up` into its data directory: `{pid, databaseUrl, valkeyUrl, api}`."""
+from terragon_core import UP_STATE_FILE
 
 
 def resolve_database_url(database_url: str | None, data_dir: Path) -> str:
