@@ -3,14 +3,13 @@
 Everything goes through the front doors a real platform uses: `POST /api/internal/threads`,
 `PUT /api/internal/flags/...`, `POST /api/internal/runs/start` (delivered to each daemon's Unix
 socket), and — for the stale-daemon case — `POST /api/daemon-event` with a superseded run's token.
-Sandbox 0 also serves a preview page; each round starts a preview session on it and logs the
-link that opens it in a browser (`POST /api/internal/preview/session/start`).
+Sandbox 0 also serves a preview page; the fleet logs once the short link that opens it in a
+browser (`tools.demo.preview`: a new session on sandbox 0's current run at each visit).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import shlex
 import signal
 import subprocess
@@ -22,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 
 from tools.demo.preview import DemoPreview
 from tools.demo.profiles import USERS, Profile, profile_for
 
-log = logging.getLogger("demo")
+log = structlog.get_logger()
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"
@@ -63,7 +63,16 @@ def _make_checkout(path: Path, git: bool) -> None:
 
 
 class Fleet:
-    def __init__(self, api: str, token: str, data_dir: Path, socket_dir: Path, size: int) -> None:
+    def __init__(
+        self,
+        api: str,
+        token: str,
+        data_dir: Path,
+        socket_dir: Path,
+        size: int,
+        preview_port: int = 0,
+    ) -> None:
+        self.token, self.preview_port = token, preview_port
         self.http = httpx.Client(
             base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=15
         )
@@ -116,8 +125,8 @@ class Fleet:
                 },
             ).raise_for_status()
             sb.process = self._spawn_daemon(sb)
-        self.preview = DemoPreview()
-        log.info("demo fleet ready: %d sandboxes", len(self.sandboxes))
+        self.preview = DemoPreview(self.api, self.token, self.preview_port)
+        log.info("demo_fleet_ready", sandboxes=len(self.sandboxes), preview=self.preview.link)
 
     def _spawn_daemon(self, sb: Sandbox) -> subprocess.Popen[bytes]:
         agent = shlex.join(
@@ -161,17 +170,17 @@ class Fleet:
             )
             if response.status_code != 200:
                 log.warning(
-                    "run start for %s answered %s: %s",
-                    sb.thread_id,
-                    response.status_code,
-                    response.text[:200],
+                    "demo_run_start_failed",
+                    thread_id=sb.thread_id,
+                    status=response.status_code,
+                    body=response.text[:200],
                 )
                 continue
             sb.last_start = response.json()
             if previous and sb.profile.strict and number % 2 == 0:
                 self._zombie(sb, previous)
             if sb.index == 0 and self.preview is not None:
-                self.preview.start_session(self.http, sb.thread_id, sb.user_id, sb.last_start)
+                self.preview.run_started(sb.thread_id, sb.user_id, sb.last_start)
 
     def _zombie(self, sb: Sandbox, stale: dict[str, Any]) -> None:
         """A daemon of a superseded run keeps posting: it must be quarantined as `mismatch`."""
@@ -198,10 +207,10 @@ class Fleet:
             headers={"X-Daemon-Token": message["token"]},
         )
         log.debug(  # the service's summary line counts it (quarantined: mismatch)
-            "zombie envelope for %s answered %s %s",
-            sb.thread_id,
-            response.status_code,
-            response.text[:120],
+            "demo_zombie_envelope_sent",
+            thread_id=sb.thread_id,
+            status=response.status_code,
+            body=response.text[:120],
         )
 
     def close(self) -> None:
