@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 
     from structlog.typing import EventDict, WrappedLogger
 
-log = structlog.get_logger()
-
 ROUTINE_EVENTS: Final = frozenset(
     {
         # per envelope
@@ -424,7 +422,7 @@ def announce(event: str, text: str, **fields: Any) -> None:
     """What a command says to the operator (`terragon up`'s banner, its stop): `text` for a
     person (fitted to the terminal), the event and its fields as one JSON line for a machine."""
     if _json_logs:
-        log.info(event, **fields)
+        structlog.get_logger().info(event, **fields)
         return
     _stream.write(fit_to_terminal(terminal_text(text, keep_newlines=True)) + "\n")
     _stream.flush()
@@ -454,6 +452,7 @@ class _Relay:
     def __init__(self, name: str, stream: str, fd: int) -> None:
         self.name, self.stream, self.fd = name, stream, fd
         self.default = "info" if stream == "stdout" else "warning"
+        self.log = structlog.get_logger()  # bound at its first line, as logging is then
         self._block: list[str] = []
         self._level: str | None = None
 
@@ -480,7 +479,7 @@ class _Relay:
                 self._line(pending.decode("utf-8", errors="replace"))
             self._flush()
         except Exception as exc:  # never let a relay thread die silently
-            log.error("output_relay_failed", process=self.name, error=repr(exc))
+            self.log.error("output_relay_failed", process=self.name, error=repr(exc))
         finally:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
@@ -498,8 +497,9 @@ class _Relay:
                 self._block.append("")
             return
         prefix = _LEVEL_PREFIX.match(line)
-        if prefix or len(self._block) >= _BLOCK_LINES:
-            self._flush()
+        size = sum(len(part) for part in self._block) + len(line)
+        if prefix or len(self._block) >= _BLOCK_LINES or size > _LINE_MAX:
+            self._flush()  # an event stays bounded, however much a child writes at once
         if prefix:  # one line of its own, at its own level
             self._block, self._level = [line[prefix.end() :]], prefix.group(1).lower()
             self._flush()
@@ -521,7 +521,7 @@ class _Relay:
             fields["text"] = text.strip()
         else:
             fields["output"] = text
-        log.log(logging.getLevelNamesMapping()[level.upper()], f"{self.name}_output", **fields)
+        self.log.log(logging.getLevelNamesMapping()[level.upper()], f"{self.name}_output", **fields)
 
     def _event(self, event: dict[str, Any]) -> None:
         name = str(event.pop("event"))
@@ -530,7 +530,7 @@ class _Relay:
         fields = {str(k): v for k, v in event.items()}
         fields.setdefault("process", self.name)
         level = level if level in _LEVELS else "info"
-        log.log(logging.getLevelNamesMapping()[level.upper()], name, **fields)
+        self.log.log(logging.getLevelNamesMapping()[level.upper()], name, **fields)
 
 
 def relay_output(process: subprocess.Popen[bytes], name: str) -> list[threading.Thread]:
