@@ -80,7 +80,7 @@ def test_every_console_line_fits_the_terminal(captured: Callable[[bool], io.Stri
         "and read what it would change before anything else",
         path="/very/long/" + "segment/" * 20,
     )
-    logging.getLogger("uvicorn.error").warning("Invalid HTTP request received. " * 5)
+    logging.getLogger("a.library").warning("Invalid HTTP request received. " * 5)
     log_config.announce("terragon_up", "terragon is up\n  API        " + "http://h:1/" * 12)
     summary = log_config.TerminalSummary(logging.INFO, err)
     summary.status = "  API http://127.0.0.1:8000 · dashboard http://127.0.0.1:8501 · demo " * 2
@@ -98,10 +98,17 @@ def test_every_console_line_fits_the_terminal(captured: Callable[[bool], io.Stri
     assert max(_widths(output)) <= 80, output
 
 
-def test_piped_every_line_is_one_json_object(captured: Callable[[bool], io.StringIO]) -> None:
+def test_piped_every_line_is_one_json_object(
+    captured: Callable[[bool], io.StringIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """pgserver's multi-line transcript, uvicorn's and httpx's records, the banner: JSON lines,
     the multi-line text folded into one event."""
     err = captured(True)
+    # as `up` leaves uvicorn's loggers (log_config=None); an in-process server of another test
+    # may have given them handlers of their own
+    for name in ("uvicorn", "uvicorn.error"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        monkeypatch.setattr(logging.getLogger(name), "handlers", [])
     logging.getLogger("pgserver").info(
         "Successful postgres command %s\nstdout:\n%s\n---\nstderr:\n\n---\n",
         ["initdb", "-D", "/x"],
