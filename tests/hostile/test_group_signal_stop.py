@@ -128,7 +128,7 @@ def test_up_under_uv_run_stops_everything_on_repeated_group_sigint(data_dir: Pat
         lines.join(10)
         output = lines.text()
         assert code == 0, output[-3000:]
-        assert "terragon stopped" in output, output[-3000:]
+        assert '"terragon_stopped"' in output, output[-3000:]  # JSON: its own event
         assert "already_stopping" in output, output[-3000:]
         for name, pid in pids.items():
             wait_until(lambda pid=pid: not _alive(pid), 15, f"{name} (pid {pid}) to be gone")

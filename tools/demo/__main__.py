@@ -1,19 +1,26 @@
 """`python -m tools.demo`: run the demo fleet against a live service (`terragon up --demo` starts it).
 
 python -m tools.demo --api http://127.0.0.1:8000 --data-dir .data/demo --rounds 3
+
+It logs as `terragon` does (console lines in a terminal, JSON lines otherwise); under `terragon
+up --demo` its JSON lines are read and logged again by `up`, with `process=demo`.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+import structlog
+
+from terragon_ingest.log_config import configure_logging
 from tools.demo.fleet import BUNDLE, Fleet
+
+log = structlog.get_logger()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,20 +56,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=0, help="rounds of runs (0 = until stopped)")
     parser.add_argument("--interval", type=float, default=20.0, help="seconds between rounds")
+    parser.add_argument(
+        "--preview-port",
+        type=int,
+        default=0,
+        help="port of the preview link on 127.0.0.1 (default: any free one; it is logged)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["console", "json"],
+        default=None,
+        help="default: console on a terminal, JSON otherwise",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="demo: %(message)s", stream=sys.stderr)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+    json_logs = (args.log_format == "json") if args.log_format else not sys.stderr.isatty()
+    configure_logging("info", json=json_logs)
     if not BUNDLE.exists():
-        print(
-            f"demo: the daemon bundle {BUNDLE} is missing; run `uv run terragon-bundle build`",
-            file=sys.stderr,
+        log.error(
+            "demo_bundle_missing",
+            bundle=str(BUNDLE),
+            action="run `uv run terragon-bundle build`",
         )
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     socket_dir = args.socket_dir or args.data_dir.resolve().parent / "sandboxes"
     fleet = Fleet(
-        args.api, args.token, args.data_dir.resolve(), socket_dir, args.sandboxes, args.provider
+        args.api,
+        args.token,
+        args.data_dir.resolve(),
+        socket_dir,
+        args.sandboxes,
+        args.preview_port,
+        args.provider,
     )
     try:
         fleet.setup()
@@ -70,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.is_set() and (args.rounds == 0 or number < args.rounds):
             number += 1
             fleet.round(number)
-            logging.info("round %d started %d runs", number, len(fleet.sandboxes))
+            log.info("demo_round_started", round=number, runs=len(fleet.sandboxes))
             stop.wait(args.interval)
     except KeyboardInterrupt:
         pass

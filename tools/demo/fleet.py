@@ -7,14 +7,13 @@ With `--provider docker` (and a dockerd answering), every other sandbox whose pr
 checkout runs in a container instead (tools/docker_sandbox: the no-registry image, the same
 bundle and fake agent inside): its thread is a `docker` one, so run start delivers through the
 Engine API and the terminal `endSha` is compared with the container's HEAD. Sandbox 0 also
-serves a preview page; each round starts a preview session on it and logs the
-link that opens it in a browser (`POST /api/internal/preview/session/start`).
+serves a preview page; the fleet logs once the short link that opens it in a browser
+(`tools.demo.preview`: a new session on sandbox 0's current run at each visit).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import shlex
 import signal
 import subprocess
@@ -26,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import structlog
 
 from tools.demo.preview import DemoPreview
 from tools.demo.profiles import USERS, Profile, profile_for
 from tools.docker_sandbox.containers import REPO_DIR, DockerSandbox, docker_answers, start_sandbox
 from tools.docker_sandbox.image import ensure_image
 
-log = logging.getLogger("demo")
+log = structlog.get_logger()
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"
@@ -77,8 +77,10 @@ class Fleet:
         data_dir: Path,
         socket_dir: Path,
         size: int,
+        preview_port: int = 0,
         provider: str = "local",
     ) -> None:
+        self.token, self.preview_port = token, preview_port
         self.provider = provider
         self.http = httpx.Client(
             base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=15
@@ -138,10 +140,13 @@ class Fleet:
                     **thread,
                 },
             ).raise_for_status()
-        self.preview = DemoPreview()
+        self.preview = DemoPreview(self.api, self.token, self.preview_port)
         in_docker = sum(sb.container is not None for sb in self.sandboxes)
         log.info(
-            "demo fleet ready: %d sandboxes (%d in containers)", len(self.sandboxes), in_docker
+            "demo_fleet_ready",
+            sandboxes=len(self.sandboxes),
+            in_containers=in_docker,
+            preview=self.preview.link,
         )
 
     def _docker_image(self) -> str | None:
@@ -149,9 +154,11 @@ class Fleet:
             return None
         why = docker_answers()
         if why is not None:
-            log.warning("--provider docker: %s; every sandbox runs locally", why)
+            log.warning("demo_docker_unavailable", reason=why, action="every sandbox runs locally")
             return None
-        log.info("building (or finding) the sandbox image; no registry is used")
+        log.info(
+            "demo_sandbox_image", action="building (or finding) the image; no registry is used"
+        )
         return ensure_image()
 
     def _start_container(self, sb: Sandbox, image: str) -> DockerSandbox:
@@ -207,17 +214,17 @@ class Fleet:
             )
             if response.status_code != 200:
                 log.warning(
-                    "run start for %s answered %s: %s",
-                    sb.thread_id,
-                    response.status_code,
-                    response.text[:200],
+                    "demo_run_start_failed",
+                    thread_id=sb.thread_id,
+                    status=response.status_code,
+                    body=response.text[:200],
                 )
                 continue
             sb.last_start = response.json()
             if previous and sb.profile.strict and number % 2 == 0:
                 self._zombie(sb, previous)
             if sb.index == 0 and self.preview is not None:
-                self.preview.start_session(self.http, sb.thread_id, sb.user_id, sb.last_start)
+                self.preview.run_started(sb.thread_id, sb.user_id, sb.last_start)
 
     def _zombie(self, sb: Sandbox, stale: dict[str, Any]) -> None:
         """A daemon of a superseded run keeps posting: it must be quarantined as `mismatch`."""
@@ -244,10 +251,10 @@ class Fleet:
             headers={"X-Daemon-Token": message["token"]},
         )
         log.debug(  # the service's summary line counts it (quarantined: mismatch)
-            "zombie envelope for %s answered %s %s",
-            sb.thread_id,
-            response.status_code,
-            response.text[:120],
+            "demo_zombie_envelope_sent",
+            thread_id=sb.thread_id,
+            status=response.status_code,
+            body=response.text[:120],
         )
 
     def close(self) -> None:

@@ -131,9 +131,11 @@ def test_up_prints_the_preview_origin_and_serves_a_preview_on_it(data_dir: Path)
     page = b"<h1>preview page</h1>"
     try:
         wait_until(lambda: _ready(port) or proc.poll() is not None, 90, "readyz")
-        expected = f"Previews   http://{{previewSessionId}}.preview.localhost:{port}"
-        wait_until(lambda: any(expected in line for line in banner), 10, "the banner")
-        assert any("private upstreams allowed" in line for line in banner)
+        # piped: the banner is one JSON event, said once the API answers
+        wait_until(lambda: any('"terragon_up"' in line for line in banner), 10, "the banner")
+        [up] = [json.loads(line) for line in banner if '"terragon_up"' in line]
+        assert up["previews"].startswith(f"http://{{previewSessionId}}.preview.localhost:{port}")
+        assert "private upstreams allowed" in up["previews"]
         with Upstream(pages={"/": ("text/html", page, b"")}) as upstream:
             api = f"http://127.0.0.1:{port}"
             auth = ["-H", "Authorization: Bearer " + os.environ["TERRAGON_INTERNAL_TOKEN"]]

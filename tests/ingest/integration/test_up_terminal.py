@@ -148,7 +148,7 @@ def test_up_demo_in_a_terminal_summarises_and_keeps_the_urls_on_screen(data_dir:
     term = Terminal(master)
     api = f"API http://127.0.0.1:{port}"
     try:
-        term.wait_for(lambda: any("round 1 started" in x for x in term.lines()), 240, "round 1")
+        term.wait_for(lambda: any("demo_round_started" in x for x in term.lines()), 240, "round 1")
         traffic_from = time.monotonic()
         seen = len(term.lines())
 
@@ -214,3 +214,75 @@ def test_up_demo_through_a_pipe_logs_json_with_every_event(data_dir: Path) -> No
         assert all(q["reason"] and q["quarantine_id"] and q["hint"] for q in quarantined)
     finally:
         stop_up(proc, data_dir, out)
+
+
+def test_up_demo_through_head_is_json_lines_and_stops_when_head_exits(data_dir: Path) -> None:
+    """`uv run terragon up --demo 2>&1 | head -50`: every line JSON (pgserver's transcripts,
+    the dashboard's Streamlit and the demo fleet's lines included), the banner only after the
+    API answered; when the reader goes away, `up` stops as for a signal and exits 0."""
+    port, dashboard_port = free_port(), free_port()
+    argv = _argv(data_dir, port)
+    argv[argv.index("--dashboard-port") + 1] = str(dashboard_port)  # Streamlit's output too
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO_ROOT,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # 2>&1: one pipe, as `| head` reads it
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for raw in proc.stdout:
+            lines.append(raw.decode())
+            if len(lines) == 50 and any('"demo_fleet_ready"' in x for x in lines):
+                break
+            if len(lines) >= 400:  # the fleet's first line is within the first few hundred
+                break
+        events = [json.loads(line) for line in lines]  # every line: one JSON object
+        names = [e["event"] for e in events]
+        assert "terragon_up" in names and "demo_fleet_ready" in names, names
+        # the banner after the app's start-up (migrations, pool) and the API's first answer
+        assert names.index("ingest_started") < names.index("terragon_up")
+        up = events[names.index("terragon_up")]
+        assert float(up["ready_after_seconds"]) > 0 and up["dashboard"].endswith(
+            f":{dashboard_port}"
+        )
+        assert names.count("migrations_applied") == 1 and "migration_applied" not in names
+        fleet = events[names.index("demo_fleet_ready")]
+        assert fleet["process"] == "demo" and fleet["preview"] == up["demo_preview"]
+        assert not [n for n in names if "Traceback" in n]
+        for raw in proc.stdout:  # the first round: sandbox 0 has a run to preview
+            lines.append(raw.decode())
+            if '"demo_round_started"' in lines[-1] or len(lines) > 2000:
+                break
+        assert [json.loads(line) for line in lines[50:]]  # still every line JSON
+        status, location = _get(fleet["preview"])
+        assert status == 302, (status, location)
+        assert re.fullmatch(
+            rf"http://[0-9a-f]{{32}}\.preview\.localhost:{port}/__terragon/exchange\?token=[\w.-]+",
+            location,
+        ), location
+        assert _get(fleet["preview"], host="rebound.example")[0] == 403  # DNS rebinding
+        # head exits: the next write meets a closed pipe, and `up` stops everything it started
+        proc.stdout.close()
+        assert proc.wait(180) == 0
+    finally:
+        stop_up(proc, data_dir)
+
+
+def _get(url: str, host: str | None = None) -> tuple[int, str]:
+    """(status, Location) of a GET that does not follow redirects."""
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        connection.request("GET", parts.path or "/", headers={"Host": host} if host else {})
+        response = connection.getresponse()
+        return response.status, response.getheader("location") or response.read().decode()
+    finally:
+        connection.close()

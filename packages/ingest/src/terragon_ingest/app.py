@@ -95,9 +95,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
         if run_migrate:
             import anyio.to_thread
 
-            applied = await anyio.to_thread.run_sync(run_migrations, db_url)
-            if applied:
-                log.info("migrations_applied", names=applied)
+            await anyio.to_thread.run_sync(run_migrations, db_url)  # logs one summary line
         pool = create_pool(
             db_url,
             min_size=min(settings.db.POOL_MIN, settings.db.POOL_MAX),

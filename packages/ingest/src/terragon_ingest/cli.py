@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,13 @@ from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
 from terragon_ingest.kit.installation import UP_STATE_FILE
 from terragon_ingest.kit.net import is_loopback
-from terragon_ingest.log_config import configure_logging, start_status_line, stop_status_line
+from terragon_ingest.log_config import (
+    announce,
+    configure_logging,
+    on_output_closed,
+    start_status_line,
+    stop_status_line,
+)
 from terragon_ingest.runs import commands as run_commands
 from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
 from terragon_ingest.stopping import StopOnceServer, StopSignals, die_with_parent
@@ -53,7 +60,16 @@ def _settings_with(
     return dataclasses.replace(settings, db=db, valkey=vk, server=server)
 
 
-def _serve(settings: Settings, host: str, port: int, stop: StopSignals, workers: int = 1) -> None:
+def _serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    stop: StopSignals,
+    workers: int = 1,
+    on_server: Callable[[StopOnceServer], None] | None = None,
+) -> bool:
+    """Serve until stopped; False if the app never started (its start-up failed: the log says
+    why). `on_server` gets the server before it starts (to stop it from another thread)."""
     import uvicorn
 
     from terragon_ingest.kit.http_protocol import raise_open_files_limit, server_options
@@ -69,10 +85,14 @@ def _serve(settings: Settings, host: str, port: int, stop: StopSignals, workers:
         # only queues signals, so a repeated one cannot interrupt its stop).
         target = "terragon_ingest.workers:create_worker_app"
         uvicorn.run(target, factory=True, workers=workers, **options)
-        return
+        return True
     from terragon_ingest.app import create_app
 
-    StopOnceServer(uvicorn.Config(create_app(settings), **options), stop).run()
+    server = StopOnceServer(uvicorn.Config(create_app(settings), **options), stop)
+    if on_server is not None:
+        on_server(server)
+    server.run()
+    return server.started
 
 
 def refuse_unsafe_secrets(settings: Settings) -> None:
@@ -181,6 +201,9 @@ def up(
     fleet: subprocess.Popen[bytes] | None = None
     state_file = data_dir / UP_STATE_FILE
     stop = StopSignals().install()
+    up_banner: UpBanner | None = None
+    output = _OutputClosed(stop)
+    served = True
     try:
         db_url = settings.db.URL
         if not db_url:
@@ -209,39 +232,42 @@ def up(
                 }
             )
         )
-        click.echo(
-            f"\nterragon is up\n"
-            f"  API        {public}   (OpenAPI: {public}/schema, metrics: {public}/metrics)\n"
-            f"  Previews   {preview_origin.banner(effective, port)}\n"
-            f"  Postgres   {db_url}\n"
-            f"  Valkey     {valkey_url}\n"
-            f"  data dir   {data_dir}\n"
-            f"  secrets    {_secrets_line(effective, host)}\n"
-            f"Press Ctrl-C to stop.\n",
-            err=True,
-        )
         if history is not None:
             history.wait()
-        status = f"  API {public}"
+        lines = {
+            "api": public,
+            "openapi": f"{public}/schema",
+            "metrics": f"{public}/metrics",
+            "previews": preview_origin.banner(effective, port),
+            "postgres": db_url,
+            "valkey": valkey_url,
+            "data_dir": str(data_dir),
+            "secrets": _secrets_line(effective, host),
+        }
         if dashboard_port:
             archive = effective.archive.archive_url(data_dir)
             dashboard = start_dashboard(host, dashboard_port, archive, db_url, data_dir)
-            dashboard_url = f"http://{host}:{dashboard_port}"
-            click.echo(f"  Dashboard  {dashboard_url}   ({_dashboard_access(host)})\n", err=True)
-            status += f" · dashboard {dashboard_url}"
+            lines["dashboard"] = f"http://{host}:{dashboard_port}"
+            lines["dashboard_access"] = _dashboard_access(host)
         if demo:
-            fleet = start_demo_fleet(public, data_dir, effective, provider)
-            click.echo("  Demo fleet running (logs prefixed 'demo:')\n", err=True)
-            status += " · demo fleet running"
-        start_status_line(status + " · Ctrl-C stops")
-        _serve(effective, host, port, stop)
+            preview_port = free_loopback_port()
+            fleet = start_demo_fleet(public, data_dir, effective, preview_port, provider)
+            lines["demo_preview"] = f"http://127.0.0.1:{preview_port}/"
+        up_banner = UpBanner(_probe_url(host, port), lines, stop)
+        up_banner.start()
+        if not output.closed:
+            served = _serve(effective, host, port, stop, on_server=output.serving)
     except KeyboardInterrupt:
         pass
     finally:
         # From here on a signal is only noted: nothing may cut the stopping of the servers.
         stop.begin_without_signal()
+        if up_banner is not None:
+            up_banner.cancel()
         stop_status_line()
-        click.echo(f"terragon stopping ({stop.cause or 'exit'})...", err=True)
+        failure = up_banner.failure if up_banner is not None else None
+        cause = failure or output.cause or stop.cause
+        announce("terragon_stopping", f"terragon stopping ({cause or 'exit'})...", cause=cause)
         steps: list[tuple[str, Callable[[], None]]] = []
         if fleet is not None:
             steps.append(("demo fleet", lambda f=fleet: stop_demo_fleet(f)))
@@ -250,13 +276,166 @@ def up(
         steps += [(type(server).__name__, server.stop) for server in reversed(started)]
         steps.append(("state file", lambda: state_file.unlink(missing_ok=True)))
         failed = _run_stop_steps(steps, stop)
-        click.echo(
+        announce(
+            "terragon_stopped",
             "terragon stopped; embedded servers are down."
             if not failed
             else f"terragon stopped, but could not stop: {', '.join(failed)} (see the log)",
-            err=True,
+            failed=failed,
         )
         stop.finish()
+    if failure or (not served and stop.cause is None and output.cause is None):
+        raise SystemExit(1)  # the log said why (the API never answered, or its start failed)
+
+
+READY_TIMEOUT_SECONDS = 180.0
+"""How long `up` waits for its API to answer before it gives up and stops (a first start on a
+loaded machine migrates in seconds; a real database's migrations may take longer)."""
+
+
+class UpBanner:
+    """ "terragon is up", said once the API answers (`/readyz`: PostgreSQL and Valkey reachable
+    through it), from a thread while the main thread serves; then the status line. If the API
+    never answers within `READY_TIMEOUT_SECONDS`, a clear error and a stop instead."""
+
+    def __init__(self, probe: str, lines: dict[str, str], stop: StopSignals) -> None:
+        import threading
+
+        self.probe, self.lines, self.stop = probe, lines, stop
+        self.failure: str | None = None
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="up-banner", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        import time
+
+        began = time.monotonic()
+        while not _answers(self.probe):
+            if self._cancelled.wait(0.25):
+                return
+            waited = time.monotonic() - began
+            if waited > READY_TIMEOUT_SECONDS:
+                self.failure = f"the API did not answer within {READY_TIMEOUT_SECONDS:.0f} s"
+                log.error(
+                    "api_not_answering",
+                    url=self.probe,
+                    waited_seconds=round(waited),
+                    action="see the log lines above (migrations, the database, the port); "
+                    "terragon up stops",
+                )
+                _request_stop()
+                return
+        if self._cancelled.is_set():
+            return
+        self.lines["ready_after_seconds"] = f"{time.monotonic() - began:.1f}"
+        announce("terragon_up", banner_text(self.lines), **self.lines)
+        status = f"  API {self.lines['api']}"
+        if "dashboard" in self.lines:
+            status += f" · dashboard {self.lines['dashboard']}"
+        if "demo_preview" in self.lines:
+            status += f" · demo preview {self.lines['demo_preview']}"
+        start_status_line(status + " · Ctrl-C stops")
+
+
+def banner_text(lines: dict[str, str]) -> str:
+    """The banner a person reads (each line fitted to the terminal when printed)."""
+    api = lines["api"]
+    text = [
+        "",
+        f"terragon is up (the API answered after {lines['ready_after_seconds']} s)",
+        f"  API        {api}   (OpenAPI: {api}/schema, metrics: {api}/metrics)",
+    ]
+    if "dashboard" in lines:
+        text.append(f"  Dashboard  {lines['dashboard']}   ({lines['dashboard_access']})")
+    if "demo_preview" in lines:
+        text.append(
+            f"  Preview    {lines['demo_preview']}   (the demo's sandbox 0: a new session at "
+            "each visit)"
+        )
+    text += [
+        f"  Previews   {lines['previews']}",
+        f"  Postgres   {lines['postgres']}",
+        f"  Valkey     {lines['valkey']}",
+        f"  data dir   {lines['data_dir']}",
+        f"  secrets    {lines['secrets']}",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    return "\n".join(text)
+
+
+def _probe_url(host: str, port: int) -> str:
+    """Where `up` asks whether its API answers: the bound address, or loopback for a wildcard."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host.strip("[]") or "0.0.0.0")  # noqa: S104 (a test, not a bind)
+    except ValueError:
+        return f"http://{host}:{port}/readyz"  # a host name
+    if address.is_unspecified:
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    shown = f"[{address}]" if address.version == 6 else str(address)
+    return f"http://{shown}:{port}/readyz"
+
+
+def _answers(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    # no proxy: the API is on this machine, whatever HTTP_PROXY says
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=2) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _request_stop() -> None:
+    """Stop `up` from another thread: the first SIGTERM's path (`StopSignals`, uvicorn's
+    graceful stop), whether or not the server runs yet."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _OutputClosed:
+    """`up`'s log reader went away (`terragon up 2>&1 | head -50`): stop, as cleanly as for a
+    signal; the rest of the output goes to /dev/null (`log_config`)."""
+
+    def __init__(self, stop: StopSignals) -> None:
+        self.closed = False
+        self.cause: str | None = None
+        self._server: StopOnceServer | None = None
+        on_output_closed(self._closed)
+
+    def serving(self, server: StopOnceServer) -> None:
+        self._server = server
+        if self.closed:
+            server.should_exit = True
+
+    def _closed(self) -> None:
+        # runs in whichever thread wrote: only flags (a signal handler may hold the log's lock)
+        self.closed, self.cause = True, "its output was closed"
+        if self._server is not None:
+            self._server.should_exit = True
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for the demo's preview link, named in the banner
+    before the fleet binds it)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _demo_data_dir(settings: Settings, data_dir: Path) -> Path:
@@ -300,7 +479,7 @@ class DemoHistory:
             except BaseException as exc:  # reported by `wait`, in the main thread
                 self.error = exc
 
-        click.echo("  writing 30 days of demo history into the archive ...", err=True)
+        log.info("demo_history_writing", days=30, archive=str(archive_dir))
         self.thread = threading.Thread(target=write, name="demo-history", daemon=True)
         self.thread.start()
 
@@ -356,14 +535,17 @@ def _run_stop_steps(steps: list[tuple[str, Callable[[], None]]], stop: StopSigna
 
 
 def start_demo_fleet(
-    api: str, data_dir: Path, settings: Settings, provider: str = "local"
+    api: str, data_dir: Path, settings: Settings, preview_port: int = 0, provider: str = "local"
 ) -> subprocess.Popen[bytes]:
-    """`python -m tools.demo` from the source checkout, as a child we stop on every exit path."""
+    """`python -m tools.demo` from the source checkout, as a child we stop on every exit path;
+    its JSON log lines are read and logged again here (`relay_output`)."""
+    from terragon_ingest.log_config import relay_output
+
     root = Path(__file__).resolve().parents[4]
     if not (root / "tools" / "demo" / "__main__.py").exists():
         raise click.ClickException(f"--demo needs a source checkout (no tools/demo under {root})")
     socket_dir = settings.sandbox.socket_dir(data_dir)
-    return subprocess.Popen(
+    fleet = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -376,16 +558,30 @@ def start_demo_fleet(
             str(socket_dir),
             "--provider",
             provider,
+            "--preview-port",
+            str(preview_port),
+            "--log-format",
+            "json",
         ],
         cwd=root,
         # The token goes by environment: a command line is readable by every local user.
         env=os.environ | {"TERRAGON_INTERNAL_TOKEN": settings.server.INTERNAL_TOKEN},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         preexec_fn=die_with_parent if sys.platform == "linux" else None,
         start_new_session=True,  # like the dashboard: `up` alone gets the group's signals
     )
+    _relays[fleet.pid] = relay_output(fleet, "demo")
+    return fleet
+
+
+_relays: dict[int, list[threading.Thread]] = {}
 
 
 def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
+    from terragon_ingest.log_config import wait_relays
+
     if fleet.poll() is None:
         fleet.terminate()
         try:
@@ -393,6 +589,7 @@ def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             fleet.kill()
             fleet.wait(5)
+    wait_relays(_relays.pop(fleet.pid, []))
 
 
 @main.command()
@@ -452,9 +649,7 @@ def migrate(database_url: str | None, write_schema: bool) -> None:
     from terragon_ingest.app import run_migrations
 
     applied = run_migrations(database_url)
-    click.echo(
-        f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "")
-    )
+    click.echo(f"applied {len(applied)} migration(s) and function file(s); the schema is at head")
     if write_schema:
         _write_schema(database_url)
 

@@ -10,22 +10,40 @@ Log values carry text from sandboxes and strangers (header values, upstream erro
 console renderer and stdlib log lines escape every control character (`kit.terminal`, CONTRACT
 §7). JSON lines need nothing more: `json.dumps` (ASCII by default) escapes every control
 character, DEL and every non-ASCII character.
+
+One stream, one format: structlog events, stdlib records (uvicorn, httpx, pgserver's multi-line
+transcripts) and the output of child processes (`relay_output`: the dashboard, the demo fleet) are
+rendered by the same renderer, so piped output is JSON lines, every line, and a terminal sees one
+console format whose lines fit its width (`fit_to_terminal`). The stream is stderr as it is at each
+write, so a progress bar's console (which redirects stderr while it draws) prints log lines above
+the bar instead of through it; a closed reader (`terragon up 2>&1 | head`) is noticed once
+(`on_output_closed`) and the rest of the output goes to /dev/null.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import logging
+import os
+import re
+import select
 import sys
+import textwrap
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 
 from terragon_ingest.kit.terminal import terminal_text
 
 if TYPE_CHECKING:
+    import subprocess
+
     from structlog.typing import EventDict, WrappedLogger
 
 ROUTINE_EVENTS: Final = frozenset(
@@ -43,6 +61,8 @@ ROUTINE_EVENTS: Final = frozenset(
         "legacy_ui_outcome",
         "run_start_sha_unreadable",
         "preview_session_state_changed",
+        # per row of a bulk `quarantine replay` (its stdout has the outcome and the totals)
+        "quarantine_replayed",
     }
 )
 """Events a terminal at info level sees only as counts in the summary line."""
@@ -51,11 +71,17 @@ SUMMARY_SECONDS: Final = 10.0
 _summary: TerminalSummary | None = None
 
 
+class Writer(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class TerminalSummary:
     """Counts the routine events (a structlog processor) and prints them as one line per
     interval, with the status line after it, from a daemon thread (`start`)."""
 
-    def __init__(self, level: int, stream: TextIO, interval: float = SUMMARY_SECONDS) -> None:
+    def __init__(self, level: int, stream: Writer, interval: float = SUMMARY_SECONDS) -> None:
         self.level = level
         self.stream = stream
         self.interval = interval
@@ -144,7 +170,8 @@ class TerminalSummary:
         while not self._stop.wait(self.interval):
             text = self.line()
             if text:
-                print(text, file=self.stream, flush=True)
+                self.stream.write(fit_to_terminal(text) + "\n")
+                self.stream.flush()
 
 
 class _Shown:
@@ -161,8 +188,9 @@ class _Shown:
 
 _QUOTED = frozenset(" \t=\r\n\"'")
 """structlog's console renderer quotes a str value holding any of these (`repr`)."""
-_MULTILINE = frozenset({"exception", "stack"})
-"""Keys the renderer prints on lines of their own: their line breaks are kept."""
+_MULTILINE = frozenset({"exception", "stack", "output"})
+"""Keys printed on lines of their own: their line breaks are kept (`output`: a child process's
+multi-line text, `relay_output`)."""
 
 
 def shown_as_text(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
@@ -185,19 +213,145 @@ def shown_as_text(_logger: WrappedLogger, _method: str, event_dict: EventDict) -
     return shown
 
 
-class _TextFormatter(logging.Formatter):
-    """Stdlib log lines (uvicorn, libraries) with their control characters escaped."""
+_ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
 
-    def format(self, record: logging.LogRecord) -> str:
-        return terminal_text(super().format(record), keep_newlines=True)
+
+def terminal_width() -> int | None:
+    """The columns of the terminal the log goes to (`COLUMNS` wins, as for every other
+    program); None when stderr is not a terminal (nothing to fit)."""
+    with contextlib.suppress(ValueError):
+        columns = int(os.environ.get("COLUMNS", ""))
+        if columns > 0:
+            return columns
+    try:
+        return os.get_terminal_size(2).columns or None
+    except OSError:
+        return None
+
+
+def fit_to_terminal(text: str, width: int | None = None) -> str:
+    """`text` with every line longer than the terminal wrapped at word boundaries (a word
+    longer than the line, e.g. a URL, is folded): a line the terminal wraps by itself would
+    push the URLs off the last screen sooner and break its own colours. Colours are kept."""
+    width = width or terminal_width()
+    if width is None:
+        return text
+    from rich.cells import cell_len
+
+    lines = text.split("\n")
+    if all(cell_len(_ANSI.sub("", line)) <= width for line in lines):
+        return text  # the common case: nothing to do
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(
+        width=width,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="standard",
+        highlight=False,
+        emoji=False,
+        markup=False,
+        legacy_windows=False,
+    )
+    fitted: list[str] = []
+    for line in lines:
+        if cell_len(_ANSI.sub("", line)) <= width:
+            fitted.append(line)
+            continue
+        with console.capture() as capture:
+            console.print(Text.from_ansi(line), overflow="fold", crop=False)
+        fitted += capture.get().rstrip("\n").split("\n")
+    return "\n".join(fitted)
+
+
+class _ConsoleLines:
+    """structlog's console renderer, then a child's multi-line `output` below the line (as the
+    renderer prints a traceback), then every line fitted to the terminal's width."""
+
+    def __init__(self) -> None:
+        # no padding after the event name: an 80-column terminal keeps room for the values
+        self._inner = structlog.dev.ConsoleRenderer(pad_event_to=0)
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
+        output = event_dict.pop("output", None)
+        text = str(self._inner(logger, name, event_dict))
+        if output:
+            text += "\n" + "\n".join("    " + line for line in str(output).split("\n"))
+        return fit_to_terminal(text)
+
+
+OutputClosed = Callable[[], None]
+
+
+class _LogStream:
+    """Where every log line goes: `sys.stderr` as it is at each write (a rich progress bar
+    replaces it with a proxy that prints above the bar while the bar is drawn). A reader that
+    went away (EPIPE: `terragon up 2>&1 | head -50`) is noticed once: file descriptor 2 then
+    points at /dev/null (nothing later, not even the interpreter's exit, fails on it) and the
+    `on_output_closed` callbacks run, so a server can stop cleanly instead of failing in the
+    middle of a write."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.callbacks: list[OutputClosed] = []
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        if not self.closed:
+            try:
+                sys.stderr.write(text)
+            except OSError as exc:
+                self._broken(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed:
+            try:
+                sys.stderr.flush()
+            except OSError as exc:
+                self._broken(exc)
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+    def _broken(self, exc: OSError) -> None:
+        if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EPIPE:
+            raise exc
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            callbacks = list(self.callbacks)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        for callback in callbacks:
+            callback()
+
+
+_stream = _LogStream()
+_json_logs = True
+
+
+def on_output_closed(callback: OutputClosed) -> Callable[[], None]:
+    """Run `callback` once if the log's reader goes away (from the thread that noticed, so it
+    must only signal); returns a function that removes it."""
+    _stream.callbacks.append(callback)
+    return lambda: _stream.callbacks.remove(callback) if callback in _stream.callbacks else None
+
+
+def console_logging() -> bool:
+    """Logs are for a person (the console renderer), not for a machine (JSON lines)."""
+    return not _json_logs
 
 
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
-    global _summary
+    global _summary, _json_logs
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_TextFormatter("%(message)s"))
-    logging.basicConfig(handlers=[handler], level=numeric)
+    _json_logs = json
     if _summary is not None:
         _summary.stop()
         _summary = None
@@ -205,27 +359,49 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
     ]
+    foreign: list[structlog.typing.Processor] = [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,  # "uvicorn.error", "httpx", "pgserver"
+    ]
     wrapper_level = numeric
+    # One line per request of the HTTP clients (the preview proxy's upstream calls, alert
+    # hooks): their callers log what matters; `--log-level debug` shows them.
+    quiet = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
     if not json and numeric > logging.DEBUG:
-        _summary = TerminalSummary(numeric, sys.stderr)
+        _summary = TerminalSummary(numeric, _stream)
         processors.append(_summary)
+        foreign.append(_summary)  # counts the line, so the status line is printed again
         wrapper_level = logging.DEBUG  # routine debug events reach the summary to be counted
         # the embedded PostgreSQL's command transcripts: noise on a terminal, kept in JSON
-        logging.getLogger("pgserver").setLevel(logging.WARNING)
+        quiet["pgserver"] = logging.WARNING
+    for name in ("httpx", "httpcore", "pgserver"):
+        chosen = quiet.get(name, logging.NOTSET)
+        logging.getLogger(name).setLevel(chosen if numeric > logging.DEBUG else logging.NOTSET)
     renderers: list[structlog.typing.Processor] = (
-        [structlog.processors.JSONRenderer()]
-        if json
-        else [shown_as_text, structlog.dev.ConsoleRenderer()]
+        [structlog.processors.JSONRenderer()] if json else [shown_as_text, _ConsoleLines()]
     )
+    tail: list[structlog.typing.Processor] = [
+        # a person reads the time of day (UTC, as the summary line says); a machine the instant
+        structlog.processors.TimeStamper(fmt="iso" if json else "%H:%M:%S", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    handler = logging.StreamHandler(_stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*foreign, *tail],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "terragon", False)]:
+        root.removeHandler(old)  # ours from an earlier call; others' (pytest's) stay
+    handler.terragon = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(numeric)
     structlog.configure(
-        processors=[
-            *processors,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            *renderers,
-        ],
+        processors=[*processors, *tail, *renderers],
         wrapper_class=structlog.make_filtering_bound_logger(wrapper_level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_stream),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 
@@ -240,3 +416,142 @@ def start_status_line(status: str) -> None:
 def stop_status_line() -> None:
     if _summary is not None:
         _summary.stop()
+
+
+def announce(event: str, text: str, **fields: Any) -> None:
+    """What a command says to the operator (`terragon up`'s banner, its stop): `text` for a
+    person (fitted to the terminal), the event and its fields as one JSON line for a machine."""
+    if _json_logs:
+        structlog.get_logger().info(event, **fields)
+        return
+    _stream.write(fit_to_terminal(terminal_text(text, keep_newlines=True)) + "\n")
+    _stream.flush()
+    if _summary is not None:
+        with _summary._lock:
+            _summary._lines += 1
+
+
+# -- child processes' output -------------------------------------------------------------------
+
+_LINE_MAX: Final = 64 * 1024
+"""A longer line from a child is cut there (its rest is the next line): a child that writes
+without a newline cannot grow this process's memory."""
+_BLOCK_LINES: Final = 200
+_QUIET_SECONDS: Final = 0.2
+"""Lines of plain text that come together (a traceback, Streamlit's start banner) within this
+long of each other are one event."""
+_LEVELS: Final = frozenset({"debug", "info", "warning", "error", "critical"})
+_LEVEL_PREFIX: Final = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+")
+"""uvicorn's own line format (`INFO:     Started server process`)."""
+
+
+class _Relay:
+    """One pipe of a child: JSON lines re-emitted as the events they are, plain text folded
+    into one `<name>_output` event per burst of lines."""
+
+    def __init__(self, name: str, stream: str, fd: int) -> None:
+        self.name, self.stream, self.fd = name, stream, fd
+        self.default = "info" if stream == "stdout" else "warning"
+        self.log = structlog.get_logger()  # bound at its first line, as logging is then
+        self._block: list[str] = []
+        self._level: str | None = None
+
+    def run(self) -> None:
+        pending = b""
+        try:
+            while True:
+                timeout = _QUIET_SECONDS if self._block else None
+                ready, _, _ = select.select([self.fd], [], [], timeout)
+                if not ready:
+                    self._flush()
+                    continue
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                while len(pending) > _LINE_MAX:
+                    lines.append(pending[:_LINE_MAX])
+                    pending = pending[_LINE_MAX:]
+                for line in lines:
+                    self._line(line.decode("utf-8", errors="replace").rstrip("\r"))
+            if pending:
+                self._line(pending.decode("utf-8", errors="replace"))
+            self._flush()
+        except Exception as exc:  # never let a relay thread die silently
+            self.log.error("output_relay_failed", process=self.name, error=repr(exc))
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+    def _line(self, line: str) -> None:
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict) and isinstance(event.get("event"), str):
+                    self._flush()
+                    self._event(event)
+                    return
+        if not line.strip():
+            if self._block:
+                self._block.append("")
+            return
+        prefix = _LEVEL_PREFIX.match(line)
+        size = sum(len(part) for part in self._block) + len(line)
+        if prefix or len(self._block) >= _BLOCK_LINES or size > _LINE_MAX:
+            self._flush()  # an event stays bounded, however much a child writes at once
+        if prefix:  # one line of its own, at its own level
+            self._block, self._level = [line[prefix.end() :]], prefix.group(1).lower()
+            self._flush()
+            return
+        self._block.append(line)
+
+    def _flush(self) -> None:
+        block, level = self._block, self._level
+        self._block, self._level = [], None
+        while block and not block[-1].strip():
+            block.pop()
+        if not block:
+            return
+        text = textwrap.dedent("\n".join(block))
+        if level is None:
+            level = "error" if "Traceback (most recent call last)" in text else self.default
+        fields: dict[str, Any] = {"process": self.name, "stream": self.stream}
+        if len(block) == 1:
+            fields["text"] = text.strip()
+        else:
+            fields["output"] = text
+        self.log.log(logging.getLevelNamesMapping()[level.upper()], f"{self.name}_output", **fields)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        name = str(event.pop("event"))
+        level = str(event.pop("level", "info")).lower()
+        event.pop("timestamp", None)  # stamped again as it is re-emitted, a moment later
+        fields = {str(k): v for k, v in event.items()}
+        fields.setdefault("process", self.name)
+        level = level if level in _LEVELS else "info"
+        self.log.log(logging.getLevelNamesMapping()[level.upper()], name, **fields)
+
+
+def relay_output(process: subprocess.Popen[bytes], name: str) -> list[threading.Thread]:
+    """Read a child's stdout and stderr (started with `stdout=PIPE, stderr=PIPE`) on threads
+    and log every line of it: one format for the whole of `terragon up`'s output. `name` names
+    the child (`dashboard`, `demo`). Join the threads after the child exits: they end at EOF."""
+    threads = []
+    for stream, pipe in (("stdout", process.stdout), ("stderr", process.stderr)):
+        if pipe is None:
+            continue
+        fd = os.dup(pipe.fileno())  # the relay owns (and closes) its descriptor
+        pipe.close()
+        relay = _Relay(name, stream, fd)
+        thread = threading.Thread(target=relay.run, name=f"{name}-{stream}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def wait_relays(threads: list[threading.Thread], timeout: float = 5.0) -> None:
+    """After the child exited: let its last lines through (bounded: a grandchild holding the
+    pipe open must not hold the stop)."""
+    for thread in threads:
+        thread.join(timeout)

@@ -362,7 +362,14 @@ def dashboard(
         url = resolve_database_url(None, data_dir)
     settings = _archive_settings(data_dir, archive_dir, archive_url)
     root = settings.archive.archive_url(settings.server.DATA_DIR)
-    click.echo(f"dashboard on http://{host}:{port} (archive {root})", err=True)
+    from terragon_ingest.log_config import announce
+
+    announce(
+        "dashboard_serving",
+        f"dashboard on http://{host}:{port} (archive {root})",
+        url=f"http://{host}:{port}",
+        archive=str(root),
+    )
     # The stop-once handlers of `up`: Streamlit runs in a session of its own (no group signal
     # reaches it), so only this stop ends it; SIGKILL of this process ends it by die_with_parent.
     stop = StopSignals().install()

@@ -10,12 +10,14 @@ import importlib.util
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import click
 import structlog
 
 from terragon_ingest.kit.net import is_loopback
+from terragon_ingest.log_config import relay_output, wait_relays
 from terragon_ingest.stopping import die_with_parent
 
 log = structlog.get_logger()
@@ -121,15 +123,22 @@ def start_dashboard(
     process = subprocess.Popen(
         dashboard_argv(host, port, archive_dir),
         env=dashboard_env(archive_dir, database_url, data_dir),
-        stdout=subprocess.DEVNULL,
+        # Streamlit's text, its uvicorn's lines and the page's JSON events, logged again here in
+        # this process's format (piped: JSON lines, every one; a terminal: the console's)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         preexec_fn=die_with_parent if sys.platform == "linux" else None,
         # Out of our process group: a group SIGINT (Ctrl-C, a process manager) reaches `up`
         # alone, and `up` stops the dashboard once, in order.
         start_new_session=True,
     )
+    _relays[process.pid] = relay_output(process, "dashboard")
     log.info("dashboard_started", pid=process.pid, url=f"http://{host}:{port}")
     return process
+
+
+_relays: dict[int, list[threading.Thread]] = {}
 
 
 def stop_dashboard(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -141,4 +150,5 @@ def stop_dashboard(process: subprocess.Popen[bytes], timeout: float = 10.0) -> N
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             process.wait(5)
+    wait_relays(_relays.pop(process.pid, []))
     log.info("dashboard_stopped", pid=process.pid, returncode=process.returncode)

@@ -98,10 +98,14 @@ def _run(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
         raise click.ClickException(terminal_text(str(exc), keep_newlines=True)) from exc
 
 
-def _echo(value: Any) -> None:
+def _json_line(value: Any) -> str:
     """One JSON line; rows carry sandbox text, so DEL, C1 and bidi controls (which the encoder
     leaves raw) are JSON-escaped too (CONTRACT §7)."""
-    click.echo(terminal_json(msgspec.json.encode(value).decode()))
+    return terminal_json(msgspec.json.encode(value).decode())
+
+
+def _echo(value: Any) -> None:
+    click.echo(_json_line(value))
 
 
 @click.group()
@@ -240,13 +244,13 @@ def replay(
                     outcome = await replay_quarantined(services, quarantine_id, force=force)
                 except IngestError as exc:
                     totals.failed += 1
-                    _echo({"quarantineId": quarantine_id, "error": str(exc)})
+                    progress.echo(_json_line({"quarantineId": quarantine_id, "error": str(exc)}))
                 else:
                     totals.by_status[outcome.replay_status] = (
                         totals.by_status.get(outcome.replay_status, 0) + 1
                     )
                     totals.re_driven += outcome.re_driven
-                    _echo(outcome)
+                    progress.echo(_json_line(outcome))
                 progress.advance()
         return totals
 

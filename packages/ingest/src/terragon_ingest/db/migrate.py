@@ -112,7 +112,7 @@ def _apply_functions(conn: psycopg.Connection[Any]) -> list[str]:
                 (function.name, function.checksum),
             )
         applied.append(function.name)
-        log.info("function_applied", function=function.name)
+        log.debug("function_applied", function=function.name)
     return applied
 
 
@@ -120,10 +120,11 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
     """Apply pending migrations, then changed function files, on an autocommit connection; return
     the names applied."""
     applied_now: list[str] = []
+    migrations = load_migrations()
     conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
         done = _ledger(conn, "schema_migration")
-        for migration in load_migrations():
+        for migration in migrations:
             if migration.name in done:
                 if done[migration.name] != migration.checksum:
                     raise MigrationError(
@@ -138,9 +139,19 @@ def migrate(conn: psycopg.Connection[Any]) -> list[str]:
                     (migration.name, migration.checksum),
                 )
             applied_now.append(migration.name)
-            log.info("migration_applied", migration=migration.name)
-        applied_now += _apply_functions(conn)
+            log.debug("migration_applied", migration=migration.name)  # the sum below at info
+        migrated = len(applied_now)
+        functions = _apply_functions(conn)
+        applied_now += functions
         ensure_partitions(conn)
+        # one line, whatever the count (a first start applies them all)
+        log.info(
+            "migrations_applied",
+            applied=migrated,
+            pending=0,
+            total=len(migrations),
+            functions_applied=len(functions),
+        )
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
     return applied_now

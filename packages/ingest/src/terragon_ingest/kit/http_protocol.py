@@ -367,6 +367,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": limits.keep_alive_timeout,
         "lifespan": "on",
         "log_level": "warning",
+        # uvicorn's records go through the root handler (`log_config`): the one format of the
+        # rest of the log, not uvicorn's own "WARNING:  ..." lines beside JSON
+        "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": 10,
     }
