@@ -19,7 +19,7 @@ from terragon_core import (
     TREND_METRICS,
     SecurityReason,
 )
-from terragon_dashboard import archive, auth, live, log, text
+from terragon_dashboard import archive, auth, cache, live, log, text
 from terragon_dashboard.charts import trend_chart
 from terragon_dashboard.settings import DashboardSettings
 from terragon_dashboard.source import ArchiveUnreachable
@@ -79,11 +79,11 @@ show_payloads = auth.may_read_payloads(
 st.title("Quarantine trends")
 
 try:
-    con = archive.open_archive(settings.archive)
+    con = cache.snapshot(settings.archive)  # kept per process; reopened when files change
 except ArchiveUnreachable as exc:  # a wrong bucket, endpoint or key: say which setting to check
     st.error(str(exc))
     st.stop()
-choice = archive.choices(con)
+choice = cache.query("choices", con)
 today = datetime.now(UTC).date()
 first, last = archive.default_range(choice, today)
 
@@ -124,7 +124,7 @@ def _this_minute() -> datetime:
 
 def _trends() -> None:
     bucket, _ = archive.bucket_for(filters)
-    data = archive.trend(con, filters, dimension)  # type: ignore[arg-type]
+    data = cache.query("trend", con, filters, dimension)
     range_end = min(_day_start(end + timedelta(days=1)), _this_minute() + timedelta(minutes=1))
     data = archive.with_zeros(data, bucket, _day_start(start), range_end)
     st.caption(
@@ -153,7 +153,7 @@ def _trends() -> None:
 def _offenders() -> str | None:
     """The offenders table; returns the offender whose row was clicked (None: all rows)."""
     st.subheader(f"Top offenders by {dimension}")
-    table = archive.top_offenders(con, filters, dimension)  # type: ignore[arg-type]
+    table = cache.query("top_offenders", con, filters, dimension)
     event = st.dataframe(
         text.plain_frame(table),  # sandbox text as text; the real value is looked up below
         hide_index=True,
@@ -208,10 +208,10 @@ def _rows_of(offender: str | None) -> pd.DataFrame:
                     offender=(column, offender) if offender is not None else None,
                 )
             )
-    frames.append(archive.recent_rows(con, filters, offender=picked))  # type: ignore[arg-type]
+    frames.append(cache.recent_rows(con, filters, offender=picked))
     frames = [f for f in frames if not f.empty]
     if not frames:
-        return archive.recent_rows(con, filters, offender=picked)  # type: ignore[arg-type]
+        return cache.recent_rows(con, filters, offender=picked)
     rows = pd.concat(frames, ignore_index=True)
     rows["created_at"] = pd.to_datetime(rows["created_at"], utc=True)
     # the same row may be in both (rolled up, still in Postgres); rows without an id are kept
