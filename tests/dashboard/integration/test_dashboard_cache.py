@@ -164,7 +164,7 @@ def test_from_a_bucket_aggregates_come_from_a_mirror_that_follows_the_bucket(
                     getattr(archive, name)(b, filters, "repo"),
                 )
             _same(archive.recent_rows(a, filters), archive.recent_rows(b, filters))
-        mirror = remote._mirror  # noqa: SLF001 - what the reader keeps on disk
+        mirror = remote.mirror
         assert mirror is not None
         kept = {p.relative_to(mirror).parts[0] for p in mirror.rglob("*.parquet")}
         assert kept == {d.value for d in MIRRORED}  # rows stay in the bucket

@@ -76,6 +76,11 @@ class ArchiveReader:
         self.opened = 0
         """Views built so far (tests: a new day reopens them, a rerun does not)."""
 
+    @property
+    def mirror(self) -> Path | None:
+        """The local copies of a bucket's aggregates (None for a local archive)."""
+        return self._mirror
+
     def snapshot(self) -> Snapshot:
         with self._lock:
             now = time.monotonic()
