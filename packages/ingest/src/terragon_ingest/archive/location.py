@@ -8,8 +8,9 @@ opened for queries, the same way for both places:
   becomes visible when completed), so a reader sees the old object or the new one, never half.
 - **read for a rewrite** (the rollup merges an hour's old rows): locally the file itself; on S3 a
   local copy fetched once per run (the rollup lock makes this process the only writer meanwhile).
-- **query** (`open_archive`): locally DuckDB's `read_parquet` over the day globs; on S3 one listing
-  of the bucket, then pyarrow's S3 filesystem into Arrow datasets that DuckDB scans. DuckDB's own
+- **query** (`open_archive`): locally DuckDB's `read_parquet` over the listed files; on S3 one
+  listing of the bucket, then pyarrow's S3 filesystem into Arrow datasets that DuckDB scans.
+  Either way only the live files (`terragon_core.live_files`: a compacted day's `day.parquet`). DuckDB's own
   `httpfs` cannot be loaded offline; pyarrow's reader measured ~2x faster than DuckDB over an fsspec
   filesystem (obstore's) on the same server (README "Archive on object storage").
 
