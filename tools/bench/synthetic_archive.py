@@ -90,3 +90,85 @@ def generate_archive(
         """
     )
     con.close()
+
+
+def generate_rollup_archive(
+    root: Path,
+    *,
+    last_day: date,
+    days: int,
+    repos: int,
+    rows_per_minute: int,
+    rows_per_hour: int = 60,
+) -> int:
+    """The same aggregates as `generate_archive`, in the files the rollup writes (per day: 24
+    `hour=HH.parquet` minutely files, one `daily.parquet`, and `rows_per_hour` quarantine rows
+    in each hour's rows file), so a reader pays for as many objects as on a real archive.
+    Returns the number of files."""
+    import shutil
+    import tempfile
+
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="synthetic-", dir=root.parent))
+    try:
+        generate_archive(
+            scratch, last_day=last_day, days=days, repos=repos, rows_per_minute=rows_per_minute
+        )
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        first = last_day - timedelta(days=days - 1)
+        columns = ", ".join(
+            f"CAST(NULL AS {kind}) AS {name}"
+            for name, kind in ARCHIVE_COLUMNS[ArchiveDataset.QUARANTINE_ROWS]
+            if name
+            not in {"id", "created_at", "reason", "repo_full_name", "user_id", "payload_hash"}
+        )
+        reason_list = "[" + ", ".join(f"'{r}'" for r in REASONS) + "]"
+        selects = {
+            ArchiveDataset.QUARANTINE_MINUTELY: (
+                f"SELECT * EXCLUDE (day), day, lpad(hour(minute)::VARCHAR, 2, '0') AS hour FROM read_parquet("
+                f"'{scratch}/{ArchiveDataset.QUARANTINE_MINUTELY.value}/*/*.parquet', "
+                "hive_partitioning = true, hive_types = {'day': DATE}) ORDER BY minute"
+            ),
+            ArchiveDataset.QUARANTINE_ROWS: f"""
+                SELECT uuid()::VARCHAR AS id, created_at, reason, repo_full_name,
+                       'user-' || (hash(i, 'repo') % {repos} % 7) AS user_id,
+                       sha256(i::VARCHAR) AS payload_hash, {columns},
+                       created_at::DATE AS day,
+                       lpad(hour(created_at)::VARCHAR, 2, '0') AS hour
+                FROM (
+                    SELECT i, TIMESTAMPTZ '{first} 00:00:00+00'
+                              + to_microseconds((i * 3600000000 // {rows_per_hour})::BIGINT)
+                              AS created_at,
+                           {reason_list}[(1 + hash(i, 'reason') % {len(REASONS)})::BIGINT]
+                              AS reason,
+                           'acme/repo-' || lpad((hash(i, 'repo') % {repos})::VARCHAR, 4, '0')
+                              AS repo_full_name
+                    FROM range({days * 24 * rows_per_hour}) t(i)
+                ) ORDER BY created_at
+            """,
+        }
+        for dataset, select in selects.items():
+            out = root / dataset.value
+            con.execute(
+                f"COPY ({select}) TO '{out}' (FORMAT parquet, COMPRESSION zstd, "
+                "PARTITION_BY (day, hour), OVERWRITE_OR_IGNORE)"
+            )
+            for part in out.glob(
+                "day=*/hour=*/*.parquet"
+            ):  # day=D/hour=HH/x → day=D/hour=HH.parquet
+                part.rename(part.parent.with_name(f"{part.parent.name}.parquet"))
+                part.parent.rmdir()
+        daily = ArchiveDataset.QUARANTINE_DAILY.value
+        for part in (scratch / daily).glob("day=*/*.parquet"):
+            target = root / daily / part.parent.name / "daily.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet('{part}')) TO '{target}' "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            )
+        con.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return sum(1 for _ in root.rglob("*.parquet"))

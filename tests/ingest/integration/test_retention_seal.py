@@ -147,10 +147,16 @@ async def test_a_sealed_day_is_purged_on_its_seal_without_counting_it_again(
 async def test_the_archive_is_checked_against_the_seal_at_purge(
     database_url: str, quarantine_days: Path
 ) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     root = quarantine_days
     await _seal_all(database_url, root)
-    hour = root / files.hour_file(ArchiveDataset.QUARANTINE_ROWS, utc_day(OLD, hour=4))
-    hour.unlink()  # the archive lost an hour after the day was sealed
+    # the archive lost an hour after the day was sealed (the closed day is one compacted file)
+    day_file = root / files.compact_file(ArchiveDataset.QUARANTINE_ROWS, _day(OLD))
+    table = pq.read_table(day_file)
+    hours = pc.hour(table.column("created_at"))  # type: ignore[attr-defined]
+    pq.write_table(table.filter(pc.not_equal(hours, 4)), day_file)  # type: ignore[attr-defined]
 
     plan = (await _purge(database_url, root, "quarantine"))[_day(OLD)]
     assert not plan.purged and not plan.reconciled

@@ -22,7 +22,7 @@ from terragon_core import (
     TREND_METRICS,
     SecurityReason,
 )
-from terragon_dashboard import archive, auth, commands, live, log, text
+from terragon_dashboard import archive, auth, cache, commands, live, log, text
 from terragon_dashboard.charts import series_colours, trend_chart
 from terragon_dashboard.settings import DashboardSettings
 from terragon_dashboard.source import ArchiveUnreachable
@@ -90,11 +90,11 @@ show_payloads = auth.may_read_payloads(
 st.title("Quarantine trends")
 
 try:
-    con = archive.open_archive(settings.archive)
+    con = cache.snapshot(settings.archive)  # kept per process; reopened when files change
 except ArchiveUnreachable as exc:  # a wrong bucket, endpoint or key: say which setting to check
     st.error(str(exc))
     st.stop()
-choice = archive.choices(con)
+choice = cache.query("choices", con)
 today = datetime.now(UTC).date()
 first, last = archive.default_range(choice, today)
 
@@ -189,7 +189,7 @@ def _live_hour() -> LiveHour:
 
 def _trend_data() -> tuple[str, pd.DataFrame]:
     bucket, _ = archive.bucket_for(filters)
-    data = archive.trend(con, filters, dimension)  # type: ignore[arg-type]
+    data = cache.query("trend", con, filters, dimension)
     range_end = min(_day_start(end + timedelta(days=1)), _this_minute() + timedelta(minutes=1))
     return bucket, archive.with_zeros(data, bucket, _day_start(start), range_end)
 
@@ -204,7 +204,9 @@ def _trends(bucket: str, data: pd.DataFrame, colours: dict[str, str]) -> None:
         subset = pd.DataFrame(data.loc[data["metric"] == metric.value]) if len(data) else data
         if subset.empty:
             if totals is None:  # one query for the three empty states
-                totals = archive.metric_totals(con, filters.unfiltered())
+                totals = cast(
+                    "dict[str, int]", cache.query("metric_totals", con, filters.unfiltered())
+                )
             hidden = _hidden(totals.get(metric.value, 0))
             st.info(f"No {metric.value} in {filters.describe()}{hidden}")
             continue
@@ -234,13 +236,13 @@ def _offenders() -> str | None:
     """The offenders table; returns the offender whose row was clicked (None: all rows)."""
     st.subheader(f"Top offenders by {dimension}")
     rank = st.selectbox("Rank by", archive.RANKINGS, key="rank_by", format_func=_rank_label)
-    table = archive.top_offenders(con, filters, dimension, rank_by=rank)  # type: ignore[arg-type]
+    table = cache.query("top_offenders", con, filters, dimension, rank_by=rank)
     st.caption(
         f"{filters.describe()} UTC, the rows that pass the filters, ranked by {rank}. "
         f"`{archive.QUARANTINED}` counts them all; the metric columns split them."
     )
     if table.empty:
-        unfiltered = archive.quarantined_count(con, filters.unfiltered())
+        unfiltered = cache.query("quarantined_count", con, filters.unfiltered())
         st.info(f"No quarantine rows in {filters.describe()}{_hidden(unfiltered)}")
     event = st.dataframe(
         text.plain_frame(table),  # sandbox text as text; the real value is looked up below
@@ -302,11 +304,11 @@ def _live_window() -> tuple[datetime, datetime] | None:
 def _rows_of(offender: str | None) -> pd.DataFrame:
     """The newest quarantine rows in range that pass the filters (of `offender`, if clicked):
     today's from Postgres, earlier days' from the archive; `stored` says where each is."""
-    archived = archive.recent_rows(
+    archived = cache.recent_rows(
         con,
         filters,
         ROW_LIMIT,
-        offender=(dimension, offender) if offender is not None else None,  # type: ignore[arg-type]
+        offender=(dimension, offender) if offender is not None else None,
     )
     archived["stored"] = "archive"
     window = _live_window()
@@ -417,7 +419,7 @@ def _drill_down(offender: str | None) -> None:
             "dashboard on this machine's loopback address."
         )
     if rows.empty:
-        unfiltered = archive.quarantined_count(con, filters.unfiltered())
+        unfiltered = cache.query("quarantined_count", con, filters.unfiltered())
         hidden = (
             f" matching the filters ({unfiltered} without them)."
             if filters.narrowed or offender is not None

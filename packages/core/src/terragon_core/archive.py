@@ -6,6 +6,12 @@ Parquet, partitioned by UTC day in hive style so any engine can read it:
     <archive>/quarantine_minutely/day=YYYY-MM-DD/hour=HH.parquet  aggregates per minute
     <archive>/quarantine_daily/day=YYYY-MM-DD/daily.parquet       aggregates per day
     <archive>/preview_events/day=YYYY-MM-DD/hour=HH.parquet       preview events
+    <archive>/<dataset>/day=YYYY-MM-DD/day.parquet                a closed day, compacted
+
+Once a day has closed, the rollup compacts its hour files of each dataset into one `day.parquet`
+(`COMPACT_FILE`) and deletes them: on object storage a reader then pays one request per day, not
+24. A day directory holding `day.parquet` is that file alone; readers list the files and keep the
+live ones (`live_files`), so hour files still beside it (a compaction cut short) never count twice.
 
 Aggregates are keyed by (reason, strict, repo, user, provider). Every file is written as a
 temporary file and renamed into place, so readers never see half a file. Readers open an
@@ -14,6 +20,7 @@ in-memory DuckDB with the views below (`archive_view_sql`); the column `day` com
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Final
 
@@ -121,20 +128,50 @@ def is_strict_mismatch(reason: str, strict: bool | None) -> bool:
     )
 
 
+COMPACT_FILE: Final = "day.parquet"
+"""A closed day of a dataset in one file; where present, it is the whole day (`live_files`)."""
+
+
+def live_files(paths: Iterable[str]) -> list[str]:
+    """Of a dataset's files (`.../day=D/<name>.parquet`), the ones that hold its data: per day
+    directory its `COMPACT_FILE` when it has one, else every file; sorted."""
+    by_dir: dict[str, list[str]] = {}
+    for path in paths:
+        if not path.endswith(".parquet"):
+            continue
+        by_dir.setdefault(path.rsplit("/", 1)[0] if "/" in path else "", []).append(path)
+    live: list[str] = []
+    for folder, names in by_dir.items():
+        compacted = f"{folder}/{COMPACT_FILE}" if folder else COMPACT_FILE
+        live += [compacted] if compacted in names else names
+    return sorted(live)
+
+
 def archive_glob(root: str, dataset: ArchiveDataset) -> str:
     """The files of one dataset: `<root>/<dataset>/day=*/*.parquet` (never the `.tmp` ones)."""
     return f"{root.rstrip('/')}/{dataset.value}/day=*/*.parquet"
 
 
 def archive_view_sql(
-    dataset: ArchiveDataset, root: str | None, *, relation: str | None = None
+    dataset: ArchiveDataset,
+    root: str | None,
+    *,
+    relation: str | None = None,
+    files: list[str] | None = None,
 ) -> str:
     """`CREATE VIEW <dataset>` over its Parquet files; with `root=None`, an empty typed view
     (DuckDB refuses a glob that matches nothing, and a new archive has no files yet). With
-    `relation`, over that registered relation instead (an Arrow dataset of the files in a bucket,
-    with `day` from the hive path)."""
+    `files`, over exactly those (a listing passed through `live_files`); with `relation`, over
+    that registered relation instead (an Arrow dataset of the files in a bucket, with `day` from
+    the hive path)."""
     if relation is not None:
         source = f"SELECT * FROM {relation}"
+    elif files:
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        source = (
+            f"SELECT * FROM read_parquet([{listed}], hive_partitioning = true, "
+            "hive_types = {'day': DATE}, union_by_name = true)"
+        )
     elif root is None:
         columns = [f"CAST(NULL AS {kind}) AS {name}" for name, kind in ARCHIVE_COLUMNS[dataset]]
         source = f"SELECT {', '.join(columns)}, CAST(NULL AS DATE) AS day WHERE false"

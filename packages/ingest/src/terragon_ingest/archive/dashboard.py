@@ -58,6 +58,10 @@ def dashboard_argv(host: str, port: int, archive_dir: Path | str) -> list[str]:
         # an operations page: no "Deploy" button or developer menu in its toolbar
         "--client.toolbarMode",
         "viewer",
+        # no source watcher: after every script run it stats every imported module (pandas,
+        # pyarrow, altair...), most of a cached run's time; an installed page is not edited live
+        "--server.fileWatcherType",
+        "none",
         "--",
         f"--{archive_arg}={archive_dir}",
     ]

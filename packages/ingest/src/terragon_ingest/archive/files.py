@@ -13,7 +13,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from terragon_core import AGGREGATE_DIMENSIONS, ARCHIVE_COLUMNS, ArchiveDataset
+from terragon_core import AGGREGATE_DIMENSIONS, ARCHIVE_COLUMNS, COMPACT_FILE, ArchiveDataset
 from terragon_ingest.archive.location import ArchiveLocation, as_location, connect, open_archive
 
 if TYPE_CHECKING:
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "COMPACTED",
     "TS_COLUMN",
+    "compact_day",
     "connect",
     "daily_file",
     "day_dir",
@@ -36,7 +38,14 @@ __all__ = [
 TS_COLUMN = {
     ArchiveDataset.QUARANTINE_ROWS: "created_at",
     ArchiveDataset.PREVIEW_EVENTS: "ts_server",
+    ArchiveDataset.QUARANTINE_MINUTELY: "minute",
 }
+COMPACTED = (
+    ArchiveDataset.QUARANTINE_ROWS,
+    ArchiveDataset.QUARANTINE_MINUTELY,
+    ArchiveDataset.PREVIEW_EVENTS,
+)
+"""The datasets whose closed days are compacted into one file (the daily one is one already)."""
 
 
 def day_dir(dataset: ArchiveDataset, day: date) -> str:
@@ -52,6 +61,46 @@ def archived_rows(root: ArchiveLocation, dataset: ArchiveDataset, day: date) -> 
     import pyarrow.parquet as pq
 
     return sum(pq.read_metadata(path).num_rows for path in root.local_copies(day_dir(dataset, day)))
+
+
+def compact_file(dataset: ArchiveDataset, day: date) -> str:
+    return f"{day_dir(dataset, day)}/{COMPACT_FILE}"
+
+
+def compact_day(
+    con: duckdb.DuckDBPyConnection,
+    root: Path | ArchiveLocation,
+    dataset: ArchiveDataset,
+    day: date,
+    *,
+    rebuilt: bool = False,
+) -> str | None:
+    """Merge a closed day's hour files into its `day.parquet`, then delete them. Returns the file
+    written (None: no hour file, nothing to do).
+
+    Readers take `day.parquet` alone once it exists (`terragon_core.live_files`), so the hour
+    files left beside it by a compaction cut short count once, and the next run finishes the job
+    (the hour files still hold the whole day: `day.parquet` was made from them). With `rebuilt`
+    (a day just rewritten from Postgres), a compacted day with no hour file left is replaced by
+    an empty one: PostgreSQL held no row of it."""
+    where = as_location(root)
+    hours = where.hour_copies(day_dir(dataset, day))
+    target = compact_file(dataset, day)
+    columns = ", ".join(name for name, _ in ARCHIVE_COLUMNS[dataset])
+    if hours:
+        listed = "[" + ", ".join(_quote(path) for path in hours) + "]"
+        select = f"SELECT {columns} FROM read_parquet({listed}) ORDER BY {TS_COLUMN[dataset]}"
+    elif rebuilt and where.exists(target):
+        typed = ", ".join(
+            f"CAST(NULL AS {kind}) AS {name}" for name, kind in ARCHIVE_COLUMNS[dataset]
+        )
+        select = f"SELECT {typed} WHERE false"
+    else:
+        return None
+    _copy_atomic(con, select, where, target)
+    for path in hours:
+        where.delete(f"{day_dir(dataset, day)}/{path.name}")
+    return target
 
 
 def daily_file(day: date) -> str:

@@ -8,8 +8,9 @@ opened for queries, the same way for both places:
   becomes visible when completed), so a reader sees the old object or the new one, never half.
 - **read for a rewrite** (the rollup merges an hour's old rows): locally the file itself; on S3 a
   local copy fetched once per run (the rollup lock makes this process the only writer meanwhile).
-- **query** (`open_archive`): locally DuckDB's `read_parquet` over the day globs; on S3 one listing
-  of the bucket, then pyarrow's S3 filesystem into Arrow datasets that DuckDB scans. DuckDB's own
+- **query** (`open_archive`): locally DuckDB's `read_parquet` over the listed files; on S3 one
+  listing of the bucket, then pyarrow's S3 filesystem into Arrow datasets that DuckDB scans.
+  Either way only the live files (`terragon_core.live_files`: a compacted day's `day.parquet`). DuckDB's own
   `httpfs` cannot be loaded offline; pyarrow's reader measured ~2x faster than DuckDB over an fsspec
   filesystem (obstore's) on the same server (README "Archive on object storage").
 
@@ -32,7 +33,7 @@ import duckdb
 import obstore
 import structlog
 
-from terragon_core import ArchiveDataset, archive_view_sql
+from terragon_core import COMPACT_FILE, ArchiveDataset, archive_view_sql, live_files
 from terragon_ingest.errors import ObjectStoreUnavailable
 from terragon_ingest.objects import MAX_RETRIES, open_store, store_error, store_hint
 
@@ -82,7 +83,16 @@ class LocalArchive:
         return self.root / rel
 
     def local_copies(self, rel_dir: str) -> list[Path]:
-        return sorted((self.root / rel_dir).glob("*.parquet"))
+        """The day's live files (`live_files`: its compacted file, else its hour files)."""
+        found = [str(p) for p in (self.root / rel_dir).glob("*.parquet")]
+        return [Path(p) for p in live_files(found)]
+
+    def hour_copies(self, rel_dir: str) -> list[Path]:
+        """The day's hour files, compacted or not (what a compaction merges)."""
+        return sorted(p for p in (self.root / rel_dir).glob("*.parquet") if p.name != COMPACT_FILE)
+
+    def delete(self, rel: str) -> None:
+        (self.root / rel).unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def publishing(self, rel: str) -> Iterator[Path]:
@@ -98,8 +108,8 @@ class LocalArchive:
 
     def open_views(self, con: duckdb.DuckDBPyConnection) -> None:
         for dataset in ArchiveDataset:
-            has_files = any((self.root / dataset.value).glob("day=*/*.parquet"))
-            con.execute(archive_view_sql(dataset, str(self.root) if has_files else None))
+            found = live_files(str(p) for p in (self.root / dataset.value).glob("day=*/*.parquet"))
+            con.execute(archive_view_sql(dataset, None, files=found))
 
 
 class ObjectArchive:
@@ -176,8 +186,23 @@ class ObjectArchive:
         return path
 
     def local_copies(self, rel_dir: str) -> list[Path]:
+        """The day's live files (`live_files`), fetched once per run."""
         # obstore lists keys relative to the store's prefix, as every other call takes them
-        return [self.local_copy(k) for k in self._keys(rel_dir) if k.endswith(".parquet")]
+        return [self.local_copy(k) for k in live_files(self._keys(rel_dir))]
+
+    def hour_copies(self, rel_dir: str) -> list[Path]:
+        """The day's hour files, compacted or not (what a compaction merges)."""
+        keys = [k for k in self._keys(rel_dir) if k.endswith(".parquet")]
+        return [self.local_copy(k) for k in keys if k.rsplit("/", 1)[-1] != COMPACT_FILE]
+
+    def delete(self, rel: str) -> None:
+        try:
+            obstore.delete(self.store, rel)
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            raise self._fail(f"deleting {rel!r}", exc) from exc
+        self._copies.pop(rel, None)
 
     @contextlib.contextmanager
     def publishing(self, rel: str) -> Iterator[Path]:
@@ -210,10 +235,10 @@ class ObjectArchive:
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as exc:
             raise self._fail("listing the archive", exc) from exc
-        paths = [i.path for i in infos if i.type == pafs.FileType.File]
+        paths = live_files(i.path for i in infos if i.type == pafs.FileType.File)
         for dataset in ArchiveDataset:
             root = f"{base}/{dataset.value}"
-            mine = [p for p in paths if p.startswith(f"{root}/day=") and p.endswith(".parquet")]
+            mine = [p for p in paths if p.startswith(f"{root}/day=")]
             if not mine:
                 con.execute(archive_view_sql(dataset, None))
                 continue

@@ -8,7 +8,11 @@ Incremental from a watermark per source table (`archive_watermark`), one UTC hou
 2. rewrite that hour's rows file as (its rows before the watermark) + the slice, then the hour's
    minutely aggregates from it (temporary file + rename each); the day's daily aggregates are
    rewritten once, when the watermark leaves the day or the run ends;
-3. only then advance the watermark (hour by hour).
+3. only then advance the watermark (hour by hour);
+4. once the watermark has left a day, compact that day's hour files of each dataset into one
+   `day.parquet` (`files.compact_day`: one object per day for readers of a bucket). A run also
+   finishes the compaction of the day before its watermark's, should the last one have stopped
+   half-way (readers count such a day once meanwhile: `terragon_core.live_files`).
 
 A crash anywhere leaves the watermark where it was; the rerun drops whatever the crashed run
 wrote past the watermark and writes the slice again, so nothing is counted twice or skipped.
@@ -43,6 +47,15 @@ _HOUR = timedelta(hours=1)
 
 READ_TARGET_ROWS = 250_000
 """Rows one COPY aims for: bounds the rollup's memory while catching up on a busy day."""
+
+_COMPACTS: dict[ArchiveDataset, tuple[ArchiveDataset, ...]] = {
+    ArchiveDataset.QUARANTINE_ROWS: (
+        ArchiveDataset.QUARANTINE_ROWS,
+        ArchiveDataset.QUARANTINE_MINUTELY,
+    ),
+    ArchiveDataset.PREVIEW_EVENTS: (ArchiveDataset.PREVIEW_EVENTS,),
+}
+"""A source's dataset → the datasets written from it that a closed day is compacted in."""
 
 SOURCES: dict[str, ArchiveDataset] = {
     "quarantine": ArchiveDataset.QUARANTINE_ROWS,
@@ -138,6 +151,7 @@ def _rollup_source(
         files.day_dir(ArchiveDataset.QUARANTINE_MINUTELY, watermark.date())
     ):
         result.days.add(watermark.date())  # a crashed run may have left its daily file behind
+    _compact(con, root, dataset, watermark.date() - timedelta(days=1))  # one cut short, if any
     copied = 0
     span = 1  # hours per COPY, adapted to the rows per hour seen so far
     if watermark < end:
@@ -167,9 +181,24 @@ def _rollup_source(
             if hour.date() in result.days and (nxt >= end or nxt.date() != hour.date()):
                 files.write_daily(con, root, hour.date())
             repository.advance_watermark(conn, name, watermark, nxt)
+            if nxt.date() != hour.date():  # the day has closed: its files are final
+                _compact(con, root, dataset, hour.date())
             progress.advance((nxt - watermark) / _HOUR)
             watermark = nxt
     return copied
+
+
+def _compact(
+    con: duckdb.DuckDBPyConnection,
+    root: ArchiveLocation,
+    dataset: ArchiveDataset,
+    day: date,
+    *,
+    rebuilt: bool = False,
+) -> None:
+    for target in _COMPACTS[dataset]:
+        if written := files.compact_day(con, root, target, day, rebuilt=rebuilt):
+            log.debug("archive_day_compacted", file=written)
 
 
 def _write_hour(
@@ -318,6 +347,11 @@ def _rebuild_day(
                 rows = repository.export_rows(conn, dataset, hour, hi)
                 # keep nothing of the old file: the hour is re-read whole
                 _write_hour(con, root, dataset, hour, hour, rows, hi, rows.num_rows > 0, result)
+            if watermark is not None and watermark.date() > day:  # a closed day: compact it
+                compacted = root.exists(files.compact_file(dataset, day))
+                _compact(con, root, dataset, day, rebuilt=True)
+                if compacted and dataset is ArchiveDataset.QUARANTINE_ROWS:
+                    result.days.add(day)  # its aggregates follow the rebuilt day, even empty
             if day in result.days:
                 files.write_daily(con, root, day)
     finally:
