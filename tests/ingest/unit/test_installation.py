@@ -40,9 +40,7 @@ def _leaves(group: click.Group, prefix: str = "") -> list[tuple[str, click.Comma
 
 
 @pytest.fixture(autouse=True)
-def _no_installation_in_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _no_installation_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("DATABASE_URL", "VALKEY_URL", DATA_DIR_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -83,9 +81,7 @@ def test_every_command_takes_the_one_data_dir_option() -> None:
     ],
     ids=lambda a: " ".join(a[:2]),
 )
-def test_nothing_found_names_what_was_looked_for_and_where(
-    args: list[str], tmp_path: Path
-) -> None:
+def test_nothing_found_names_what_was_looked_for_and_where(args: list[str], tmp_path: Path) -> None:
     result = invoke_in_process([*args, "--data-dir", "here"])
     where = tmp_path / "here"
     assert result.exit_code == 1, result.output
@@ -107,8 +103,12 @@ def test_the_data_dir_comes_from_the_environment_and_defaults_to_dot_data(
 
 
 def test_an_up_json_whose_process_exited_is_named_not_waited_for(tmp_path: Path) -> None:
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
-                          capture_output=True, text=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     pid = int(gone.stdout)  # exited: nothing answers for it
     data = tmp_path / "killed"
     data.mkdir()
