@@ -78,6 +78,7 @@ from terragon_core.dashboard import (
 from terragon_core.enums import (
     ACTIVE_RUN_STATUSES,
     CorrelationOutcome,
+    DeliveryFailure,
     DiffSource,
     EdgeRejection,
     EnvelopeStatus,
@@ -262,6 +263,7 @@ __all__ = [
     "CorrelationOutcome",
     "DaemonEnvelope",
     "DaemonStartMessage",
+    "DeliveryFailure",
     "DiffSource",
     "EdgeRejection",
     "EnvelopeError",

@@ -65,7 +65,7 @@ INTERNAL_ROUTES: list[ControllerRouterHandler] = [
 PUBLIC_ROUTES: list[ControllerRouterHandler] = [
     health.healthz,
     health.readyz,
-    health.metrics,
+    health.metrics,  # `health.metrics_route(settings)` in the app: its schema follows the token
     post_daemon_event,
     GithubWebhookController,
     LegacyPreviewController,
@@ -161,7 +161,10 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
         Exception: unexpected_error_handler,
     }
     config = AppConfig(
-        route_handlers=[internal, *PUBLIC_ROUTES],
+        route_handlers=[
+            internal,
+            *(health.metrics_route(settings) if r is health.metrics else r for r in PUBLIC_ROUTES),
+        ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=exception_handlers,
         lifespan=[lifespan, preview_lifespan],

@@ -3,6 +3,9 @@
 - `local`: the daemon listens on `{socket_dir}/{codesandboxId}.sock` (JSON lines, one reply line).
 - `manual`: nothing is delivered; the caller receives the message and delivers it itself.
 - other providers: not supported by this deployment (a clear 422, before any run is created).
+
+A daemon that does not take the message raises `DeliveryFailed` (reason `DeliveryFailure`): the
+run stays minted and `runs/start` answers 502; the same `startRequestId` delivers again.
 """
 
 from __future__ import annotations
@@ -15,16 +18,33 @@ from typing import Any
 import msgspec
 import structlog
 
-from terragon_core import DaemonStartMessage, SandboxProvider
-from terragon_ingest.errors import ServiceUnavailable, UnsupportedProvider
+from terragon_core import DaemonStartMessage, DeliveryFailure, SandboxProvider
+from terragon_ingest.errors import UnsupportedProvider, UpstreamFailed
 
 log = structlog.get_logger()
 
 SUPPORTED_PROVIDERS = frozenset({SandboxProvider.LOCAL, SandboxProvider.MANUAL})
 
 
-class DeliveryFailed(ServiceUnavailable):
-    """The daemon did not accept the start message; the run exists, retry the same start request."""
+class DeliveryFailed(UpstreamFailed):
+    """The sandbox's daemon did not take the start message: `POST /api/internal/runs/start`
+    answers 502 with `reason` (a `DeliveryFailure`) and the minted run's `runId`; the same
+    `startRequestId` re-attempts the delivery. Every provider's delivery raises this.
+
+    `detail` (socket path, driver text) goes to the log only; the answer says what a caller can
+    act on."""
+
+    def __init__(self, reason: DeliveryFailure, *, run_id: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason.value
+        self.run_id = run_id
+
+    @property
+    def public_message(self) -> str:
+        return (
+            f"the sandbox's daemon did not take the start message ({self.reason}); the run "
+            f"{self.run_id} is minted: retry with the same startRequestId to deliver it again"
+        )
 
 
 def ensure_supported(provider: SandboxProvider) -> None:
@@ -61,9 +81,17 @@ async def send_daemon_message(
     if repo_dir:
         payload["repoDir"] = repo_dir  # platform-side extra: where the agent runs
     path = local_socket_path(socket_dir, codesandbox_id)
+    run_id = message.run_id
     try:
         async with asyncio.timeout(delivery_timeout):
-            reader, writer = await asyncio.open_unix_connection(str(path))
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(path))
+            except OSError as exc:
+                raise DeliveryFailed(
+                    DeliveryFailure.DAEMON_UNREACHABLE,
+                    run_id=run_id,
+                    detail=f"no daemon took a connection at {str(path)!r}: {exc}",
+                ) from exc
             try:
                 writer.write(json.dumps(payload).encode() + b"\n")
                 await writer.drain()
@@ -71,14 +99,24 @@ async def send_daemon_message(
             finally:
                 writer.close()
                 await writer.wait_closed()
-    except (OSError, TimeoutError, ValueError) as exc:
+    except TimeoutError as exc:
         raise DeliveryFailed(
-            f"daemon at {str(path)!r} did not take the start message ({type(exc).__name__}: {exc}); "
-            "is the daemon running? retry the same startRequestId"
+            DeliveryFailure.DAEMON_TIMEOUT,
+            run_id=run_id,
+            detail=f"the daemon at {str(path)!r} did not answer within {delivery_timeout} s",
         ) from exc
-    if not reply.get("ok"):
+    except (OSError, ValueError) as exc:
         raise DeliveryFailed(
-            f"daemon at {str(path)!r} refused the start message: {reply.get('error')!r}"
+            DeliveryFailure.DAEMON_REFUSED,
+            run_id=run_id,
+            detail=f"the daemon at {str(path)!r} broke off ({type(exc).__name__}: {exc})",
+        ) from exc
+    if not isinstance(reply, dict) or not reply.get("ok"):
+        error = reply.get("error") if isinstance(reply, dict) else reply
+        raise DeliveryFailed(
+            DeliveryFailure.DAEMON_REFUSED,
+            run_id=run_id,
+            detail=f"the daemon at {str(path)!r} refused the start message: {error!r}",
         )
     log.info("daemon_message_delivered", run_id=message.run_id, socket=str(path))
     return True
