@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
     if not settings.db.URL or not settings.valkey.URL:
         raise IngestError(
             "DATABASE_URL and VALKEY_URL must be set for `serve`; "
-            "`terragon up` starts embedded servers and sets them for you"
+            "`uv run terragon up` starts embedded servers and sets them for you"
         )
     db_url, valkey_url = settings.db.URL, settings.valkey.URL
     preview_origins = OriginTemplate.parse(settings.preview.ORIGIN)

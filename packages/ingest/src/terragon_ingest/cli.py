@@ -328,7 +328,7 @@ def _secrets_line(settings: Settings, host: str) -> str:
             "up_exposed_with_development_secrets",
             host=host,
             problems=problems,
-            action="bind --host 127.0.0.1, or set the secrets (see `terragon serve --help`)",
+            action="bind --host 127.0.0.1, or set the secrets (see `uv run terragon serve --help`)",
         )
     token = settings.server.INTERNAL_TOKEN
     return f"development secrets: do not expose this server (internal token: {token})"

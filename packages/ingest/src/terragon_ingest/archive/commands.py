@@ -17,6 +17,7 @@ import click
 from terragon_ingest.kit.installation import (
     data_dir_option,
     installation,
+    installation_flags,
     installation_settings,
 )
 from terragon_ingest.kit.terminal import terminal_json, terminal_text
@@ -265,6 +266,7 @@ def purge_command(
                     metrics=Metrics(),
                     dry_run=dry_run,
                     progress=progress,
+                    where=installation_flags(settings),
                 )
 
     with _store_errors():

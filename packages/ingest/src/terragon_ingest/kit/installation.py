@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
@@ -219,3 +220,15 @@ def installation(
         return wrapper
 
     return decorate
+
+
+def installation_flags(settings: Settings) -> str:
+    """` --data-dir D` (and the archive, when it is not `D/archive`) for a command a hint prints:
+    it then runs as printed from any directory. The database is found from there (the data
+    directory's running `up`) or from the operator's DATABASE_URL."""
+    data_dir = settings.server.DATA_DIR
+    flags = f" --data-dir {shlex.quote(str(data_dir))}"
+    archive = settings.archive.archive_url(data_dir)
+    if archive != str((data_dir / "archive").resolve()):
+        flags += f" --archive-url {shlex.quote(archive)}"
+    return flags
