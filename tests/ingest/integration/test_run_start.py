@@ -220,3 +220,12 @@ async def test_a_new_active_run_invalidates_cached_preview_access(client, valkey
     assert (await _start(client, "fresh")).status_code == 200
     assert await store.exists(key) == 0
     await store.aclose()
+
+
+async def test_the_schema_documents_the_502_and_its_fields(client) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    answer = schema["paths"]["/api/internal/runs/start"]["post"]["responses"]["502"]
+    assert all(r.value in answer["description"] for r in DeliveryFailure)
+    ref = answer["content"]["application/json"]["schema"]["$ref"]
+    body = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert {"code", "error", "reason", "runId", "traceId"} <= set(body["properties"])
