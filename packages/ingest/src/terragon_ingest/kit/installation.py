@@ -225,10 +225,13 @@ def installation(
 def installation_flags(settings: Settings) -> str:
     """` --data-dir D` (and the archive, when it is not `D/archive`) for a command a hint prints:
     it then runs as printed from any directory. The database is found from there (the data
-    directory's running `up`) or from the operator's DATABASE_URL."""
+    directory's running `up`) or from the operator's DATABASE_URL. No filesystem call: async
+    jobs build their hints with it."""
     data_dir = settings.server.DATA_DIR
     flags = f" --data-dir {shlex.quote(str(data_dir))}"
-    archive = settings.archive.archive_url(data_dir)
-    if archive != str((data_dir / "archive").resolve()):
-        flags += f" --archive-url {shlex.quote(archive)}"
+    archive = settings.archive
+    if archive.URL:
+        flags += f" --archive-url {shlex.quote(archive.URL)}"
+    elif archive.DIR is not None and data_dir / "archive" != archive.DIR:
+        flags += f" --archive-dir {shlex.quote(str(archive.DIR))}"
     return flags
