@@ -1,6 +1,6 @@
 """Schemathesis over the real app's OpenAPI schema (`/schema/openapi.json`), served by uvicorn on
-127.0.0.1 against real PostgreSQL + Valkey: no server errors (5xx other than a documented 503)
-and no undocumented status codes, on every operation.
+127.0.0.1 against real PostgreSQL + Valkey: no server errors (5xx other than a documented 502 or
+503) and no undocumented status codes, on every operation.
 
 Short form (default run): ~100 cases in total. Long form: ≥ 1 000 cases with
 TERRAGON_LONG_TESTS=1.
@@ -37,6 +37,9 @@ CLI_EXAMPLES = 3
 """Per operation and phase: two CLI runs stay under ~60 s on a two-core machine."""
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LONG_CASES = 1200
+UPSTREAM_OR_OUTAGE = frozenset({502, 503})
+"""The 5xx an operation may answer when it documents them: an upstream that failed (502: a
+sandbox's daemon did not take a start message) or a dependency that is down (503)."""
 KNOWN_SERVER_ERRORS: dict[str, str] = {}
 """Found by this suite and reported; printed on every run, excluded from the assertion. Remove an
 entry once its owner fixes it (the long form, TERRAGON_LONG_TESTS=1, never excludes them)."""
@@ -79,7 +82,7 @@ def _exercise(
         response = case.call(base_url=base_url, headers=headers, timeout=30)
         code = response.status_code
         seen[f"{label} -> {code}"] += 1
-        if code >= 500 and not (code == 503 and "503" in documented):
+        if code >= 500 and not (code in UPSTREAM_OR_OUTAGE and str(code) in documented):
             problems.append(f"{label}: server error {code}: {response.text[:200]}")
         elif str(code) not in documented and "default" not in documented:
             problems.append(

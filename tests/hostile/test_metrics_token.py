@@ -163,3 +163,25 @@ async def test_a_configured_token_opens_metrics_in_process(settings: Settings) -
         refused = await client.get("/metrics")
         assert refused.status_code == 401
         assert refused.json()["code"] == "NotAuthorizedException"
+
+
+@pytest.mark.parametrize(
+    ("token", "security"),
+    [
+        ("dev-metrics-token", [{"metricsBearer": []}, {}]),
+        (secrets.token_urlsafe(32), [{"metricsBearer": []}]),
+    ],
+    ids=["development-default", "configured"],
+)
+async def test_the_schema_says_whether_metrics_needs_the_bearer(
+    settings: Settings, token: str, security: list[dict[str, list[str]]]
+) -> None:
+    """Under `up` (the development default) this machine reads /metrics without a token, and the
+    schema says the bearer is optional there, so a schema check run against `up` agrees with the
+    answers (before: `st run` against `up` failed `ignored_auth` on /metrics). A configured token
+    is required, and the schema says so."""
+    server = dataclasses.replace(settings.server, METRICS_TOKEN=token)
+    app = create_app(dataclasses.replace(settings, server=server))
+    async with AsyncTestClient(app=app) as client:
+        schema = (await client.get("/schema/openapi.json")).json()
+    assert schema["paths"]["/metrics"]["get"]["security"] == security

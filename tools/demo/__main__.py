@@ -1,6 +1,10 @@
-"""`python -m tools.demo`: run the demo fleet against a live service (`terragon up --demo` starts it).
+"""`uv run python -m tools.demo`: run the demo fleet against a live service.
 
-python -m tools.demo --api http://127.0.0.1:8000 --data-dir .data/demo --rounds 3
+`uv run terragon up --demo` starts it with --data-dir .data-demo/demo (its checkouts and
+spools) and the sockets in .data-demo/sandboxes, where that service looks for local daemons.
+By hand, against `uv run terragon up` (data directory .data):
+
+  uv run python -m tools.demo --data-dir .data/demo --rounds 3
 
 It logs as `terragon` does (console lines in a terminal, JSON lines otherwise); under `terragon
 up --demo` its JSON lines are read and logged again by `up`, with `process=demo`.
@@ -17,6 +21,7 @@ from pathlib import Path
 
 import structlog
 
+from terragon_ingest.archive.demo import DEMO_DATA_DIR
 from terragon_ingest.log_config import configure_logging
 from tools.demo.fleet import BUNDLE, Fleet
 
@@ -25,7 +30,7 @@ log = structlog.get_logger()
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.demo",
+        prog="uv run python -m tools.demo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -38,14 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(".data/demo"),
-        help="checkouts and daemon spools live here",
+        default=DEMO_DATA_DIR / "demo",
+        help="checkouts and daemon spools live here (default: %(default)s, as under "
+        "`terragon up --demo`)",
     )
     parser.add_argument(
         "--socket-dir",
         type=Path,
         default=None,
-        help="where the service looks for local daemons (default <data-dir>/../sandboxes)",
+        help="where the service looks for local daemons (default: <data-dir>/../sandboxes)",
     )
     parser.add_argument("--sandboxes", type=int, default=12, help="daemons in the fleet")
     parser.add_argument(

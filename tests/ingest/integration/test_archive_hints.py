@@ -79,15 +79,19 @@ def test_retentions_hint_followed_as_printed_keeps_every_archived_row(
     ]
     hint_argv = _printed_command(kept["hint"])
     assert "--dry-run" in hint_argv
-
-    code, stdout, stderr = _cli(database_url, data_dir, *hint_argv)
+    # it names the installation, so it runs as printed without the purge's environment
+    assert hint_argv[hint_argv.index("--data-dir") + 1] == str(data_dir.resolve())
+    elsewhere = data_dir / "elsewhere"
+    code, stdout, stderr = _cli(database_url, elsewhere, *hint_argv)
     assert code == 0, stderr
     assert f"would rebuild {_day()}" in stdout
     assert "quarantine_rows: 12 archived -> 7 (-5)" in stdout
     assert _archived(archive_ahead) == 12
 
     # The hint goes on: "without --dry-run it rewrites the day": refused, nothing changed.
-    code, stdout, stderr = _cli(database_url, data_dir, *[a for a in hint_argv if a != "--dry-run"])
+    code, stdout, stderr = _cli(
+        database_url, elsewhere, *[a for a in hint_argv if a != "--dry-run"]
+    )
     assert code == 1
     assert "refusing to rebuild" in stderr and "5 archived row(s)" in stderr, stderr
     assert "--allow-shrink" in stderr

@@ -84,6 +84,7 @@ from terragon_core.dashboard import (
 from terragon_core.enums import (
     ACTIVE_RUN_STATUSES,
     CorrelationOutcome,
+    DeliveryFailure,
     DiffSource,
     EdgeRejection,
     EnvelopeStatus,
@@ -273,6 +274,7 @@ __all__ = [
     "CorrelationOutcome",
     "DaemonEnvelope",
     "DaemonStartMessage",
+    "DeliveryFailure",
     "DiffSource",
     "EdgeRejection",
     "EnvelopeError",

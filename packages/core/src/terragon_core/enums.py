@@ -76,6 +76,20 @@ class EdgeRejection(StrEnum):
     """A body over its route's cap (the GitHub webhook's `TERRAGON_WEBHOOK_MAX_BODY_BYTES`)."""
 
 
+class DeliveryFailure(StrEnum):
+    """Why a sandbox's daemon did not take a run's start message: the `reason` of the 502 from
+    `POST /api/internal/runs/start` (the run is minted; the same `startRequestId` retries the
+    delivery) and of the `preview.run_start_delivery_failed` metric. Every sandbox provider's
+    delivery answers with one of these."""
+
+    DAEMON_UNREACHABLE = "daemon_unreachable"
+    """Nothing took the connection (no daemon listening, the sandbox not running)."""
+    DAEMON_TIMEOUT = "daemon_timeout"
+    """No answer within `TERRAGON_DELIVERY_TIMEOUT`."""
+    DAEMON_REFUSED = "daemon_refused"
+    """The daemon answered, but not `ok` (or not a reply it can send)."""
+
+
 class UiValidationOutcome(StrEnum):
     NOT_REQUIRED = "not_required"
     PENDING = "pending"

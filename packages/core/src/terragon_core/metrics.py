@@ -30,6 +30,9 @@ class MetricName(StrEnum):
     """Run-budget syncs to Valkey that failed (each worker's own accounting decided meanwhile)."""
     EDGE_REJECTED = "preview.edge_rejected"
     """Connections and requests the HTTP edge refused, by `EdgeRejection` (`reason`)."""
+    RUN_START_DELIVERY_FAILED = "preview.run_start_delivery_failed"
+    """Run starts whose start message the sandbox's daemon did not take (502), by
+    `DeliveryFailure` (`reason`)."""
 
 
 ENVELOPE_SECONDS_HISTOGRAM: Final = "preview_envelope_seconds"

@@ -65,7 +65,7 @@ INTERNAL_ROUTES: list[ControllerRouterHandler] = [
 PUBLIC_ROUTES: list[ControllerRouterHandler] = [
     health.healthz,
     health.readyz,
-    health.metrics,
+    health.metrics,  # `health.metrics_route(settings)` in the app: its schema follows the token
     post_daemon_event,
     GithubWebhookController,
     LegacyPreviewController,
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
     if not settings.db.URL or not settings.valkey.URL:
         raise IngestError(
             "DATABASE_URL and VALKEY_URL must be set for `serve`; "
-            "`terragon up` starts embedded servers and sets them for you"
+            "`uv run terragon up` starts embedded servers and sets them for you"
         )
     db_url, valkey_url = settings.db.URL, settings.valkey.URL
     preview_origins = OriginTemplate.parse(settings.preview.ORIGIN)
@@ -159,7 +159,10 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
         Exception: unexpected_error_handler,
     }
     config = AppConfig(
-        route_handlers=[internal, *PUBLIC_ROUTES],
+        route_handlers=[
+            internal,
+            *(health.metrics_route(settings) if r is health.metrics else r for r in PUBLIC_ROUTES),
+        ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=exception_handlers,
         lifespan=[lifespan, preview_lifespan],

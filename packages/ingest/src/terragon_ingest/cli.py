@@ -24,7 +24,12 @@ import structlog
 
 from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
-from terragon_ingest.kit.installation import UP_STATE_FILE
+from terragon_ingest.kit.installation import (
+    UP_STATE_FILE,
+    data_dir_option,
+    database_url_option,
+    resolve_database_url,
+)
 from terragon_ingest.kit.net import is_loopback
 from terragon_ingest.log_config import (
     announce,
@@ -134,13 +139,10 @@ def _logging_options() -> tuple[str, bool]:
 
 _host = click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 _port = click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
-_data_dir = click.option(
-    "--data-dir",
-    envvar="TERRAGON_DATA_DIR",
-    default=".data",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Embedded servers, object store and archive live here.",
+_data_dir = data_dir_option(
+    help="Embedded servers, object store and archive live here; up.json names the running "
+    "servers for every other command. With --demo the default is .data-demo. Env "
+    "TERRAGON_DATA_DIR."
 )
 
 
@@ -515,7 +517,7 @@ def _secrets_line(settings: Settings, host: str) -> str:
             "up_exposed_with_development_secrets",
             host=host,
             problems=problems,
-            action="bind --host 127.0.0.1, or set the secrets (see `terragon serve --help`)",
+            action="bind --host 127.0.0.1, or set the secrets (see `uv run terragon serve --help`)",
         )
     token = settings.server.INTERNAL_TOKEN
     return f"development secrets: do not expose this server (internal token: {token})"
@@ -595,6 +597,10 @@ def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
 @main.command()
 @_host
 @_port
+@data_dir_option(
+    help="Where the object store (when OBJECT_STORE_URL is unset), the archive (when "
+    "TERRAGON_ARCHIVE_URL is unset) and local sandbox sockets live. Env TERRAGON_DATA_DIR."
+)
 @click.option(
     "--workers",
     envvar="TERRAGON_WORKERS",
@@ -604,7 +610,7 @@ def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
     help="Worker processes (env TERRAGON_WORKERS); one per core is the usual choice. With more "
     "than one, /metrics sums every worker and every worker shares the configured secrets.",
 )
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str, port: int, data_dir: Path, workers: int) -> None:
     """Serve the API against DATABASE_URL and VALKEY_URL (production; migrates at start).
 
     Refuses to start unless TERRAGON_INTERNAL_TOKEN, GITHUB_WEBHOOK_SECRET,
@@ -612,7 +618,7 @@ def serve(host: str, port: int, workers: int) -> None:
     not a development default (and not one another). /metrics answers only
     `Authorization: Bearer $TERRAGON_METRICS_TOKEN` (its labels name tenants).
     """
-    settings = get_settings()
+    settings = _settings_with(get_settings(), data_dir=data_dir)
     refuse_unsafe_secrets(settings)
     stop = StopSignals().install()
     start_status_line(f"  API http://{host}:{port} · Ctrl-C stops")
@@ -626,11 +632,10 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 @main.command()
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    help="PostgreSQL URL (env DATABASE_URL). With --write-schema and no URL, a throwaway "
-    "embedded PostgreSQL is used.",
+@data_dir_option()
+@database_url_option(
+    help="PostgreSQL URL (env DATABASE_URL). Default: the one the --data-dir's `terragon up` "
+    "runs; with --write-schema and no URL, a throwaway embedded PostgreSQL."
 )
 @click.option(
     "--write-schema",
@@ -638,14 +643,13 @@ def serve(host: str, port: int, workers: int) -> None:
     help="Then write db/schema.sql, the readable snapshot of the schema at head (commit it with "
     "the migration or function file that changed it).",
 )
-def migrate(database_url: str | None, write_schema: bool) -> None:
+def migrate(data_dir: Path, database_url: str | None, write_schema: bool) -> None:
     """Apply pending schema migrations and changed function files (safe to run from several
     processes at once)."""
-    if database_url is None and not write_schema:
-        raise click.UsageError("set DATABASE_URL or pass --database-url")
-    if database_url is None:
+    if database_url is None and write_schema:  # the snapshot is of a schema built from nothing
         _write_schema_from_scratch()
         return
+    database_url = resolve_database_url(database_url, data_dir)
     from terragon_ingest.app import run_migrations
 
     applied = run_migrations(database_url)

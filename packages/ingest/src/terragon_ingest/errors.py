@@ -7,6 +7,7 @@ IngestError
 │   └── InvalidRequest
 │       └── UnstorableValue      a driver refused a value (its text goes to the log only)
 ├── RunContextConflict           the pointer moved under us 5 times: nothing written (409)
+├── UpstreamFailed               an upstream we call (a sandbox's daemon) failed (502; reason code)
 ├── ServiceUnavailable           a dependency is down: retry later (503; fixed message + trace id)
 │   ├── DatabaseUnavailable
 │   ├── CacheUnavailable
@@ -74,6 +75,16 @@ class RunContextConflict(IngestError):
     """The run-context pointer kept moving; the run start was not written. Retry the request."""
 
     status_code = 409
+
+
+class UpstreamFailed(IngestError):
+    """An upstream this service called did not do its part; this service is up (502)."""
+
+    status_code = 502
+    reason: str = ""
+    """The reason code of the answer (a `terragon_core` enum value)."""
+    run_id: str | None = None
+    """The run the request minted, when it did."""
 
 
 class ServiceUnavailable(IngestError):

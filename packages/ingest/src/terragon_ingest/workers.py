@@ -29,6 +29,7 @@ from pathlib import Path
 
 from litestar import Litestar
 
+from terragon_ingest.kit.installation import DATA_DIR_ENV
 from terragon_ingest.log_config import configure_logging, start_status_line
 from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
 from terragon_ingest.stopping import die_with_parent
@@ -44,6 +45,7 @@ def prepare_workers(settings: Settings, *, log_level: str, json_logs: bool) -> N
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ[MULTIPROC_ENV] = str(metrics_dir.resolve())
+    os.environ[DATA_DIR_ENV] = str(settings.server.DATA_DIR)  # `serve --data-dir` reaches them
     os.environ["TERRAGON_LOG_LEVEL"] = log_level
     os.environ[_LOG_FORMAT_ENV] = "json" if json_logs else "console"
 

@@ -14,18 +14,15 @@ from pathlib import Path
 
 import click
 
-from terragon_ingest.kit.installation import UP_STATE_FILE, resolve_database_url
-from terragon_ingest.kit.terminal import terminal_json, terminal_text
-from terragon_ingest.settings import Settings, get_settings
-
-_data_dir = click.option(
-    "--data-dir",
-    envvar="TERRAGON_DATA_DIR",
-    default=".data",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Data directory of `terragon up` (archive and objects live under it).",
+from terragon_ingest.kit.installation import (
+    data_dir_option,
+    installation,
+    installation_flags,
+    installation_settings,
 )
+from terragon_ingest.kit.terminal import terminal_json, terminal_text
+from terragon_ingest.settings import Settings
+
 _archive_dir = click.option(
     "--archive-dir",
     envvar="TERRAGON_ARCHIVE_DIR",
@@ -40,40 +37,19 @@ _archive_url = click.option(
     help="The archive as a URL: s3://bucket/prefix (endpoint: OBJECT_STORE_S3_ENDPOINT, "
     "credentials: AWS_*), file:///dir or a path. Wins over --archive-dir.",
 )
-_database_url = click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL (env DATABASE_URL). Default: the one `terragon up` is running.",
-)
 
 
-def _archive_root(data_dir: Path, archive_dir: Path | None) -> Path:
-    return (archive_dir or data_dir / "archive").resolve()
-
-
-def _archive_settings(
-    data_dir: Path, archive_dir: Path | None, archive_url: str | None
+def _with_archive(
+    settings: Settings, archive_dir: Path | None, archive_url: str | None
 ) -> Settings:
+    """The installation's settings with the archive the command line names (default
+    `<data-dir>/archive`)."""
     import dataclasses
 
-    base = get_settings()
+    root = (archive_dir or settings.server.DATA_DIR / "archive").resolve()
     return dataclasses.replace(
-        base,
-        server=dataclasses.replace(base.server, DATA_DIR=data_dir.resolve()),
-        archive=dataclasses.replace(
-            base.archive, DIR=_archive_root(data_dir, archive_dir), URL=archive_url
-        ),
+        settings, archive=dataclasses.replace(settings.archive, DIR=root, URL=archive_url)
     )
-
-
-def _settings(
-    database_url: str, data_dir: Path, archive_dir: Path | None, archive_url: str | None = None
-) -> Settings:
-    import dataclasses
-
-    base = _archive_settings(data_dir, archive_dir, archive_url)
-    return dataclasses.replace(base, db=dataclasses.replace(base.db, URL=database_url))
 
 
 @contextlib.contextmanager
@@ -94,10 +70,9 @@ def archive() -> None:
 
 
 @archive.command("rollup")
-@_data_dir
+@installation()
 @_archive_dir
 @_archive_url
-@_database_url
 @click.option(
     "--rebuild-day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -118,10 +93,9 @@ def archive() -> None:
     help="With --rebuild-day: show what the rebuild would change, change nothing.",
 )
 def rollup_command(
-    data_dir: Path,
+    settings: Settings,
     archive_dir: Path | None,
     archive_url: str | None,
-    database_url: str | None,
     rebuild_day: object,
     allow_shrink: bool,
     dry_run: bool,
@@ -133,9 +107,7 @@ def rollup_command(
     from terragon_ingest.archive.tasks import run_rollup
     from terragon_ingest.kit.progress import terminal_progress
 
-    settings = _settings(
-        resolve_database_url(database_url, data_dir), data_dir, archive_dir, archive_url
-    )
+    settings = _with_archive(settings, archive_dir, archive_url)
     root = settings.archive.archive_url(settings.server.DATA_DIR)
     if rebuild_day is not None:
         day: date = rebuild_day.date()  # type: ignore[attr-defined]
@@ -181,7 +153,7 @@ def rollup_command(
 
 @archive.command("sql")
 @click.argument("query")
-@_data_dir
+@data_dir_option()
 @_archive_dir
 @_archive_url
 @click.option(
@@ -205,7 +177,9 @@ def sql_command(
     from terragon_ingest.archive import location
 
     with _store_errors():
-        settings = _archive_settings(data_dir, archive_dir, archive_url)
+        settings = _with_archive(
+            installation_settings(data_dir, database="unused"), archive_dir, archive_url
+        )
         con = location.open_archive(location.from_settings(settings))
     try:
         relation = con.sql(query)
@@ -250,16 +224,14 @@ def retention() -> None:
 
 
 @retention.command("purge")
-@_data_dir
+@installation()
 @_archive_dir
 @_archive_url
-@_database_url
 @click.option("--dry-run", is_flag=True, help="Show what would go; change nothing.")
 def purge_command(
-    data_dir: Path,
+    settings: Settings,
     archive_dir: Path | None,
     archive_url: str | None,
-    database_url: str | None,
     dry_run: bool,
 ) -> None:
     """Drop the day partitions past retention whose archive reconciles (event + metric each).
@@ -276,9 +248,7 @@ def purge_command(
     from terragon_ingest.objects import QuarantineObjects
     from terragon_ingest.telemetry import Metrics
 
-    settings = _settings(
-        resolve_database_url(database_url, data_dir), data_dir, archive_dir, archive_url
-    )
+    settings = _with_archive(settings, archive_dir, archive_url)
     url = settings.db.URL
     assert url
 
@@ -296,6 +266,7 @@ def purge_command(
                     metrics=Metrics(),
                     dry_run=dry_run,
                     progress=progress,
+                    where=installation_flags(settings),
                 )
 
     with _store_errors():
@@ -338,17 +309,15 @@ def purge_command(
 @click.command("dashboard")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8501, show_default=True, type=int)
-@_data_dir
+@installation(database="optional")
 @_archive_dir
 @_archive_url
-@_database_url
 def dashboard(
     host: str,
     port: int,
-    data_dir: Path,
+    settings: Settings,
     archive_dir: Path | None,
     archive_url: str | None,
-    database_url: str | None,
 ) -> None:
     """Serve the on-call dashboard (Streamlit) over the archive and the live hour in Postgres.
 
@@ -357,10 +326,8 @@ def dashboard(
     from terragon_ingest.archive.dashboard import start_dashboard, stop_dashboard
     from terragon_ingest.stopping import StopSignals
 
-    url = database_url
-    if url is None and (data_dir / UP_STATE_FILE).exists():
-        url = resolve_database_url(None, data_dir)
-    settings = _archive_settings(data_dir, archive_dir, archive_url)
+    url = settings.db.URL  # None: the archive alone, no live hour
+    settings = _with_archive(settings, archive_dir, archive_url)
     root = settings.archive.archive_url(settings.server.DATA_DIR)
     from terragon_ingest.log_config import announce
 
@@ -375,7 +342,7 @@ def dashboard(
     stop = StopSignals().install()
     process = None
     try:
-        process = start_dashboard(host, port, root, url, data_dir)
+        process = start_dashboard(host, port, root, url, settings.server.DATA_DIR)
         process.wait()
     except KeyboardInterrupt:
         pass

@@ -96,7 +96,7 @@ def claim_demo_dir(data_dir: Path) -> None:
     if data_dir.exists() and any(data_dir.iterdir()):
         raise NotADemoDirectory(
             f"{str(data_dir)!r} holds a non-demo installation, and --demo writes a demo fleet's "
-            f"traffic and 30 days of made-up history: run `terragon up --demo` without "
+            f"traffic and 30 days of made-up history: run `uv run terragon up --demo` without "
             f"--data-dir (it uses {str(DEMO_DATA_DIR)!r}) or give it a new directory"
         )
     data_dir.mkdir(parents=True, exist_ok=True)

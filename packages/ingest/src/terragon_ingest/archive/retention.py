@@ -203,10 +203,11 @@ def _bounds(day: date) -> tuple[datetime, datetime]:
     return lo, lo + timedelta(days=1)
 
 
-def _hint(day: date) -> str:
-    # Safe as printed: the rebuild shows its counts and refuses to leave fewer rows archived.
+def _hint(day: date, where: str) -> str:
+    # Safe as printed: the rebuild shows its counts and refuses to leave fewer rows archived;
+    # `where` names this installation (`installation_flags`), so it runs from any directory.
     return (
-        f"run `uv run terragon archive rollup --rebuild-day {day} --dry-run` to see what a "
+        f"run `uv run terragon archive rollup --rebuild-day {day}{where} --dry-run` to see what a "
         "rebuild from Postgres changes; without --dry-run it rewrites the day (it refuses to drop "
         "archived rows), then retry"
     )
@@ -340,18 +341,26 @@ async def _list_partitions(conn: AsyncConn) -> Partitions:
 
 
 async def seal_closed_days(
-    conn: AsyncConn, archive_root: Path | ArchiveLocation, progress: Progress = NO_PROGRESS
+    conn: AsyncConn,
+    archive_root: Path | ArchiveLocation,
+    progress: Progress = NO_PROGRESS,
+    where: str = "",
 ) -> list[SealResult]:
     """Seal every archived day partition not sealed yet (what each retention run does first).
     Returns nothing when another process holds the retention or rollup lock."""
     async with _locked(conn) as held:
         if not held:
             return []
-        return await _seal_closed_days(conn, archive_root, await _list_partitions(conn), progress)
+        partitions = await _list_partitions(conn)
+        return await _seal_closed_days(conn, archive_root, partitions, progress, where)
 
 
 async def _seal_closed_days(
-    conn: AsyncConn, root: Path | ArchiveLocation, partitions: Partitions, progress: Progress
+    conn: AsyncConn,
+    root: Path | ArchiveLocation,
+    partitions: Partitions,
+    progress: Progress,
+    where: str,
 ) -> list[SealResult]:
     """Seal the closed, unsealed days of `partitions`, recording each new seal in it."""
     todo: list[tuple[Retained, int]] = []
@@ -367,7 +376,7 @@ async def _seal_closed_days(
     results: list[SealResult] = []
     for retained, i in todo:
         listed = partitions[retained.dataset]
-        result = await _seal_day(conn, root, retained, listed[i])
+        result = await _seal_day(conn, root, retained, listed[i], where)
         if result.problem is None:
             listed[i] = dataclasses.replace(listed[i], sealed_rows=result.rows)
         results.append(result)
@@ -376,7 +385,11 @@ async def _seal_closed_days(
 
 
 async def _seal_day(
-    conn: AsyncConn, root: Path | ArchiveLocation, retained: Retained, partition: DayPartition
+    conn: AsyncConn,
+    root: Path | ArchiveLocation,
+    retained: Retained,
+    partition: DayPartition,
+    where: str,
 ) -> SealResult:
     archived = await _archived(root, retained, partition.day)
     rows = 0
@@ -409,7 +422,7 @@ async def _seal_day(
             rows=rows,
             archived_rows=archived.rows,
             problem=str(exc),
-            hint=_hint(partition.day),
+            hint=_hint(partition.day, where),
         )
         return SealResult(retained.dataset, partition.day, partition.name, rows, str(exc))
     log.info(
@@ -500,17 +513,18 @@ async def purge(
     today: date | None = None,
     dry_run: bool = False,
     progress: Progress = NO_PROGRESS,
+    where: str = "",
 ) -> list[DayPlan]:
     """Seal the archived days not sealed yet, then purge every reconciled day past retention,
     then the expired rows of the `EXPIRING` tables (or, with `dry_run`, say what would go and
-    change nothing)."""
+    change nothing). `where`: the installation's flags for the hints (`installation_flags`)."""
     today = today or datetime.now(UTC).date()
     async with _locked(conn) as held:
         if not held:
             return []
         partitions = await _list_partitions(conn)
         if not dry_run:
-            await _seal_closed_days(conn, archive_root, partitions, progress)
+            await _seal_closed_days(conn, archive_root, partitions, progress, where)
         plans = await plan_purge(conn, archive_root, today, partitions)
         if plans and not dry_run:
             progress.start("purging days past retention", len(plans))
@@ -525,7 +539,7 @@ async def purge(
                     day=plan.day.isoformat(),
                     rows=plan.rows,
                     problem=plan.problem,
-                    hint=_hint(plan.day),
+                    hint=_hint(plan.day, where),
                 )
             elif not dry_run:
                 await _purge_day(conn, plan, metrics)

@@ -10,6 +10,7 @@ from terragon_ingest.archive.alerts import evaluate_alerts
 from terragon_ingest.archive.retention import DayPlan, purge
 from terragon_ingest.archive.rollup import RollupResult, rollup
 from terragon_ingest.db import unbounded
+from terragon_ingest.kit.installation import installation_flags
 from terragon_ingest.kit.progress import NO_PROGRESS
 from terragon_ingest.objects import QuarantineObjects
 
@@ -51,4 +52,5 @@ async def retention_purge_job(services: Services) -> list[DayPlan]:
             archive_root=location.from_settings(settings),
             store=services.objects or QuarantineObjects.from_settings(settings),
             metrics=services.metrics,
+            where=installation_flags(settings),
         )

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -27,42 +25,14 @@ from terragon_ingest.daemon_events.replay import replay_quarantined
 from terragon_ingest.daemon_events.schemas import QuarantineDetail, QuarantineRow
 from terragon_ingest.db import connection, create_pool
 from terragon_ingest.errors import IngestError
-from terragon_ingest.kit.installation import (
-    data_dir_option,
-    database_url_option,
-    resolve_database_url,
-    resolve_valkey_url,
-)
+from terragon_ingest.kit.installation import installation, valkey_not_configured
 from terragon_ingest.kit.terminal import terminal_json, terminal_text
 from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.services import Services
-from terragon_ingest.settings import Settings, get_settings
+from terragon_ingest.settings import Settings
 from terragon_ingest.telemetry import Metrics
 
 T = TypeVar("T")
-
-
-def _installation(command: Callable[..., None]) -> Callable[..., None]:
-    """`--data-dir` and `--database-url`, found the way every command finds the installation
-    (`kit/installation.py`: the URL given, else the running `terragon up` of the data directory,
-    whose object store and Valkey are used too); the command receives `settings`."""
-
-    @data_dir_option
-    @database_url_option
-    @functools.wraps(command)
-    def wrapper(*args: Any, data_dir: Path, database_url: str | None, **kwargs: Any) -> None:
-        base = get_settings()
-        settings = dataclasses.replace(
-            base,
-            db=dataclasses.replace(base.db, URL=resolve_database_url(database_url, data_dir)),
-            valkey=dataclasses.replace(
-                base.valkey, URL=resolve_valkey_url(base.valkey.URL, data_dir)
-            ),
-            server=dataclasses.replace(base.server, DATA_DIR=data_dir.resolve()),
-        )
-        return command(*args, settings=settings, **kwargs)
-
-    return wrapper
 
 
 @contextlib.asynccontextmanager
@@ -114,7 +84,7 @@ def quarantine() -> None:
 
 
 @quarantine.command("list")
-@_installation
+@installation()
 @click.option("--thread-id", default=None)
 @click.option("--run-id", default=None)
 @click.option("--reason", type=click.Choice([r.value for r in QuarantineReason]), default=None)
@@ -146,7 +116,7 @@ def list_rows(
 
 
 @quarantine.command("show")
-@_installation
+@installation()
 @click.argument("quarantine_id")
 @click.option("--payload", is_flag=True, help="Print the whole stored envelope instead.")
 def show(settings: Settings, quarantine_id: str, payload: bool) -> None:
@@ -174,7 +144,7 @@ def show(settings: Settings, quarantine_id: str, payload: bool) -> None:
 
 
 @quarantine.command("replay")
-@_installation
+@installation()
 @click.argument("quarantine_ids", nargs=-1)
 @click.option("--thread-id", default=None, help="Replay this thread's rows (with the filters).")
 @click.option("--run-id", default=None, help="Replay this run's rows.")
@@ -275,9 +245,18 @@ def maintenance() -> None:
 
 
 @maintenance.command("sweep")
-@_installation
+@installation()
 def sweep_now(settings: Settings) -> None:
-    """Finalize stale runs and remove orphan objects once (one sweeper across replicas)."""
+    """Finalize stale runs and remove orphan objects once (one sweeper across replicas).
+
+    The orphan-object scan reads Valkey (VALKEY_URL, else the running `terragon up`'s); without
+    one it is skipped and the command says so."""
     from terragon_ingest.daemon_events.maintenance import sweep
 
+    if settings.valkey.URL is None:
+        click.echo(
+            f"{valkey_not_configured(settings.server.DATA_DIR)}: the orphan-object scan is "
+            "skipped (set VALKEY_URL, or pass the --data-dir of a running terragon up)",
+            err=True,
+        )
     _echo(_run(settings, sweep))

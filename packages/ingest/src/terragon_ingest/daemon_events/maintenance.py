@@ -94,6 +94,9 @@ async def sweep(
 
 async def remove_orphan_objects(services: Services, *, older_than_seconds: float) -> int:
     """Delete offloaded objects registered as pending before the cutoff that have no row."""
+    if services.settings.valkey.URL is None:  # a command run without one (it says so)
+        log.info("orphan_scan_skipped", reason="Valkey is not configured (no VALKEY_URL)")
+        return 0
     pending_key = quarantine_offload_pending_key(services.settings.server.ENV)
     cutoff = time.time() - older_than_seconds
     try:
@@ -102,7 +105,10 @@ async def remove_orphan_objects(services: Services, *, older_than_seconds: float
         )
     except (ValkeyError, OSError) as exc:
         log.warning(
-            "orphan_scan_skipped", error=str(exc), hint="Valkey is down; retried next sweep"
+            "orphan_scan_skipped",
+            reason="Valkey is configured but did not answer",
+            error=str(exc),
+            hint="retried next sweep",
         )
         return 0
     if not pending or services.objects is None:

@@ -9,6 +9,7 @@ from terragon_ingest.db.pool import (
     create_pool,
     translate_errors,
     unbounded,
+    why_unreachable,
 )
 from terragon_ingest.db.queries import load_queries
 
@@ -20,4 +21,5 @@ __all__ = [
     "load_queries",
     "translate_errors",
     "unbounded",
+    "why_unreachable",
 ]

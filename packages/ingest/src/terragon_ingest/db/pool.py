@@ -48,6 +48,16 @@ def create_pool(
     )
 
 
+def why_unreachable(url: str, *, connect_timeout: float) -> str | None:
+    """None when one connection to `url` opens; else the driver's reason, on one line (for an
+    operator's command, which names the server instead of waiting out a pool's timeout)."""
+    try:
+        psycopg.connect(url, connect_timeout=max(2, round(connect_timeout))).close()
+    except psycopg.Error as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
     """Driver errors become domain errors: an outage is `DatabaseUnavailable` (503), a value the

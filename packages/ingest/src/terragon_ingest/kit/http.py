@@ -12,7 +12,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException
 
 from terragon_core import TRACEPARENT_HEADER
-from terragon_ingest.errors import IngestError, ServiceUnavailable
+from terragon_ingest.errors import IngestError, ServiceUnavailable, UpstreamFailed
 from terragon_ingest.kit.net import is_loopback
 from terragon_ingest.kit.openapi import ErrorBody
 from terragon_ingest.kit.trace import trace_id_from
@@ -154,6 +154,19 @@ def ingest_error_handler(request: Request[Any, Any, Any], exc: IngestError) -> R
             trace_id=trace_id,
             error=str(exc),
             hint="a dependency is down; the client was told to retry",
+        )
+    elif isinstance(exc, UpstreamFailed):
+        # This service is up: the upstream's failure (its text, e.g. a socket path) is logged
+        # under the trace id; the answer carries the reason code and the minted run.
+        trace_id = trace_id_from(request.headers.get(TRACEPARENT_HEADER))
+        body.trace_id, body.reason, body.run_id = trace_id, exc.reason, exc.run_id
+        log.warning(
+            "upstream_failed",
+            path=request.url.path,
+            trace_id=trace_id,
+            reason=exc.reason,
+            run_id=exc.run_id,
+            error=str(exc),
         )
     else:
         log.info("request_rejected", path=request.url.path, error=str(exc))  # the detail

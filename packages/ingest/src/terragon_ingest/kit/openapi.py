@@ -38,7 +38,11 @@ class ErrorBody(msgspec.Struct, rename="camel", omit_defaults=True):
     detail: list[Any] | dict[str, Any] | None = None
     """Which fields failed validation (400 from request validation only)."""
     trace_id: str | None = None
-    """On a 503 (and 500): the trace id the cause is logged under."""
+    """On a 502, 503 (and 500): the trace id the cause is logged under."""
+    reason: str | None = None
+    """On a 502: why the upstream failed (for `runs/start`, a `DeliveryFailure` value)."""
+    run_id: str | None = None
+    """On a 502 from `runs/start`: the run it minted (the same `startRequestId` finds it)."""
     retry_after_ms: int | None = None
     """On a preview denial because the access cache is down (503)."""
     backoff_hint: str | None = None
@@ -54,6 +58,8 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     413: "The body is over the route's size cap.",
     422: "The sandbox provider is not supported by this deployment.",
     429: "Rate limited.",
+    502: "An upstream this service called failed; `reason` says why, `traceId` names the logged "
+    "cause.",
     503: "A dependency is down; retry after `Retry-After` (`traceId` names the logged cause).",
 }
 

@@ -9,17 +9,16 @@ object: the close route's answer.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import click
 import msgspec
 
 from terragon_ingest.db import create_pool
 from terragon_ingest.errors import IngestError
-from terragon_ingest.kit.installation import resolve_database_url
+from terragon_ingest.kit.installation import installation
 from terragon_ingest.runs import service
 from terragon_ingest.runs.schemas import ThreadClosed
-from terragon_ingest.settings import get_settings
+from terragon_ingest.settings import Settings
 
 
 @click.group()
@@ -29,28 +28,16 @@ def tokens() -> None:
 
 @tokens.command("revoke")
 @click.option("--thread", "thread_id", required=True, help="The threadId to close.")
-@click.option(
-    "--data-dir",
-    envvar="TERRAGON_DATA_DIR",
-    default=".data",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Data directory of the running `terragon up` (its up.json names the database).",
-)
-@click.option(
-    "--database-url",
-    envvar="DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL (env DATABASE_URL). Default: the one `terragon up` is running.",
-)
-def revoke(thread_id: str, data_dir: Path, database_url: str | None) -> None:
+@installation()
+def revoke(thread_id: str, settings: Settings) -> None:
     """Close thread T: end its active run, if any, as failed and revoke every daemon token of
     the thread, exactly as POST /api/internal/threads/{threadId}/close. Its daemons are answered
     401 `revoked` from then on (a running service may let a remembered token's body be decoded
     for up to a minute; nothing is written for it). Closing twice changes nothing. Prints
     {threadId, endedRunId, revokedTokens}."""
-    url = resolve_database_url(database_url, data_dir)
-    timeout = get_settings().db.CONNECT_TIMEOUT
+    url = settings.db.URL
+    assert url
+    timeout = settings.db.CONNECT_TIMEOUT
 
     async def main() -> ThreadClosed:
         pool = create_pool(url, min_size=1, max_size=1, timeout=timeout)

@@ -8,7 +8,7 @@ from litestar import Controller, Request, get, post, put
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from terragon_core import FeatureFlagName, FinishReason, MetricName
+from terragon_core import DeliveryFailure, FeatureFlagName, FinishReason, MetricName
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest, NotFound
 from terragon_ingest.kit.openapi import error_responses
@@ -71,13 +71,25 @@ class RunsController(Controller):
     @post(
         "/runs/start",
         status_code=HTTP_200_OK,
-        responses=error_responses(400, 401, 404, 409, 422, 503),
+        responses=error_responses(
+            400,
+            401,
+            404,
+            409,
+            422,
+            502,
+            503,
+            s502="The sandbox's daemon did not take the start message (`reason`: "
+            + ", ".join(f"`{r.value}`" for r in DeliveryFailure)
+            + "). The run is minted (`runId`); the same `startRequestId` re-attempts delivery.",
+        ),
     )
     async def start_run(
         self, data: JSONBody[RunStartCreate], services: ServicesDep, request: Request[Any, Any, Any]
     ) -> RunStarted:
         """startAgentMessage: mint the run (idempotent on startRequestId), bind the sandbox,
-        mint a daemon token and deliver the start message (`delivered: false` for `manual`)."""
+        mint a daemon token and deliver the start message (`delivered: false` for `manual`).
+        A daemon that does not take it is a 502 naming the minted run: retry the same request."""
         settings = services.settings
         ingest_url = settings.server.PUBLIC_URL or str(request.base_url).rstrip("/")
         return await start_agent_message(

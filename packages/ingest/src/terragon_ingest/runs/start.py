@@ -15,6 +15,7 @@ from terragon_core import (
     DaemonStartMessage,
     EventOrigin,
     InvalidationReason,
+    MetricName,
     SandboxProvider,
     TriggerSource,
 )
@@ -24,7 +25,7 @@ from terragon_ingest.errors import CacheUnavailable, NotFound
 from terragon_ingest.runs import repository, tokens
 from terragon_ingest.runs.schemas import RunStarted
 from terragon_ingest.runs.service import bind_run_sandbox, create_run_context
-from terragon_ingest.sandbox.delivery import ensure_supported, send_daemon_message
+from terragon_ingest.sandbox.delivery import DeliveryFailed, ensure_supported, send_daemon_message
 from terragon_ingest.sandbox.reader import SandboxReadError, SandboxRef, reader_for
 
 if TYPE_CHECKING:
@@ -89,15 +90,27 @@ async def start_agent_message(
         ingest_url=ingest_url,
         feature_flags=context.frozen_flags,
     )
-    delivered = await send_daemon_message(
-        provider,
-        message,
-        codesandbox_id=thread.codesandbox_id,
-        repo_dir=thread.repo_dir,
-        socket_dir=services.settings.sandbox.socket_dir(services.settings.server.DATA_DIR),
-        delivery_timeout=services.settings.sandbox.DELIVERY_TIMEOUT,
-        settings=services.settings.sandbox,
-    )
+    try:
+        delivered = await send_daemon_message(
+            provider,
+            message,
+            codesandbox_id=thread.codesandbox_id,
+            repo_dir=thread.repo_dir,
+            socket_dir=services.settings.sandbox.socket_dir(services.settings.server.DATA_DIR),
+            delivery_timeout=services.settings.sandbox.DELIVERY_TIMEOUT,
+            settings=services.settings.sandbox,
+        )
+    except DeliveryFailed as exc:
+        # The run stays minted (502 with its runId): the same startRequestId finds it, mints a
+        # fresh token and delivers again.
+        services.metrics.inc(
+            MetricName.RUN_START_DELIVERY_FAILED,
+            repo=thread.repo_full_name,
+            user=thread.user_id,
+            provider=provider.value,
+            reason=exc.reason,
+        )
+        raise
     log.info(
         "run_started",
         run_id=context.run_id,

@@ -6,6 +6,9 @@
 - `manual`: nothing is delivered; the caller receives the message and delivers it itself.
 - other providers (`e2b`, `daytona`): not supported by this deployment (a clear 422, before any
   run is created). A new provider is one module with a `deliver` like docker_delivery's.
+
+A daemon that does not take the message raises `DeliveryFailed` (reason `DeliveryFailure`): the
+run stays minted and `runs/start` answers 502; the same `startRequestId` delivers again.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from typing import Any
 import msgspec
 import structlog
 
-from terragon_core import DaemonStartMessage, SandboxProvider
-from terragon_ingest.errors import ServiceUnavailable, UnsupportedProvider
+from terragon_core import DaemonStartMessage, DeliveryFailure, SandboxProvider
+from terragon_ingest.errors import UnsupportedProvider, UpstreamFailed
 from terragon_ingest.sandbox import docker_delivery
 from terragon_ingest.sandbox.docker_engine import CONTAINER_REF
 from terragon_ingest.settings import SandboxSettings
@@ -31,8 +34,25 @@ SUPPORTED_PROVIDERS = frozenset(
 )
 
 
-class DeliveryFailed(ServiceUnavailable):
-    """The daemon did not accept the start message; the run exists, retry the same start request."""
+class DeliveryFailed(UpstreamFailed):
+    """The sandbox's daemon did not take the start message: `POST /api/internal/runs/start`
+    answers 502 with `reason` (a `DeliveryFailure`) and the minted run's `runId`; the same
+    `startRequestId` re-attempts the delivery. Every provider's delivery raises this.
+
+    `detail` (socket path, driver text) goes to the log only; the answer says what a caller can
+    act on."""
+
+    def __init__(self, reason: DeliveryFailure, *, run_id: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason.value
+        self.run_id = run_id
+
+    @property
+    def public_message(self) -> str:
+        return (
+            f"the sandbox's daemon did not take the start message ({self.reason}); the run "
+            f"{self.run_id} is minted: retry with the same startRequestId to deliver it again"
+        )
 
 
 def ensure_supported(provider: SandboxProvider) -> None:
@@ -71,13 +91,21 @@ async def send_daemon_message(
         payload["repoDir"] = repo_dir  # platform-side extra: where the agent runs
     if provider is SandboxProvider.DOCKER:
         await _deliver_docker(
-            payload, codesandbox_id, settings or SandboxSettings(), delivery_timeout
+            payload, codesandbox_id, settings or SandboxSettings(), delivery_timeout, message.run_id
         )
         return True
     path = local_socket_path(socket_dir, codesandbox_id)
+    run_id = message.run_id
     try:
         async with asyncio.timeout(delivery_timeout):
-            reader, writer = await asyncio.open_unix_connection(str(path))
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(path))
+            except OSError as exc:
+                raise DeliveryFailed(
+                    DeliveryFailure.DAEMON_UNREACHABLE,
+                    run_id=run_id,
+                    detail=f"no daemon took a connection at {str(path)!r}: {exc}",
+                ) from exc
             try:
                 writer.write(json.dumps(payload).encode() + b"\n")
                 await writer.drain()
@@ -85,14 +113,24 @@ async def send_daemon_message(
             finally:
                 writer.close()
                 await writer.wait_closed()
-    except (OSError, TimeoutError, ValueError) as exc:
+    except TimeoutError as exc:
         raise DeliveryFailed(
-            f"daemon at {str(path)!r} did not take the start message ({type(exc).__name__}: {exc}); "
-            "is the daemon running? retry the same startRequestId"
+            DeliveryFailure.DAEMON_TIMEOUT,
+            run_id=run_id,
+            detail=f"the daemon at {str(path)!r} did not answer within {delivery_timeout} s",
         ) from exc
-    if not reply.get("ok"):
+    except (OSError, ValueError) as exc:
         raise DeliveryFailed(
-            f"daemon at {str(path)!r} refused the start message: {reply.get('error')!r}"
+            DeliveryFailure.DAEMON_REFUSED,
+            run_id=run_id,
+            detail=f"the daemon at {str(path)!r} broke off ({type(exc).__name__}: {exc})",
+        ) from exc
+    if not isinstance(reply, dict) or not reply.get("ok"):
+        error = reply.get("error") if isinstance(reply, dict) else reply
+        raise DeliveryFailed(
+            DeliveryFailure.DAEMON_REFUSED,
+            run_id=run_id,
+            detail=f"the daemon at {str(path)!r} refused the start message: {error!r}",
         )
     log.info("daemon_message_delivered", run_id=message.run_id, socket=str(path))
     return True
@@ -107,7 +145,11 @@ def docker_container_ref(codesandbox_id: str) -> str:
 
 
 async def _deliver_docker(
-    payload: dict[str, Any], codesandbox_id: str, settings: SandboxSettings, time_limit: float
+    payload: dict[str, Any],
+    codesandbox_id: str,
+    settings: SandboxSettings,
+    time_limit: float,
+    run_id: str,
 ) -> None:
     container = docker_container_ref(codesandbox_id)
     try:
@@ -115,9 +157,17 @@ async def _deliver_docker(
             await docker_delivery.deliver(
                 payload, codesandbox_id=container, settings=settings, time_limit=time_limit
             )
-    except (docker_delivery.DockerDeliveryError, TimeoutError) as exc:
-        reason = str(exc) or f"no answer within {time_limit:g} s"
+    except docker_delivery.DockerDeliveryError as exc:
         raise DeliveryFailed(
-            f"the daemon in docker container {container!r} did not take the start message "
-            f"({reason}); retry the same startRequestId"
+            exc.reason,
+            run_id=run_id,
+            detail=f"the daemon in docker container {container!r} did not take the start "
+            f"message: {exc}",
+        ) from exc
+    except TimeoutError as exc:
+        raise DeliveryFailed(
+            DeliveryFailure.DAEMON_TIMEOUT,
+            run_id=run_id,
+            detail=f"the daemon in docker container {container!r} did not answer within "
+            f"{time_limit:g} s",
         ) from exc

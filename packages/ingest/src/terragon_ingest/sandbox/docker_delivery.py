@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from terragon_core import DOCKER_DAEMON_SOCKET_PATH
+from terragon_core import DOCKER_DAEMON_SOCKET_PATH, DeliveryFailure
 from terragon_ingest.sandbox.docker_engine import DockerEngine, DockerError, untrusted
 from terragon_ingest.settings import SandboxSettings
 
@@ -38,7 +38,12 @@ sys.exit(0 if reply else 1)
 
 
 class DockerDeliveryError(Exception):
-    """The daemon in the container did not take the start message (why, for the operator)."""
+    """The daemon in the container did not take the start message (why, for the operator's log;
+    `reason` for the answer and the metric)."""
+
+    def __init__(self, message: str, reason: DeliveryFailure) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 async def deliver(
@@ -58,11 +63,12 @@ async def deliver(
             max_stdout=MAX_REPLY_BYTES,
         )
     except DockerError as exc:
-        raise DockerDeliveryError(str(exc)) from exc
+        raise DockerDeliveryError(str(exc), DeliveryFailure.DAEMON_UNREACHABLE) from exc
     if result.exit_code != 0:
         raise DockerDeliveryError(
             f"the daemon in container {codesandbox_id!r} did not answer on "
-            f"{DOCKER_DAEMON_SOCKET_PATH} (exit {result.exit_code}): {untrusted(result.stderr)}"
+            f"{DOCKER_DAEMON_SOCKET_PATH} (exit {result.exit_code}): {untrusted(result.stderr)}",
+            DeliveryFailure.DAEMON_UNREACHABLE,
         )
     try:
         reply = json.loads(result.stdout)
@@ -72,6 +78,7 @@ async def deliver(
         error = reply.get("error") if isinstance(reply, dict) else result.stdout
         raise DockerDeliveryError(
             f"the daemon in container {codesandbox_id!r} refused the start message: "
-            f"{untrusted(str(error))}"
+            f"{untrusted(str(error))}",
+            DeliveryFailure.DAEMON_REFUSED,
         )
     log.info("daemon_message_delivered", run_id=payload.get("runId"), container=codesandbox_id)

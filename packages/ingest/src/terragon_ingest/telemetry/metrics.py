@@ -39,6 +39,7 @@ _DOCS: dict[MetricName, str] = {
     MetricName.EVENT_PURGE: "Preview events purged by retention.",
     MetricName.BUDGET_SYNC_FAILURE: "Run-budget syncs to Valkey that failed (local accounting decided).",
     MetricName.EDGE_REJECTED: "Connections and requests refused by the HTTP edge, by reason.",
+    MetricName.RUN_START_DELIVERY_FAILED: "Run starts whose start message the daemon did not take (502), by reason.",
 }
 
 
