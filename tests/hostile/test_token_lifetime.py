@@ -228,7 +228,8 @@ def fx_cli(valkey_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     async def invoke(*args: str, code: int = 0) -> str:
         result = await asyncio.to_thread(invoke_in_process, list(args))
         assert result.exit_code == code, result.output
-        return result.output
+        # the answer is on stdout, a refusal on stderr (with the log lines: `output` mixes the two)
+        return result.stdout if code == 0 else result.stderr
 
     yield invoke
     get_settings.cache_clear()

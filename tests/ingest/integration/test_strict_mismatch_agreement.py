@@ -47,8 +47,8 @@ def _archived_strict_mismatches(database_url: str, root: Path) -> tuple[int, int
 
 def _live_strict_mismatches(database_url: str) -> int:
     frame = live_minutes(database_url, "repo_full_name")
-    pairs = zip(frame["series"].tolist(), frame["per_minute"].tolist(), strict=True)
-    return sum(int(n) for series, n in pairs if series.startswith(MetricName.STRICT_MISMATCH))
+    pairs = zip(frame["metric"].tolist(), frame["per_minute"].tolist(), strict=True)
+    return sum(int(n) for metric, n in pairs if metric == MetricName.STRICT_MISMATCH)
 
 
 async def test_no_active_run_foreign_run_id_is_one_strict_mismatch_everywhere(
