@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -102,11 +103,22 @@ def fx_empty_url(pg_admin_url: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
+def _worker_database(url: str) -> str:
+    """An external Valkey's database of this pytest-xdist worker (`gw3` -> db 3): each test
+    flushes its database, and parallel workers must not flush each other's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw") or 0)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "unix":  # the database is a query parameter there
+        return parts._replace(query=f"db={index}").geturl()
+    return parts._replace(path=f"/{index}").geturl()
+
+
 @pytest.fixture(name="valkey_server_url", scope="session")
 def fx_valkey_server_url(services_dir: Path) -> Iterator[str]:
     external = os.environ.get("TERRAGON_TEST_VALKEY_URL")
     if external:
-        yield external
+        yield _worker_database(external)
         return
     from terragon_ingest.embedded import EmbeddedValkey
 
