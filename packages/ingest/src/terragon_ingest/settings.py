@@ -1,7 +1,7 @@
 """One settings object for the ingest service, read from the environment.
 
-Groups mirror the parts of the system. Every field is documented; the README's configuration
-table lists the same variables. Deeper modules never import
+Groups mirror the parts of the system. Every field is documented; the configuration
+table (docs/configuration.md) lists the same variables. Deeper modules never import
 `get_settings()`: the composition root (`app.create_app`) and the CLI pass settings down.
 """
 
