@@ -105,10 +105,10 @@ def test_up_detects_and_stops_a_stale_server_from_a_killed_run(data_dir: Path) -
 
 
 def test_up_prints_the_preview_origin_and_serves_a_preview_on_it(data_dir: Path) -> None:
-    """The by-hand flow of the README: `up` names the origin template, a session started on it
-    answers `previewUrl`, and curl (which sends `*.localhost` to the loopback address) follows
-    the exchange redirect with its cookie jar to the upstream's page. The upstream is on
-    127.0.0.1, which `up` allows (`serve` would not)."""
+    """The by-hand flow (docs/operations.md "The API by hand"): `up` names the origin template, a
+    session started on it answers `previewUrl`, and curl (which sends `*.localhost` to the loopback
+    address) follows the exchange redirect with its cookie jar to the upstream's page. The
+    upstream is on 127.0.0.1, which `up` allows (`serve` would not)."""
     import json
     import shutil
     import threading

@@ -1,4 +1,4 @@
-"""`OBJECT_STORE_URL` as a local directory (README: "`s3://bucket/prefix` or a local directory"):
+"""`OBJECT_STORE_URL` as a local directory (docs/configuration.md: "`s3://bucket/prefix` … or a local directory"):
 a plain path, a relative one and a `file://` URL each hold the payloads in that directory."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The READMEs print commands that run as printed (issue 24 item 3): every `terragon` command is
+"""The READMEs and docs/ print commands that run as printed (issue 24 item 3): every `terragon` command is
 written `uv run terragon …`, and each one's subcommands and options exist (`--help` parses for
 it). Before: bare `terragon …` failed without `uv run`, and nothing noticed a renamed option.
 
@@ -23,6 +23,7 @@ READMES = [
     ROOT / "README.md",
     ROOT / "packages/ingest/README.md",
     ROOT / "apps/dashboard/README.md",
+    *sorted((ROOT / "docs").glob("*.md")),  # the README's detail moved there (issue 25)
 ]
 PREFIX = "uv run terragon "
 INLINE = re.compile(r"`(uv run terragon [^`]+)`")

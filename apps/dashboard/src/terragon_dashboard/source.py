@@ -3,7 +3,7 @@ the archive replicas on several hosts share). Read-only.
 
 A bucket is read with pyarrow's S3 filesystem into Arrow datasets that DuckDB scans: DuckDB's
 `httpfs` extension cannot be loaded without internet, and pyarrow's reader measured faster than
-DuckDB over an fsspec filesystem (the project README, "Archive on object storage"). The endpoint,
+DuckDB over an fsspec filesystem (docs/performance.md, "Archive read path"). The endpoint,
 region, credentials and timeout come from the same variables the ingest service reads
 (`OBJECT_STORE_S3_ENDPOINT`, `AWS_*`, `OBJECT_STORE_TIMEOUT`); every request is bounded.
 

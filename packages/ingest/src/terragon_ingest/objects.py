@@ -92,7 +92,7 @@ class QuarantineObjects:
         if not url:
             root = settings.server.DATA_DIR / "objects"
             return cls(LocalStore(root, mkdir=True), f"local:{root}")
-        if url.startswith("file://") or "://" not in url:  # a directory, as the README allows
+        if url.startswith("file://") or "://" not in url:  # a directory (docs/configuration.md)
             root = Path(url.removeprefix("file://")).expanduser()
             return cls(LocalStore(root, mkdir=True), f"local:{root}")
         return cls(

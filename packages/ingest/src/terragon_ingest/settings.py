@@ -1,7 +1,7 @@
 """One settings object for the ingest service, read from the environment.
 
-Groups mirror the parts of the system. Every field is documented; the README's configuration
-table lists the same variables. Deeper modules never import
+Groups mirror the parts of the system. Every field is documented; the configuration
+table (docs/configuration.md) lists the same variables. Deeper modules never import
 `get_settings()`: the composition root (`app.create_app`) and the CLI pass settings down.
 """
 
@@ -98,7 +98,7 @@ class DatabaseSettings:
     """`TERRAGON_DB_STATEMENT_TIMEOUT`: seconds any statement of the service's pool may run (every
     ingest statement; over → 503 `unavailable` for that envelope only, the daemon retries). Set as
     a connection option (`-c statement_timeout`): it costs no round trip per statement, where a
-    `SET LOCAL` needs a transaction around each (measured +0.4 ms a statement, pipelined). The
+    `SET LOCAL` needs a transaction around each (docs/performance.md "Statement timeout"). The
     periodic jobs lift it on their own connection (`db.unbounded`). 0 = no bound."""
 
 
@@ -215,8 +215,7 @@ class CorrelationSettings:
     """`TERRAGON_GROUP_COMMIT_MAX_BATCH`: envelopes at most in one grouped statement (1 = off).
     At most 32: a batch retried in isolation writes each in a subtransaction, and PostgreSQL
     caches 64 per transaction. 8 by default: the tail is the envelope that waits behind a long
-    statement, and above 8 the batches buy no throughput (`tools/bench --only ingest --quick`,
-    2 cores, c32: p99 54-55 ms at 32, 45-54 at 16, 37-47 at 8, 40-41 at 4, same rate)."""
+    statement, and above 8 the batches buy no throughput (docs/performance.md "Group commit")."""
     GROUP_COMMIT_IN_FLIGHT: int = field(
         default_factory=lambda: _env_int("TERRAGON_GROUP_COMMIT_IN_FLIGHT", 2)
     )

@@ -12,7 +12,7 @@ opened for queries, the same way for both places:
   listing of the bucket, then pyarrow's S3 filesystem into Arrow datasets that DuckDB scans.
   Either way only the live files (`terragon_core.live_files`: a compacted day's `day.parquet`). DuckDB's own
   `httpfs` cannot be loaded offline; pyarrow's reader measured ~2x faster than DuckDB over an fsspec
-  filesystem (obstore's) on the same server (README "Archive on object storage").
+  filesystem (obstore's) on the same server (docs/performance.md "Archive read path").
 
 Writes go through `objects.open_store` (obstore, the project's one S3 writer); the S3 reads use the
 same endpoint, region and `AWS_*` credentials, with the same bounded timeouts.

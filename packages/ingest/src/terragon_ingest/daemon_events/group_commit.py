@@ -11,13 +11,8 @@ submitted in the same turn (requests whose bytes arrived in the same poll), so a
 for nothing but that turn (microseconds: no added latency at low load); while they all run,
 arrivals queue, and the next free slot takes up to `max_batch` of them in one statement
 (PostgreSQL groups WAL flushes the same way). So a batch forms within the time one statement
-takes, never on a fixed delay. Sending the first item of a turn at once, as an earlier version
-did, left half the statements with one envelope (`tools/bench --only ingest`: 3,434 of 6,719,
-4.0 envelopes per statement; with the turn about 28 %, 4.7 to 5.0, and the service's CPU per
-envelope 0.19 to 0.25 ms over six runs against 0.23 to 0.25 over four before: the host drifts).
-One statement in flight instead of two made batches of 7.9 but left a quarter of the CPU idle
-and p99 up to 55 ms (apply 0.68 to 0.89 of pgbench over six phases, as spread as with two): two
-it is (`TERRAGON_GROUP_COMMIT_IN_FLIGHT`).
+takes, never on a fixed delay. Two in flight (`TERRAGON_GROUP_COMMIT_IN_FLIGHT`), and why
+sending a turn's first item at once was dropped: docs/performance.md "Group commit tuning".
 
 Tenancy (CONTRACT §4 "Budgets"): one run's envelopes occupy at most one of a worker's in-flight
 statements (`lane`: the sending token's digest, one token per run, so no lookup): while a
