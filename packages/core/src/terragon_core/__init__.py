@@ -21,7 +21,6 @@ from terragon_core.aliases import (
 )
 from terragon_core.archive import (
     AGGREGATE_DIMENSIONS,
-    AGGREGATE_MEASURES,
     ARCHIVE_COLUMNS,
     COMPACT_FILE,
     METRIC_SQL,
@@ -180,7 +179,6 @@ __all__ = [
     "ACCESS_DENIED_ALERT_PER_MINUTE",
     "ACTIVE_RUN_STATUSES",
     "AGGREGATE_DIMENSIONS",
-    "AGGREGATE_MEASURES",
     "ALERT_FOR_SECONDS",
     "ALERT_RATE_WINDOW_SECONDS",
     "ANONYMOUS_USER",

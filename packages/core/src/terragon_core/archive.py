@@ -97,7 +97,6 @@ ARCHIVE_COLUMNS: Final[dict[ArchiveDataset, tuple[tuple[str, str], ...]]] = {
 """Columns of each dataset's files, with their DuckDB types (the view adds `day`)."""
 
 AGGREGATE_DIMENSIONS: Final = tuple(name for name, _ in _DIMENSIONS)
-AGGREGATE_MEASURES: Final = tuple(name for name, _ in _MEASURES)
 
 TREND_METRICS: Final = (
     MetricName.STRICT_MISMATCH,
