@@ -17,7 +17,7 @@ import pyarrow.csv as pa_csv
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from terragon_core import ARCHIVE_COLUMNS, ArchiveDataset
+from terragon_core import ARCHIVE_COLUMNS, QUARANTINE_TABLE, RETAINED_TABLES, ArchiveDataset
 from terragon_ingest.db import load_queries
 from terragon_ingest.db.pool import CONNECTION_KWARGS
 
@@ -145,7 +145,7 @@ GroupKey = tuple[str | None, ...]
 """A reconciliation group: (reason, repo, user, provider) of quarantine rows, (event_name,) of
 preview events."""
 
-_RETAINED: Final = ("daemon_event_quarantine", "preview_event")
+_RETAINED: Final = frozenset(t.table for t in RETAINED_TABLES)
 _EXPIRING: Final = ("github_webhook_delivery",)
 _SEAL_TRIGGER: Final = "terragon_day_seal"
 _SEAL_TRUNCATE_TRIGGER: Final = "terragon_day_seal_truncate"
@@ -158,7 +158,7 @@ def _query(table: str, stem: str) -> LiteralString:
     return Q[f"{stem}_{table}"]
 
 
-def partition_name(day: date, table: str = "daemon_event_quarantine") -> str:
+def partition_name(day: date, table: str = QUARANTINE_TABLE.table) -> str:
     return f"{table}_p{day:%Y%m%d}"
 
 
