@@ -1,6 +1,4 @@
-"""SQL of the archive domain. The rollup and the alert hooks run in a worker thread on a sync
-connection of their own; retention runs on the service's async pool (its event is emitted there).
-"""
+"""SQL of the archive domain. The rollup runs in a worker thread on a sync connection of its own; retention runs on the service's async pool (its event is emitted there)."""
 
 from __future__ import annotations
 
@@ -315,41 +313,6 @@ async def expire_rows(conn: AsyncConn, table: str, before: datetime, *, dry_run:
         return int(row[0]) if row else 0
     cur = await conn.execute(Q[f"delete_expired_{table}"], {"before": before})
     return cur.rowcount
-
-
-# ---------------------------------------------------------------- alert hooks (sync)
-
-
-def fetch_quarantine_breaches(conn: Conn, **params: Any) -> list[tuple[str, float, float]]:
-    rows = conn.execute(Q["fetch_quarantine_breaches"], params).fetchall()
-    return [(str(r[0]), float(r[1]), float(r[2])) for r in rows]
-
-
-def fetch_access_denied_breach(conn: Conn, **params: Any) -> tuple[float, float] | None:
-    row = conn.execute(Q["fetch_access_denied_breach"], params).fetchone()
-    return (float(row[0]), float(row[1])) if row else None
-
-
-def fetch_alert_states(conn: Conn) -> set[tuple[str, str]]:
-    return {(str(r[0]), str(r[1])) for r in conn.execute(Q["fetch_alert_states"]).fetchall()}
-
-
-def insert_alert_state(
-    conn: Conn, rule: str, dims_key: str, dimensions: dict[str, str], firing_since: datetime
-) -> None:
-    conn.execute(
-        Q["insert_alert_state"],
-        {
-            "rule": rule,
-            "dims_key": dims_key,
-            "dimensions": Jsonb(dimensions),
-            "firing_since": firing_since,
-        },
-    )
-
-
-def delete_alert_state(conn: Conn, rule: str, dims_key: str) -> None:
-    conn.execute(Q["delete_alert_state"], {"rule": rule, "dims_key": dims_key})
 
 
 async def fetch_watermark_async(conn: AsyncConn, dataset: str) -> datetime | None:
