@@ -24,6 +24,7 @@ import structlog
 
 from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
+from terragon_ingest.dashboard import dashboard as dashboard_command
 from terragon_ingest.kit.installation import (
     UP_STATE_FILE,
     data_dir_option,
@@ -187,7 +188,7 @@ def up(
     expose it. /metrics answers this machine (loopback peers) without a token unless
     TERRAGON_METRICS_TOKEN is set.
     """
-    from terragon_ingest.archive.dashboard import start_dashboard, stop_dashboard
+    from terragon_ingest.dashboard import start_dashboard, stop_dashboard
     from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
     from terragon_ingest.preview import origin as preview_origin
 
@@ -703,7 +704,7 @@ def _write_schema_from_scratch() -> None:
 
 main.add_command(archive_commands.archive)
 main.add_command(archive_commands.retention)
-main.add_command(archive_commands.dashboard)
+main.add_command(dashboard_command)
 
 
 main.add_command(daemon_event_commands.quarantine)
