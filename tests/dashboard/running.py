@@ -1,5 +1,6 @@
-"""A dashboard under test: `streamlit run` (archive.dashboard's argv and environment) on a free
-127.0.0.1 port, healthy before the test goes on, stopped after it. Shared by the browser tests."""
+"""A dashboard under test: `streamlit run` (`terragon_ingest.dashboard`'s argv and environment)
+on a free 127.0.0.1 port, healthy before the test goes on, stopped after it. Shared by the
+browser tests."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import streamlit
 from streamlit.testing.v1 import AppTest
 
 from terragon_core import QuarantineReason
-from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
+from terragon_ingest.dashboard import dashboard_argv, dashboard_env
 from tests.dashboard.running import running_dashboard
 from tests.dashboard.seed import Row, connect, insert_quarantine
 

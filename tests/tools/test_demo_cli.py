@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from terragon_ingest.archive.demo import DEMO_DATA_DIR
+from terragon_ingest.demo import DEMO_DATA_DIR
 from tools.demo.__main__ import main
 
 

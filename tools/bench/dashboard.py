@@ -102,7 +102,7 @@ def _upload(root: Path, url: str) -> None:
 
 
 def _page_results(ctx: Context, root: Path, label: str) -> list[BenchResult]:
-    from terragon_ingest.archive.dashboard import dashboard_env
+    from terragon_ingest.dashboard import dashboard_env
     from tools.bench import dashboard_page as page
     from tools.s3_server import start_bucket
 

@@ -1,6 +1,6 @@
 """The dashboard's real page in Chromium (Playwright, Debian's /usr/bin/chromium): `streamlit run`
-as `terragon dashboard` starts it (`archive.dashboard`'s argv and environment), timed from the
-browser's side until every chart has drawn its marks and Streamlit reports the run finished.
+as `terragon dashboard` starts it (`terragon_ingest.dashboard`'s argv and environment), timed
+from the browser's side until every chart has drawn its marks and Streamlit reports the run finished.
 
 What a timing covers: the script run (archive reads, queries, chart specs), the websocket
 messages, the frontend's React and Vega rendering. `drawn` = the script is not running, no
@@ -94,7 +94,7 @@ MINIMAL_PAGE = Path(__file__).with_name("minimal_page.py")
 
 def minimal_argv(port: int) -> list[str]:
     """`streamlit run` of `MINIMAL_PAGE` with the dashboard's server options."""
-    from terragon_ingest.archive.dashboard import dashboard_argv
+    from terragon_ingest.dashboard import dashboard_argv
 
     argv = dashboard_argv("127.0.0.1", port, "unused")
     argv[argv.index("run") + 1] = str(MINIMAL_PAGE)
@@ -110,7 +110,7 @@ def served(
 ) -> Iterator[Served]:
     """`streamlit run` over `archive` on a free 127.0.0.1 port (the argv `terragon dashboard`
     uses, or `argv(port)`); yields it once healthy."""
-    from terragon_ingest.archive.dashboard import dashboard_argv
+    from terragon_ingest.dashboard import dashboard_argv
 
     port = free_port()
     log = (workdir / f"dashboard-{port}.log").open("wb")

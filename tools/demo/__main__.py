@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from terragon_ingest.archive.demo import DEMO_DATA_DIR
+from terragon_ingest.demo import DEMO_DATA_DIR
 from terragon_ingest.log_config import configure_logging
 from tools.demo.fleet import BUNDLE, Fleet
 

@@ -13,8 +13,8 @@ import pytest
 
 from terragon_core import QuarantineReason
 from terragon_ingest.archive import repository
-from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
 from terragon_ingest.archive.rollup import rollup
+from terragon_ingest.dashboard import dashboard_argv, dashboard_env
 from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
 

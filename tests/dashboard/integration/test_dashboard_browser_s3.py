@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from terragon_ingest.archive import repository
-from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
 from terragon_ingest.archive.location import ObjectArchive
 from terragon_ingest.archive.rollup import rollup
+from terragon_ingest.dashboard import dashboard_argv, dashboard_env
 from terragon_ingest.settings import ObjectStoreSettings
 from tests.dashboard.integration.test_dashboard_browser import _MARKS_JS, ARTIFACTS, CHROMIUM, _seed
 from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard

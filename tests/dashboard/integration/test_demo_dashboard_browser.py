@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from terragon_core import DASHBOARD_SESSION_COOKIE, DASHBOARD_SESSION_SECONDS, QuarantineReason
-from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
+from terragon_ingest.dashboard import dashboard_argv, dashboard_env
 from tests.dashboard.running import FOUR_CHARTS_JS, healthy, running_dashboard
 from tests.dashboard.seed import Row, connect, insert_quarantine
 from tests.ingest.integration.test_up_terminal import Terminal, kill_leftovers, stop_up

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from terragon_core import QuarantineReason
-from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
+from terragon_ingest.dashboard import dashboard_argv, dashboard_env
 from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard
 from tests.dashboard.storm import (
     PAYLOAD_MARKER,

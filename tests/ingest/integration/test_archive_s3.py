@@ -246,7 +246,7 @@ def test_the_rollup_job_writes_to_the_bucket_and_evaluates_the_alert_hooks(
     in the bucket, none in the data dir, and the alert hooks still fire after it."""
     from terragon_core import ACCESS_DENIED_ALERT, QUARANTINE_ALERT
     from terragon_ingest.archive.tasks import run_rollup
-    from tests.ingest.integration.test_archive_alert_hooks import Receiver, _storm
+    from tests.ingest.integration.test_alert_hooks import Receiver, _storm
 
     receiver = Receiver()
     receiver.thread.start()

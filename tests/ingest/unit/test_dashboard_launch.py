@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from terragon_ingest.archive.dashboard import dashboard_argv, dashboard_env
+from terragon_ingest.dashboard import dashboard_argv, dashboard_env
 
 
 def test_dashboard_env_passes_only_what_the_dashboard_needs(

@@ -11,9 +11,6 @@ from typing import NewType
 CodesandboxId = NewType("CodesandboxId", str)
 SandboxInstanceId = NewType("SandboxInstanceId", str)
 
-WIRE_FIELD: str = "codesandboxId"
-SERVICE_FIELD: str = "sandboxInstanceId"
-
 
 def to_sandbox_instance_id(codesandbox_id: str) -> SandboxInstanceId:
     """Wire/DB id → service-layer id."""

@@ -21,11 +21,13 @@ in-memory DuckDB with the views below (`archive_view_sql`); the column `day` com
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from terragon_core.constants import PREVIEW_EVENT_RETENTION_DAYS, QUARANTINE_RETENTION_DAYS
 from terragon_core.enums import QuarantineReason
-from terragon_core.metrics import MetricName
+from terragon_core.metrics import EVENT_PURGE_EVENT, QUARANTINE_PURGE_EVENT, MetricName
 
 
 class ArchiveDataset(StrEnum):
@@ -35,6 +37,49 @@ class ArchiveDataset(StrEnum):
     QUARANTINE_MINUTELY = "quarantine_minutely"
     QUARANTINE_DAILY = "quarantine_daily"
     PREVIEW_EVENTS = "preview_events"
+
+
+@dataclass(frozen=True, slots=True)
+class RetainedTable:
+    """A day-partitioned PostgreSQL table: the rollup archives its rows, and retention drops a day
+    once the archive holds it (the only purge of its rows)."""
+
+    dataset: str
+    """Its name in `archive_watermark.dataset` and `archive_day_seal.dataset` (a CHECK there)."""
+    table: str
+    archive: ArchiveDataset
+    """The dataset its rows are archived into."""
+    days: int
+    """Days kept in PostgreSQL."""
+    event: str
+    """The purge's observability event."""
+    metric: MetricName
+    """The purge's counter."""
+    breakdown: str
+    """The purge event's property that carries the rows per group's first key."""
+
+
+QUARANTINE_TABLE: Final = RetainedTable(
+    "quarantine",
+    "daemon_event_quarantine",
+    ArchiveDataset.QUARANTINE_ROWS,
+    QUARANTINE_RETENTION_DAYS,
+    QUARANTINE_PURGE_EVENT,
+    MetricName.QUARANTINE_PURGE,
+    "byReason",
+)
+PREVIEW_EVENT_TABLE: Final = RetainedTable(
+    "preview_event",
+    "preview_event",
+    ArchiveDataset.PREVIEW_EVENTS,
+    PREVIEW_EVENT_RETENTION_DAYS,
+    EVENT_PURGE_EVENT,
+    MetricName.EVENT_PURGE,
+    "byEventName",
+)
+RETAINED_TABLES: Final = (QUARANTINE_TABLE, PREVIEW_EVENT_TABLE)
+"""The day-partitioned tables (partitions made ahead, rollup sources, retention): the one list.
+The migrations create them; a test holds `db/schema.sql`'s partitioned tables equal to it."""
 
 
 _DIMENSIONS: Final = (
@@ -97,7 +142,6 @@ ARCHIVE_COLUMNS: Final[dict[ArchiveDataset, tuple[tuple[str, str], ...]]] = {
 """Columns of each dataset's files, with their DuckDB types (the view adds `day`)."""
 
 AGGREGATE_DIMENSIONS: Final = tuple(name for name, _ in _DIMENSIONS)
-AGGREGATE_MEASURES: Final = tuple(name for name, _ in _MEASURES)
 
 TREND_METRICS: Final = (
     MetricName.STRICT_MISMATCH,

@@ -15,10 +15,6 @@ class RunStatus(StrEnum):
     FINISHED = "finished"
     FAILED = "failed"
 
-    @property
-    def is_active(self) -> bool:
-        return self in ACTIVE_RUN_STATUSES
-
 
 ACTIVE_RUN_STATUSES: frozenset[RunStatus] = frozenset(
     {RunStatus.BOOTING, RunStatus.RUNNING, RunStatus.VALIDATING}

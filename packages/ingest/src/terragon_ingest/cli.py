@@ -24,6 +24,7 @@ import structlog
 
 from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
+from terragon_ingest.dashboard import dashboard as dashboard_command
 from terragon_ingest.kit.installation import (
     UP_STATE_FILE,
     data_dir_option,
@@ -187,7 +188,7 @@ def up(
     expose it. /metrics answers this machine (loopback peers) without a token unless
     TERRAGON_METRICS_TOKEN is set.
     """
-    from terragon_ingest.archive.dashboard import start_dashboard, stop_dashboard
+    from terragon_ingest.dashboard import start_dashboard, stop_dashboard
     from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
     from terragon_ingest.preview import origin as preview_origin
 
@@ -271,6 +272,8 @@ def up(
         cause = failure or output.cause or stop.cause
         announce("terragon_stopping", f"terragon stopping ({cause or 'exit'})...", cause=cause)
         steps: list[tuple[str, Callable[[], None]]] = []
+        if history is not None:
+            steps.append(("demo history", history.stop))
         if fleet is not None:
             steps.append(("demo fleet", lambda f=fleet: stop_demo_fleet(f)))
         if dashboard is not None:
@@ -443,7 +446,7 @@ def free_loopback_port() -> int:
 def _demo_data_dir(settings: Settings, data_dir: Path) -> Path:
     """`--demo`'s data directory: its own (never the default `.data`), new or already a demo
     directory, on embedded servers only, so demo data never lands in a real installation."""
-    from terragon_ingest.archive import demo
+    from terragon_ingest import demo
 
     ctx = click.get_current_context()
     if ctx.get_parameter_source("data_dir") is click.core.ParameterSource.DEFAULT:
@@ -454,42 +457,62 @@ def _demo_data_dir(settings: Settings, data_dir: Path) -> Path:
             "(demo traffic must not land in a real database)"
         )
     try:
+        demo.find_checkout()  # before anything is claimed or started
         demo.claim_demo_dir(data_dir.resolve())
         demo.check_demo_archive(
             data_dir.resolve(), settings.archive.archive_dir(data_dir.resolve())
         )
-    except demo.NotADemoDirectory as exc:
+    except (demo.NotADemoDirectory, demo.NoCheckout) as exc:
         raise click.ClickException(str(exc)) from exc
     return data_dir
 
 
 class DemoHistory:
-    """Writes the demo history in a thread while the servers start (it takes seconds); `wait`
-    before the dashboard opens the archive."""
+    """Writes the demo history (`python -m tools.demo.history`, a child run from the checkout)
+    while the servers start (it takes seconds); `wait` before the dashboard opens the archive."""
 
     def __init__(self, data_dir: Path, archive_dir: Path) -> None:
-        import threading
-        from datetime import UTC, datetime
-
-        from terragon_ingest.archive import demo
-
-        self.error: BaseException | None = None
-
-        def write() -> None:
-            try:
-                demo.backfill_history(data_dir.resolve(), archive_dir, datetime.now(UTC))
-            except BaseException as exc:  # reported by `wait`, in the main thread
-                self.error = exc
+        from terragon_ingest.demo import find_checkout
+        from terragon_ingest.log_config import relay_output
 
         log.info("demo_history_writing", days=30, archive=str(archive_dir))
-        self.thread = threading.Thread(target=write, name="demo-history", daemon=True)
-        self.thread.start()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tools.demo.history",
+                "--data-dir",
+                str(data_dir.resolve()),
+                "--archive",
+                str(archive_dir),
+                "--log-format",
+                "json",
+            ],
+            cwd=find_checkout(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
+            start_new_session=True,  # like the fleet: `up` alone gets the group's signals
+        )
+        self.relays = relay_output(self.process, "demo")
 
     def wait(self) -> None:
-        self.thread.join()
-        if self.error is not None:
-            log.error("demo_history_failed", error=repr(self.error), exc_info=self.error)
-            raise click.ClickException(f"demo history could not be written: {self.error}")
+        from terragon_ingest.log_config import wait_relays
+
+        code = self.process.wait()
+        wait_relays(self.relays)
+        if code != 0:
+            log.error("demo_history_failed", exit_code=code)
+            raise click.ClickException(
+                f"demo history could not be written (exit {code}; its log lines are above)"
+            )
+
+    def stop(self) -> None:
+        """On `up`'s way out: a history still being written is cut short."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
 
 
 def _dashboard_access(host: str) -> str:
@@ -539,13 +562,12 @@ def _run_stop_steps(steps: list[tuple[str, Callable[[], None]]], stop: StopSigna
 def start_demo_fleet(
     api: str, data_dir: Path, settings: Settings, preview_port: int = 0, provider: str = "local"
 ) -> subprocess.Popen[bytes]:
-    """`python -m tools.demo` from the source checkout, as a child we stop on every exit path;
-    its JSON log lines are read and logged again here (`relay_output`)."""
+    """`python -m tools.demo` from the source checkout (`demo.find_checkout`), as a child we stop
+    on every exit path; its JSON log lines are read and logged again here (`relay_output`)."""
+    from terragon_ingest.demo import find_checkout
     from terragon_ingest.log_config import relay_output
 
-    root = Path(__file__).resolve().parents[4]
-    if not (root / "tools" / "demo" / "__main__.py").exists():
-        raise click.ClickException(f"--demo needs a source checkout (no tools/demo under {root})")
+    root = find_checkout()
     socket_dir = settings.sandbox.socket_dir(data_dir)
     fleet = subprocess.Popen(
         [
@@ -682,7 +704,7 @@ def _write_schema_from_scratch() -> None:
 
 main.add_command(archive_commands.archive)
 main.add_command(archive_commands.retention)
-main.add_command(archive_commands.dashboard)
+main.add_command(dashboard_command)
 
 
 main.add_command(daemon_event_commands.quarantine)

@@ -3,6 +3,7 @@
 IngestError
 ├── UserError                    misuse: bad request, unknown id (4xx)
 │   ├── NotFound
+│   ├── Conflict                 contradicts what is stored (409)
 │   ├── UnsupportedProvider
 │   └── InvalidRequest
 │       └── UnstorableValue      a driver refused a value (its text goes to the log only)

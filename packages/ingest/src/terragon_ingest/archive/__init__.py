@@ -1,2 +1,3 @@
 """The archive: rollup of quarantine rows and preview events into day-partitioned Parquet,
-30-day retention of the quarantine partitions, the analysts' CLI and the in-process alert hooks."""
+retention (the only purge of the retained tables: seal once, purge on the seal), where its files
+live (`location.py`) and its CLI (`terragon archive|retention`)."""

@@ -1,5 +1,5 @@
-"""CLI: `terragon archive rollup|sql`, `terragon retention purge` and `terragon dashboard`
-(registered on the `terragon` group in `cli.py`)."""
+"""CLI: `terragon archive rollup|sql` and `terragon retention purge` (registered on the
+`terragon` group in `cli.py`; `terragon dashboard` is `dashboard.py`'s)."""
 
 from __future__ import annotations
 
@@ -304,54 +304,3 @@ def purge_command(
             action,
         )
     Console().print(table)
-
-
-@click.command("dashboard")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8501, show_default=True, type=int)
-@installation(database="optional")
-@_archive_dir
-@_archive_url
-def dashboard(
-    host: str,
-    port: int,
-    settings: Settings,
-    archive_dir: Path | None,
-    archive_url: str | None,
-) -> None:
-    """Serve the on-call dashboard (Streamlit) over the archive and the live hour in Postgres.
-
-    SIGINT or SIGTERM stops it (Streamlit with it); a repeated signal during the stop is ignored.
-    """
-    from terragon_ingest.archive.dashboard import start_dashboard, stop_dashboard
-    from terragon_ingest.stopping import StopSignals
-
-    url = settings.db.URL  # None: the archive alone, no live hour
-    settings = _with_archive(settings, archive_dir, archive_url)
-    root = settings.archive.archive_url(settings.server.DATA_DIR)
-    from terragon_ingest.log_config import announce
-
-    announce(
-        "dashboard_serving",
-        f"dashboard on http://{host}:{port} (archive {root})",
-        url=f"http://{host}:{port}",
-        archive=str(root),
-    )
-    # The stop-once handlers of `up`: Streamlit runs in a session of its own (no group signal
-    # reaches it), so only this stop ends it; SIGKILL of this process ends it by die_with_parent.
-    stop = StopSignals().install()
-    process = None
-    try:
-        process = start_dashboard(host, port, root, url, settings.server.DATA_DIR)
-        process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.begin_without_signal()
-        if process is not None:
-            stop_dashboard(process)
-        stop.finish()
-    if stop.cause is None and process is not None and process.returncode:
-        raise click.ClickException(
-            f"the dashboard exited with {process.returncode} (its output is above)"
-        )

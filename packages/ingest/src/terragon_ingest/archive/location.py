@@ -8,11 +8,11 @@ opened for queries, the same way for both places:
   becomes visible when completed), so a reader sees the old object or the new one, never half.
 - **read for a rewrite** (the rollup merges an hour's old rows): locally the file itself; on S3 a
   local copy fetched once per run (the rollup lock makes this process the only writer meanwhile).
-- **query** (`open_archive`): locally DuckDB's `read_parquet` over the listed files; on S3 one
-  listing of the bucket, then pyarrow's S3 filesystem into Arrow datasets that DuckDB scans.
-  Either way only the live files (`terragon_core.live_files`: a compacted day's `day.parquet`). DuckDB's own
-  `httpfs` cannot be loaded offline; pyarrow's reader measured ~2x faster than DuckDB over an fsspec
-  filesystem (obstore's) on the same server (docs/performance.md "Archive read path").
+- **query** (`open_archive`): through `terragon_core.archive_location`, the one reader of both
+  places, which the dashboard reads through too: one listing of the live files
+  (`terragon_core.live_files`: a compacted day's `day.parquet`), then locally DuckDB's
+  `read_parquet` over them, on S3 pyarrow's S3 filesystem into Arrow datasets that DuckDB scans
+  (why: docs/performance.md "Archive read path").
 
 Writes go through `objects.open_store` (obstore, the project's one S3 writer); the S3 reads use the
 same endpoint, region and `AWS_*` credentials, with the same bounded timeouts.
@@ -27,27 +27,22 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 import duckdb
 import obstore
 import structlog
 
-from terragon_core import COMPACT_FILE, ArchiveDataset, archive_view_sql, live_files
+from terragon_core import COMPACT_FILE, live_files
+from terragon_core.archive_location import SETTING, S3Reading, add_views, list_archive
 from terragon_ingest.errors import ObjectStoreUnavailable
 from terragon_ingest.objects import MAX_RETRIES, open_store, store_error, store_hint
 
 if TYPE_CHECKING:
-    import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
     from obstore.store import ObjectStore
 
     from terragon_ingest.settings import ObjectStoreSettings, Settings
 
 log = structlog.get_logger()
-
-SETTING = "TERRAGON_ARCHIVE_URL"
-"""The setting an archive-store failure names."""
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -107,19 +102,14 @@ class LocalArchive:
             tmp.unlink(missing_ok=True)
 
     def open_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        for dataset in ArchiveDataset:
-            found = live_files(str(p) for p in (self.root / dataset.value).glob("day=*/*.parquet"))
-            con.execute(archive_view_sql(dataset, None, files=found))
+        add_views(con, list_archive(self.root))
 
 
 class ObjectArchive:
     """The archive under `s3://bucket/prefix`: what replicas on several hosts share."""
 
     def __init__(self, url: str, settings: ObjectStoreSettings) -> None:
-        parsed = urlparse(url)
         self.url = url.rstrip("/")
-        self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
         self.settings = settings
         self.description = self.url
         self.hint = store_hint(SETTING, settings)
@@ -220,63 +210,27 @@ class ObjectArchive:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def arrow_filesystem(self) -> pafs.S3FileSystem:
-        return arrow_s3_filesystem(self.settings)
-
     def open_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        import pyarrow.fs as pafs
-
-        fs = self.arrow_filesystem()
-        base = f"{self.bucket}/{self.prefix}".rstrip("/")
+        reading = s3_reading(self.settings)
         try:
-            # an archive not written yet is empty; a bucket that does not exist is a wrong setting
-            if fs.get_file_info(self.bucket).type == pafs.FileType.NotFound:
-                raise OSError(f"bucket {self.bucket!r} does not exist")
-            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+            manifest = list_archive(self.url, reading)
         except OSError as exc:
             raise self._fail("listing the archive", exc) from exc
-        paths = live_files(i.path for i in infos if i.type == pafs.FileType.File)
-        for dataset in ArchiveDataset:
-            root = f"{base}/{dataset.value}"
-            mine = [p for p in paths if p.startswith(f"{root}/day=")]
-            if not mine:
-                con.execute(archive_view_sql(dataset, None))
-                continue
-            relation = f"_{dataset.value}_files"
-            con.register(relation, _arrow_dataset(fs, root, mine))
-            con.execute(archive_view_sql(dataset, None, relation=relation))
+        add_views(con, manifest, reading)
 
 
 ArchiveLocation = LocalArchive | ObjectArchive
 
 
-def _arrow_dataset(fs: pafs.FileSystem, root: str, paths: list[str]) -> ds.Dataset:
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-
-    day = ds.partitioning(pa.schema([("day", pa.date32())]), flavor="hive")
-    return ds.dataset(
-        paths, filesystem=fs, format="parquet", partitioning=day, partition_base_dir=root
-    )
-
-
-def arrow_s3_filesystem(settings: ObjectStoreSettings) -> pafs.S3FileSystem:
-    """pyarrow's S3 client with the object store's endpoint, region and bounded timeouts
-    (credentials: the `AWS_*` variables, as obstore reads them)."""
-    import pyarrow.fs as pafs
-
-    kwargs: dict[str, object] = {}
-    if settings.S3_ENDPOINT:
-        endpoint = urlparse(settings.S3_ENDPOINT)
-        kwargs["endpoint_override"] = endpoint.netloc + endpoint.path.rstrip("/")
-        kwargs["scheme"] = endpoint.scheme or "https"
+def s3_reading(settings: ObjectStoreSettings) -> S3Reading:
+    """How the archive's reads reach the bucket: the object store's endpoint and timeout, its
+    attempts, and the region of the `AWS_*` variables (as obstore reads them)."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    return pafs.S3FileSystem(
-        region=region or "us-east-1",
-        connect_timeout=min(settings.TIMEOUT, 5.0),
-        request_timeout=settings.TIMEOUT,
-        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_RETRIES + 1),
-        **kwargs,
+    return S3Reading(
+        endpoint=settings.S3_ENDPOINT or None,
+        timeout=settings.TIMEOUT,
+        region=region or None,
+        max_attempts=MAX_RETRIES + 1,
     )
 
 

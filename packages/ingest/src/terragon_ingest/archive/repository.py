@@ -1,6 +1,4 @@
-"""SQL of the archive domain. The rollup and the alert hooks run in a worker thread on a sync
-connection of their own; retention runs on the service's async pool (its event is emitted there).
-"""
+"""SQL of the archive domain. The rollup runs in a worker thread on a sync connection of its own; retention runs on the service's async pool (its event is emitted there)."""
 
 from __future__ import annotations
 
@@ -17,7 +15,7 @@ import pyarrow.csv as pa_csv
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from terragon_core import ARCHIVE_COLUMNS, ArchiveDataset
+from terragon_core import ARCHIVE_COLUMNS, QUARANTINE_TABLE, RETAINED_TABLES, ArchiveDataset
 from terragon_ingest.db import load_queries
 from terragon_ingest.db.pool import CONNECTION_KWARGS
 
@@ -145,7 +143,7 @@ GroupKey = tuple[str | None, ...]
 """A reconciliation group: (reason, repo, user, provider) of quarantine rows, (event_name,) of
 preview events."""
 
-_RETAINED: Final = ("daemon_event_quarantine", "preview_event")
+_RETAINED: Final = frozenset(t.table for t in RETAINED_TABLES)
 _EXPIRING: Final = ("github_webhook_delivery",)
 _SEAL_TRIGGER: Final = "terragon_day_seal"
 _SEAL_TRUNCATE_TRIGGER: Final = "terragon_day_seal_truncate"
@@ -158,7 +156,7 @@ def _query(table: str, stem: str) -> LiteralString:
     return Q[f"{stem}_{table}"]
 
 
-def partition_name(day: date, table: str = "daemon_event_quarantine") -> str:
+def partition_name(day: date, table: str = QUARANTINE_TABLE.table) -> str:
     return f"{table}_p{day:%Y%m%d}"
 
 
@@ -315,41 +313,6 @@ async def expire_rows(conn: AsyncConn, table: str, before: datetime, *, dry_run:
         return int(row[0]) if row else 0
     cur = await conn.execute(Q[f"delete_expired_{table}"], {"before": before})
     return cur.rowcount
-
-
-# ---------------------------------------------------------------- alert hooks (sync)
-
-
-def fetch_quarantine_breaches(conn: Conn, **params: Any) -> list[tuple[str, float, float]]:
-    rows = conn.execute(Q["fetch_quarantine_breaches"], params).fetchall()
-    return [(str(r[0]), float(r[1]), float(r[2])) for r in rows]
-
-
-def fetch_access_denied_breach(conn: Conn, **params: Any) -> tuple[float, float] | None:
-    row = conn.execute(Q["fetch_access_denied_breach"], params).fetchone()
-    return (float(row[0]), float(row[1])) if row else None
-
-
-def fetch_alert_states(conn: Conn) -> set[tuple[str, str]]:
-    return {(str(r[0]), str(r[1])) for r in conn.execute(Q["fetch_alert_states"]).fetchall()}
-
-
-def insert_alert_state(
-    conn: Conn, rule: str, dims_key: str, dimensions: dict[str, str], firing_since: datetime
-) -> None:
-    conn.execute(
-        Q["insert_alert_state"],
-        {
-            "rule": rule,
-            "dims_key": dims_key,
-            "dimensions": Jsonb(dimensions),
-            "firing_since": firing_since,
-        },
-    )
-
-
-def delete_alert_state(conn: Conn, rule: str, dims_key: str) -> None:
-    conn.execute(Q["delete_alert_state"], {"rule": rule, "dims_key": dims_key})
 
 
 async def fetch_watermark_async(conn: AsyncConn, dataset: str) -> datetime | None:

@@ -2,9 +2,9 @@
 events `PREVIEW_EVENT_RETENTION_DAYS` (the contract names no period for them: the quarantine's 30);
 GitHub webhook digests `WEBHOOK_DIGEST_RETENTION_DAYS` (30, CONTRACT §5).
 
-Webhook digests are `EXPIRING`, not `RETAINED`: nothing of them is archived, so at the end of the
-same run, under the same locks, their rows before the cutoff day are deleted (one plan per table,
-when it deletes anything). The sections below are about the archived tables.
+Webhook digests are `EXPIRING`, not among core's `RETAINED_TABLES`: nothing of them is archived,
+so at the end of the same run, under the same locks, their rows before the cutoff day are deleted
+(one plan per table, when it deletes anything). The sections below are about the archived tables.
 
 A day leaves Postgres only when the archive is known to hold it, for both tables alike:
 
@@ -69,14 +69,13 @@ import structlog
 
 from terragon_core import (
     ARCHIVE_COLUMNS,
-    EVENT_PURGE_EVENT,
-    PREVIEW_EVENT_RETENTION_DAYS,
-    QUARANTINE_PURGE_EVENT,
+    PREVIEW_EVENT_TABLE,
     QUARANTINE_RETENTION_DAYS,
+    QUARANTINE_TABLE,
+    RETAINED_TABLES,
     WEBHOOK_DIGEST_RETENTION_DAYS,
-    ArchiveDataset,
     EventOrigin,
-    MetricName,
+    RetainedTable,
 )
 from terragon_ingest import telemetry
 from terragon_ingest.archive import files, repository
@@ -99,42 +98,7 @@ SEAL_LOCK_TIMEOUT_MS: Final = 5_000
 DROP_LOCK_TIMEOUT_MS: Final = 10_000
 """How long a purge waits for the partition and its table (ingest holds them for milliseconds)."""
 
-
-@dataclass(frozen=True, slots=True)
-class Retained:
-    """A day-partitioned table that retention purges once the archive holds its days."""
-
-    dataset: str
-    """`archive_watermark.dataset` and `archive_day_seal.dataset`."""
-    table: str
-    archive: ArchiveDataset
-    days: int
-    event: str
-    metric: MetricName
-    breakdown: str
-    """The purge event's property that carries the rows per group's first key."""
-
-
-QUARANTINE: Final = Retained(
-    "quarantine",
-    "daemon_event_quarantine",
-    ArchiveDataset.QUARANTINE_ROWS,
-    QUARANTINE_RETENTION_DAYS,
-    QUARANTINE_PURGE_EVENT,
-    MetricName.QUARANTINE_PURGE,
-    "byReason",
-)
-PREVIEW_EVENTS: Final = Retained(
-    "preview_event",
-    "preview_event",
-    ArchiveDataset.PREVIEW_EVENTS,
-    PREVIEW_EVENT_RETENTION_DAYS,
-    EVENT_PURGE_EVENT,
-    MetricName.EVENT_PURGE,
-    "byEventName",
-)
-RETAINED: Final = (QUARANTINE, PREVIEW_EVENTS)
-_BY_DATASET: Final = {r.dataset: r for r in RETAINED}
+_BY_DATASET: Final = {r.dataset: r for r in RETAINED_TABLES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +120,7 @@ class DayPlan:
     """What retention found for one day past retention, and what it did."""
 
     dataset: str
-    """`quarantine` or `preview_event` (`Retained.dataset`), or an `Expiring.table`."""
+    """`quarantine` or `preview_event` (`RetainedTable.dataset`), or an `Expiring.table`."""
     day: date
     """For an `Expiring` table: the last day whose rows go (every earlier one goes too)."""
     partition: str | None
@@ -248,7 +212,7 @@ async def _unlock(conn: AsyncConn, key: int) -> None:
 
 
 def archived_day(
-    root: Path | ArchiveLocation, retained: Retained, day: date, *, groups: bool = True
+    root: Path | ArchiveLocation, retained: RetainedTable, day: date, *, groups: bool = True
 ) -> ArchivedDay:
     """What the archive holds of `day` (blocking: run it in a thread). Reads that day's files
     only, and never their rows: the row count from the Parquet footers; the groups from the small
@@ -260,7 +224,7 @@ def archived_day(
 
     where = as_location(root)  # a bucket's hour files are fetched once per run (local_copies)
     hours = where.local_copies(files.day_dir(retained.archive, day))
-    if retained is PREVIEW_EVENTS:
+    if retained is PREVIEW_EVENT_TABLE:
         counts: Counter[str] = Counter()
         for path in hours:
             column = pq.read_table(path, columns=["event_name"]).column("event_name")
@@ -288,13 +252,13 @@ def _digest(rows: int, content: bytes) -> str:
 
 
 async def _archived(
-    root: Path | ArchiveLocation, retained: Retained, day: date, *, groups: bool = True
+    root: Path | ArchiveLocation, retained: RetainedTable, day: date, *, groups: bool = True
 ) -> ArchivedDay:
     return await asyncio.to_thread(archived_day, root, retained, day, groups=groups)
 
 
 async def _reconcile(
-    conn: AsyncConn, retained: Retained, day: date, archived: ArchivedDay
+    conn: AsyncConn, retained: RetainedTable, day: date, archived: ArchivedDay
 ) -> tuple[int, dict[GroupKey, int], str | None]:
     """Postgres's exact count of `day` against the archive: (rows, groups, problem or None)."""
     lo, hi = _bounds(day)
@@ -333,11 +297,11 @@ class _NotSealed(Exception):
 
 
 Partitions = dict[str, list[DayPartition]]
-"""Each retained table's day partitions (`Retained.dataset` → partitions), listed once a run."""
+"""Each retained table's day partitions (`RetainedTable.dataset` → partitions), listed once a run."""
 
 
 async def _list_partitions(conn: AsyncConn) -> Partitions:
-    return {r.dataset: await repository.list_day_partitions(conn, r.table) for r in RETAINED}
+    return {r.dataset: await repository.list_day_partitions(conn, r.table) for r in RETAINED_TABLES}
 
 
 async def seal_closed_days(
@@ -363,8 +327,8 @@ async def _seal_closed_days(
     where: str,
 ) -> list[SealResult]:
     """Seal the closed, unsealed days of `partitions`, recording each new seal in it."""
-    todo: list[tuple[Retained, int]] = []
-    for retained in RETAINED:
+    todo: list[tuple[RetainedTable, int]] = []
+    for retained in RETAINED_TABLES:
         watermark = await repository.fetch_watermark_async(conn, retained.dataset)
         if watermark is None:
             continue
@@ -387,7 +351,7 @@ async def _seal_closed_days(
 async def _seal_day(
     conn: AsyncConn,
     root: Path | ArchiveLocation,
-    retained: Retained,
+    retained: RetainedTable,
     partition: DayPartition,
     where: str,
 ) -> SealResult:
@@ -439,7 +403,7 @@ async def plan_day(
     root: Path | ArchiveLocation,
     day: date,
     partition: DayPartition | None,
-    retained: Retained = QUARANTINE,
+    retained: RetainedTable = QUARANTINE_TABLE,
     watermark: datetime | None = None,
 ) -> DayPlan:
     """Reconcile one day past retention. `watermark`: the rollup's for `retained`."""
@@ -480,7 +444,7 @@ async def plan_day(
         plan.problem = "the rollup has not passed this day yet"
     if plan.problem is None:
         plan.reconciled = True
-        if retained is QUARANTINE:
+        if retained is QUARANTINE_TABLE:
             plan.objects = await repository.fetch_quarantine_object_keys(conn, *_bounds(day))
     return plan
 
@@ -492,7 +456,7 @@ async def plan_purge(
     preview-event days, each oldest first."""
     listed = partitions if partitions is not None else await _list_partitions(conn)
     plans: list[DayPlan] = []
-    for table in RETAINED:
+    for table in RETAINED_TABLES:
         cutoff = cutoff_day(today, table.days)
         partitions_past = {p.day: p for p in listed[table.dataset] if p.day < cutoff}
         watermark = await repository.fetch_watermark_async(conn, table.dataset)
@@ -593,7 +557,7 @@ async def _purge_day(conn: AsyncConn, plan: DayPlan, metrics: Metrics) -> None:
         "archivedRows": plan.archived_rows,
         "partition": plan.partition,
     }
-    if retained is QUARANTINE:
+    if retained is QUARANTINE_TABLE:
         properties["objects"] = len(plan.objects)
     event = telemetry.build_event(
         retained.event,
@@ -641,7 +605,7 @@ async def _purge_day(conn: AsyncConn, plan: DayPlan, metrics: Metrics) -> None:
         )
         return
     plan.purged = True
-    if retained is QUARANTINE:
+    if retained is QUARANTINE_TABLE:
         for reason, n in plan.breakdown.items():
             metrics.inc(
                 retained.metric, repo=None, user=None, provider=None, reason=reason, amount=n

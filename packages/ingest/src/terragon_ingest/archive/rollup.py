@@ -25,11 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from terragon_core import ArchiveDataset
+from terragon_core import RETAINED_TABLES, ArchiveDataset
 from terragon_ingest.archive import files, repository
 from terragon_ingest.archive.location import ArchiveLocation, as_location
 from terragon_ingest.db.locks import ARCHIVE_ROLLUP_LOCK
@@ -57,10 +57,7 @@ _COMPACTS: dict[ArchiveDataset, tuple[ArchiveDataset, ...]] = {
 }
 """A source's dataset → the datasets written from it that a closed day is compacted in."""
 
-SOURCES: dict[str, ArchiveDataset] = {
-    "quarantine": ArchiveDataset.QUARANTINE_ROWS,
-    "preview_event": ArchiveDataset.PREVIEW_EVENTS,
-}
+SOURCES: Final[dict[str, ArchiveDataset]] = {t.dataset: t.archive for t in RETAINED_TABLES}
 """Watermark name (`archive_watermark.dataset`) → the dataset its rows go to."""
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from terragon_ingest.archive import location, repository
-from terragon_ingest.archive.alerts import evaluate_alerts
 from terragon_ingest.archive.retention import DayPlan, purge
 from terragon_ingest.archive.rollup import RollupResult, rollup
 from terragon_ingest.db import unbounded
 from terragon_ingest.kit.installation import installation_flags
 from terragon_ingest.kit.progress import NO_PROGRESS
 from terragon_ingest.objects import QuarantineObjects
+from terragon_ingest.telemetry.alerts import evaluate_alerts
 
 if TYPE_CHECKING:
     from terragon_ingest.kit.progress import Progress

@@ -272,10 +272,6 @@ class GlobSet:
     def patterns(self) -> tuple[str, ...]:
         return tuple(g.pattern for g in self.globs)
 
-    @property
-    def nfa_states(self) -> int:
-        return len(self._nfa.kind)
-
     def matcher(self, deadline: float | None = None) -> GlobMatcher:
         return GlobMatcher(self._nfa, self._start, deadline)
 

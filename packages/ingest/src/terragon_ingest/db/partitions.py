@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from terragon_core import RETAINED_TABLES
+
 if TYPE_CHECKING:
     import psycopg
 
     from terragon_ingest.db.pool import AsyncConn
 
-PARTITIONED_TABLES: Final = ("daemon_event_quarantine", "preview_event")
+PARTITIONED_TABLES: Final = tuple(t.table for t in RETAINED_TABLES)
 DAYS_BACK: Final = 1
 DAYS_AHEAD: Final = 8
 

@@ -1,7 +1,9 @@
-"""30 days of believable demo history, written into a demo data directory's archive.
+"""`uv run python -m tools.demo.history`: 30 days of believable demo history, written into a demo
+data directory's archive.
 
-`terragon up --demo` calls `backfill_history` before the dashboard starts, so every chart and the
-offenders table have data in the first minute; the live part stays real traffic (`tools/demo`).
+`terragon up --demo` runs it (a child, from the checkout) while its servers start and waits for it
+before the dashboard starts, so every chart and the offenders table have data in the first
+minute; the live part stays real traffic (`tools/demo`).
 The history goes through the rollup's own writers (`files.merge_hour`, `write_minutely`,
 `write_daily`): the same Parquet layout and aggregates the dashboard reads for real data.
 
@@ -15,20 +17,22 @@ The story it tells (deterministic for a given `now`):
 - a `missing_end_sha` spike on `initech/app` 8 days ago (terminal envelopes from checkouts
   without git).
 
-Demo data never lands in a non-demo data directory: a directory becomes a demo directory only
-when it is new or empty (`claim_demo_dir` writes `DEMO_MARKER`), and `backfill_history` refuses
-any archive outside a marked directory.
+Demo data never lands in a non-demo data directory: `up --demo` claims the directory first
+(`terragon_ingest.demo.claim_demo_dir`), and `backfill_history` refuses any archive outside a
+marked directory.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
 import random
+import sys
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,20 +48,13 @@ from terragon_core import (
     quarantine_object_key,
 )
 from terragon_ingest.archive import files
-from terragon_ingest.errors import IngestError
+from terragon_ingest.demo import DEMO_MARKER, NotADemoDirectory, check_demo_archive
+from terragon_ingest.log_config import configure_logging
 
 log = structlog.get_logger()
 
-DEMO_MARKER: Final = "terragon-demo.json"
-"""The file that makes a data directory a demo directory (and records the history written)."""
-DEMO_DATA_DIR: Final = Path(".data-demo")
-"""`terragon up --demo`'s data directory unless `--data-dir` says otherwise: never `.data`."""
 HISTORY_DAYS: Final = QUARANTINE_RETENTION_DAYS
 R = QuarantineReason
-
-
-class NotADemoDirectory(IngestError):
-    """This data directory holds a non-demo installation: demo data must not land in it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,37 +79,6 @@ STORM: Final = ("globex/site", -3, 14, 150, 9.0)
 """(repo, day offset, start hour UTC, minutes, missing_run_id per minute): the alert storm."""
 END_SHA_SPIKE: Final = ("initech/app", -8, 9, 120, 3.0)
 """(repo, day offset, start hour UTC, minutes, missing_end_sha per minute)."""
-
-
-def is_demo_dir(data_dir: Path) -> bool:
-    return (data_dir / DEMO_MARKER).is_file()
-
-
-def claim_demo_dir(data_dir: Path) -> None:
-    """Make `data_dir` a demo directory, or refuse: only a new or empty directory (or one that
-    already is a demo directory) may receive demo data."""
-    if is_demo_dir(data_dir):
-        return
-    if data_dir.exists() and any(data_dir.iterdir()):
-        raise NotADemoDirectory(
-            f"{str(data_dir)!r} holds a non-demo installation, and --demo writes a demo fleet's "
-            f"traffic and 30 days of made-up history: run `uv run terragon up --demo` without "
-            f"--data-dir (it uses {str(DEMO_DATA_DIR)!r}) or give it a new directory"
-        )
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / DEMO_MARKER).write_text(json.dumps({"demo": True, "historyUntil": None}) + "\n")
-
-
-def check_demo_archive(data_dir: Path, archive_root: Path) -> None:
-    if not is_demo_dir(data_dir):
-        raise NotADemoDirectory(
-            f"{str(data_dir)!r} is not a demo data directory (no {DEMO_MARKER})"
-        )
-    if not archive_root.resolve().is_relative_to(data_dir.resolve()):
-        raise NotADemoDirectory(
-            f"the archive {str(archive_root)!r} is outside the demo data directory "
-            f"{str(data_dir)!r} (TERRAGON_ARCHIVE_DIR is set?): demo history is not written there"
-        )
 
 
 def backfill_history(data_dir: Path, archive_root: Path, now: datetime) -> int:
@@ -210,7 +176,7 @@ def _window_rate(event: tuple[str, int, int, int, float], repo: str, day: int, a
 
 def history_rows(until: datetime, seed: int = 15) -> pa.Table:
     """The quarantine rows of the `HISTORY_DAYS` days before `until` (an hour boundary)."""
-    rng = random.Random(seed)  # noqa: S311 -- made-up demo data, reproducible on purpose
+    rng = random.Random(seed)  # made-up demo data, reproducible on purpose
     today = until.date()
     start = datetime.combine(today - timedelta(days=HISTORY_DAYS), datetime.min.time(), UTC)
     columns: dict[str, list[Any]] = {name: [] for name, _ in ARCHIVE_COLUMNS[R_ROWS]}
@@ -326,6 +292,29 @@ def _append_row(
         values.append(row[name])
 
 
-def history_span(until: datetime) -> tuple[date, date]:
-    """First and last UTC day the history covers."""
-    return until.date() - timedelta(days=HISTORY_DAYS), until.date()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="uv run python -m tools.demo.history",
+        description="Write the demo history into a demo data directory's archive (once).",
+    )
+    parser.add_argument("--data-dir", type=Path, required=True, help="a demo data directory")
+    parser.add_argument("--archive", type=Path, required=True, help="its archive directory")
+    parser.add_argument(
+        "--log-format",
+        choices=["console", "json"],
+        default=None,
+        help="default: console on a terminal, JSON otherwise",
+    )
+    args = parser.parse_args(argv)
+    json_logs = (args.log_format == "json") if args.log_format else not sys.stderr.isatty()
+    configure_logging("info", json=json_logs)
+    try:
+        backfill_history(args.data_dir.resolve(), args.archive.resolve(), datetime.now(UTC))
+    except NotADemoDirectory as exc:
+        log.error("demo_history_refused", error=str(exc))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,5 @@
-"""The demo's 30 days of history (issue 15): written through the rollup's writers into a demo data
-directory only, and telling the story the dashboard is meant to show."""
+"""The demo's 30 days of history (issue 15; `tools/demo/history.py`): written through the rollup's
+writers into a demo data directory only, and telling the story the dashboard is meant to show."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from terragon_core import QUARANTINE_ALERT_PER_MINUTE
-from terragon_ingest.archive import demo, files
+from terragon_ingest import demo
+from terragon_ingest.archive import files
 from terragon_ingest.cli import main
 from terragon_ingest.settings import get_settings
+from tools.demo import history
 
 NOW = datetime(2026, 11, 30, 15, 42, tzinfo=UTC)  # a Monday afternoon
 
@@ -23,7 +25,7 @@ NOW = datetime(2026, 11, 30, 15, 42, tzinfo=UTC)  # a Monday afternoon
 def fx_demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("demo") / "data"
     demo.claim_demo_dir(data_dir)
-    assert demo.backfill_history(data_dir, data_dir / "archive", NOW) > 5_000
+    assert history.backfill_history(data_dir, data_dir / "archive", NOW) > 5_000
     return data_dir
 
 
@@ -45,7 +47,7 @@ def test_history_is_the_rollups_layout_and_adds_up(demo_dir: Path) -> None:
     assert last < NOW.replace(minute=0)  # the live hour is left to the real rollup
     assert _one(con, "SELECT count(DISTINCT day) FROM quarantine_daily") >= 28  # type: ignore[operator]
     # once per demo directory
-    assert demo.backfill_history(demo_dir, demo_dir / "archive", NOW) == 0
+    assert history.backfill_history(demo_dir, demo_dir / "archive", NOW) == 0
     assert json.loads((demo_dir / demo.DEMO_MARKER).read_text())["historyUntil"]
 
 
@@ -60,7 +62,7 @@ def test_history_tells_the_story(demo_dir: Path) -> None:
         peak.format(
             m="preview.strict_mismatch",
             r="globex/site",
-            extra=f"AND day <> DATE '{(NOW + timedelta(days=demo.STORM[1])).date()}'",
+            extra=f"AND day <> DATE '{(NOW + timedelta(days=history.STORM[1])).date()}'",
         ),
     )
     assert calm <= QUARANTINE_ALERT_PER_MINUTE  # type: ignore[operator]
@@ -70,7 +72,7 @@ def test_history_tells_the_story(demo_dir: Path) -> None:
         peak.format(
             m="preview.missing_end_sha",
             r="initech/app",
-            extra=f"AND day <> DATE '{(NOW + timedelta(days=demo.END_SHA_SPIKE[1])).date()}'",
+            extra=f"AND day <> DATE '{(NOW + timedelta(days=history.END_SHA_SPIKE[1])).date()}'",
         ),
     )
     legacy = """SELECT coalesce(sum(quarantined), 0) FROM quarantine_daily
@@ -94,12 +96,12 @@ def test_demo_data_never_lands_in_a_non_demo_directory(tmp_path: Path) -> None:
     with pytest.raises(demo.NotADemoDirectory, match="non-demo installation"):
         demo.claim_demo_dir(real)
     with pytest.raises(demo.NotADemoDirectory, match="not a demo data directory"):
-        demo.backfill_history(real, real / "archive", NOW)
+        history.backfill_history(real, real / "archive", NOW)
     assert not (real / "archive").exists() and not (real / demo.DEMO_MARKER).exists()
     marked = tmp_path / "marked"
     demo.claim_demo_dir(marked)
     with pytest.raises(demo.NotADemoDirectory, match="outside the demo data directory"):
-        demo.backfill_history(marked, real / "archive", NOW)
+        history.backfill_history(marked, real / "archive", NOW)
     assert not (real / "archive").exists()
 
 
@@ -129,3 +131,24 @@ def test_up_demo_refuses_a_non_demo_directory_before_starting_anything(
     assert result.exit_code == 1
     assert "unset DATABASE_URL" in result.output
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.usefixtures("fresh_settings")
+def test_up_demo_outside_a_checkout_says_so_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo is the checkout's (`tools/demo`): the installed package never runs code from
+    where it is installed, so without a checkout `--demo` stops, naming why."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("VALKEY_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["up", "--demo", "--data-dir", str(tmp_path / "new")])
+    assert result.exit_code == 1
+    assert "from the source checkout" in result.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_checkout_is_found_from_any_directory_inside_it() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert demo.find_checkout(root / "tests" / "tools") == root
+    assert (root / "tools" / "demo" / "history.py").is_file()

@@ -31,7 +31,7 @@ from terragon_core import (
     PreviewEventName,
     prometheus_name,
 )
-from terragon_ingest.archive import repository
+from terragon_ingest.telemetry import repository
 
 log = structlog.get_logger()
 

@@ -14,8 +14,9 @@ import pytest
 
 from terragon_core import ACCESS_DENIED_ALERT, ANONYMOUS_USER, QUARANTINE_ALERT
 from terragon_ingest.archive import repository
-from terragon_ingest.archive.alerts import evaluate_alerts, find_breaches
 from terragon_ingest.archive.tasks import run_rollup
+from terragon_ingest.telemetry import repository as alert_repository
+from terragon_ingest.telemetry.alerts import evaluate_alerts, find_breaches
 from tests.dashboard.seed import Row, connect, insert_access_denied, insert_quarantine
 from tests.support import settings_for
 
@@ -77,7 +78,7 @@ def test_each_breach_window_notifies_once_with_its_dimensions(
         }
         assert evaluate_alerts(conn, receiver.url, end) == []  # same window: no second POST
         assert evaluate_alerts(conn, receiver.url, end + timedelta(hours=1)) == []  # cleared
-        assert repository.fetch_alert_states(conn) == set()
+        assert alert_repository.fetch_alert_states(conn) == set()
         assert len(evaluate_alerts(conn, receiver.url, end)) == 2  # a new window notifies again
     hot = next(p for p in receiver.posts if p["alert"] == QUARANTINE_ALERT)
     assert hot["dimensions"] == {"repo": "acme/hot"}
@@ -94,7 +95,7 @@ def test_a_failed_post_is_retried_at_the_next_evaluation(
     receiver.status = 500
     with repository.connect(database_url) as conn:
         assert evaluate_alerts(conn, receiver.url, end) == []
-        assert repository.fetch_alert_states(conn) == set()
+        assert alert_repository.fetch_alert_states(conn) == set()
         receiver.status = 200
         assert len(evaluate_alerts(conn, receiver.url, end)) == 2
     assert len(receiver.posts) == 2

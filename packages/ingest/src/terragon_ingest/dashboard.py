@@ -1,5 +1,5 @@
-"""Launch the Streamlit dashboard (`apps/dashboard`) as a child process: `terragon dashboard`
-runs it in the foreground, `terragon up` next to the API. The dashboard never imports ingest;
+"""`terragon dashboard`, and the launcher of the Streamlit dashboard (`apps/dashboard`) as a child
+process: `terragon dashboard` runs it in the foreground, `terragon up` next to the API. The dashboard never imports ingest;
 it gets the archive (a directory, or `TERRAGON_ARCHIVE_URL` for a bucket, with the object store's
 endpoint and `AWS_*` credentials of this environment) and `DATABASE_URL` through its environment."""
 
@@ -16,8 +16,11 @@ from pathlib import Path
 import click
 import structlog
 
+from terragon_ingest.archive.commands import _archive_dir, _archive_url, _with_archive
+from terragon_ingest.kit.installation import installation
 from terragon_ingest.kit.net import is_loopback
 from terragon_ingest.log_config import relay_output, wait_relays
+from terragon_ingest.settings import Settings
 from terragon_ingest.stopping import die_with_parent
 
 log = structlog.get_logger()
@@ -156,3 +159,53 @@ def stop_dashboard(process: subprocess.Popen[bytes], timeout: float = 10.0) -> N
             process.wait(5)
     wait_relays(_relays.pop(process.pid, []))
     log.info("dashboard_stopped", pid=process.pid, returncode=process.returncode)
+
+
+@click.command("dashboard")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8501, show_default=True, type=int)
+@installation(database="optional")
+@_archive_dir
+@_archive_url
+def dashboard(
+    host: str,
+    port: int,
+    settings: Settings,
+    archive_dir: Path | None,
+    archive_url: str | None,
+) -> None:
+    """Serve the on-call dashboard (Streamlit) over the archive and the live hour in Postgres.
+
+    SIGINT or SIGTERM stops it (Streamlit with it); a repeated signal during the stop is ignored.
+    """
+    from terragon_ingest.stopping import StopSignals
+
+    url = settings.db.URL  # None: the archive alone, no live hour
+    settings = _with_archive(settings, archive_dir, archive_url)
+    root = settings.archive.archive_url(settings.server.DATA_DIR)
+    from terragon_ingest.log_config import announce
+
+    announce(
+        "dashboard_serving",
+        f"dashboard on http://{host}:{port} (archive {root})",
+        url=f"http://{host}:{port}",
+        archive=str(root),
+    )
+    # The stop-once handlers of `up`: Streamlit runs in a session of its own (no group signal
+    # reaches it), so only this stop ends it; SIGKILL of this process ends it by die_with_parent.
+    stop = StopSignals().install()
+    process = None
+    try:
+        process = start_dashboard(host, port, root, url, settings.server.DATA_DIR)
+        process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.begin_without_signal()
+        if process is not None:
+            stop_dashboard(process)
+        stop.finish()
+    if stop.cause is None and process is not None and process.returncode:
+        raise click.ClickException(
+            f"the dashboard exited with {process.returncode} (its output is above)"
+        )
