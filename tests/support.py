@@ -70,13 +70,15 @@ def thread_body(thread_id: str = "thread-1", **overrides: Any) -> dict[str, Any]
     return body
 
 
-class StderrLines:
-    """The child's stderr, read on a thread so the test can wait for a line with a deadline."""
+class OutputLines:
+    """A server's output (`up`, `serve`, `dashboard` log on stdout; start it with `stdout=PIPE,
+    stderr=STDOUT` so a refusal or a crash is read too), read on a thread so the test can wait
+    for a line with a deadline."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.lines: list[str] = []
-        assert proc.stderr is not None
-        self._stream = proc.stderr
+        assert proc.stdout is not None
+        self._stream = proc.stdout
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -93,7 +95,7 @@ class StderrLines:
     def wait_for(self, needle: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while (line := self.find(lambda line: needle in line)) is None:
-            assert time.monotonic() < deadline, f"timed out waiting for {needle!r} on stderr"
+            assert time.monotonic() < deadline, f"timed out waiting for {needle!r} in the output"
             time.sleep(0.05)
         return line
 
@@ -107,9 +109,9 @@ class StderrLines:
 @contextlib.contextmanager
 def terragon_serving(
     args: list[str], env: dict[str, str], port: int, *, timeout: float = 60.0
-) -> Iterator[StderrLines]:
+) -> Iterator[OutputLines]:
     """`terragon ARGS` (a command that serves on `port`) in a child process, yielded once its
-    `/readyz` answers 200 (its stderr for the test to read); stopped with SIGTERM, killed after
+    `/readyz` answers 200 (its output for the test to read); stopped with SIGTERM, killed after
     30 s."""
     import signal
     import sys
@@ -127,10 +129,10 @@ def terragon_serving(
         [terragon, *args],
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
-    lines = StderrLines(proc)
+    lines = OutputLines(proc)
     try:
         wait_until(lambda: ready() or proc.poll() is not None, timeout, f"`terragon {args[0]}`")
         assert proc.poll() is None, lines.text()

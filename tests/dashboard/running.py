@@ -34,15 +34,15 @@ def running_dashboard(
 ) -> Iterator[str]:
     """Start `argv(port)` on a free port; yield its URL once healthy; stop it (terminate, then
     kill) however the test ends. A dashboard that exits before it is healthy fails with its
-    stderr."""
+    output (`terragon dashboard` logs on stdout; Streamlit alone on stderr: both are read)."""
     port = free_port()
     process = subprocess.Popen(
-        argv(port), env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        argv(port), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: healthy(url) or process.poll() is not None, 60, "streamlit")
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
         yield url
     finally:
         process.terminate()

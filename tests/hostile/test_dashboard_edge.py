@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import StderrLines, free_port, wait_until
+from tests.support import OutputLines, free_port, wait_until
 
 TERRAGON = str(Path(sys.executable).parent / "terragon")
 PASSWORD = "dashboard edge password 23"
@@ -40,7 +40,7 @@ REBINDING = "rebind.attacker.example"
 class Dashboard:
     process: subprocess.Popen[bytes]
     port: int
-    lines: StderrLines
+    lines: OutputLines
 
     @property
     def url(self) -> str:
@@ -106,11 +106,11 @@ def _terragon_dashboard(tmp: Path, **env: str) -> Iterator[Dashboard]:
         ],
         env=base | {"TERRAGON_DASHBOARD_REFRESH_SECONDS": "0"} | env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    dashboard = Dashboard(process, port, StderrLines(process))
+    dashboard = Dashboard(process, port, OutputLines(process))
     try:
         wait_until(
             lambda: _healthy(dashboard.url) or process.poll() is not None, 90, "the dashboard"

@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from terragon_core import MetricName, prometheus_name
 from tests.ingest.integration.test_cli_up import TERRAGON, _status
-from tests.support import StderrLines, free_port, good_secrets, thread_body, wait_until
+from tests.support import OutputLines, free_port, good_secrets, thread_body, wait_until
 
 TIMEOUT = 1.0
 """Header, body and keep-alive timeouts of the server under test (seconds)."""
@@ -49,7 +49,7 @@ UPLOADERS = 100
 
 class Served:
     def __init__(
-        self, proc: subprocess.Popen[bytes], port: int, log: StderrLines, internal_token: str
+        self, proc: subprocess.Popen[bytes], port: int, log: OutputLines, internal_token: str
     ) -> None:
         self.proc = proc
         self.port = port
@@ -127,10 +127,10 @@ def _serve(database: str, valkey_url: str, data_dir: Path, **limits: str) -> Ite
     proc = subprocess.Popen(
         [TERRAGON, "--log-format", "json", "serve", "--port", str(port)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
-    log = StderrLines(proc)
+    log = OutputLines(proc)
     try:
         try:
             wait_until(lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200, 60, "readyz")

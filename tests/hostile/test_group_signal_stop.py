@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.ingest.integration.test_cli_up import TERRAGON, _processes_using, _status
-from tests.support import StderrLines, free_port, good_secrets, wait_until
+from tests.support import OutputLines, free_port, good_secrets, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,8 +88,8 @@ def _uv_run_up(data_dir: Path, port: int, dashboard_port: int) -> subprocess.Pop
         cwd=REPO_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, signalled as a whole below
     )
 
@@ -99,7 +99,7 @@ def test_up_under_uv_run_stops_everything_on_repeated_group_sigint(data_dir: Pat
     port, dashboard_port = free_port(), free_port()
     proc = _uv_run_up(data_dir, port, dashboard_port)
     pgid = proc.pid
-    lines = StderrLines(proc)
+    lines = OutputLines(proc)
     try:
         wait_until(
             lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200 or proc.poll() is not None,
@@ -164,12 +164,12 @@ def test_serve_under_uv_run_stops_cleanly_on_repeated_group_sigint(
         cwd=REPO_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     pgid = proc.pid
-    lines = StderrLines(proc)
+    lines = OutputLines(proc)
     try:
         wait_until(
             lambda: _status(f"http://127.0.0.1:{port}/readyz") == 200 or proc.poll() is not None,
@@ -213,11 +213,11 @@ def test_serve_workers_die_with_a_killed_supervisor(
         [TERRAGON, "--log-format", "json", "serve", "--workers", "2", "--port", str(port)],
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    lines = StderrLines(proc)
+    lines = OutputLines(proc)
     try:
         # Both workers serving (each logs its start; a slow machine takes a while to get there).
         wait_until(

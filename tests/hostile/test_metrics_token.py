@@ -115,11 +115,11 @@ def test_serve_refuses_to_start_without_a_metrics_token(
         env.pop(METRICS, None)
     else:
         env[METRICS] = value
-    code, stderr, served = _run_serve(env)
+    code, output, served = _run_serve(env)
     assert not served, f"serve started with {METRICS} {case}"
-    assert code not in (None, 0), stderr
-    assert METRICS in stderr and MAKE_SECRET_COMMAND in stderr, stderr
-    assert "Traceback" not in stderr, stderr
+    assert code not in (None, 0), output
+    assert METRICS in output and MAKE_SECRET_COMMAND in output, output
+    assert "Traceback" not in output, output
 
 
 def test_up_keeps_metrics_open_on_the_loopback_address(

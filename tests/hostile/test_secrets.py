@@ -65,14 +65,15 @@ def _serve_env(database_url: str, valkey_url: str, data_dir: Path, **secret: str
 
 
 def _run_serve(env: dict, *extra: str) -> tuple[int | None, str, bool]:
-    """Start `terragon serve`; (exit code or None if it kept running, stderr, whether it served)."""
+    """Start `terragon serve`; (exit code or None if it kept running, its output: the log on
+    stdout and a refusal on stderr, whether it served)."""
     port = free_port()
     proc = subprocess.Popen(
         [TERRAGON, "--log-format", "json", "serve", "--port", str(port), *extra],
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     served = False
     deadline = time.monotonic() + 60
@@ -91,8 +92,8 @@ def _run_serve(env: dict, *extra: str) -> tuple[int | None, str, bool]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    return code, stderr, served
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    return code, output, served
 
 
 CASES = [
@@ -114,14 +115,14 @@ def test_serve_refuses_an_unsafe_secret_naming_it(
     database_url: str, valkey_url: str, tmp_path: Path, name: str, case: str, value: str | None
 ) -> None:
     env = _serve_env(database_url, valkey_url, tmp_path, **{name: value})
-    code, stderr, served = _run_serve(env)
+    code, output, served = _run_serve(env)
     assert not served, f"serve started with {name} {case}"
-    assert code not in (None, 0), stderr
-    assert name in stderr, stderr
-    assert MAKE_SECRET_COMMAND in stderr, stderr
-    assert "Traceback" not in stderr, stderr
+    assert code not in (None, 0), output
+    assert name in output, output
+    assert MAKE_SECRET_COMMAND in output, output
+    assert "Traceback" not in output, output
     # Only the unsafe one is named: the operator knows what to fix.
-    assert not [other for other in SECRET_VARIABLES if other != name and other in stderr]
+    assert not [other for other in SECRET_VARIABLES if other != name and other in output]
 
 
 def test_serve_under_env_dev_names_every_unsafe_secret_at_once(
@@ -130,19 +131,19 @@ def test_serve_under_env_dev_names_every_unsafe_secret_at_once(
     """The contract says outside `up`, whatever TERRAGON_ENV says: dev is no exemption."""
     env = _serve_env(database_url, valkey_url, tmp_path, **dict.fromkeys(SECRET_VARIABLES))
     env["TERRAGON_ENV"] = "dev"
-    code, stderr, served = _run_serve(env)
-    assert not served and code not in (None, 0), stderr
-    assert all(name in stderr for name in SECRET_VARIABLES), stderr
-    assert "Traceback" not in stderr, stderr
+    code, output, served = _run_serve(env)
+    assert not served and code not in (None, 0), output
+    assert all(name in output for name in SECRET_VARIABLES), output
+    assert "Traceback" not in output, output
 
 
 def test_serve_workers_refuses_instead_of_making_a_signing_secret(
     database_url: str, valkey_url: str, tmp_path: Path
 ) -> None:
     env = _serve_env(database_url, valkey_url, tmp_path, TERRAGON_SIGNING_SECRET=None)
-    code, stderr, served = _run_serve(env, "--workers", "2")
-    assert not served and code not in (None, 0), stderr
-    assert "TERRAGON_SIGNING_SECRET" in stderr, stderr
+    code, output, served = _run_serve(env, "--workers", "2")
+    assert not served and code not in (None, 0), output
+    assert "TERRAGON_SIGNING_SECRET" in output, output
 
 
 def test_serve_refuses_a_short_previous_signing_secret(
@@ -150,9 +151,9 @@ def test_serve_refuses_a_short_previous_signing_secret(
 ) -> None:
     env = _serve_env(database_url, valkey_url, tmp_path)
     env["TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET"] = "old"
-    code, stderr, served = _run_serve(env)
-    assert not served and code not in (None, 0), stderr
-    assert "TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET" in stderr, stderr
+    code, output, served = _run_serve(env)
+    assert not served and code not in (None, 0), output
+    assert "TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET" in output, output
 
 
 def _get_internal(port: int, authorization: str | None) -> int:
@@ -179,13 +180,13 @@ def test_serve_starts_with_good_secrets_and_only_its_token_opens_the_internal_ap
         [TERRAGON, "--log-format", "json", "serve", "--port", str(port)],
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60
         while _status(f"{base}/readyz") != 200:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             assert time.monotonic() < deadline, "serve did not become ready"
             time.sleep(0.1)
         assert _get_internal(port, f"Bearer {token}") == 200

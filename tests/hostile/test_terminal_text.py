@@ -27,7 +27,7 @@ from terragon_ingest.archive import repository
 from terragon_ingest.archive.rollup import rollup
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
 from tests.ingest.integration.test_cli_up import TERRAGON
-from tests.support import StderrLines, free_port, good_secrets, terragon_serving, wait_until
+from tests.support import OutputLines, free_port, good_secrets, terragon_serving, wait_until
 
 OSC8_LINK = "\x1b]8;;https://evil.example/\x1b\\click me\x1b]8;;\x1b\\"
 HOSTILE = (
@@ -159,7 +159,7 @@ def test_quarantine_show_payload_prints_the_envelope_as_text(
 @pytest.fixture(name="console_serve")
 def fx_console_serve(
     database_url: str, valkey_url: str, tmp_path: Path
-) -> Iterator[tuple[int, StderrLines]]:
+) -> Iterator[tuple[int, OutputLines]]:
     """`terragon serve` logging to a console (the dev renderer), as an operator watches it."""
     port = free_port()
     env = _terminal_env(
@@ -181,7 +181,7 @@ def _raw_request(port: int, request: bytes) -> bytes:
 
 
 def test_a_header_value_in_a_console_log_line_is_escaped(
-    console_serve: tuple[int, StderrLines],
+    console_serve: tuple[int, OutputLines],
 ) -> None:
     """The HTTP parser refuses C0 controls in a header, but bytes 0x80-0xFF pass and are read as
     Latin-1: `\x9b` is the 8-bit CSI (`ESC[`), which a terminal may act on like `ESC[`."""

@@ -6,8 +6,8 @@ By hand, against `uv run terragon up` (data directory .data):
 
   uv run python -m tools.demo --data-dir .data/demo --rounds 3
 
-It logs as `terragon` does (console lines in a terminal, JSON lines otherwise); under `terragon
-up --demo` its JSON lines are read and logged again by `up`, with `process=demo`.
+It logs as `terragon up` does (on stdout: console lines in a terminal, JSON lines otherwise); under
+`terragon up --demo` its JSON lines are read and logged again by `up`, with `process=demo`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import structlog
 
 from terragon_ingest.demo import DEMO_DATA_DIR
-from terragon_ingest.log_config import configure_logging
+from terragon_ingest.log_config import configure_logging, log_stream, logs_to_terminal
 from tools.demo.fleet import BUNDLE, Fleet
 
 log = structlog.get_logger()
@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         help="default: console on a terminal, JSON otherwise",
     )
     args = parser.parse_args(argv)
-    json_logs = (args.log_format == "json") if args.log_format else not sys.stderr.isatty()
-    configure_logging("info", json=json_logs)
+    stream = log_stream("up")  # a long-running fleet logs as `terragon up` does: on stdout
+    json_logs = (args.log_format == "json") if args.log_format else not logs_to_terminal(stream)
+    configure_logging("info", json=json_logs, stream=stream)
     if not BUNDLE.exists():
         log.error(
             "demo_bundle_missing",

@@ -91,13 +91,13 @@ def fx_demo_up() -> Iterator[tuple[str, Path]]:
         cwd=REPO_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,  # its log
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    assert proc.stderr is not None
-    os.set_blocking(proc.stderr.fileno(), False)
-    out = Terminal(proc.stderr.fileno())
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    out = Terminal(proc.stdout.fileno())
     url = f"http://127.0.0.1:{dashboard_port}"
     try:
         out.wait_for(

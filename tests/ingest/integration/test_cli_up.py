@@ -57,8 +57,8 @@ def _up(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [TERRAGON, "up", "--data-dir", str(data_dir), "--port", str(port)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,  # its log; a refusal or a crash on stderr, read with it
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -72,7 +72,7 @@ def test_up_serves_and_stops_cleanly(data_dir: Path, sig: signal.Signals) -> Non
     proc = _up(data_dir, port)
     try:
         wait_until(lambda: _ready(port) or proc.poll() is not None, 90, "readyz")
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
         assert _status(f"http://127.0.0.1:{port}/healthz") == 200
         assert _processes_using(data_dir), "embedded servers should be running"
         proc.send_signal(sig)
@@ -123,8 +123,8 @@ def test_up_prints_the_preview_origin_and_serves_a_preview_on_it(data_dir: Path)
     banner: list[str] = []
 
     def drain() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
+        assert proc.stdout is not None
+        for line in proc.stdout:
             banner.append(line.decode(errors="replace"))
 
     threading.Thread(target=drain, daemon=True).start()

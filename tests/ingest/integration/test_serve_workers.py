@@ -19,7 +19,7 @@ from terragon_core import MetricName, prometheus_name
 from terragon_ingest.settings import Settings
 from terragon_ingest.workers import MULTIPROC_ENV, prepare_workers
 from tests.ingest.integration.test_cli_up import TERRAGON, _status
-from tests.support import StderrLines, free_port, good_secrets, wait_until
+from tests.support import OutputLines, free_port, good_secrets, wait_until
 
 BATCH = 40
 
@@ -72,21 +72,19 @@ def test_two_workers_share_one_port_one_metrics_view_and_stop_together(
     proc = subprocess.Popen(
         [TERRAGON, "--log-format", "json", "serve", "--workers", "2", "--port", str(port)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
-    stderr_lines = StderrLines(proc)
+    output = OutputLines(proc)
     try:
         wait_until(lambda: _status(f"{base}/readyz") == 200, 60, "the workers to be ready")
         wait_until(lambda: len(_worker_pids(proc.pid)) >= 2, 30, "two worker processes")
         # Both workers serving (each logs its start), then concurrent connections spread over
         # both accept loops: send batches until both have recorded a request (bounded).
         try:
-            wait_until(
-                lambda: stderr_lines.count("ingest_started") >= 2, 60, "both workers started"
-            )
+            wait_until(lambda: output.count("ingest_started") >= 2, 60, "both workers started")
         except AssertionError as exc:  # say why: the workers' own log
-            raise AssertionError(f"{exc}\n{stderr_lines.text()[-3000:]}") from None
+            raise AssertionError(f"{exc}\n{output.text()[-3000:]}") from None
         metrics_dir = tmp_path / "prometheus-multiproc"
         sent = 0
 
@@ -111,8 +109,8 @@ def test_two_workers_share_one_port_one_metrics_view_and_stop_together(
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    stderr_lines.join(10)
-    assert code == 0, stderr_lines.text()[-2000:]
+    output.join(10)
+    assert code == 0, output.text()[-2000:]
     assert _status(f"{base}/healthz") is None
 
 

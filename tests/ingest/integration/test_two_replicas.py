@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from terragon_core import EnvelopeStatus, MetricName, prometheus_name
 from tests.ingest.integration.test_cli_up import TERRAGON
-from tests.support import StderrLines, free_port, good_secrets, thread_body, wait_until
+from tests.support import OutputLines, free_port, good_secrets, thread_body, wait_until
 
 JOB_INTERVAL = 1.0
 RUNS = 6
@@ -46,7 +46,7 @@ SHARED_ENV = ("TERRAGON_ARCHIVE_DIR", "OBJECT_STORE_URL")
 class Replica:
     url: str
     proc: subprocess.Popen[bytes]
-    stderr: StderrLines
+    output: OutputLines
 
 
 @dataclass
@@ -70,10 +70,10 @@ def _start(env: dict[str, str], data_dir: Path) -> Replica:
     proc = subprocess.Popen(
         [TERRAGON, "--log-format", "json", "serve", "--port", str(port)],
         env={**env, "TERRAGON_DATA_DIR": str(data_dir)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
-    return Replica(f"http://127.0.0.1:{port}", proc, StderrLines(proc))
+    return Replica(f"http://127.0.0.1:{port}", proc, OutputLines(proc))
 
 
 def _stop(replica: Replica) -> int:
@@ -112,7 +112,7 @@ def fx_pair(database_url: str, valkey_url: str) -> Iterator[Pair]:
             wait_until(lambda r=replica: _ready(r), 60, f"{replica.url} to be ready")
         yield Pair(replicas, env, secrets["TERRAGON_INTERNAL_TOKEN"], origin_port)
         codes = [_stop(r) for r in replicas]
-        assert codes == [0, 0], [r.stderr.text()[-2000:] for r in replicas]
+        assert codes == [0, 0], [r.output.text()[-2000:] for r in replicas]
     finally:
         for replica in replicas:
             if replica.proc.poll() is None:
@@ -125,7 +125,7 @@ def fx_pair(database_url: str, valkey_url: str) -> Iterator[Pair]:
 
 def _ready(replica: Replica) -> bool:
     if replica.proc.poll() is not None:
-        raise AssertionError(f"replica exited: {replica.stderr.text()[-2000:]}")
+        raise AssertionError(f"replica exited: {replica.output.text()[-2000:]}")
     try:
         return httpx.get(replica.url + "/readyz", timeout=2).status_code == 200
     except httpx.HTTPError:

@@ -1,6 +1,6 @@
 """`terragon up --demo` as a person sees it in a terminal (a real pty), and as a log shipper
 sees it through a pipe (issue 15): human lines with a periodic summary and the URLs on the last
-screen, or JSON with every event."""
+screen, or JSON with every event, on stdout (`terragon up | head -50`, issue 24)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import struct
@@ -183,13 +184,13 @@ def test_up_demo_through_a_pipe_logs_json_with_every_event(data_dir: Path) -> No
         cwd=REPO_ROOT,
         env=_env(),
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,  # the log
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    assert proc.stderr is not None
-    os.set_blocking(proc.stderr.fileno(), False)
-    out = Terminal(proc.stderr.fileno())
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    out = Terminal(proc.stdout.fileno())
     events: dict[str, int] = {}
 
     def every_kind_seen() -> bool:
@@ -216,22 +217,25 @@ def test_up_demo_through_a_pipe_logs_json_with_every_event(data_dir: Path) -> No
         stop_up(proc, data_dir, out)
 
 
-def test_up_demo_through_head_is_json_lines_and_stops_when_head_exits(data_dir: Path) -> None:
-    """`uv run terragon up --demo 2>&1 | head -50`: every line JSON (pgserver's transcripts,
+def test_up_demo_through_a_reader_is_json_lines_and_stops_when_it_goes(data_dir: Path) -> None:
+    """`uv run terragon up --demo | jq`: on stdout, every line JSON (pgserver's transcripts,
     the dashboard's Streamlit and the demo fleet's lines included), the banner only after the
-    API answered; when the reader goes away, `up` stops as for a signal and exits 0."""
+    API answered, nothing on stderr; when the reader goes away, `up` stops as for a signal and
+    exits 0."""
     port, dashboard_port = free_port(), free_port()
     argv = _argv(data_dir, port)
     argv[argv.index("--dashboard-port") + 1] = str(dashboard_port)  # Streamlit's output too
-    proc = subprocess.Popen(
-        argv,
-        cwd=REPO_ROOT,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # 2>&1: one pipe, as `| head` reads it
-        start_new_session=True,
-    )
+    errors = data_dir.with_name(data_dir.name + ".stderr")
+    with errors.open("wb") as sink:
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            start_new_session=True,
+        )
     assert proc.stdout is not None
     lines: list[str] = []
     try:
@@ -266,11 +270,82 @@ def test_up_demo_through_head_is_json_lines_and_stops_when_head_exits(data_dir: 
             location,
         ), location
         assert _get(fleet["preview"], host="rebound.example")[0] == 403  # DNS rebinding
-        # head exits: the next write meets a closed pipe, and `up` stops everything it started
+        # the reader exits: the next write meets a closed pipe, and `up` stops everything
         proc.stdout.close()
         assert proc.wait(180) == 0
+        assert not _leaks(errors.read_text()), errors.read_text()[-3000:]
     finally:
         stop_up(proc, data_dir)
+        errors.unlink(missing_ok=True)
+
+
+HEAD_LINES = 50
+START_SECONDS = 240
+"""`up --demo` until its 50th line: the embedded servers, migrations, 30 days of demo history
+and the fleet's start on a loaded 2-core machine (about 20 s on a quiet one)."""
+STOP_SECONDS = 60
+"""From head's exit to the pipeline's end: `up`'s stop (the demo fleet's daemons take up to
+30 s, then Streamlit, Valkey and PostgreSQL)."""
+
+
+def _read_some(fd: int, deadline: float) -> bytes | None:
+    """The next bytes of a pipe; None at its end; fail past `deadline`."""
+    ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+    assert ready, "timed out waiting for the pipeline's output to end"
+    return os.read(fd, 1 << 16) or None
+
+
+def _leaks(stderr: str) -> list[str]:
+    """What must never reach the terminal when the reader goes away: a traceback, or Python's
+    "Exception ignored ... BrokenPipeError" from flushing stdout at exit."""
+    return [x for x in ("Traceback", "BrokenPipeError", "Exception ignored") if x in stderr]
+
+
+def test_uv_run_terragon_up_demo_piped_to_head_50(data_dir: Path) -> None:
+    """Literally `uv run terragon up --demo | head -50` (on a fresh data directory and ports):
+    50 JSON lines, each an event; the pipeline ends by itself (head exits after 50 lines, `up`
+    then stops as on SIGTERM and exits 0: pipefail), promptly, with nothing on stderr that a
+    closed pipe caused, and no process of it left: PostgreSQL, Valkey, Streamlit, the demo."""
+    port, dashboard_port = free_port(), free_port()
+    command = (
+        f"set -o pipefail; uv run terragon up --demo --data-dir {shlex.quote(str(data_dir))} "
+        f"--port {port} --dashboard-port {dashboard_port} | head -{HEAD_LINES}"
+    )
+    errors = data_dir.with_name(data_dir.name + ".stderr")
+    with errors.open("wb") as sink:
+        pipeline = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=REPO_ROOT,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            start_new_session=True,
+        )
+    assert pipeline.stdout is not None
+    try:
+        # our end of the pipe is head's stdout alone: its EOF is head's exit, after 50 lines
+        out = Terminal(pipeline.stdout.fileno())
+        deadline = time.monotonic() + START_SECONDS
+        while (chunk := _read_some(out.master, deadline)) is not None:
+            out.raw += chunk
+        head_exited = time.monotonic()
+        code = pipeline.wait(STOP_SECONDS)  # the pipeline ends once `uv run … up` exits too
+        stopped_in = time.monotonic() - head_exited
+        stderr = errors.read_text()
+        lines = out.raw.decode().splitlines()
+        assert code == 0, (code, stderr[-3000:], lines[-5:])
+        assert len(lines) == HEAD_LINES, out.raw[-3000:]
+        events = [json.loads(line) for line in lines]  # every line: one JSON object...
+        assert all(isinstance(e, dict) and isinstance(e.get("event"), str) for e in events)
+        assert not _leaks(stderr), stderr[-3000:]
+        assert stopped_in < STOP_SECONDS, stopped_in
+    finally:
+        if pipeline.poll() is None:
+            os.killpg(pipeline.pid, signal.SIGKILL)
+            pipeline.wait(10)
+        errors.unlink(missing_ok=True)
+    assert not leftovers(data_dir), "a process of `up` outlived the pipeline"
 
 
 def _get(url: str, host: str | None = None) -> tuple[int, str]:

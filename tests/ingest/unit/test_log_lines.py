@@ -194,14 +194,26 @@ def test_a_childs_output_becomes_events_of_the_same_format(
     assert max(len(str(e["text"])) for e in long_lines) <= 64 * 1024
 
 
-def test_a_closed_reader_is_noticed_once_and_the_process_carries_on() -> None:
-    """`terragon up 2>&1 | head -1`: the write that meets the closed pipe runs the callback
-    (which stops `up`), and nothing after it fails: not the log, not the interpreter's exit."""
+def test_servers_log_on_stdout_and_data_commands_on_stderr() -> None:
+    """A server's log is its output (`terragon up | head -50`); a data command's stdout is its
+    answer (`terragon archive sql … | jq`), so its log goes beside it."""
+    for server in ("up", "serve", "dashboard"):
+        assert log_config.log_stream(server) == "stdout", server
+    for command in ("archive", "quarantine", "retention", "tokens", "migrate", "maintenance", None):
+        assert log_config.log_stream(command) == "stderr", command
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_closed_reader_is_noticed_once_and_the_process_carries_on(stream: str) -> None:
+    """`terragon up | head -1`: the write that meets the closed pipe runs the callback (which
+    stops `up`), and nothing after it fails: not the log, not the interpreter's exit (which
+    flushes `sys.stdout`: "Exception ignored ... BrokenPipeError" must not be printed)."""
+    other = "stderr" if stream == "stdout" else "stdout"
     script = textwrap.dedent(
-        """
+        f"""
         import sys, threading, structlog
         from terragon_ingest import log_config
-        log_config.configure_logging("info", json=True)
+        log_config.configure_logging("info", json=True, stream="{stream}")
         closed = threading.Event()
         log_config.on_output_closed(closed.set)
         log = structlog.get_logger()
@@ -212,15 +224,18 @@ def test_a_closed_reader_is_noticed_once_and_the_process_carries_on() -> None:
         assert closed.is_set()
         for n in range(10):
             log.info("after", n=n)  # to /dev/null now: no BrokenPipeError
-        print("still writing", file=sys.stderr)
+        print("still writing", file=sys.{stream})
+        print("the other stream", file=sys.{other}, flush=True)
         sys.exit(7)
         """
     )
     child = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert child.stderr is not None
-    first = child.stderr.readline()
+    log, rest = (child.stdout, child.stderr) if stream == "stdout" else (child.stderr, child.stdout)
+    assert log is not None and rest is not None
+    first = log.readline()
     assert json.loads(first)["event"] == "tick"
-    child.stderr.close()  # as `head -1` exits
+    log.close()  # as `head -1` exits
     assert child.wait(60) == 7  # its own exit: not 1 (an exception) or 120 (a failed flush)
+    assert rest.read() == b"the other stream\n"  # no traceback, no "Exception ignored"

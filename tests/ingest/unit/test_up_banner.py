@@ -72,8 +72,8 @@ def _events(err: io.StringIO) -> list[dict[str, object]]:
 def test_the_banner_waits_for_the_api_to_answer(
     api: Api, logged: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys, "stderr", logged)
-    log_config.configure_logging("info", json=True)
+    monkeypatch.setattr(sys, "stdout", logged)  # `up` logs on stdout
+    log_config.configure_logging("info", json=True, stream=log_config.log_stream("up"))
     banner = cli.UpBanner(api.url, dict(LINES), StopSignals())
     banner.start()
     try:
@@ -91,8 +91,8 @@ def test_the_banner_waits_for_the_api_to_answer(
 def test_an_api_that_never_answers_is_a_clear_error_and_a_stop(
     api: Api, logged: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys, "stderr", logged)
-    log_config.configure_logging("info", json=True)
+    monkeypatch.setattr(sys, "stdout", logged)  # `up` logs on stdout
+    log_config.configure_logging("info", json=True, stream=log_config.log_stream("up"))
     monkeypatch.setattr(cli, "READY_TIMEOUT_SECONDS", 1.0)
     stopped = threading.Event()
     monkeypatch.setattr(cli, "_request_stop", stopped.set)  # not a SIGTERM to the test run

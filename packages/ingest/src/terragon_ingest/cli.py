@@ -35,6 +35,8 @@ from terragon_ingest.kit.net import is_loopback
 from terragon_ingest.log_config import (
     announce,
     configure_logging,
+    log_stream,
+    logs_to_terminal,
     on_output_closed,
     start_status_line,
     stop_status_line,
@@ -121,15 +123,18 @@ def refuse_unsafe_secrets(settings: Settings) -> None:
     envvar="TERRAGON_LOG_FORMAT",
     type=click.Choice(["console", "json"]),
     default=None,
-    help="(env TERRAGON_LOG_FORMAT) Default: console on a terminal, JSON otherwise. In a "
-    "terminal at info level, per-envelope and per-run events are one summary line every 10 s "
-    "(--log-level debug shows each); JSON carries every event.",
+    help="(env TERRAGON_LOG_FORMAT) Default: console on a terminal, JSON otherwise. Logs go to "
+    "stdout for up, serve and dashboard, to stderr for every other command (its stdout is the "
+    "answer). In a terminal at info level, per-envelope and per-run events are one summary line "
+    "every 10 s (--log-level debug shows each); JSON carries every event.",
 )
 def main(log_level: str, log_format: str | None) -> None:
     """terragon: the run-correlation plane (daemon event ingest, quarantine, preview access)."""
-    json_logs = (log_format == "json") if log_format else not sys.stderr.isatty()
-    click.get_current_context().meta["logging"] = (log_level, json_logs)
-    configure_logging(log_level, json=json_logs)
+    ctx = click.get_current_context()
+    stream = log_stream(ctx.invoked_subcommand)
+    json_logs = (log_format == "json") if log_format else not logs_to_terminal(stream)
+    ctx.meta["logging"] = (log_level, json_logs)
+    configure_logging(log_level, json=json_logs, stream=stream)
 
 
 def _logging_options() -> tuple[str, bool]:
@@ -412,7 +417,7 @@ def _request_stop() -> None:
 
 
 class _OutputClosed:
-    """`up`'s log reader went away (`terragon up 2>&1 | head -50`): stop, as cleanly as for a
+    """`up`'s log reader went away (`terragon up | head -50`): stop, as cleanly as for a
     signal; the rest of the output goes to /dev/null (`log_config`)."""
 
     def __init__(self, stop: StopSignals) -> None:

@@ -14,10 +14,14 @@ character, DEL and every non-ASCII character.
 One stream, one format: structlog events, stdlib records (uvicorn, httpx, pgserver's multi-line
 transcripts) and the output of child processes (`relay_output`: the dashboard, the demo fleet) are
 rendered by the same renderer, so piped output is JSON lines, every line, and a terminal sees one
-console format whose lines fit its width (`fit_to_terminal`). The stream is stderr as it is at each
-write, so a progress bar's console (which redirects stderr while it draws) prints log lines above
-the bar instead of through it; a closed reader (`terragon up 2>&1 | head`) is noticed once
-(`on_output_closed`) and the rest of the output goes to /dev/null.
+console format whose lines fit its width (`fit_to_terminal`).
+
+The stream is chosen per command (`log_stream`): stdout for the servers (`up`, `serve`,
+`dashboard`: their log is their output, `terragon up | head -50`), stderr for a command whose stdout
+is its answer (JSON, CSV). It is `sys.stdout`/`sys.stderr` as it is at each write, so a progress
+bar's console (which redirects stderr while it draws) prints log lines above the bar instead of
+through it; a closed reader (`terragon up | head`) is noticed once (`on_output_closed`) and the rest
+of the output goes to /dev/null.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TextIO
 
 import structlog
 
@@ -218,13 +222,13 @@ _ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
 
 def terminal_width() -> int | None:
     """The columns of the terminal the log goes to (`COLUMNS` wins, as for every other
-    program); None when stderr is not a terminal (nothing to fit)."""
+    program); None when the log's stream is not a terminal (nothing to fit)."""
     with contextlib.suppress(ValueError):
         columns = int(os.environ.get("COLUMNS", ""))
         if columns > 0:
             return columns
     try:
-        return os.get_terminal_size(2).columns or None
+        return os.get_terminal_size(_stream.fd).columns or None
     except OSError:
         return None
 
@@ -284,25 +288,43 @@ class _ConsoleLines:
 
 
 OutputClosed = Callable[[], None]
+LogStream = Literal["stdout", "stderr"]
+
+SERVER_COMMANDS: Final = frozenset({"up", "serve", "dashboard"})
+
+
+def log_stream(command: str | None) -> LogStream:
+    """Where `terragon COMMAND` logs. A server's log is its output (`terragon up | head -50`,
+    `| jq`), so stdout; every other command answers on stdout (JSON lines, CSV, a table) and
+    logs beside it on stderr, so `| jq` reads only the answer."""
+    return "stdout" if command in SERVER_COMMANDS else "stderr"
 
 
 class _LogStream:
-    """Where every log line goes: `sys.stderr` as it is at each write (a rich progress bar
-    replaces it with a proxy that prints above the bar while the bar is drawn). A reader that
-    went away (EPIPE: `terragon up 2>&1 | head -50`) is noticed once: file descriptor 2 then
-    points at /dev/null (nothing later, not even the interpreter's exit, fails on it) and the
-    `on_output_closed` callbacks run, so a server can stop cleanly instead of failing in the
-    middle of a write."""
+    """Where every log line goes: `sys.stdout` or `sys.stderr` (`name`) as it is at each write
+    (a rich progress bar replaces it with a proxy that prints above the bar while the bar is
+    drawn). A reader that went away (EPIPE: `terragon up | head -50`) is noticed once: the
+    stream's file descriptor then points at /dev/null (nothing later, not even the interpreter's
+    exit flushing `sys.stdout`, fails on it) and the `on_output_closed` callbacks run, so a
+    server can stop cleanly instead of failing in the middle of a write."""
 
     def __init__(self) -> None:
+        self.name: LogStream = "stderr"
         self.closed = False
         self.callbacks: list[OutputClosed] = []
         self._lock = threading.Lock()
 
+    @property
+    def fd(self) -> int:
+        return 1 if self.name == "stdout" else 2
+
+    def _target(self) -> TextIO:
+        return sys.stdout if self.name == "stdout" else sys.stderr
+
     def write(self, text: str) -> int:
         if not self.closed:
             try:
-                sys.stderr.write(text)
+                self._target().write(text)
             except OSError as exc:
                 self._broken(exc)
         return len(text)
@@ -310,12 +332,12 @@ class _LogStream:
     def flush(self) -> None:
         if not self.closed:
             try:
-                sys.stderr.flush()
+                self._target().flush()
             except OSError as exc:
                 self._broken(exc)
 
     def isatty(self) -> bool:
-        return sys.stderr.isatty()
+        return self._target().isatty()
 
     def _broken(self, exc: OSError) -> None:
         if not isinstance(exc, BrokenPipeError) and exc.errno != errno.EPIPE:
@@ -326,7 +348,7 @@ class _LogStream:
             self.closed = True
             callbacks = list(self.callbacks)
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
+        os.dup2(devnull, self.fd)
         os.close(devnull)
         for callback in callbacks:
             callback()
@@ -348,10 +370,19 @@ def console_logging() -> bool:
     return not _json_logs
 
 
-def configure_logging(level: str = "info", *, json: bool = True) -> None:
+def logs_to_terminal(stream: LogStream) -> bool:
+    """`stream` is a terminal: the default log format there is the console's, else JSON."""
+    return (sys.stdout if stream == "stdout" else sys.stderr).isatty()
+
+
+def configure_logging(
+    level: str = "info", *, json: bool = True, stream: LogStream = "stderr"
+) -> None:
+    """Every log line of this process, to `stream` (`log_stream` chooses it per command)."""
     global _summary, _json_logs
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     _json_logs = json
+    _stream.name = stream
     if _summary is not None:
         _summary.stop()
         _summary = None

@@ -30,7 +30,7 @@ from pathlib import Path
 from litestar import Litestar
 
 from terragon_ingest.kit.installation import DATA_DIR_ENV
-from terragon_ingest.log_config import configure_logging, start_status_line
+from terragon_ingest.log_config import configure_logging, log_stream, start_status_line
 from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
 from terragon_ingest.stopping import die_with_parent
 
@@ -59,7 +59,11 @@ def create_worker_app() -> Litestar:
     # `serve` checked already; a worker started some other way (`uvicorn … --factory`) checks too.
     if problems := settings.unsafe_secrets():
         raise SystemExit(unsafe_secrets_message(problems))
-    configure_logging(settings.server.LOG_LEVEL, json=os.environ.get(_LOG_FORMAT_ENV) != "console")
+    configure_logging(
+        settings.server.LOG_LEVEL,
+        json=os.environ.get(_LOG_FORMAT_ENV) != "console",
+        stream=log_stream("serve"),
+    )
     # in a terminal, each worker prints the summary of the envelopes it decided (no-op in JSON)
     start_status_line(f"  worker {os.getpid()} of {settings.server.PUBLIC_URL or 'terragon serve'}")
     return create_app(settings)
