@@ -18,7 +18,6 @@ large, and only the drill-down reads them).
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from urllib.parse import urlparse
 import duckdb
 
 from terragon_core import ArchiveDataset, archive_view_sql, live_files
+from terragon_dashboard.settings import BucketSettings
 
 SETTING = "TERRAGON_ARCHIVE_URL"
 MIRRORED: Final = (ArchiveDataset.QUARANTINE_MINUTELY, ArchiveDataset.QUARANTINE_DAILY)
@@ -92,18 +92,18 @@ def add_views(
         con.execute(archive_view_sql(dataset, None, files=manifest.paths(str(archive), dataset)))
 
 
-def _s3_filesystem():  # pyarrow's types are partly untyped
+def _s3_filesystem(bucket: BucketSettings | None = None):  # pyarrow's types are partly untyped
     import pyarrow.fs as pafs
 
-    timeout = float(os.environ.get("OBJECT_STORE_TIMEOUT") or 30)
+    bucket = bucket or BucketSettings()
+    timeout = bucket.TIMEOUT
     kwargs: dict[str, object] = {}
-    if endpoint := os.environ.get("OBJECT_STORE_S3_ENDPOINT"):
+    if endpoint := bucket.S3_ENDPOINT:
         parsed = urlparse(endpoint)
         kwargs["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
         kwargs["scheme"] = parsed.scheme or "https"
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     return pafs.S3FileSystem(
-        region=region,
+        region=bucket.REGION,
         connect_timeout=min(timeout, 5.0),
         request_timeout=timeout,
         retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=3),
@@ -127,7 +127,7 @@ def _list_bucket(url: str) -> Manifest:
             raise OSError(f"bucket {bucket!r} does not exist")
         infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
     except OSError as exc:
-        endpoint = os.environ.get("OBJECT_STORE_S3_ENDPOINT") or "AWS's own"
+        endpoint = BucketSettings().S3_ENDPOINT or "AWS's own"
         raise ArchiveUnreachable(
             f"archive {url!r} ({SETTING}) cannot be listed: {str(exc).splitlines()[0]}; check "
             f"{SETTING}, OBJECT_STORE_S3_ENDPOINT ({endpoint}) and AWS_ACCESS_KEY_ID / "

@@ -270,9 +270,8 @@ def arrow_s3_filesystem(settings: ObjectStoreSettings) -> pafs.S3FileSystem:
         endpoint = urlparse(settings.S3_ENDPOINT)
         kwargs["endpoint_override"] = endpoint.netloc + endpoint.path.rstrip("/")
         kwargs["scheme"] = endpoint.scheme or "https"
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     return pafs.S3FileSystem(
-        region=region or "us-east-1",
+        region=settings.REGION or "us-east-1",
         connect_timeout=min(settings.TIMEOUT, 5.0),
         request_timeout=settings.TIMEOUT,
         retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_RETRIES + 1),
