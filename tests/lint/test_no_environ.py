@@ -60,7 +60,6 @@ def environ_reads(source: str) -> list[int]:
             parents[child] = node
     found: list[int] = []
     for node in ast.walk(tree):
-        hit = False
         if isinstance(node, ast.ImportFrom) and node.module == "os":
             hit = any(alias.name in _READERS for alias in node.names)
         elif (
@@ -71,6 +70,8 @@ def environ_reads(source: str) -> list[int]:
         ):
             parent = parents.get(node)
             hit = not _allowed(node, parent, parents.get(parent) if parent else None)
+        else:
+            continue
         if hit and SKIP not in lines[node.lineno - 1]:
             found.append(node.lineno)
     return sorted(found)
@@ -93,6 +94,18 @@ def test_only_settings_modules_read_the_environment() -> None:
         "deployable's settings object (terragon_core.env.setting) and pass the value down:\n  "
         + "\n  ".join(offenders)
     )
+
+
+def test_no_click_option_reads_the_environment_itself() -> None:
+    """A click option's default comes from the settings (`default=env_var(Group, "FIELD").read`),
+    never from `envvar=`: the variable is then declared, typed and in the table."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in _shipped_modules()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and any(k.arg == "envvar" for k in node.keywords)
+    ]
+    assert not offenders, offenders
 
 
 def test_the_settings_modules_exist() -> None:

@@ -7,12 +7,12 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+
+import tools.settings_table as settings_table
 from terragon_core.env import EnvVar, env_var, env_vars
 from terragon_daemon import settings as daemon_settings
 from terragon_dashboard.settings import DashboardSettings
 from terragon_ingest.settings import ServerSettings, Settings
-
-from tools import settings_table
 
 
 def test_the_generated_files_are_current() -> None:
