@@ -40,6 +40,50 @@ Every setting is an environment variable; the table is generated from the settin
 """
 
 
+TEST_VARS: tuple[EnvVar, ...] = (
+    EnvVar(
+        "TERRAGON_TEST_DATABASE_URL",
+        "url",
+        None,
+        "The tests use this PostgreSQL server instead of an embedded one.",
+    ),
+    EnvVar(
+        "TERRAGON_TEST_VALKEY_URL",
+        "url",
+        None,
+        "The tests use this Valkey server instead of an embedded one.",
+    ),
+    EnvVar(
+        "TERRAGON_TEST_S3_URL",
+        "url",
+        None,
+        "The tests use this bucket (`s3://bucket/prefix`, must exist; credentials from `AWS_*`) "
+        "instead of the moto server they start.",
+    ),
+    EnvVar(
+        "TERRAGON_TEST_S3_ENDPOINT",
+        "url",
+        None,
+        "The S3 API's URL for `TERRAGON_TEST_S3_URL` (unset: AWS).",
+    ),
+    EnvVar(
+        "TERRAGON_TEST_PYTHON310",
+        "path",
+        None,
+        "A Python 3.10 interpreter for the daemon bundle's oldest-Python tests.",
+        shown_default="`python3.10` on `PATH`, else pyenv's",
+    ),
+    EnvVar(
+        "TERRAGON_LONG_TESTS",
+        "bool",
+        False,
+        "`1`: the fuzz suites run their long form (minutes) instead of the short one.",
+    ),
+)
+"""Switches of the test fixtures (`tests/conftest.py`, `tests/fuzz/conftest.py`,
+`tools/s3_server.py`), which read them themselves: no deployable reads them, no operator sets them."""
+
+
 @dataclass
 class Row:
     var: EnvVar | daemon_settings.EnvVar
@@ -53,6 +97,7 @@ def _declared() -> list[tuple[str, EnvVar | daemon_settings.EnvVar]]:
     found += [("dashboard", var) for _, var in env_vars(dashboard_settings.DashboardSettings)]
     found += [("dashboard", var) for var in dashboard_settings.LIBRARY_VARS]
     found += [("daemon", var) for var in daemon_settings.ENV_VARS]
+    found += [("tests", var) for var in TEST_VARS]
     return found
 
 
@@ -115,6 +160,8 @@ def render_env_example() -> str:
     section = ""
     for row in rows():
         var = row.var
+        if row.deployables == ["tests"]:
+            continue  # not an installation's: see docs/configuration.md
         if row.deployables[0] != section:
             section = row.deployables[0]
             out += ["", f"# ---- {section} " + "-" * (90 - len(section))]
