@@ -74,6 +74,14 @@ TEST_VARS: tuple[EnvVar, ...] = (
         shown_default="`python3.10` on `PATH`, else pyenv's",
     ),
     EnvVar(
+        "PROMTOOL",
+        "path",
+        None,
+        "Prometheus' `promtool`, which checks the shipped alert rules (else the test is skipped; "
+        "`tools/alerts/get-promtool.sh` fetches one).",
+        shown_default="`promtool` on `PATH`",
+    ),
+    EnvVar(
         "TERRAGON_LONG_TESTS",
         "bool",
         False,
