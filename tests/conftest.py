@@ -58,8 +58,9 @@ def fx_pg_admin_url(services_dir: Path) -> Iterator[str]:
         yield external
         return
     from terragon_ingest.embedded import EmbeddedPostgres
+    from terragon_ingest.settings import DatabaseSettings
 
-    server = EmbeddedPostgres(services_dir / "pg-server")
+    server = EmbeddedPostgres(services_dir / "pg-server", fast=DatabaseSettings().EMBEDDED_FAST)
     url = server.start()
     try:
         yield url

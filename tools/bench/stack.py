@@ -24,6 +24,7 @@ import httpx
 
 from terragon_core import RUN_MAX_BYTES_PER_MINUTE, RUN_MAX_MESSAGES_PER_MINUTE
 from terragon_ingest.embedded import EmbeddedPostgres, EmbeddedValkey
+from terragon_ingest.settings import DatabaseSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # `terragon serve` refuses default or short secrets (CONTRACT §3): made per bench process.
@@ -204,7 +205,7 @@ class Stack:
 
     def start_backends(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.pg = EmbeddedPostgres(self.root / "pg")
+        self.pg = EmbeddedPostgres(self.root / "pg", fast=DatabaseSettings().EMBEDDED_FAST)
         self.pg.start()
         self.db_url = self.fresh_database(DATABASE)
         self.valkey = EmbeddedValkey(self.root / "valkey")

@@ -19,7 +19,7 @@ import click
 import pytest
 
 from terragon_ingest.cli import main
-from terragon_ingest.kit.installation import DATA_DIR_ENV, DEFAULT_DATA_DIR, redacted
+from terragon_ingest.kit.installation import DATA_DIR_ENV, DATA_DIR_VAR, redacted
 from terragon_ingest.settings import get_settings
 from tests.support import invoke_in_process
 
@@ -59,10 +59,11 @@ def test_every_command_takes_the_one_data_dir_option() -> None:
             missing.append(name)
             continue
         assert isinstance(option, click.Option)
+        # its default is the settings' variable, read when the command runs (no click envvar)
         assert (option.opts, option.envvar, option.default) == (
             ["--data-dir"],
-            DATA_DIR_ENV,
-            DEFAULT_DATA_DIR,
+            None,
+            DATA_DIR_VAR.read,
         ), name
     assert not missing, f"commands without --data-dir: {missing}"
 

@@ -1,13 +1,19 @@
 """The dashboard's settings, from its environment (set by `terragon dashboard` / `terragon up`)
 or from script arguments after `--` (`streamlit run app.py -- --archive-dir=DIR`, or
-`-- --archive-url=s3://bucket/prefix`)."""
+`-- --archive-url=s3://bucket/prefix`).
+
+Every field is declared with `terragon_core.env.setting`, so `docs/configuration.md`'s table lists
+it (`uv run python -m tools.settings_table --write`). This module is the dashboard's only reader of
+the environment."""
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from terragon_core.env import EnvVar, setting
 
 
 def _arg(name: str) -> str | None:
@@ -19,55 +25,133 @@ def _arg(name: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class BucketSettings:
+    """How the dashboard reaches an archive in a bucket (credentials: the `AWS_*` variables, which
+    pyarrow reads itself)."""
+
+    S3_ENDPOINT: str | None = setting(
+        "OBJECT_STORE_S3_ENDPOINT",
+        "url",
+        None,
+        "The S3 API's URL for R2/MinIO/…, for payloads and the archive (`http://` allowed only "
+        "when it says so); credentials come from `AWS_*`.",
+        shown_default="unset → AWS",
+    )
+    TIMEOUT: float = setting(
+        "OBJECT_STORE_TIMEOUT",
+        "float",
+        30.0,
+        "Seconds per object-store request (connect: at most 5), two retries: a wrong endpoint "
+        "fails within about three times this, never hangs.",
+    )
+    REGION: str = setting(
+        "AWS_REGION",
+        "str",
+        "us-east-1",
+        "The bucket's region (`auto` for R2); `AWS_DEFAULT_REGION` when unset.",
+        shown_default="`AWS_DEFAULT_REGION`, else `us-east-1`",
+        fallbacks=("AWS_DEFAULT_REGION",),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class DashboardSettings:
-    ARCHIVE_DIR: Path
-    """`TERRAGON_ARCHIVE_DIR` (or `--archive-dir=`): the Parquet archive; default `.data/archive`."""
-    ARCHIVE_URL: str | None
-    """`TERRAGON_ARCHIVE_URL` (or `--archive-url=`): the archive in a bucket, `s3://bucket/prefix`
-    (endpoint `OBJECT_STORE_S3_ENDPOINT`, credentials `AWS_*`); wins over the directory."""
-    DATABASE_URL: str | None
-    """`DATABASE_URL`: Postgres for the live last hour (read-only); unset → archive only."""
-    REFRESH_SECONDS: float
-    """`TERRAGON_DASHBOARD_REFRESH_SECONDS`: the page refreshes itself this often; 0 = never."""
-    AUTH: str | None = None
-    """`TERRAGON_DASHBOARD_AUTH`: `password` asks every browser session to sign in with
-    `TERRAGON_DASHBOARD_PASSWORD`; unset = no sign-in (then the page shows payload prefixes only
-    when it is served on a loopback address)."""
-    PASSWORD: str | None = None
-    """`TERRAGON_DASHBOARD_PASSWORD`: the sign-in password (at least 12 characters)."""
-    HOSTS: tuple[str, ...] = ()
-    """`TERRAGON_DASHBOARD_HOSTS`: the host names the dashboard answers to, comma-separated
-    (`dash.example.com,localhost`; no port: any port matches); unset = the bind address,
-    `localhost` and `127.0.0.1`. Any other `Host`, or a websocket from any other `Origin`, gets
-    403 (a DNS-rebinding page reads nothing)."""
-    DATA_DIR: Path | None = None
-    """`TERRAGON_DATA_DIR` (or `--data-dir=`; set by `terragon up` / `terragon dashboard`): the
-    installation's data directory, carried as `--data-dir` by the commands the page prints;
-    unset = those commands carry the archive's and database's own flags instead."""
+    ARCHIVE_DIR: Path = setting(
+        "TERRAGON_ARCHIVE_DIR",
+        "path",
+        Path(".data/archive"),
+        "The Parquet archive as a local directory (or `--archive-dir=`).",
+        shown_default="`<data-dir>/archive`",
+        read=lambda env: Path(env.get("TERRAGON_ARCHIVE_DIR") or ".data/archive").resolve(),
+    )
+    ARCHIVE_URL: str | None = setting(
+        "TERRAGON_ARCHIVE_URL",
+        "url",
+        None,
+        "The archive in a bucket, `s3://bucket/prefix` (or `--archive-url=`); wins over the "
+        "directory.",
+    )
+    DATABASE_URL: str | None = setting(
+        "DATABASE_URL",
+        "url",
+        None,
+        "PostgreSQL for the dashboard's live last hour (read-only); unset → archive only.",
+    )
+    REFRESH_SECONDS: float = setting(
+        "TERRAGON_DASHBOARD_REFRESH_SECONDS",
+        "float",
+        30.0,
+        "The dashboard page refreshes itself this often; `0`: never.",
+    )
+    AUTH: str | None = setting(
+        "TERRAGON_DASHBOARD_AUTH",
+        "str",
+        None,
+        "`password`: the dashboard asks every browser to sign in with "
+        "`TERRAGON_DASHBOARD_PASSWORD` and keeps it signed in for 12 hours (HttpOnly cookie); "
+        "unset: no sign-in, and payload prefixes only when it is served on a loopback address.",
+        read=lambda env: (env.get("TERRAGON_DASHBOARD_AUTH") or "").strip().lower() or None,
+    )
+    PASSWORD: str | None = setting(
+        "TERRAGON_DASHBOARD_PASSWORD",
+        "str",
+        None,
+        "The dashboard's sign-in password (at least 12 characters, compared in constant time).",
+        secret=True,
+        read=lambda env: env.get("TERRAGON_DASHBOARD_PASSWORD") or None,
+    )
+    HOSTS: tuple[str, ...] = setting(
+        "TERRAGON_DASHBOARD_HOSTS",
+        "list",
+        (),
+        "The host names the dashboard answers to, comma-separated, without port; any other "
+        "`Host` (or websocket `Origin`) gets 403 (a DNS-rebinding page reads nothing).",
+        shown_default="the bind address, `localhost`, `127.0.0.1`",
+    )
+    DATA_DIR: Path | None = setting(
+        "TERRAGON_DATA_DIR",
+        "path",
+        None,
+        "The installation's data directory (or `--data-dir=`; set by `terragon up` / "
+        "`terragon dashboard`), carried as `--data-dir` by the commands the page prints.",
+        read=lambda env: Path(p).resolve() if (p := env.get("TERRAGON_DATA_DIR")) else None,
+    )
+    bucket: BucketSettings = field(default_factory=BucketSettings)
+
+    def __post_init__(self) -> None:
+        if self.ARCHIVE_URL and not self.ARCHIVE_URL.startswith("s3://"):
+            # file:///dir or a path: a directory after all
+            directory = Path(self.ARCHIVE_URL.removeprefix("file://")).resolve()
+            object.__setattr__(self, "ARCHIVE_DIR", directory)
+            object.__setattr__(self, "ARCHIVE_URL", None)
 
     @classmethod
     def from_env(cls) -> DashboardSettings:
-        archive = _arg("archive-dir") or os.environ.get("TERRAGON_ARCHIVE_DIR") or ".data/archive"
-        url = _arg("archive-url") or os.environ.get("TERRAGON_ARCHIVE_URL") or None
-        if url and not url.startswith("s3://"):  # file:///dir or a path: a directory after all
-            archive, url = url.removeprefix("file://"), None
-        data_dir = _arg("data-dir") or os.environ.get("TERRAGON_DATA_DIR") or None
-        return cls(
-            ARCHIVE_DIR=Path(archive).resolve(),
-            ARCHIVE_URL=url,
-            DATABASE_URL=os.environ.get("DATABASE_URL") or None,
-            REFRESH_SECONDS=float(os.environ.get("TERRAGON_DASHBOARD_REFRESH_SECONDS") or 30),
-            AUTH=(os.environ.get("TERRAGON_DASHBOARD_AUTH") or "").strip().lower() or None,
-            PASSWORD=os.environ.get("TERRAGON_DASHBOARD_PASSWORD") or None,
-            HOSTS=tuple(
-                name.strip()
-                for name in os.environ.get("TERRAGON_DASHBOARD_HOSTS", "").split(",")
-                if name.strip()
-            ),
-            DATA_DIR=Path(data_dir).resolve() if data_dir else None,
-        )
+        """The environment's settings, with the script arguments after `--` in their place."""
+        settings = cls()
+        overrides: dict[str, object] = {}
+        if archive := _arg("archive-dir"):
+            overrides["ARCHIVE_DIR"] = Path(archive).resolve()
+        if url := _arg("archive-url"):
+            overrides["ARCHIVE_URL"] = url
+        if data_dir := _arg("data-dir"):
+            overrides["DATA_DIR"] = Path(data_dir).resolve()
+        return dataclasses.replace(settings, **overrides) if overrides else settings
 
     @property
     def archive(self) -> Path | str:
         """Where the archive is read from: the bucket's URL, else the directory."""
         return self.ARCHIVE_URL or self.ARCHIVE_DIR
+
+
+LIBRARY_VARS: tuple[EnvVar, ...] = (
+    EnvVar(
+        "AWS_ACCESS_KEY_ID",
+        "str",
+        None,
+        "The bucket's credentials, read by pyarrow's S3 client itself.",
+        secret=True,
+    ),
+    EnvVar("AWS_SECRET_ACCESS_KEY", "str", None, "See `AWS_ACCESS_KEY_ID`.", secret=True),
+)
+"""Variables the dashboard's libraries read themselves: documented here so the table lists them."""

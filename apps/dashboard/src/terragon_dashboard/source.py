@@ -14,7 +14,6 @@ bucket (they can be large, and only the drill-down reads them).
 
 from __future__ import annotations
 
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +31,7 @@ from terragon_core.archive_location import (
     s3_filesystem,
 )
 from terragon_core.archive_location import list_archive as _list
+from terragon_dashboard.settings import BucketSettings
 
 __all__ = ["MIRRORED", "ArchiveUnreachable", "Manifest", "add_views", "list_archive"]
 
@@ -45,13 +45,9 @@ class ArchiveUnreachable(RuntimeError):
     """The archive's bucket could not be listed (the message names what to check)."""
 
 
-def _reading() -> S3Reading:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
-    return S3Reading(
-        endpoint=os.environ.get("OBJECT_STORE_S3_ENDPOINT") or None,
-        timeout=float(os.environ.get("OBJECT_STORE_TIMEOUT") or 30),
-        region=region,
-    )
+def _reading(bucket: BucketSettings | None = None) -> S3Reading:
+    bucket = bucket or BucketSettings()
+    return S3Reading(endpoint=bucket.S3_ENDPOINT, timeout=bucket.TIMEOUT, region=bucket.REGION)
 
 
 def list_archive(archive: Path | str) -> Manifest:
@@ -61,7 +57,7 @@ def list_archive(archive: Path | str) -> Manifest:
     except OSError as exc:
         if not is_bucket(archive):
             raise
-        endpoint = os.environ.get("OBJECT_STORE_S3_ENDPOINT") or "AWS's own"
+        endpoint = BucketSettings().S3_ENDPOINT or "AWS's own"
         raise ArchiveUnreachable(
             f"archive {str(archive)!r} ({SETTING}) cannot be listed: "
             f"{str(exc).splitlines()[0]}; check {SETTING}, OBJECT_STORE_S3_ENDPOINT ({endpoint}) "

@@ -1,6 +1,8 @@
 """terragon_core: the one source of the run-correlation plane's names, numbers and wire contracts.
 
-Pure: no I/O and no third-party dependency but msgspec. Everything public is re-exported here.
+Pure: no I/O and no third-party dependency but msgspec. Everything public is re-exported here,
+except `terragon_core.env`, the typed environment reader the settings modules import by its path
+(the one module of core that reads the process environment).
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import pkgutil
 import shlex
 import signal
@@ -28,13 +27,11 @@ from types import FrameType
 from terragon_daemon import __version__
 from terragon_daemon.logs import configure_logging, log_event
 from terragon_daemon.server import ControlServer, SocketInUseError
-from terragon_daemon.settings import DaemonSettings
+from terragon_daemon.settings import DaemonEnvironment, DaemonSettings
 from terragon_daemon.spool import SpoolLockedError
 from terragon_daemon.supervisor import Daemon
 
 log = logging.getLogger(__name__)
-
-_HOME = Path(os.environ.get("TERRAGON_DAEMON_HOME", Path.home() / ".terragon-daemon"))
 
 
 def _positive_int(text: str) -> int:
@@ -66,6 +63,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    env = DaemonEnvironment.read()
     parser = argparse.ArgumentParser(
         prog="terragon-daemon",
         description="Run agents and stream their output to the Terragon ingest service "
@@ -85,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--socket",
         type=Path,
-        default=Path(os.environ.get("TERRAGON_DAEMON_SOCKET", _HOME / "daemon.sock")),
+        default=env.socket,
         help="control socket path (env TERRAGON_DAEMON_SOCKET; default %(default)s)",
     )
     parser.add_argument(
         "--spool-dir",
         type=Path,
-        default=Path(os.environ.get("TERRAGON_DAEMON_SPOOL_DIR", _HOME / "spool")),
+        default=env.spool_dir,
         help="sealed batches, run state and dead letters (env TERRAGON_DAEMON_SPOOL_DIR)",
     )
     parser.add_argument(
@@ -134,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("TERRAGON_DAEMON_LOG_LEVEL", "info"),
+        default=env.log_level,
         choices=("debug", "info", "warning", "error"),
     )
     return parser

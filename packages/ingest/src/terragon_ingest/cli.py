@@ -22,6 +22,7 @@ from typing import Any
 import click
 import structlog
 
+from terragon_core.env import env_var
 from terragon_ingest.archive import commands as archive_commands
 from terragon_ingest.daemon_events import commands as daemon_event_commands
 from terragon_ingest.dashboard import dashboard as dashboard_command
@@ -42,7 +43,12 @@ from terragon_ingest.log_config import (
     stop_status_line,
 )
 from terragon_ingest.runs import commands as run_commands
-from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
+from terragon_ingest.settings import (
+    ServerSettings,
+    Settings,
+    get_settings,
+    unsafe_secrets_message,
+)
 from terragon_ingest.stopping import StopOnceServer, StopSignals, die_with_parent
 
 log = structlog.get_logger()
@@ -113,20 +119,18 @@ def refuse_unsafe_secrets(settings: Settings) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--log-level",
-    envvar="TERRAGON_LOG_LEVEL",
-    default="info",
-    show_default=True,
+    default=env_var(ServerSettings, "LOG_LEVEL").read,
+    show_default="TERRAGON_LOG_LEVEL, else info",
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
 @click.option(
     "--log-format",
-    envvar="TERRAGON_LOG_FORMAT",
     type=click.Choice(["console", "json"]),
-    default=None,
+    default=env_var(ServerSettings, "LOG_FORMAT").read,
     help="(env TERRAGON_LOG_FORMAT) Default: console on a terminal, JSON otherwise. Logs go to "
     "stdout for up, serve and dashboard, to stderr for every other command (its stdout is the "
-    "answer). In a terminal at info level, per-envelope and per-run events are one summary line "
-    "every 10 s (--log-level debug shows each); JSON carries every event.",
+    "answer). In a terminal at info level, per-envelope and per-run events are one summary line every 10 s "
+    "(--log-level debug shows each); JSON carries every event.",
 )
 def main(log_level: str, log_format: str | None) -> None:
     """terragon: the run-correlation plane (daemon event ingest, quarantine, preview access)."""
@@ -215,7 +219,7 @@ def up(
     try:
         db_url = settings.db.URL
         if not db_url:
-            pg = EmbeddedPostgres(data_dir)
+            pg = EmbeddedPostgres(data_dir, fast=settings.db.EMBEDDED_FAST)
             started.append(pg)
             pg.start()
             pg.ensure_database(EMBEDDED_DATABASE)
@@ -254,9 +258,11 @@ def up(
         }
         if dashboard_port:
             archive = effective.archive.archive_url(data_dir)
-            dashboard = start_dashboard(host, dashboard_port, archive, db_url, data_dir)
+            dashboard = start_dashboard(
+                host, dashboard_port, archive, db_url, data_dir, hosts=effective.dashboard.HOSTS
+            )
             lines["dashboard"] = f"http://{host}:{dashboard_port}"
-            lines["dashboard_access"] = _dashboard_access(host)
+            lines["dashboard_access"] = _dashboard_access(effective, host)
         if demo:
             preview_port = free_loopback_port()
             fleet = start_demo_fleet(public, data_dir, effective, preview_port, provider)
@@ -520,9 +526,9 @@ class DemoHistory:
             self.process.wait(10)
 
 
-def _dashboard_access(host: str) -> str:
+def _dashboard_access(settings: Settings, host: str) -> str:
     """The banner's word on who can open the dashboard (`TERRAGON_DASHBOARD_AUTH`)."""
-    if os.environ.get("TERRAGON_DASHBOARD_AUTH"):
+    if settings.dashboard.AUTH:
         return "sign-in required (TERRAGON_DASHBOARD_AUTH)"
     if is_loopback(host):
         return f"open, no sign-in: served on {host} only, so only this machine reaches it"
@@ -630,9 +636,8 @@ def stop_demo_fleet(fleet: subprocess.Popen[bytes]) -> None:
 )
 @click.option(
     "--workers",
-    envvar="TERRAGON_WORKERS",
-    default=1,
-    show_default=True,
+    default=env_var(ServerSettings, "WORKERS").read,
+    show_default="TERRAGON_WORKERS, else 1",
     type=click.IntRange(min=1),
     help="Worker processes (env TERRAGON_WORKERS); one per core is the usual choice. With more "
     "than one, /metrics sums every worker and every worker shares the configured secrets.",
@@ -698,7 +703,7 @@ def _write_schema_from_scratch() -> None:
     from terragon_ingest.embedded import EmbeddedPostgres
 
     with tempfile.TemporaryDirectory(prefix="terragon-schema-") as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "pg")
+        server = EmbeddedPostgres(Path(tmp) / "pg", fast=get_settings().db.EMBEDDED_FAST)
         url = server.start()
         try:
             run_migrations(url)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 import click
 import structlog
 
+from terragon_core.env import inherited_env
 from terragon_ingest.archive.commands import _archive_dir, _archive_url, _with_archive
 from terragon_ingest.kit.installation import installation
 from terragon_ingest.kit.net import is_loopback
@@ -93,11 +93,7 @@ def dashboard_env(
 ) -> dict[str, str]:
     """`data_dir`: the installation's data directory (`TERRAGON_DATA_DIR`), which the commands the
     dashboard prints carry as `--data-dir` (it finds the database, the archive and the objects)."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name in _ENV_NAMES or name.startswith(_ENV_PREFIXES)
-    }
+    env = inherited_env(_ENV_NAMES, _ENV_PREFIXES)
     if _is_url(archive_dir):
         env["TERRAGON_ARCHIVE_URL"] = str(archive_dir)
     else:
@@ -116,9 +112,12 @@ def start_dashboard(
     archive_dir: Path | str,
     database_url: str | None,
     data_dir: Path | None = None,
+    *,
+    hosts: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start the dashboard in the background; stop it with `stop_dashboard`."""
-    if not is_loopback(host) and not os.environ.get("TERRAGON_DASHBOARD_HOSTS"):
+    """Start the dashboard in the background; stop it with `stop_dashboard`. `hosts`: the
+    dashboard's `TERRAGON_DASHBOARD_HOSTS` (settings.dashboard.HOSTS), to warn when it is unset."""
+    if not is_loopback(host) and not hosts:
         log.warning(
             "dashboard_host_names_unset",
             host=host,
@@ -196,7 +195,9 @@ def dashboard(
     stop = StopSignals().install()
     process = None
     try:
-        process = start_dashboard(host, port, root, url, settings.server.DATA_DIR)
+        process = start_dashboard(
+            host, port, root, url, settings.server.DATA_DIR, hosts=settings.dashboard.HOSTS
+        )
         process.wait()
     except KeyboardInterrupt:
         pass

@@ -72,6 +72,8 @@ class EmbeddedPostgres:
     """A PostgreSQL 16 server from the `pgserver` wheel, on a Unix socket only."""
 
     data_dir: Path
+    fast: bool = False
+    """`TERRAGON_EMBEDDED_PG_FAST`: `fsync` and `synchronous_commit` off (throwaway data only)."""
     pgdata: Path = field(init=False)
     socket_dir: Path = field(init=False)
     _started: bool = field(default=False, init=False)
@@ -164,7 +166,7 @@ class EmbeddedPostgres:
                 f"-k {self.socket_dir}",
                 "-o",
                 "-c max_connections=200 -c fsync=off -c synchronous_commit=off"
-                if os.environ.get("TERRAGON_EMBEDDED_PG_FAST") == "1"
+                if self.fast
                 else "-c max_connections=200",
                 "-l",
                 str(log_file),

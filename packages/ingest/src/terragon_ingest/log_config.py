@@ -224,7 +224,7 @@ def terminal_width() -> int | None:
     """The columns of the terminal the log goes to (`COLUMNS` wins, as for every other
     program); None when the log's stream is not a terminal (nothing to fit)."""
     with contextlib.suppress(ValueError):
-        columns = int(os.environ.get("COLUMNS", ""))
+        columns = int(os.environ.get("COLUMNS", ""))  # lint-skip: environ, a terminal's convention
         if columns > 0:
             return columns
     try:

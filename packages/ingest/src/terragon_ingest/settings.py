@@ -1,14 +1,16 @@
 """One settings object for the ingest service, read from the environment.
 
-Groups mirror the parts of the system. Every field is documented; the configuration
-table (docs/configuration.md) lists the same variables. Deeper modules never import
+Groups mirror the parts of the system. Every field is declared with `terragon_core.env.setting`
+(name, type, default, what it does); `docs/configuration.md`'s table and `.env.example` are
+generated from these declarations (`uv run python -m tools.settings_table --write`). This module
+is the service's only reader of the environment. Deeper modules never import
 `get_settings()`: the composition root (`app.create_app`) and the CLI pass settings down.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +21,7 @@ from terragon_core import (
     RUN_MAX_BYTES_PER_MINUTE,
     RUN_MAX_MESSAGES_PER_MINUTE,
 )
+from terragon_core.env import EnvVar, env_var, setting
 
 DEV_INTERNAL_TOKEN = "dev-internal-token"
 """`terragon up`'s internal bearer token when none is set (development only)."""
@@ -35,287 +38,427 @@ MAKE_SECRET_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(32
 """What the refusal to start on an unsafe secret tells the operator to run."""
 
 
-def _env_str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def _env_opt(name: str) -> str | None:
-    return os.environ.get(name) or None
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"{name} must be a boolean (true/false), got {raw!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
-    URL: str | None = field(default_factory=lambda: _env_opt("DATABASE_URL"))
-    """`DATABASE_URL`: PostgreSQL URL. Unset → `terragon up` starts an embedded server."""
-    POOL_MAX: int = field(default_factory=lambda: _env_int("TERRAGON_DB_POOL_MAX", 16))
-    """`TERRAGON_DB_POOL_MAX`: upper bound of the per-process pool."""
-    POOL_MIN: int = field(
-        default_factory=lambda: _env_int(
-            "TERRAGON_DB_POOL_MIN", _env_int("TERRAGON_DB_POOL_MAX", 16)
-        )
+    URL: str | None = setting(
+        "DATABASE_URL",
+        "url",
+        None,
+        "PostgreSQL URL. Unset → `terragon up` starts an embedded server.",
+        shown_default="unset → embedded",
     )
-    """`TERRAGON_DB_POOL_MIN`: connections opened at start and kept open per process. Defaults
-    to `TERRAGON_DB_POOL_MAX`, so no connection is ever opened under load (the daemon-event hot
-    path would otherwise pay a connect, ~ms, exactly when it is busiest); capped at the max."""
-    CONNECT_TIMEOUT: float = field(
-        default_factory=lambda: _env_float("TERRAGON_DB_CONNECT_TIMEOUT", 5.0)
+    POOL_MAX: int = setting(
+        "TERRAGON_DB_POOL_MAX", "int", 16, "Upper bound of the connection pool per worker process."
     )
-    """`TERRAGON_DB_CONNECT_TIMEOUT`: seconds to wait for a pooled connection before 503."""
-    STATEMENT_TIMEOUT: float = field(
-        default_factory=lambda: _env_float("TERRAGON_DB_STATEMENT_TIMEOUT", 10.0)
+    # Defaults to the max, so no connection is ever opened under load (the daemon-event hot path
+    # would otherwise pay a connect, ~ms, exactly when it is busiest).
+    POOL_MIN: int = setting(
+        "TERRAGON_DB_POOL_MIN",
+        "int",
+        16,
+        "Connections opened at start and kept open per worker process (capped at the max).",
+        shown_default="= `TERRAGON_DB_POOL_MAX`",
+        read=lambda env: _POOL_MIN.read(env) if _POOL_MIN.raw(env) else _POOL_MAX.read(env),
     )
-    """`TERRAGON_DB_STATEMENT_TIMEOUT`: seconds any statement of the service's pool may run (every
-    ingest statement; over → 503 `unavailable` for that envelope only, the daemon retries). Set as
-    a connection option (`-c statement_timeout`): it costs no round trip per statement, where a
-    `SET LOCAL` needs a transaction around each (docs/performance.md "Statement timeout"). The
-    periodic jobs lift it on their own connection (`db.unbounded`). 0 = no bound."""
+    CONNECT_TIMEOUT: float = setting(
+        "TERRAGON_DB_CONNECT_TIMEOUT",
+        "float",
+        5.0,
+        "Seconds to wait for a pooled connection before answering 503.",
+    )
+    # A connection option (`-c statement_timeout`): it costs no round trip per statement, where a
+    # `SET LOCAL` needs a transaction around each. The periodic jobs lift it on their own
+    # connection (`db.unbounded`). Why: docs/performance.md "Statement timeout".
+    STATEMENT_TIMEOUT: float = setting(
+        "TERRAGON_DB_STATEMENT_TIMEOUT",
+        "float",
+        10.0,
+        "Seconds any statement of the service's pool may run (every ingest statement; over → 503 "
+        "`unavailable` for that envelope only, the daemon retries). 0 = no bound.",
+    )
+    EMBEDDED_FAST: bool = setting(
+        "TERRAGON_EMBEDDED_PG_FAST",
+        "bool",
+        False,
+        "The embedded PostgreSQL of `terragon up` (and of the tests) runs with `fsync` and "
+        "`synchronous_commit` off: faster, and a machine crash can lose or corrupt its data. "
+        "For throwaway data only.",
+    )
+
+
+_POOL_MAX = env_var(DatabaseSettings, "POOL_MAX")
+_POOL_MIN = env_var(DatabaseSettings, "POOL_MIN")
 
 
 @dataclass(frozen=True, slots=True)
 class ValkeySettings:
-    URL: str | None = field(default_factory=lambda: _env_opt("VALKEY_URL"))
-    """`VALKEY_URL`: Valkey/Redis URL. Unset → `terragon up` starts an embedded server."""
-    TIMEOUT: float = field(default_factory=lambda: _env_float("TERRAGON_VALKEY_TIMEOUT", 0.5))
-    """`TERRAGON_VALKEY_TIMEOUT`: seconds per Valkey call; past it access paths fail closed."""
+    URL: str | None = setting(
+        "VALKEY_URL",
+        "url",
+        None,
+        "Valkey/Redis URL. Unset → `terragon up` starts an embedded server.",
+        shown_default="unset → embedded",
+    )
+    TIMEOUT: float = setting(
+        "TERRAGON_VALKEY_TIMEOUT",
+        "float",
+        0.5,
+        "Seconds per Valkey call; past it the preview access paths fail closed (503).",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectStoreSettings:
-    URL: str | None = field(default_factory=lambda: _env_opt("OBJECT_STORE_URL"))
-    """`OBJECT_STORE_URL`: `s3://bucket/prefix` (S3/R2) or `file:///dir`. Unset → `<data-dir>/objects`."""
-    S3_ENDPOINT: str | None = field(default_factory=lambda: _env_opt("OBJECT_STORE_S3_ENDPOINT"))
-    """`OBJECT_STORE_S3_ENDPOINT`: custom endpoint for R2/MinIO (also the archive's, when
-    `TERRAGON_ARCHIVE_URL` is `s3://`); credentials come from AWS_* vars."""
-    TIMEOUT: float = field(default_factory=lambda: _env_float("OBJECT_STORE_TIMEOUT", 30.0))
-    """`OBJECT_STORE_TIMEOUT`: seconds per object-store request (connect: at most 5), two
-    retries; a wrong endpoint fails within about three times this, never hangs."""
+    URL: str | None = setting(
+        "OBJECT_STORE_URL",
+        "url",
+        None,
+        "Where oversized quarantine payloads go: `s3://bucket/prefix` (S3/R2), `file:///dir` or "
+        "a local directory.",
+        shown_default="`<data-dir>/objects`",
+    )
+    S3_ENDPOINT: str | None = setting(
+        "OBJECT_STORE_S3_ENDPOINT",
+        "url",
+        None,
+        "The S3 API's URL for R2/MinIO/…, for payloads and the archive (`http://` allowed only "
+        "when it says so); credentials come from `AWS_*`.",
+        shown_default="unset → AWS",
+    )
+    TIMEOUT: float = setting(
+        "OBJECT_STORE_TIMEOUT",
+        "float",
+        30.0,
+        "Seconds per object-store request (connect: at most 5), two retries: a wrong endpoint "
+        "fails within about three times this, never hangs.",
+    )
+    REGION: str | None = setting(
+        "AWS_REGION",
+        "str",
+        None,
+        "The bucket's region (`auto` for R2); `AWS_DEFAULT_REGION` when unset.",
+        shown_default="`AWS_DEFAULT_REGION`, else `us-east-1`",
+        fallbacks=("AWS_DEFAULT_REGION",),
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    ENV: str = field(default_factory=lambda: _env_str("TERRAGON_ENV", "dev"))
-    """`TERRAGON_ENV`: environment name; part of every repo-access cache key."""
-    INTERNAL_TOKEN: str = field(
-        default_factory=lambda: _env_str("TERRAGON_INTERNAL_TOKEN", DEV_INTERNAL_TOKEN)
+    ENV: str = setting(
+        "TERRAGON_ENV", "str", "dev", "Environment name; part of every repo-access cache key."
     )
-    """`TERRAGON_INTERNAL_TOKEN`: bearer token for `/api/internal/*`. Required outside `up`."""
-    METRICS_TOKEN: str = field(
-        default_factory=lambda: _env_str("TERRAGON_METRICS_TOKEN", DEV_METRICS_TOKEN)
+    INTERNAL_TOKEN: str = setting(
+        "TERRAGON_INTERNAL_TOKEN",
+        "str",
+        DEV_INTERNAL_TOKEN,
+        "Bearer token for `/api/internal/*`. **`serve` requires it** (≥ 32 bytes).",
+        shown_default=f"`{DEV_INTERNAL_TOKEN}`, under `up` only",
+        secret=True,
     )
-    """`TERRAGON_METRICS_TOKEN`: bearer token for `/metrics` (its labels name every tenant's repo
-    and user), for the Prometheus scraper. Required outside `up`; unset under `up`, `/metrics`
-    answers loopback peers without one."""
-    PUBLIC_URL: str | None = field(default_factory=lambda: _env_opt("TERRAGON_PUBLIC_URL"))
-    """`TERRAGON_PUBLIC_URL`: base URL daemons post to (`ingestUrl`); default `http://host:port`."""
-    DATA_DIR: Path = field(
-        default_factory=lambda: Path(_env_str("TERRAGON_DATA_DIR", ".data")).resolve()
+    METRICS_TOKEN: str = setting(
+        "TERRAGON_METRICS_TOKEN",
+        "str",
+        DEV_METRICS_TOKEN,
+        "Bearer token for `/metrics` (its labels name every tenant's repo and user), the "
+        "Prometheus scraper's. **`serve` requires it** (≥ 32 bytes, its own value); unset under "
+        "`up`, `/metrics` answers loopback peers without one.",
+        shown_default="unset, under `up` only",
+        secret=True,
     )
-    """`TERRAGON_DATA_DIR`: embedded servers, local object store and archive live here."""
-    MAX_BODY_BYTES: int = field(
-        default_factory=lambda: _env_int("TERRAGON_MAX_BODY_BYTES", 4 * 1024 * 1024)
+    PUBLIC_URL: str | None = setting(
+        "TERRAGON_PUBLIC_URL",
+        "url",
+        None,
+        "Base URL daemons post to (`ingestUrl` in the start message).",
+        shown_default="`http://host:port`",
     )
-    """`TERRAGON_MAX_BODY_BYTES`: daemon-event body cap; larger bodies answer 413."""
-    WEBHOOK_MAX_BODY_BYTES: int = field(
-        default_factory=lambda: _env_int("TERRAGON_WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)
+    DATA_DIR: Path = setting(
+        "TERRAGON_DATA_DIR",
+        "path",
+        Path(".data"),
+        "The installation: embedded servers, local object store, archive, `local` sandbox "
+        "sockets (`--data-dir` wins).",
+        read=lambda env: Path(_DATA_DIR.read(env)).resolve(),
     )
-    """`TERRAGON_WEBHOOK_MAX_BODY_BYTES`: GitHub webhook body cap; larger bodies answer 413 before
-    the signature is looked at."""
-    MAX_CONNECTIONS: int = field(default_factory=lambda: _env_int("TERRAGON_MAX_CONNECTIONS", 1000))
-    """`TERRAGON_MAX_CONNECTIONS`: open connections per process; more are refused at once (503,
-    closed), never queued."""
-    HEADER_TIMEOUT: float = field(
-        default_factory=lambda: _env_float("TERRAGON_HEADER_TIMEOUT_SECONDS", 10.0)
+    MAX_BODY_BYTES: int = setting(
+        "TERRAGON_MAX_BODY_BYTES",
+        "int",
+        4 * 1024 * 1024,
+        "Daemon-event body cap; larger bodies answer 413.",
+        shown_default="4 MiB",
     )
-    """`TERRAGON_HEADER_TIMEOUT_SECONDS`: a request's headers must be complete this long after its
-    first byte (or after the connection opened), else 408 and the connection is closed."""
-    BODY_TIMEOUT: float = field(
-        default_factory=lambda: _env_float("TERRAGON_BODY_TIMEOUT_SECONDS", 10.0)
+    WEBHOOK_MAX_BODY_BYTES: int = setting(
+        "TERRAGON_WEBHOOK_MAX_BODY_BYTES",
+        "int",
+        1024 * 1024,
+        "GitHub webhook body cap; larger bodies answer 413 before the signature is looked at.",
+        shown_default="1 MiB",
     )
-    """`TERRAGON_BODY_TIMEOUT_SECONDS`: a request body must make progress at least this often while
-    the service waits for it, else 408 (or a close, once an answer has started)."""
-    KEEP_ALIVE_TIMEOUT: float = field(
-        default_factory=lambda: _env_float("TERRAGON_KEEP_ALIVE_SECONDS", 5.0)
+    MAX_CONNECTIONS: int = setting(
+        "TERRAGON_MAX_CONNECTIONS",
+        "int",
+        1000,
+        "Open connections per process (each worker); more are answered 503 and closed at once, "
+        "never queued.",
     )
-    """`TERRAGON_KEEP_ALIVE_SECONDS`: an idle keep-alive connection is closed after this long."""
-    BACKGROUND_JOBS: bool = field(
-        default_factory=lambda: _env_bool("TERRAGON_BACKGROUND_JOBS", True)
+    HEADER_TIMEOUT: float = setting(
+        "TERRAGON_HEADER_TIMEOUT_SECONDS",
+        "float",
+        10.0,
+        "A request's headers must be complete this long after its first byte (or after the "
+        "connection opened), else 408 and the connection is closed.",
     )
-    """`TERRAGON_BACKGROUND_JOBS`: run the 60 s maintenance sweep and rollup in-process."""
-    JOB_INTERVAL_SECONDS: float | None = field(
-        default_factory=lambda: _env_float("TERRAGON_JOB_INTERVAL_SECONDS", 0.0) or None
+    BODY_TIMEOUT: float = setting(
+        "TERRAGON_BODY_TIMEOUT_SECONDS",
+        "float",
+        10.0,
+        "A request body must make progress at least this often while the service waits for it, "
+        "else 408 (or a close, once an answer has started).",
     )
-    """`TERRAGON_JOB_INTERVAL_SECONDS`: run every periodic job on this interval instead of its
-    own (tests and demos; unset in production). Replicas must agree on it: it cuts the slots."""
-    SIGNING_SECRET: str = field(
-        default_factory=lambda: _env_str("TERRAGON_SIGNING_SECRET", DEV_SIGNING_SECRET)
+    KEEP_ALIVE_TIMEOUT: float = setting(
+        "TERRAGON_KEEP_ALIVE_SECONDS",
+        "float",
+        5.0,
+        "An idle connection (kept alive, or new and silent) is closed after this long.",
     )
-    """`TERRAGON_SIGNING_SECRET`: HMAC key for preview tokens. Required outside `up` (which makes
-    a random one per process); every worker and replica must share it."""
-    GITHUB_WEBHOOK_SECRET: str = field(
-        default_factory=lambda: _env_str("GITHUB_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)
+    BACKGROUND_JOBS: bool = setting(
+        "TERRAGON_BACKGROUND_JOBS",
+        "bool",
+        True,
+        "Run the 60 s maintenance sweep and rollup in-process (each once per slot across "
+        "replicas).",
     )
-    """`GITHUB_WEBHOOK_SECRET`: verifies `X-Hub-Signature-256` on `/api/webhooks/github`.
-    Required outside `up`."""
-    ALERT_WEBHOOK_URL: str | None = field(
-        default_factory=lambda: _env_opt("TERRAGON_ALERT_WEBHOOK_URL")
+    JOB_INTERVAL_SECONDS: float | None = setting(
+        "TERRAGON_JOB_INTERVAL_SECONDS",
+        "float",
+        None,
+        "Run every periodic job on this interval instead of its own (tests and demos; unset in "
+        "production). Replicas must agree on it: it cuts the slots.",
+        read=lambda env: _JOB_INTERVAL.read(env) or None,  # 0 = unset
     )
-    """`TERRAGON_ALERT_WEBHOOK_URL`: in-process alert hooks POST here (sites without Prometheus)."""
-    LOG_LEVEL: str = field(default_factory=lambda: _env_str("TERRAGON_LOG_LEVEL", "info"))
-    """`TERRAGON_LOG_LEVEL`: debug, info, warning or error."""
+    SIGNING_SECRET: str = setting(
+        "TERRAGON_SIGNING_SECRET",
+        "str",
+        DEV_SIGNING_SECRET,
+        "HMAC key for preview tokens. **`serve` requires it**; every worker and replica must "
+        "share it.",
+        shown_default="random per `up` process, under `up` only",
+        secret=True,
+    )
+    GITHUB_WEBHOOK_SECRET: str = setting(
+        "GITHUB_WEBHOOK_SECRET",
+        "str",
+        DEV_WEBHOOK_SECRET,
+        "Verifies `X-Hub-Signature-256` on `/api/webhooks/github`. **`serve` requires it**.",
+        shown_default=f"`{DEV_WEBHOOK_SECRET}`, under `up` only",
+        secret=True,
+    )
+    ALERT_WEBHOOK_URL: str | None = setting(
+        "TERRAGON_ALERT_WEBHOOK_URL",
+        "url",
+        None,
+        "In-process alert hooks POST here (sites without Prometheus).",
+    )
+    LOG_LEVEL: str = setting(
+        "TERRAGON_LOG_LEVEL",
+        "str",
+        "info",
+        "`debug`, `info`, `warning` or `error` (`--log-level` wins).",
+    )
+    LOG_FORMAT: str | None = setting(
+        "TERRAGON_LOG_FORMAT",
+        "str",
+        None,
+        "`console`: human lines, routine events summarised every 10 s; `json`: every event "
+        "(`--log-format` wins).",
+        shown_default="console on a terminal, else `json`",
+    )
+    WORKERS: int = setting(
+        "TERRAGON_WORKERS",
+        "int",
+        1,
+        "`terragon serve` worker processes (one per core in production; `/metrics` sums them; "
+        "`--workers` wins).",
+    )
+
+
+_DATA_DIR = env_var(ServerSettings, "DATA_DIR")
+_JOB_INTERVAL = env_var(ServerSettings, "JOB_INTERVAL_SECONDS")
 
 
 @dataclass(frozen=True, slots=True)
 class CorrelationSettings:
-    STALE_RUN_SECONDS: int = field(
-        default_factory=lambda: _env_int("TERRAGON_STALE_RUN_SECONDS", 30 * 60)
+    STALE_RUN_SECONDS: int = setting(
+        "TERRAGON_STALE_RUN_SECONDS",
+        "int",
+        30 * 60,
+        "Backstop: a run with no accepted envelope this long is finalized.",
     )
-    """`TERRAGON_STALE_RUN_SECONDS`: a run with no accepted envelope this long is finalized."""
-    MISSING_END_SHA_GRACE_SECONDS: int = field(
-        default_factory=lambda: _env_int("TERRAGON_MISSING_END_SHA_GRACE_SECONDS", 5 * 60)
+    MISSING_END_SHA_GRACE_SECONDS: int = setting(
+        "TERRAGON_MISSING_END_SHA_GRACE_SECONDS",
+        "int",
+        5 * 60,
+        "Backstop: the wait after a `missing_end_sha` quarantine before the run is finalized.",
     )
-    """`TERRAGON_MISSING_END_SHA_GRACE_SECONDS`: wait after a missing-endSha quarantine."""
-    OFFLOADS_PER_REPO_PER_MINUTE: int = field(
-        default_factory=lambda: _env_int("TERRAGON_OFFLOADS_PER_REPO_PER_MINUTE", 20)
+    OFFLOADS_PER_REPO_PER_MINUTE: int = setting(
+        "TERRAGON_OFFLOADS_PER_REPO_PER_MINUTE",
+        "int",
+        20,
+        "Oversized quarantine payloads offloaded to the object store per repo per minute.",
     )
-    """`TERRAGON_OFFLOADS_PER_REPO_PER_MINUTE`: oversized quarantine offloads allowed per repo."""
-    GROUP_COMMIT_MAX_BATCH: int = field(
-        default_factory=lambda: _env_int("TERRAGON_GROUP_COMMIT_MAX_BATCH", 8)
+    # At most 32: a batch retried in isolation writes each in a subtransaction, and PostgreSQL
+    # caches 64 per transaction. 8: above it, batches buy no throughput and lengthen the tail
+    # (docs/performance.md "Group commit").
+    GROUP_COMMIT_MAX_BATCH: int = setting(
+        "TERRAGON_GROUP_COMMIT_MAX_BATCH",
+        "int",
+        8,
+        "Group commit: envelopes at most in one grouped statement (1 = off, at most 32).",
     )
-    """`TERRAGON_GROUP_COMMIT_MAX_BATCH`: envelopes at most in one grouped statement (1 = off).
-    At most 32: a batch retried in isolation writes each in a subtransaction, and PostgreSQL
-    caches 64 per transaction. 8 by default: the tail is the envelope that waits behind a long
-    statement, and above 8 the batches buy no throughput (docs/performance.md "Group commit")."""
-    GROUP_COMMIT_IN_FLIGHT: int = field(
-        default_factory=lambda: _env_int("TERRAGON_GROUP_COMMIT_IN_FLIGHT", 2)
+    GROUP_COMMIT_IN_FLIGHT: int = setting(
+        "TERRAGON_GROUP_COMMIT_IN_FLIGHT",
+        "int",
+        2,
+        "Group commit: ingest statements one worker runs at once before arrivals queue into the "
+        "next grouped statement (about the database's cores); one run's envelopes hold at most "
+        "one.",
     )
-    """`TERRAGON_GROUP_COMMIT_IN_FLIGHT`: ingest statements one worker runs at once before
-    arrivals queue into the next grouped statement (about the database's cores). One run's
-    envelopes occupy at most one of them."""
-    RUN_MAX_MESSAGES_PER_MINUTE: int = field(
-        default_factory=lambda: _env_int(
-            "TERRAGON_RUN_MAX_MESSAGES_PER_MINUTE", RUN_MAX_MESSAGES_PER_MINUTE
-        )
+    RUN_MAX_MESSAGES_PER_MINUTE: int = setting(
+        "TERRAGON_RUN_MAX_MESSAGES_PER_MINUTE",
+        "int",
+        RUN_MAX_MESSAGES_PER_MINUTE,
+        "Messages one run (the run its daemon token was minted for) may send per one-minute "
+        "window; over → 429 `rate_limited` with `Retry-After`. An envelope with more messages "
+        "than this alone is quarantined `invalid_envelope`.",
     )
-    """`TERRAGON_RUN_MAX_MESSAGES_PER_MINUTE`: messages one run (the run its daemon token was
-    minted for) may send per one-minute window; over → 429 `rate_limited` with `Retry-After`.
-    An envelope with more messages than this alone is quarantined `invalid_envelope`."""
-    RUN_MAX_BYTES_PER_MINUTE: int = field(
-        default_factory=lambda: _env_int(
-            "TERRAGON_RUN_MAX_BYTES_PER_MINUTE", RUN_MAX_BYTES_PER_MINUTE
-        )
+    RUN_MAX_BYTES_PER_MINUTE: int = setting(
+        "TERRAGON_RUN_MAX_BYTES_PER_MINUTE",
+        "int",
+        RUN_MAX_BYTES_PER_MINUTE,
+        "Body bytes one run may send per one-minute window (429 over it; an envelope larger "
+        "than this alone is quarantined `invalid_envelope`).",
+        shown_default="32 MiB",
     )
-    """`TERRAGON_RUN_MAX_BYTES_PER_MINUTE`: body bytes one run may send per one-minute window
-    (429 over it; an envelope larger than this alone is quarantined `invalid_envelope`)."""
-    RUN_BUDGET_SYNC_SECONDS: float = field(
-        default_factory=lambda: _env_float("TERRAGON_RUN_BUDGET_SYNC_SECONDS", 0.25)
+    RUN_BUDGET_SYNC_SECONDS: float = setting(
+        "TERRAGON_RUN_BUDGET_SYNC_SECONDS",
+        "float",
+        0.25,
+        "How often each worker adds its runs' usage to Valkey and reads back every worker's "
+        "totals; a run can overshoot its budget by what other workers admit within one interval.",
     )
-    """`TERRAGON_RUN_BUDGET_SYNC_SECONDS`: how often each worker adds its runs' usage to Valkey
-    and reads back the totals of every worker and replica. A run can overshoot its budget by what
-    the other workers admit within one such interval."""
 
 
 @dataclass(frozen=True, slots=True)
 class PreviewSettings:
-    KID: str = field(default_factory=lambda: _env_str("TERRAGON_PREVIEW_KID", "k1"))
-    """`TERRAGON_PREVIEW_KID`: `kid` of the active preview signing key (keyed by `SIGNING_SECRET`)."""
-    PREVIOUS_KID: str | None = field(
-        default_factory=lambda: _env_opt("TERRAGON_PREVIEW_PREVIOUS_KID")
+    KID: str = setting(
+        "TERRAGON_PREVIEW_KID",
+        "str",
+        "k1",
+        "`kid` of the active preview signing key (keyed by `TERRAGON_SIGNING_SECRET`).",
     )
-    """`TERRAGON_PREVIEW_PREVIOUS_KID`: still accepted during a rotation; unset → only the active."""
-    PREVIOUS_SIGNING_SECRET: str | None = field(
-        default_factory=lambda: _env_opt("TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET")
+    PREVIOUS_KID: str | None = setting(
+        "TERRAGON_PREVIEW_PREVIOUS_KID",
+        "str",
+        None,
+        "A key id still accepted during a rotation; unset → only the active one.",
     )
-    """`TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET`: secret of the previous kid (default: the same)."""
-    RETRY_AFTER_MS: int = field(
-        default_factory=lambda: _env_int("TERRAGON_PREVIEW_RETRY_AFTER_MS", 2000)
+    PREVIOUS_SIGNING_SECRET: str | None = setting(
+        "TERRAGON_PREVIEW_PREVIOUS_SIGNING_SECRET",
+        "str",
+        None,
+        "The previous kid's secret during a rotation (≥ 32 bytes when set).",
+        shown_default="unset → `TERRAGON_SIGNING_SECRET`",
     )
-    """`TERRAGON_PREVIEW_RETRY_AFTER_MS`: backoff told to clients when the access cache is down."""
-    UPSTREAM_CONNECT_TIMEOUT: float = field(
-        default_factory=lambda: _env_float(
-            "TERRAGON_PREVIEW_UPSTREAM_CONNECT_TIMEOUT", PREVIEW_UPSTREAM_CONNECT_TIMEOUT_SECONDS
-        )
+    RETRY_AFTER_MS: int = setting(
+        "TERRAGON_PREVIEW_RETRY_AFTER_MS",
+        "int",
+        2000,
+        "Backoff told to preview clients when the access cache is down.",
     )
-    """`TERRAGON_PREVIEW_UPSTREAM_CONNECT_TIMEOUT`: seconds to reach a preview upstream (502 past it)."""
-    UPSTREAM_IDLE_TIMEOUT: float = field(
-        default_factory=lambda: _env_float(
-            "TERRAGON_PREVIEW_UPSTREAM_IDLE_TIMEOUT", PREVIEW_UPSTREAM_IDLE_TIMEOUT_SECONDS
-        )
+    UPSTREAM_CONNECT_TIMEOUT: float = setting(
+        "TERRAGON_PREVIEW_UPSTREAM_CONNECT_TIMEOUT",
+        "float",
+        PREVIEW_UPSTREAM_CONNECT_TIMEOUT_SECONDS,
+        "Seconds to reach a preview upstream (502 past it).",
     )
-    """`TERRAGON_PREVIEW_UPSTREAM_IDLE_TIMEOUT`: seconds without a byte from the upstream before
-    its response ends (504 before the headers; a streaming body is cut)."""
-    ORIGIN: str | None = field(default_factory=lambda: _env_opt("TERRAGON_PREVIEW_ORIGIN"))
-    """`TERRAGON_PREVIEW_ORIGIN`: each session's origin, `{previewSessionId}` in the host (e.g.
-    `https://{previewSessionId}.preview.example.com`); unset → `http://{previewSessionId}.preview.localhost:<port>`."""
-    ALLOW_PRIVATE_UPSTREAM: bool = field(
-        default_factory=lambda: _env_bool("TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM", False)
+    UPSTREAM_IDLE_TIMEOUT: float = setting(
+        "TERRAGON_PREVIEW_UPSTREAM_IDLE_TIMEOUT",
+        "float",
+        PREVIEW_UPSTREAM_IDLE_TIMEOUT_SECONDS,
+        "Seconds without a byte from the upstream before its response ends (504 before the "
+        "headers; a streaming body is cut).",
     )
-    """`TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM`: allow loopback/private/link-local upstreams
-    (`terragon up` turns it on unless set; off for `serve`: sandboxes are elsewhere in production)."""
-    FILL_LOCK_MS: int = field(
-        default_factory=lambda: _env_int("TERRAGON_PREVIEW_FILL_LOCK_MS", 3000)
+    ORIGIN: str | None = setting(
+        "TERRAGON_PREVIEW_ORIGIN",
+        "url",
+        None,
+        "Each preview session's own origin, `{previewSessionId}` in the host (production: e.g. "
+        "`https://{previewSessionId}.preview.example.com`, a wildcard DNS name and certificate "
+        "routed to this service).",
+        shown_default="`http://{previewSessionId}.preview.localhost:<port>`",
     )
-    """`TERRAGON_PREVIEW_FILL_LOCK_MS`: lifetime of the single-flight lock of one cache miss."""
+    ALLOW_PRIVATE_UPSTREAM: bool = setting(
+        "TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM",
+        "bool",
+        False,
+        "Allow loopback/private/link-local preview upstreams (`terragon up` turns it on unless "
+        "set; off for `serve`: sandboxes are elsewhere in production).",
+        shown_default="`false` (`up`: `true`)",
+    )
+    ALLOW_PRIVATE_UPSTREAM_GIVEN: bool = field(
+        default_factory=lambda: _ALLOW_PRIVATE.raw() is not None
+    )
+    """Whether `TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM` is set: `terragon up` then keeps it."""
+    FILL_LOCK_MS: int = setting(
+        "TERRAGON_PREVIEW_FILL_LOCK_MS",
+        "int",
+        3000,
+        "Lifetime of the single-flight lock of one access-cache miss.",
+    )
 
 
-def _docker_socket() -> Path:
-    if explicit := _env_opt("TERRAGON_DOCKER_SOCKET"):
-        return Path(explicit)
-    host = _env_opt("DOCKER_HOST") or ""
-    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else DOCKER_SOCKET
-
+_ALLOW_PRIVATE = env_var(PreviewSettings, "ALLOW_PRIVATE_UPSTREAM")
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 
 
+def _docker_socket(env: Mapping[str, str]) -> Path:
+    if explicit := env.get("TERRAGON_DOCKER_SOCKET"):
+        return Path(explicit)
+    host = env.get("DOCKER_HOST") or ""
+    return Path(host.removeprefix("unix://")) if host.startswith("unix://") else DOCKER_SOCKET
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxSettings:
-    LOCAL_SOCKET_DIR: Path | None = field(
-        default_factory=lambda: Path(p) if (p := _env_opt("TERRAGON_LOCAL_SOCKET_DIR")) else None
+    LOCAL_SOCKET_DIR: Path | None = setting(
+        "TERRAGON_LOCAL_SOCKET_DIR",
+        "path",
+        None,
+        "Where `local` daemons listen (`{codesandboxId}.sock`).",
+        shown_default="`<data-dir>/sandboxes`",
     )
-    """`TERRAGON_LOCAL_SOCKET_DIR`: where `local` daemons listen (`{codesandboxId}.sock`); default `<data-dir>/sandboxes`."""
-    DELIVERY_TIMEOUT: float = field(
-        default_factory=lambda: _env_float("TERRAGON_DELIVERY_TIMEOUT", 5.0)
+    DELIVERY_TIMEOUT: float = setting(
+        "TERRAGON_DELIVERY_TIMEOUT",
+        "float",
+        5.0,
+        "Seconds to hand a start message to a daemon.",
     )
-    """`TERRAGON_DELIVERY_TIMEOUT`: seconds to hand a start message to a daemon."""
-    DOCKER_SOCKET: Path = field(default_factory=lambda: _docker_socket())
-    """`TERRAGON_DOCKER_SOCKET`: the Docker Engine API's Unix socket (`docker` provider); default
-    the path of a `unix://` `DOCKER_HOST`, else `/var/run/docker.sock`."""
-    DOCKER_READ_TIMEOUT: float = field(
-        default_factory=lambda: _env_float("TERRAGON_DOCKER_READ_TIMEOUT", 10.0)
+    DOCKER_SOCKET: Path = setting(
+        "TERRAGON_DOCKER_SOCKET",
+        "path",
+        DOCKER_SOCKET,
+        "The Docker Engine API's Unix socket (`docker` provider).",
+        shown_default="the path of a `unix://` `DOCKER_HOST`, else `/var/run/docker.sock`",
+        read=_docker_socket,
     )
-    """`TERRAGON_DOCKER_READ_TIMEOUT`: seconds one read of a `docker` sandbox may take (HEAD,
-    changed paths, one file); past it the read fails (`working-tree-fallback` / `inconclusive`)."""
+    DOCKER_READ_TIMEOUT: float = setting(
+        "TERRAGON_DOCKER_READ_TIMEOUT",
+        "float",
+        10.0,
+        "Seconds one read of a `docker` sandbox may take (HEAD, changed paths, one file); past "
+        "it the read fails (`working-tree-fallback` / `inconclusive`).",
+    )
 
     def socket_dir(self, data_dir: Path) -> Path:
         return self.LOCAL_SOCKET_DIR or data_dir / "sandboxes"
@@ -323,18 +466,28 @@ class SandboxSettings:
 
 @dataclass(frozen=True, slots=True)
 class ArchiveSettings:
-    DIR: Path | None = field(
-        default_factory=lambda: Path(p) if (p := _env_opt("TERRAGON_ARCHIVE_DIR")) else None
+    DIR: Path | None = setting(
+        "TERRAGON_ARCHIVE_DIR",
+        "path",
+        None,
+        "The Parquet archive as a local directory.",
+        shown_default="`<data-dir>/archive`",
     )
-    """`TERRAGON_ARCHIVE_DIR`: the Parquet archive as a local directory; default `<data-dir>/archive`."""
-    URL: str | None = field(default_factory=lambda: _env_opt("TERRAGON_ARCHIVE_URL"))
-    """`TERRAGON_ARCHIVE_URL`: the archive anywhere — `s3://bucket/prefix` (what replicas on
-    several hosts share; endpoint and credentials as for `OBJECT_STORE_URL`), `file:///dir` or a
-    path. Wins over `TERRAGON_ARCHIVE_DIR`."""
-    SETTLE_SECONDS: int = field(
-        default_factory=lambda: _env_int("TERRAGON_ARCHIVE_SETTLE_SECONDS", 60)
+    URL: str | None = setting(
+        "TERRAGON_ARCHIVE_URL",
+        "url",
+        None,
+        "The archive anywhere: `s3://bucket/prefix` (what replicas on several hosts share; "
+        "endpoint and credentials as for `OBJECT_STORE_URL`), `file:///dir` or a path. Wins over "
+        "`TERRAGON_ARCHIVE_DIR`.",
+        shown_default="unset → `TERRAGON_ARCHIVE_DIR`",
     )
-    """`TERRAGON_ARCHIVE_SETTLE_SECONDS`: a minute is rolled up once it ended this long ago."""
+    SETTLE_SECONDS: int = setting(
+        "TERRAGON_ARCHIVE_SETTLE_SECONDS",
+        "int",
+        60,
+        "A minute is rolled up once it ended this long ago.",
+    )
 
     def archive_dir(self, data_dir: Path) -> Path:
         """The local archive directory (when `archive_url` is not `s3://`)."""
@@ -350,6 +503,50 @@ class ArchiveSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardLaunchSettings:
+    """The dashboard's own settings that `terragon up` / `terragon dashboard` look at to warn
+    before starting it (the dashboard reads them itself: `terragon_dashboard.settings`)."""
+
+    AUTH: str | None = setting(
+        "TERRAGON_DASHBOARD_AUTH",
+        "str",
+        None,
+        "`password`: the dashboard asks every browser to sign in with "
+        "`TERRAGON_DASHBOARD_PASSWORD` and keeps it signed in for 12 hours (HttpOnly cookie); "
+        "unset: no sign-in, and payload prefixes only when it is served on a loopback address.",
+    )
+    HOSTS: tuple[str, ...] = setting(
+        "TERRAGON_DASHBOARD_HOSTS",
+        "list",
+        (),
+        "The host names the dashboard answers to, comma-separated, without port; any other "
+        "`Host` (or websocket `Origin`) gets 403.",
+        shown_default="the bind address, `localhost`, `127.0.0.1`",
+    )
+
+
+LIBRARY_VARS: tuple[EnvVar, ...] = (
+    EnvVar(
+        "AWS_ACCESS_KEY_ID",
+        "str",
+        None,
+        "The bucket's credentials, with `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`): read "
+        "by the S3 clients of every process that reaches a bucket (payloads, archive).",
+        secret=True,
+    ),
+    EnvVar(
+        "AWS_SECRET_ACCESS_KEY",
+        "str",
+        None,
+        "See `AWS_ACCESS_KEY_ID`.",
+        secret=True,
+    ),
+)
+"""Variables the service's libraries read themselves (no field holds them): documented here so the
+configuration table lists them."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     valkey: ValkeySettings = field(default_factory=ValkeySettings)
@@ -359,6 +556,7 @@ class Settings:
     preview: PreviewSettings = field(default_factory=PreviewSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    dashboard: DashboardLaunchSettings = field(default_factory=DashboardLaunchSettings)
 
     def unsafe_secrets(self) -> list[str]:
         """Why these secrets must not serve outside `terragon up`, one line per problem (CONTRACT §3).

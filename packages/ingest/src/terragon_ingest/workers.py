@@ -29,13 +29,20 @@ from pathlib import Path
 
 from litestar import Litestar
 
+from terragon_core.env import env_var
 from terragon_ingest.kit.installation import DATA_DIR_ENV
 from terragon_ingest.log_config import configure_logging, log_stream, start_status_line
-from terragon_ingest.settings import Settings, get_settings, unsafe_secrets_message
+from terragon_ingest.settings import (
+    ServerSettings,
+    Settings,
+    get_settings,
+    unsafe_secrets_message,
+)
 from terragon_ingest.stopping import die_with_parent
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_LOG_FORMAT_ENV = "TERRAGON_LOG_FORMAT"
+_LOG_LEVEL_ENV = env_var(ServerSettings, "LOG_LEVEL").name
+_LOG_FORMAT_ENV = env_var(ServerSettings, "LOG_FORMAT").name
 
 
 def prepare_workers(settings: Settings, *, log_level: str, json_logs: bool) -> None:
@@ -46,7 +53,7 @@ def prepare_workers(settings: Settings, *, log_level: str, json_logs: bool) -> N
     metrics_dir.mkdir(parents=True)
     os.environ[MULTIPROC_ENV] = str(metrics_dir.resolve())
     os.environ[DATA_DIR_ENV] = str(settings.server.DATA_DIR)  # `serve --data-dir` reaches them
-    os.environ["TERRAGON_LOG_LEVEL"] = log_level
+    os.environ[_LOG_LEVEL_ENV] = log_level
     os.environ[_LOG_FORMAT_ENV] = "json" if json_logs else "console"
 
 
@@ -61,7 +68,7 @@ def create_worker_app() -> Litestar:
         raise SystemExit(unsafe_secrets_message(problems))
     configure_logging(
         settings.server.LOG_LEVEL,
-        json=os.environ.get(_LOG_FORMAT_ENV) != "console",
+        json=settings.server.LOG_FORMAT != "console",
         stream=log_stream("serve"),
     )
     # in a terminal, each worker prints the summary of the envelopes it decided (no-op in JSON)

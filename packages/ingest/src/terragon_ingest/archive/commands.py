@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from terragon_core.env import env_var
 from terragon_ingest.kit.installation import (
     data_dir_option,
     installation,
@@ -21,19 +22,17 @@ from terragon_ingest.kit.installation import (
     installation_settings,
 )
 from terragon_ingest.kit.terminal import terminal_json, terminal_text
-from terragon_ingest.settings import Settings
+from terragon_ingest.settings import ArchiveSettings, Settings
 
 _archive_dir = click.option(
     "--archive-dir",
-    envvar="TERRAGON_ARCHIVE_DIR",
-    default=None,
+    default=env_var(ArchiveSettings, "DIR").read,
     type=click.Path(file_okay=False, path_type=Path),
     help="The Parquet archive. Default: <data-dir>/archive.",
 )
 _archive_url = click.option(
     "--archive-url",
-    envvar="TERRAGON_ARCHIVE_URL",
-    default=None,
+    default=env_var(ArchiveSettings, "URL").read,
     help="The archive as a URL: s3://bucket/prefix (endpoint: OBJECT_STORE_S3_ENDPOINT, "
     "credentials: AWS_*), file:///dir or a path. Wins over --archive-dir.",
 )

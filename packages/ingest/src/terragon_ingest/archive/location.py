@@ -225,11 +225,10 @@ ArchiveLocation = LocalArchive | ObjectArchive
 def s3_reading(settings: ObjectStoreSettings) -> S3Reading:
     """How the archive's reads reach the bucket: the object store's endpoint and timeout, its
     attempts, and the region of the `AWS_*` variables (as obstore reads them)."""
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     return S3Reading(
         endpoint=settings.S3_ENDPOINT or None,
         timeout=settings.TIMEOUT,
-        region=region or None,
+        region=settings.REGION or None,
         max_attempts=MAX_RETRIES + 1,
     )
 

@@ -26,11 +26,12 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from terragon_core import UP_STATE_FILE
+from terragon_core.env import env_var
 from terragon_ingest.db import why_unreachable
-from terragon_ingest.settings import Settings, get_settings
+from terragon_ingest.settings import DatabaseSettings, ServerSettings, Settings, get_settings
 
-DEFAULT_DATA_DIR: Final = ".data"
-DATA_DIR_ENV: Final = "TERRAGON_DATA_DIR"
+DATA_DIR_VAR: Final = env_var(ServerSettings, "DATA_DIR")
+DATA_DIR_ENV: Final = DATA_DIR_VAR.name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,9 +46,8 @@ def data_dir_option(help: str = _DATA_DIR_HELP) -> Callable[[F], F]:
     uses; `help` says what this command keeps there (`up` adds its demo default)."""
     return click.option(
         "--data-dir",
-        envvar=DATA_DIR_ENV,
-        default=DEFAULT_DATA_DIR,
-        show_default=True,
+        default=DATA_DIR_VAR.read,  # read when the command runs, not at import
+        show_default="TERRAGON_DATA_DIR, else .data",
         type=click.Path(file_okay=False, path_type=Path),
         help=help,
     )
@@ -56,8 +56,7 @@ def data_dir_option(help: str = _DATA_DIR_HELP) -> Callable[[F], F]:
 def database_url_option(help: str | None = None) -> Callable[[F], F]:
     return click.option(
         "--database-url",
-        envvar="DATABASE_URL",
-        default=None,
+        default=env_var(DatabaseSettings, "URL").read,
         help=help
         or "PostgreSQL URL (env DATABASE_URL). Default: the one the --data-dir's `terragon up` "
         "runs.",

@@ -14,7 +14,6 @@ comes from anywhere but a Host that matches the template.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -145,7 +144,7 @@ def check_api_outside_namespace(template: OriginTemplate, public_url: str | None
 def for_this_machine(settings: Settings) -> Settings:
     """`terragon up`: sandboxes run on this machine, so private upstreams are allowed unless
     `TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM` is set (then it decides)."""
-    if os.environ.get("TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM"):
+    if settings.preview.ALLOW_PRIVATE_UPSTREAM_GIVEN:
         return settings
     preview = dataclasses.replace(settings.preview, ALLOW_PRIVATE_UPSTREAM=True)
     return dataclasses.replace(settings, preview=preview)

@@ -6,12 +6,15 @@ A logical name `preview.x` is exposed as `preview_x_total` with labels `repo`, `
 
 from __future__ import annotations
 
-import os
-
-# Without this, every counter also exports a `_created` gauge that alert rules never use.
-os.environ.setdefault("PROMETHEUS_DISABLE_CREATED_SERIES", "True")
-
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+    values,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from terragon_core import (
@@ -23,6 +26,9 @@ from terragon_core import (
 )
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+# Without this, every counter also exports a `_created` gauge that alert rules never use.
+disable_created_metrics()
 
 _DOCS: dict[MetricName, str] = {
     MetricName.STRICT_MISMATCH: "Envelopes quarantined under strict correlation (missing or wrong runId).",
@@ -98,7 +104,7 @@ class Metrics:
     def exposition(self) -> bytes:
         """This registry, or, under `serve --workers N` (PROMETHEUS_MULTIPROC_DIR set before the
         workers imported prometheus_client), the sum over every worker's counter files."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if values.ValueClass is not values.MutexValue:  # prometheus_client's own test of the mode
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
