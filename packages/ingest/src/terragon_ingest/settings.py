@@ -44,7 +44,7 @@ class DatabaseSettings:
         "DATABASE_URL",
         "url",
         None,
-        "PostgreSQL URL. Unset → `terragon up` starts an embedded server.",
+        "PostgreSQL URL. Unset → `uv run terragon up` starts an embedded server.",
         shown_default="unset → embedded",
     )
     POOL_MAX: int = setting(
@@ -80,7 +80,7 @@ class DatabaseSettings:
         "TERRAGON_EMBEDDED_PG_FAST",
         "bool",
         False,
-        "The embedded PostgreSQL of `terragon up` (and of the tests) runs with `fsync` and "
+        "The embedded PostgreSQL of `uv run terragon up` (and of the tests) runs with `fsync` and "
         "`synchronous_commit` off: faster, and a machine crash can lose or corrupt its data. "
         "For throwaway data only.",
     )
@@ -96,7 +96,7 @@ class ValkeySettings:
         "VALKEY_URL",
         "url",
         None,
-        "Valkey/Redis URL. Unset → `terragon up` starts an embedded server.",
+        "Valkey/Redis URL. Unset → `uv run terragon up` starts an embedded server.",
         shown_default="unset → embedded",
     )
     TIMEOUT: float = setting(
@@ -277,7 +277,7 @@ class ServerSettings:
         "TERRAGON_WORKERS",
         "int",
         1,
-        "`terragon serve` worker processes (one per core in production; `/metrics` sums them; "
+        "`uv run terragon serve` worker processes (one per core in production; `/metrics` sums them; "
         "`--workers` wins).",
     )
 
@@ -401,7 +401,7 @@ class PreviewSettings:
         "TERRAGON_PREVIEW_ALLOW_PRIVATE_UPSTREAM",
         "bool",
         False,
-        "Allow loopback/private/link-local preview upstreams (`terragon up` turns it on unless "
+        "Allow loopback/private/link-local preview upstreams (`uv run terragon up` turns it on unless "
         "set; off for `serve`: sandboxes are elsewhere in production).",
         shown_default="`false` (`up`: `true`)",
     )
