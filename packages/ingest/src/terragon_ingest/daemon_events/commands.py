@@ -29,7 +29,7 @@ from terragon_ingest.errors import IngestError
 from terragon_ingest.kit.installation import installation, valkey_not_configured
 from terragon_ingest.kit.terminal import terminal_json, terminal_text
 from terragon_ingest.objects import QuarantineObjects
-from terragon_ingest.runs.tokens import KnownTokens
+from terragon_ingest.runs import KnownTokens
 from terragon_ingest.settings import Settings
 from terragon_ingest.telemetry import Metrics
 

@@ -12,7 +12,7 @@ from terragon_ingest.daemon_events.budgets import RunBudgets
 from terragon_ingest.daemon_events.group_commit import GroupCommit, QuarantineCommit
 from terragon_ingest.db import Pool
 from terragon_ingest.objects import QuarantineObjects
-from terragon_ingest.runs.tokens import KnownTokens
+from terragon_ingest.runs import KnownTokens
 from terragon_ingest.settings import Settings
 from terragon_ingest.telemetry import Metrics
 

@@ -28,7 +28,7 @@ from terragon_ingest.daemon_events import repository
 from terragon_ingest.daemon_events.schemas import SweepResult
 from terragon_ingest.db import connection, unbounded
 from terragon_ingest.db.locks import MAINTENANCE_SWEEP_LOCK
-from terragon_ingest.runs.service import finalize_stale_runs
+from terragon_ingest.runs import finalize_stale_runs
 from terragon_ingest.telemetry import build_event, emit_event, trace_id_from
 
 if TYPE_CHECKING:

@@ -52,14 +52,18 @@ from terragon_ingest.daemon_events.schemas import EnvelopeAck
 from terragon_ingest.daemon_events.terminal import diff_source_for, legacy_ui_outcome
 from terragon_ingest.db import connection
 from terragon_ingest.errors import ServiceUnavailable
-from terragon_ingest.runs.service import record_missing_end_sha
-from terragon_ingest.runs.tokens import TokenRefused, hash_token, resolve_daemon_token
+from terragon_ingest.runs import (
+    TokenRefused,
+    hash_token,
+    record_missing_end_sha,
+    resolve_daemon_token,
+)
 from terragon_ingest.sandbox.reader import SandboxRef
 
 if TYPE_CHECKING:
     from terragon_ingest.daemon_events.deps import DaemonEventsDeps
     from terragon_ingest.daemon_events.repository import Decision
-    from terragon_ingest.runs.tokens import TokenBinding
+    from terragon_ingest.runs import TokenBinding
 
 log = structlog.get_logger()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from terragon_ingest.archive.deps import ArchiveDeps
-from terragon_ingest.daemon_events.deps import DaemonEventsDeps
+from terragon_ingest.archive import ArchiveDeps
+from terragon_ingest.daemon_events import DaemonEventsDeps
 from terragon_ingest.db import Pool
 
 

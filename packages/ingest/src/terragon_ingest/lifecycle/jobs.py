@@ -15,7 +15,7 @@ from terragon_ingest.archive.tasks import (
     archive_rollup_job,
     retention_purge_job,
 )
-from terragon_ingest.daemon_events.maintenance import sweep
+from terragon_ingest.daemon_events import sweep
 from terragon_ingest.db import unbounded
 from terragon_ingest.db.partitions import ensure_partitions_async
 from terragon_ingest.lifecycle.scheduler import PeriodicJob

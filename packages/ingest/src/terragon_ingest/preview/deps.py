@@ -15,7 +15,7 @@ import httpx
 import structlog
 from valkey.asyncio import Valkey
 
-from terragon_ingest.access.deps import AccessDeps
+from terragon_ingest.access import AccessDeps
 from terragon_ingest.db import Pool
 from terragon_ingest.preview.denials import DenialSampler
 from terragon_ingest.preview.origin import OriginTemplate

@@ -1,6 +1,6 @@
 """Preview session lifecycle: start (bound to the active run), remint, revoke.
 
-Start reads the run-context pointer (`runs.repository.fetch_run_context`) and the run's frozen
+Start reads the run-context pointer (`runs.fetch_run_context`) and the run's frozen
 flags; it never writes run tables. A run frozen with `sandboxPreview = false` gets no preview
 session: that is a `permission_denied` (403), the closest `SecurityReason` to "previews are off
 for this run". `upstreamOrigin` must be a bare http(s) origin (400 otherwise) whose addresses
@@ -25,6 +25,7 @@ from terragon_core import (
     PreviewEventName,
     SecurityReason,
 )
+from terragon_ingest import runs
 from terragon_ingest.access import invalidate_repo_access
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest, NotFound
@@ -36,7 +37,6 @@ from terragon_ingest.preview.addresses import (
 )
 from terragon_ingest.preview.denials import AccessContext, deny
 from terragon_ingest.preview.schemas import SessionRevoked, SessionStarted
-from terragon_ingest.runs import repository as runs_repository
 from terragon_ingest.telemetry import build_event, emit_event
 
 if TYPE_CHECKING:
@@ -98,9 +98,9 @@ async def start_session(
     )
     ctx.thread_id, ctx.thread_chat_id, ctx.run_id = data.thread_id, data.thread_chat_id, data.run_id
     async with connection(deps.pool) as conn:
-        thread = await runs_repository.fetch_thread(conn, data.thread_id)
-        pointer = await runs_repository.fetch_run_context(conn, data.thread_id, data.thread_chat_id)
-        run = await runs_repository.fetch_run(conn, data.run_id)
+        thread = await runs.fetch_thread(conn, data.thread_id)
+        pointer = await runs.fetch_run_context(conn, data.thread_id, data.thread_chat_id)
+        run = await runs.fetch_run(conn, data.run_id)
     if thread is None:
         raise NotFound(f"thread {data.thread_id!r} is not registered")
     ctx.repo_full_name = thread.repo_full_name

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from terragon_ingest.access.deps import AccessDeps
+from terragon_ingest.access import AccessDeps
 from terragon_ingest.db import Pool
 from terragon_ingest.runs.tokens import KnownTokens
 from terragon_ingest.settings import Settings

@@ -19,7 +19,7 @@ from terragon_core import (
     SandboxProvider,
     TriggerSource,
 )
-from terragon_ingest.access.invalidation import invalidate_repo_access
+from terragon_ingest.access import invalidate_repo_access
 from terragon_ingest.db import connection
 from terragon_ingest.errors import CacheUnavailable, NotFound
 from terragon_ingest.runs import repository, tokens
