@@ -36,7 +36,7 @@ from terragon_ingest.errors import InvalidRequest
 from terragon_ingest.kit.deps import Injected
 from terragon_ingest.kit.http import json_response, read_capped_body
 from terragon_ingest.kit.openapi import error_responses
-from terragon_ingest.telemetry import trace_id_from
+from terragon_ingest.telemetry import Metrics, trace_id_from
 
 log = structlog.get_logger()
 
@@ -68,7 +68,7 @@ class GithubWebhookController(Controller):
         except ClientException as exc:  # a malformed Content-Length header
             raise InvalidRequest(str(exc.detail)) from exc
         if body is None:
-            return _too_large(access)
+            return _too_large(access.metrics)
         secret = access.settings.server.GITHUB_WEBHOOK_SECRET
         if not service.verify_signature(secret, body, request.headers.get("x-hub-signature-256")):
             log.warning(
@@ -98,11 +98,9 @@ class GithubWebhookController(Controller):
         return json_response(msgspec.to_builtins(result))
 
 
-def _too_large(access: AccessDeps) -> Response[bytes]:
+def _too_large(metrics: Metrics) -> Response[bytes]:
     reason = EdgeRejection.TOO_LARGE
-    access.metrics.inc(
-        MetricName.EDGE_REJECTED, repo=None, user=None, provider=None, reason=reason.value
-    )
+    metrics.inc(MetricName.EDGE_REJECTED, repo=None, user=None, provider=None, reason=reason.value)
     return json_response({"code": reason.value, "error": "webhook body over the size cap"}, 413)
 
 

@@ -135,7 +135,7 @@ def show(settings: Settings, quarantine_id: str, payload: bool) -> None:
         if row is None:
             raise click.ClickException(f"quarantine row {quarantine_id!r} not found")
         if payload:
-            return await stored_payload(deps, row)
+            return await stored_payload(deps.objects, row)
         # `show` says whether the payload is inline; `--payload` prints it.
         fields: dict[str, Any] = dataclasses.asdict(row)
         fields["payload_inline"] = row.payload_inline is not None

@@ -33,6 +33,7 @@ from terragon_core import (
 
 if TYPE_CHECKING:
     from terragon_ingest.daemon_events.deps import DaemonEventsDeps
+    from terragon_ingest.telemetry import Metrics
 
 log = structlog.get_logger()
 
@@ -79,16 +80,16 @@ async def _offload_allowed(deps: DaemonEventsDeps, repo: str, dims: Dimensions) 
             error=str(exc),
             hint="the row keeps prefix and hash; check Valkey",
         )
-        _count_skip(deps, dims, "cache_unavailable")
+        _count_skip(deps.metrics, dims, "cache_unavailable")
         return False
     if int(count) > limit:
-        _count_skip(deps, dims, "rate_limited")
+        _count_skip(deps.metrics, dims, "rate_limited")
         return False
     return True
 
 
-def _count_skip(deps: DaemonEventsDeps, dims: Dimensions, reason: str) -> None:
-    deps.metrics.inc(
+def _count_skip(metrics: Metrics, dims: Dimensions, reason: str) -> None:
+    metrics.inc(
         MetricName.QUARANTINE_OFFLOAD_SKIPPED,
         repo=dims.repo_full_name,
         user=dims.user_id,
@@ -113,7 +114,7 @@ async def offload(
             quarantine_offload_pending_key(deps.settings.server.ENV), {key: time.time()}
         )
     except (ValkeyError, OSError):
-        _count_skip(deps, dims, "cache_unavailable")
+        _count_skip(deps.metrics, dims, "cache_unavailable")
         return None
     await deps.objects.put(key, body)
     deps.metrics.inc(

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from terragon_ingest.daemon_events.deps import DaemonEventsDeps
     from terragon_ingest.daemon_events.quarantine import Dimensions
     from terragon_ingest.db import AsyncConn
+    from terragon_ingest.telemetry import Metrics
 
 log = structlog.get_logger()
 
@@ -71,7 +72,7 @@ async def record_quarantine(
         for session_id in denied:
             log_event(msgspec.structs.replace(denial, preview_session_id=session_id))
     log_event(event)
-    count_quarantine(deps, reason, dims, strict_mismatch=strict_mismatch)
+    count_quarantine(deps.metrics, reason, dims, strict_mismatch=strict_mismatch)
     log.info(
         "envelope_quarantined",
         quarantine_id=quarantine_id,
@@ -87,7 +88,7 @@ async def record_quarantine(
 
 
 def count_quarantine(
-    deps: DaemonEventsDeps, reason: QuarantineReason, dims: Dimensions, *, strict_mismatch: bool
+    metrics: Metrics, reason: QuarantineReason, dims: Dimensions, *, strict_mismatch: bool
 ) -> None:
     labels = {
         "repo": dims.repo_full_name,
@@ -95,13 +96,13 @@ def count_quarantine(
         "provider": dims.sandbox_provider,
         "reason": reason.value,
     }
-    deps.metrics.inc(MetricName.QUARANTINE, **labels)
+    metrics.inc(MetricName.QUARANTINE, **labels)
     if strict_mismatch:
-        deps.metrics.inc(MetricName.STRICT_MISMATCH, **labels)
+        metrics.inc(MetricName.STRICT_MISMATCH, **labels)
     if reason is QuarantineReason.MISSING_END_SHA:
-        deps.metrics.inc(MetricName.MISSING_END_SHA, **labels)
+        metrics.inc(MetricName.MISSING_END_SHA, **labels)
     if reason is QuarantineReason.LEGACY_MODE:
-        deps.metrics.inc(MetricName.LEGACY_MODE, **labels)
+        metrics.inc(MetricName.LEGACY_MODE, **labels)
 
 
 def quarantine_event(row: dict[str, Any], quarantine_id: str, dims: Dimensions) -> PreviewEvent:
@@ -163,7 +164,7 @@ async def after_legacy_apply(
     deps: DaemonEventsDeps, row: dict[str, Any], row_id: str, dims: Dimensions
 ) -> None:
     """The legacy_mode row committed with the apply; count it and emit its event."""
-    count_quarantine(deps, QuarantineReason.LEGACY_MODE, dims, strict_mismatch=False)
+    count_quarantine(deps.metrics, QuarantineReason.LEGACY_MODE, dims, strict_mismatch=False)
     try:
         async with connection(deps.pool) as conn:
             await emit_quarantine_event(conn, row, row_id, dims)

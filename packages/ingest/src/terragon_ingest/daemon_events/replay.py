@@ -25,6 +25,7 @@ from terragon_ingest.telemetry import trace_id_from
 if TYPE_CHECKING:
     from terragon_ingest.daemon_events.deps import DaemonEventsDeps
     from terragon_ingest.daemon_events.repository import StoredQuarantine
+    from terragon_ingest.objects import QuarantineObjects
 
 log = structlog.get_logger()
 
@@ -52,7 +53,7 @@ async def replay_quarantined(
         raise NotFound(f"quarantine row {quarantine_id!r} not found")
     if row.replay_status == "applied" and not force:
         return ReplayOutcome(quarantine_id, "applied", re_driven=False)
-    body = await stored_payload(deps, row)
+    body = await stored_payload(deps.objects, row)
     try:
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
@@ -79,13 +80,13 @@ async def replay_quarantined(
     return ReplayOutcome(quarantine_id, status, re_driven=True)
 
 
-async def stored_payload(deps: DaemonEventsDeps, row: StoredQuarantine) -> bytes:
+async def stored_payload(objects: QuarantineObjects, row: StoredQuarantine) -> bytes:
     """The whole envelope as received: inline, from the object store, or a complete prefix."""
     body: bytes | None = None
     if row.payload_inline is not None:
         body = row.payload_inline.encode()
     elif row.payload_object_key:
-        body = await deps.objects.get(row.payload_object_key)
+        body = await objects.get(row.payload_object_key)
     elif len(row.payload_prefix_2k.encode()) == row.payload_size:
         body = row.payload_prefix_2k.encode()
     if body is None or hashlib.sha256(body).hexdigest() != row.payload_hash:

@@ -75,7 +75,9 @@ async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
         sender = await authenticate(deps, request_headers.get(DAEMON_TOKEN_HEADER))
         if isinstance(sender, Reply):
             reply = sender
-        elif (early := refuse_over_budget(deps, sender, request.content_length)) is not None:
+        elif (
+            early := refuse_over_budget(deps.budgets, sender, request.content_length)
+        ) is not None:
             reply = early  # 429 before the body: the run is known to be spent
             # Close rather than receive and discard the unread body on this connection (the
             # daemon opens a connection per attempt anyway).

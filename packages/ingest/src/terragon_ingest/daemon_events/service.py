@@ -61,9 +61,12 @@ from terragon_ingest.runs import (
 from terragon_ingest.sandbox.reader import SandboxRef
 
 if TYPE_CHECKING:
+    from terragon_ingest.daemon_events.budgets import RunBudgets
     from terragon_ingest.daemon_events.deps import DaemonEventsDeps
+    from terragon_ingest.daemon_events.group_commit import GroupCommit
     from terragon_ingest.daemon_events.repository import Decision
-    from terragon_ingest.runs import TokenBinding
+    from terragon_ingest.db import Pool
+    from terragon_ingest.runs import KnownTokens, TokenBinding
 
 log = structlog.get_logger()
 
@@ -121,18 +124,17 @@ async def authenticate(deps: DaemonEventsDeps, token: str | None) -> Sender | Re
     if not token:
         return _unauthorized()
     digest = hash_token(token)
-    binding = await _known_token(deps, token, digest)
+    binding = await _known_token(deps.tokens, deps.pool, token, digest)
     if binding is None or isinstance(binding, TokenRefused):  # unknown, expired or revoked
         return _unauthorized(binding.code if binding is not None else None)
     return Sender(digest, binding)
 
 
 def refuse_over_budget(
-    deps: DaemonEventsDeps, sender: Sender, content_length: int | None
+    budgets: RunBudgets | None, sender: Sender, content_length: int | None
 ) -> Reply | None:
     """Before the body is read: 429 when the sender's run is already known (in this process) to
     be over its budget for the window, or the declared body cannot fit what is left; else None."""
-    budgets = deps.budgets
     if budgets is None:
         return None
     retry_after = budgets.refuse_early(sender.binding.run_id, content_length)
@@ -183,18 +185,18 @@ def _unauthorized(code: SecurityReason | None = None) -> Reply:
 
 
 async def _known_token(
-    deps: DaemonEventsDeps, token: str, digest: bytes
+    tokens: KnownTokens, pool: Pool, token: str, digest: bytes
 ) -> TokenBinding | TokenRefused | None:
     """The token's binding if it is live (from this process's memory, else one indexed lookup),
     why not if it expired or was revoked, None if unknown. Nothing of the body is read before
     this answers."""
-    binding = deps.tokens.get(digest)
+    binding = tokens.get(digest)
     if binding is None:
-        async with connection(deps.pool) as conn:
+        async with connection(pool) as conn:
             resolved = await resolve_daemon_token(conn, token)
         if isinstance(resolved, TokenRefused) or resolved is None:
             return resolved
-        deps.tokens.remember(digest, resolved)
+        tokens.remember(digest, resolved)
         binding = resolved
     return binding
 
@@ -211,10 +213,10 @@ async def decide(deps: DaemonEventsDeps, delivery: Delivery) -> Reply:
     alone = (
         _NUL_ESCAPE in body or len(body) > HEAVY_BYTES or len(envelope.messages) > HEAVY_MESSAGES
     )
-    decision = await _ask(deps, params, messages, alone=alone)
+    decision = await _ask(deps.pool, deps.group_commit, params, messages, alone=alone)
     if decision.outcome is Outcome.NEEDS_INPUTS:
         params |= await _gather(deps, delivery, decision)
-        decision = await _ask(deps, params, messages, alone=alone)
+        decision = await _ask(deps.pool, deps.group_commit, params, messages, alone=alone)
     return await _conclude(deps, delivery, decision, params)
 
 
@@ -225,14 +227,14 @@ HEAVY_MESSAGES = 256
 
 
 async def _ask(
-    deps: DaemonEventsDeps,
+    pool: Pool,
+    group: GroupCommit | None,
     params: dict[str, Any],
     messages: list[dict[str, Any]] | None,
     *,
     alone: bool,
 ) -> Decision:
     try:
-        group = deps.group_commit
         # Through the group commit's slots: an ordinary delivery's first call (not a replay, not
         # the call with inputs); `alone` as a statement of its own.
         first = params["token_hash"] is not None and not params["inputs_ready"]
@@ -240,12 +242,12 @@ async def _ask(
             decision = await group.submit(params, messages, alone=alone)
             if decision is not None:
                 return decision
-        async with connection(deps.pool) as conn:  # alone
+        async with connection(pool) as conn:  # alone
             return await repository.ingest_envelope(conn, params, messages)
     except repository.UnstorablePayload:
         # PostgreSQL cannot store these messages (a `\u0000` in jsonb): the same decision
         # without them answers rules 1 to 3 and then `invalid_envelope`.
-        async with connection(deps.pool) as conn:
+        async with connection(pool) as conn:
             return await repository.ingest_envelope(conn, params, None)
 
 

@@ -32,6 +32,7 @@ from terragon_ingest.db import connection
 from terragon_ingest.lifecycle import repository
 
 if TYPE_CHECKING:
+    from terragon_ingest.db import Pool
     from terragon_ingest.lifecycle.deps import LifecycleDeps
 
 log = structlog.get_logger()
@@ -56,21 +57,21 @@ def next_slot(interval: float, now: float) -> float:
     return (math.floor(now / interval) + 1) * interval
 
 
-async def _claim(deps: LifecycleDeps, job: PeriodicJob, slot: datetime) -> bool:
-    async with connection(deps.pool) as conn:
+async def _claim(pool: Pool, job: PeriodicJob, slot: datetime) -> bool:
+    async with connection(pool) as conn:
         return await repository.claim_job_slot(conn, job.name, slot, replica_name())
 
 
-async def _finish(deps: LifecycleDeps, job: PeriodicJob, slot: datetime, *, failed: bool) -> None:
+async def _finish(pool: Pool, job: PeriodicJob, slot: datetime, *, failed: bool) -> None:
     with contextlib.suppress(Exception):  # bookkeeping only: the job's effect is already durable
-        async with connection(deps.pool) as conn:
+        async with connection(pool) as conn:
             await repository.finish_job_slot(conn, job.name, slot, failed=failed)
 
 
 async def run_slot(deps: LifecycleDeps, job: PeriodicJob, slot: datetime) -> bool:
     """Claim `slot` for `job` and run it if this replica won; True when it ran (or failed)."""
     try:
-        if not await _claim(deps, job, slot):
+        if not await _claim(deps.pool, job, slot):
             log.debug("job_slot_taken", job=job.name, slot=slot.isoformat())
             return False
     except Exception as exc:
@@ -95,7 +96,7 @@ async def run_slot(deps: LifecycleDeps, job: PeriodicJob, slot: datetime) -> boo
             exc_info=exc,
             hint="the job retries at its next slot; check /readyz",
         )
-    await _finish(deps, job, slot, failed=failed)
+    await _finish(deps.pool, job, slot, failed=failed)
     return True
 
 

@@ -80,7 +80,7 @@ async def _open(
     ctx = AccessContext(
         origin, trace, preview_session_id=target.session_id, proxy_req_id=proxy_req_id
     )
-    session = await service.live_session(preview, ctx)
+    session = await service.live_session(preview.pool, ctx)
     headers = request.headers
     refusal = cross_site_refusal(
         request.method,
@@ -99,7 +99,7 @@ async def _exchange(
     """Spend the exchange token; the cookie header and the answer's body."""
     await service.verify_token(preview, ctx, PreviewTokenAudience.EXCHANGE, [token], session)
     await service.check_access(preview, ctx)
-    cookie = service.mint_cookie_token(preview, session)
+    cookie = service.mint_cookie_token(preview.keyring, session)
     secure = preview.origins.secure
     return set_cookie(cookie.token, secure=secure), Exchanged(expires_at=cookie.expires_at)
 
@@ -179,7 +179,7 @@ class SessionOriginController(Controller):
         _, ctx, session = await _open(request, preview, EventOrigin.PREVIEW_SUBSCRIPTION)
         await _cookie_session(request, preview, ctx, session)
         minted = service.mint_broadcast_token(
-            preview, session, PREVIEW_SUBSCRIPTION_TOKEN_TTL_SECONDS
+            preview.keyring, session, PREVIEW_SUBSCRIPTION_TOKEN_TTL_SECONDS
         )
         body = SubscriptionToken(token=minted.token, expires_at=minted.expires_at)
         return json_response(body, HTTP_200_OK, _NO_STORE)  # type: ignore[return-value]

@@ -111,7 +111,9 @@ class LegacyPreviewController(Controller):
         """Gone: each preview session has an origin of its own (CONTRACT §5)."""
         url = None
         if SESSION_ID.match(preview_session_id):
-            url = sessions.preview_url(preview, preview_session_id, server_port(request.scope))
+            url = sessions.preview_url(
+                preview.origins, preview_session_id, server_port(request.scope)
+            )
         body = MovedToSessionOrigin(
             code="Gone",
             error=(

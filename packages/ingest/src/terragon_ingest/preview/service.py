@@ -30,8 +30,10 @@ from terragon_ingest.preview.denials import AccessContext, deny
 from terragon_ingest.preview.tokens import MintedToken, TokenRejected
 
 if TYPE_CHECKING:
+    from terragon_ingest.db import Pool
     from terragon_ingest.preview.deps import PreviewDeps
     from terragon_ingest.preview.schemas import PreviewSession
+    from terragon_ingest.preview.tokens import PreviewKeyring
 
 log = structlog.get_logger()
 
@@ -52,10 +54,10 @@ async def check_access(deps: PreviewDeps, ctx: AccessContext) -> None:
         raise await deny(deps, ctx, SecurityReason.PERMISSION_DENIED, message)
 
 
-async def live_session(deps: PreviewDeps, ctx: AccessContext) -> PreviewSession:
+async def live_session(pool: Pool, ctx: AccessContext) -> PreviewSession:
     """The session named by the request's Host (`ctx.preview_session_id`), if it is live:
     it exists, is not revoked and has not expired. Anything else is a 404 (CONTRACT §5)."""
-    async with connection(deps.pool) as conn:
+    async with connection(pool) as conn:
         session = await repository.fetch_session(conn, str(ctx.preview_session_id))
     if session is None or session.revoked_at is not None or session.expires_at <= datetime.now(UTC):
         log.info("preview_origin_not_live", preview_session_id=ctx.preview_session_id)
@@ -137,8 +139,8 @@ async def _spend(deps: PreviewDeps, ctx: AccessContext, claims: dict[str, Any]) 
         raise await deny(deps, ctx, SecurityReason.CACHE_UNAVAILABLE, str(exc)) from exc
 
 
-def mint_exchange_token(deps: PreviewDeps, session: PreviewSession) -> MintedToken:
-    return deps.keyring.mint(
+def mint_exchange_token(keyring: PreviewKeyring, session: PreviewSession) -> MintedToken:
+    return keyring.mint(
         PreviewTokenAudience.EXCHANGE,
         user_id=session.user_id,
         session_id=session.preview_session_id,
@@ -148,9 +150,9 @@ def mint_exchange_token(deps: PreviewDeps, session: PreviewSession) -> MintedTok
     )
 
 
-def mint_cookie_token(deps: PreviewDeps, session: PreviewSession) -> MintedToken:
+def mint_cookie_token(keyring: PreviewKeyring, session: PreviewSession) -> MintedToken:
     remaining = int((session.expires_at - datetime.now(UTC)).total_seconds())
-    return deps.keyring.mint(
+    return keyring.mint(
         PreviewTokenAudience.COOKIE,
         user_id=session.user_id,
         session_id=session.preview_session_id,
@@ -159,8 +161,8 @@ def mint_cookie_token(deps: PreviewDeps, session: PreviewSession) -> MintedToken
     )
 
 
-def mint_broadcast_token(deps: PreviewDeps, session: PreviewSession, ttl: int) -> MintedToken:
-    return deps.keyring.mint(
+def mint_broadcast_token(keyring: PreviewKeyring, session: PreviewSession, ttl: int) -> MintedToken:
+    return keyring.mint(
         PreviewTokenAudience.BROADCAST,
         user_id=session.user_id,
         session_id=session.preview_session_id,

@@ -40,7 +40,9 @@ from terragon_ingest.preview.schemas import SessionRevoked, SessionStarted
 from terragon_ingest.telemetry import build_event, emit_event
 
 if TYPE_CHECKING:
+    from terragon_ingest.db import Pool
     from terragon_ingest.preview.deps import PreviewDeps
+    from terragon_ingest.preview.origin import OriginTemplate
     from terragon_ingest.preview.schemas import PreviewSession, SessionStartCreate
 
 log = structlog.get_logger()
@@ -84,8 +86,8 @@ async def _check_upstream(deps: PreviewDeps, ctx: AccessContext, origin: str) ->
         raise await deny(deps, ctx, exc.reason, str(exc)) from exc
 
 
-def preview_url(deps: PreviewDeps, session_id: str, server_port: int | None) -> str:
-    return deps.origins.url(session_id, server_port)
+def preview_url(origins: OriginTemplate, session_id: str, server_port: int | None) -> str:
+    return origins.url(session_id, server_port)
 
 
 async def start_session(
@@ -131,9 +133,9 @@ async def start_session(
                 "ttl_seconds": PREVIEW_SESSION_TTL_SECONDS,
             },
         )
-    await _state_changed(deps, session, "created", ctx.origin, trace_id)
-    minted = service.mint_exchange_token(deps, session)
-    url = preview_url(deps, session.preview_session_id, server_port)
+    await _state_changed(deps.pool, session, "created", ctx.origin, trace_id)
+    minted = service.mint_exchange_token(deps.keyring, session)
+    url = preview_url(deps.origins, session.preview_session_id, server_port)
     return SessionStarted(session.preview_session_id, minted.token, session.expires_at, url)
 
 
@@ -157,7 +159,7 @@ async def bump_session(
         thread_id=session.thread_id,
         run_id=session.run_id,
     )
-    await _state_changed(deps, session, "revoked" if revoke else "reminted", origin, trace_id)
+    await _state_changed(deps.pool, session, "revoked" if revoke else "reminted", origin, trace_id)
     return session
 
 
@@ -167,8 +169,8 @@ async def remint_session(
     session = await bump_session(deps, session_id, revoke=False, trace_id=trace_id)
     if session.revoked_at is not None:
         raise InvalidRequest(f"preview session {session_id!r} is revoked; start a new one")
-    minted = service.mint_exchange_token(deps, session)
-    url = preview_url(deps, session.preview_session_id, server_port)
+    minted = service.mint_exchange_token(deps.keyring, session)
+    url = preview_url(deps.origins, session.preview_session_id, server_port)
     return SessionStarted(session.preview_session_id, minted.token, session.expires_at, url)
 
 
@@ -178,7 +180,7 @@ async def revoke_session(deps: PreviewDeps, session_id: str, trace_id: str) -> S
 
 
 async def _state_changed(
-    deps: PreviewDeps, session: PreviewSession, state: str, origin: EventOrigin, trace_id: str
+    pool: Pool, session: PreviewSession, state: str, origin: EventOrigin, trace_id: str
 ) -> None:
     event = build_event(
         PreviewEventName.SESSION_STATE_CHANGED,
@@ -193,6 +195,6 @@ async def _state_changed(
         user_id=session.user_id,
         properties={"state": state, "revocationVersion": session.revocation_version},
     )
-    async with connection(deps.pool) as conn:
+    async with connection(pool) as conn:
         await emit_event(conn, event)
     log.info("preview_session_state_changed", state=state, session=session.preview_session_id)

@@ -29,6 +29,7 @@ from terragon_ingest.sandbox.delivery import DeliveryFailed, ensure_supported, s
 from terragon_ingest.sandbox.reader import SandboxReadError, SandboxRef, reader_for
 
 if TYPE_CHECKING:
+    from terragon_ingest.access import AccessDeps
     from terragon_ingest.runs.deps import RunsDeps
 
 log = structlog.get_logger()
@@ -73,7 +74,7 @@ async def start_agent_message(
     )
     if context.created:
         await _invalidate_on_rebind(
-            deps, thread.user_id, thread.repo_full_name, thread_id, context.run_id
+            deps.access, thread.user_id, thread.repo_full_name, thread_id, context.run_id
         )
 
     async with connection(pool) as conn:
@@ -131,12 +132,12 @@ async def start_agent_message(
 
 
 async def _invalidate_on_rebind(
-    deps: RunsDeps, user_id: str, repo_full_name: str, thread_id: str, run_id: str
+    access: AccessDeps, user_id: str, repo_full_name: str, thread_id: str, run_id: str
 ) -> None:
     """A new active run was bound: the user's cached preview access to the repo is re-checked."""
     try:
         await invalidate_repo_access(
-            deps.access,
+            access,
             user_id,
             repo_full_name,
             InvalidationReason.ACTIVE_RUN_REBOUND,
