@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             open_preview_deps(settings, pool, client, metrics, access)
         )
         app.state.metrics = metrics  # the HTTP protocol counts edge rejections (kit/http_protocol)
+        # Under the names of DEPS (what routes ask for); `lifecycle` is the scheduler's alone.
         app.state.access = access
         app.state.runs = RunsDeps(
             settings=settings, pool=pool, metrics=metrics, tokens=tokens, access=access
