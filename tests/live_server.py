@@ -36,7 +36,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{port}"
         self._server: uvicorn.Server | None = None
         self.app: Litestar | None = None
-        """The app being served (its `state.services`, for tests that watch inside)."""
+        """The app being served (its `state`: the deps objects, for tests that watch inside)."""
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> None:

@@ -190,7 +190,7 @@ async def test_a_cookieless_flood_writes_one_event_per_session_reason_and_minute
     assert all(r["n"] == 1 for r in rows), rows  # at most one per session, reason and minute
     assert len(rows) <= 4  # two reasons; the flood may straddle one minute boundary
     assert {r["user_id"] for r in rows} == {ANONYMOUS_USER}
-    metrics = app.state.services.metrics
+    metrics = app.state.preview.metrics
     labels = {"repo": "acme/web", "provider": "manual"}
 
     def count(user: str, reason: str) -> float:
@@ -298,7 +298,7 @@ async def test_an_oversized_envelope_of_any_thread_id_is_offloaded_under_the_thr
         prefix = _expected_prefix(row["thread_id"])
         assert key.startswith(prefix) and key.endswith(".json"), (row["thread_id"], key)
         uuid.UUID(key.removeprefix(prefix).removesuffix(".json"))
-        stored = await app.state.services.objects.get(key)
+        stored = await app.state.daemon_events.objects.get(key)
         assert stored is not None and hashlib.sha256(stored).hexdigest() == row["payload_hash"]
 
 
@@ -326,7 +326,7 @@ async def test_a_row_written_under_the_old_key_format_still_reads_by_its_stored_
     response = await post(client, body, token)
     quarantine_id = response.json()["quarantineId"]
     [row] = await sql(database_url, "SELECT payload_object_key FROM daemon_event_quarantine")
-    objects = app.state.services.objects
+    objects = app.state.daemon_events.objects
     old_key = f"preview/daemon-quarantine/thread-1/2026-01-02/{uuid.uuid4()}.json"
     stored = await objects.get(row["payload_object_key"])
     assert stored is not None

@@ -80,16 +80,17 @@ def fx_settings(database_url: str, valkey_url: str, tmp_path, statement_timeout:
 def fx_clock(app, client) -> Clock:
     """The app's budgets, on a clock the test moves (no window may end mid-test)."""
     clock = Clock()
-    services = app.state.services
-    old = services.budgets
+    deps = app.state.daemon_events
+    old = deps.budgets
     assert old is not None, "the service accounts per-run budgets"
-    services.budgets = RunBudgets(
+    budgets = RunBudgets(
         max_messages=old.max_messages,
         max_bytes=old.max_bytes,
-        valkey=services.valkey,
-        metrics=services.metrics,
+        valkey=deps.valkey,
+        metrics=deps.metrics,
         clock=clock,
     )
+    app.state.daemon_events = dataclasses.replace(deps, budgets=budgets)
     return clock
 
 
@@ -193,7 +194,7 @@ async def test_with_valkey_down_the_budget_is_still_decided(
 ) -> None:
     import valkey.asyncio as valkey_asyncio
 
-    services = app.state.services
+    deps = app.state.daemon_events
     down = valkey_asyncio.from_url(
         "redis://127.0.0.1:9", socket_timeout=0.2, socket_connect_timeout=0.2
     )
@@ -201,18 +202,16 @@ async def test_with_valkey_down_the_budget_is_still_decided(
         max_messages=MAX_MESSAGES,
         max_bytes=MAX_BYTES,
         valkey=down,
-        metrics=services.metrics,
+        metrics=deps.metrics,
         clock=clock,
     )
-    services.budgets = budgets
+    app.state.daemon_events = dataclasses.replace(deps, budgets=budgets)
     run_id, token = await start_run(client)
     body = envelope(run_id, 1, messages=_messages(4))
     assert (await post(client, body, token)).status_code == 200
     assert await budgets.sync_once() is False
     assert (
-        services.metrics.value(
-            MetricName.BUDGET_SYNC_FAILURE, repo="", user="", provider="", reason=""
-        )
+        deps.metrics.value(MetricName.BUDGET_SYNC_FAILURE, repo="", user="", provider="", reason="")
         >= 1
     )
     response = await post(client, envelope(run_id, 2, messages=_messages(2, "b")), token)
@@ -294,7 +293,7 @@ async def test_one_runs_envelopes_never_hold_two_statements(
     second slot stays free for another run (before: the second took the last slot, and the other
     run's envelope queued behind both)."""
     assert live.app is not None
-    group = live.app.state.services.group_commit
+    group = live.app.state.daemon_events.group_commit
     assert isinstance(group, GroupCommit)
     flood_run, flood_token = await start_run(http, thread_id="t-flood")
     other_run, other_token = await start_run(http, thread_id="t-victim")
@@ -343,10 +342,11 @@ async def test_a_rate_limited_daemon_loses_nothing(
     """A real daemon against the real service, its run over budget again and again: each 429 is
     waited out (Retry-After) with the same sealed batch, and every agent message is stored once."""
     assert live.app is not None
-    services = live.app.state.services
+    deps = live.app.state.daemon_events
     clock = Clock()
     clock.now = WINDOW * WINDOW_SECONDS + 59.5  # Retry-After: 1 s; the test ends each window
-    services.budgets = RunBudgets(max_messages=MAX_MESSAGES, max_bytes=10**6, clock=clock)
+    budgets = RunBudgets(max_messages=MAX_MESSAGES, max_bytes=10**6, clock=clock)
+    live.app.state.daemon_events = dataclasses.replace(deps, budgets=budgets)
     run_id, token = await start_run(http)
     agent = ["--messages", "8", "--seed", "7", "--no-git"]
     repo = make_git_repo(tmp_path / "checkout")
@@ -360,7 +360,7 @@ async def test_a_rate_limited_daemon_loses_nothing(
         limited = 0.0
         async with asyncio.timeout(60):
             while daemon.proc.poll() is None:  # each 429 seen ends the window it was in
-                seen = services.metrics.value(
+                seen = deps.metrics.value(
                     MetricName.ENVELOPE, repo="", user="", provider="", reason="rate_limited"
                 )
                 if seen > limited:

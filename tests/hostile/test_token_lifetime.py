@@ -116,7 +116,7 @@ async def test_a_token_expires_one_hour_after_its_run_ended(client, app, databas
         assert response.status_code == 401
     # the token check comes before the body's: no decoding. (An hour on, this process's memory
     # of the token is long gone: an entry lives 60 s.)
-    app.state.services.tokens.forget_thread("thread-1")
+    app.state.runs.tokens.forget_thread("thread-1")
     assert _answer(await post(client, b"{not json", token)) == (401, "unauthorized", "expired")
     assert await _event_count(database_url) == stored
 

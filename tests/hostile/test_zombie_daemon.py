@@ -46,7 +46,7 @@ async def test_a_zombie_row_replayed_is_never_applied_to_the_new_run(client, app
     new_run, _ = await start_run(client)
     response = await post(client, legacy_envelope(), old_token)
     quarantine_id = response.json()["quarantineId"]
-    outcome = await replay_quarantined(app.state.services, quarantine_id)
+    outcome = await replay_quarantined(app.state.daemon_events, quarantine_id)
     assert outcome.replay_status == "quarantined:mismatch"
     assert (await run_state(client, new_run))["acceptedEventCount"] == 0
 

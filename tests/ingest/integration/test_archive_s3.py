@@ -226,7 +226,7 @@ async def test_oversized_payload_goes_to_the_bucket_is_shown_and_leaves_with_its
         )
     where = await asyncio.to_thread(from_settings, settings)
     await asyncio.to_thread(_rollup, database_url, where)
-    store = app.state.services.objects
+    store = app.state.daemon_events.objects
     conn = await repository.async_connect(database_url)
     async with conn:
         plans = await purge(conn, archive_root=where, store=store, metrics=Metrics())

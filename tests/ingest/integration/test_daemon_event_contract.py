@@ -292,7 +292,7 @@ async def test_metrics_count_each_decision_with_dimensions(client, app) -> None:
     run_id, token = await start_run(client)
     await post(client, envelope(None, 1), token)
     await post(client, envelope(run_id, 1), token)
-    metrics = app.state.services.metrics
+    metrics = app.state.health.metrics
     from terragon_core import MetricName
 
     labels = {"repo": "acme/web", "user": "user-1", "provider": "manual"}

@@ -3,6 +3,7 @@ pre-empt it), and outages answer 503 `unavailable` with Retry-After and write no
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -77,7 +78,8 @@ async def test_object_store_outage_is_503_and_writes_no_row(client, app, tmp_pat
 
     root = tmp_path / "store"
     root.mkdir()
-    app.state.services.objects = QuarantineObjects(LocalStore(root), "broken")
+    broken = QuarantineObjects(LocalStore(root), "broken")
+    app.state.daemon_events = dataclasses.replace(app.state.daemon_events, objects=broken)
     root.rmdir()
     root.write_text("a file where the store's directory was: every put fails")
     _, token = await start_run(client)

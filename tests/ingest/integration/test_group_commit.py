@@ -7,6 +7,7 @@ event loop forms one batch, and everything submitted while a statement runs form
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -30,9 +31,9 @@ from tests.support import until
 
 @pytest.fixture(name="group")
 def fx_group(app, client) -> GroupCommit:
-    services = app.state.services
-    services.group_commit = GroupCommit(services.pool, max_batch=32, max_in_flight=1)
-    return services.group_commit
+    group = GroupCommit(app.state.daemon_events.pool, max_batch=32, max_in_flight=1)
+    app.state.daemon_events = dataclasses.replace(app.state.daemon_events, group_commit=group)
+    return group
 
 
 async def _decide_all(app, items: list[tuple[dict[str, Any], str]]) -> list[Any]:
@@ -41,7 +42,7 @@ async def _decide_all(app, items: list[tuple[dict[str, Any], str]]) -> list[Any]
     async def one(body: dict[str, Any], token: str):
         raw = json.dumps(body).encode()
         delivery = Delivery(decode_envelope(raw), raw, "trace", token_hash=hash_token(token))
-        return await decide(app.state.services, delivery)
+        return await decide(app.state.daemon_events, delivery)
 
     return await asyncio.gather(
         *(one(body, token) for body, token in items), return_exceptions=True

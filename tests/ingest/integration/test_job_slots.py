@@ -29,10 +29,10 @@ async def test_one_of_the_replicas_claiming_a_slot_runs_it(settings, database_ur
         AsyncTestClient(app=create_app(settings, run_migrate=False)) as a,
         AsyncTestClient(app=create_app(settings, run_migrate=False)) as b,
     ):
-        replicas = [a.app.state.services, b.app.state.services]
+        replicas = [a.app.state.lifecycle, b.app.state.lifecycle]
 
-        async def job(services: object) -> None:
-            ran.append(replicas.index(services))
+        async def job(deps: object) -> None:
+            ran.append(replicas.index(deps))
 
         counted = PeriodicJob("test_counted", 60, job)
         results = await asyncio.gather(*(run_slot(s, counted, SLOT) for s in replicas * 4))

@@ -80,7 +80,7 @@ async def test_run_missing_end_sha_is_finalized_after_the_grace_window_exactly_o
     assert (late.status_code, late.json()["reason"]) == (202, "mismatch")
     assert (await run_state(client, run_id))["terminalEventId"] is None
     finalized = sum(
-        a.state.services.metrics.value(MetricName.RUN_FINALIZED, repo="acme/web", user="user-1",
+        a.state.health.metrics.value(MetricName.RUN_FINALIZED, repo="acme/web", user="user-1",
                                        provider="manual", reason="missing_end_sha_timeout")
         for a in (app, replica_app)
     )  # fmt: skip

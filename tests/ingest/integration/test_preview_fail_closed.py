@@ -80,7 +80,7 @@ async def test_every_access_path_fails_closed_when_valkey_is_down(database_url) 
                 )
                 _assert_cache_unavailable(minted)
                 assert "token" not in minted.json()
-                metrics = app.state.services.metrics
+                metrics = app.state.preview.metrics
                 denied = metrics.value(
                     MetricName.ACCESS_DENIED,
                     repo="acme/web",

@@ -59,7 +59,7 @@ async def test_start_for_a_run_that_is_not_active_is_binding_mismatch(
     assert response.status_code == 403
     assert response.json()["code"] == "binding_mismatch"
     assert _denials(database_url) == [("preview_session_start", "binding_mismatch", None)]
-    metrics = app.state.services.metrics
+    metrics = app.state.preview.metrics
     assert (
         metrics.value(
             MetricName.ACCESS_DENIED,

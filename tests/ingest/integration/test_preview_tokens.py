@@ -17,7 +17,7 @@ from tests.ingest.integration.test_preview_support import exchange, start_run, s
 
 
 def _forge(app, claims: dict[str, Any], *, aud: PreviewTokenAudience, kid: str = "k1") -> str:
-    keyring = app.state.services.preview.keyring
+    keyring = app.state.preview.keyring
     key = keyring.key(aud, "k1")  # a known secret; `kid` in the header may lie
     return jwt.encode(claims, key, algorithm="HS256", headers={"kid": kid})
 

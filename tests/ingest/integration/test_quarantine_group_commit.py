@@ -6,6 +6,7 @@ submitted while the first runs forms the next batch (deterministic, no timing)."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -22,15 +23,15 @@ DIMS = Dimensions("acme/web", "user-1", "manual", "sb-1")
 
 @pytest.fixture(name="group")
 def fx_group(app, client) -> QuarantineCommit:
-    services = app.state.services
-    services.quarantine_commit = QuarantineCommit(services.pool, max_batch=32, max_in_flight=1)
-    return services.quarantine_commit
+    group = QuarantineCommit(app.state.daemon_events.pool, max_batch=32, max_in_flight=1)
+    app.state.daemon_events = dataclasses.replace(app.state.daemon_events, quarantine_commit=group)
+    return group
 
 
 async def _item(app, thread_id: str) -> tuple[str, dict[str, Any]]:
     """A strict `mismatch` row of `thread_id` (small: kept inline), its event and its denial."""
     row = await quarantine.build_row(
-        app.state.services,
+        app.state.daemon_events,
         body=b'{"threadId": "%s"}' % thread_id.encode(),
         reason=QuarantineReason.MISMATCH,
         thread_id=thread_id,
@@ -112,7 +113,7 @@ async def test_a_failing_row_fails_its_batch_and_every_row_is_recorded_again_alo
     names = ("t-0", "t-1", "t-poison", "t-3")
     rows = [(await _item(app, name))[1]["row"] for name in names]
     answers = await asyncio.gather(
-        *(recording.record_quarantine(app.state.services, row, dims=DIMS) for row in rows),
+        *(recording.record_quarantine(app.state.daemon_events, row, dims=DIMS) for row in rows),
         return_exceptions=True,
     )
     poisoned = answers.pop(2)
@@ -135,7 +136,7 @@ async def test_a_row_whose_batch_committed_before_the_connection_was_lost_is_not
     failure was a connection lost after the commit, the row is already there under its id."""
     await _live_session(client, database_url, "ps-live", "t-0")
     quarantine_id, item = await _item(app, "t-0")
-    async with connection(app.state.services.pool) as conn:
+    async with connection(app.state.daemon_events.pool) as conn:
         assert await repository.insert_quarantine(conn, item) == ["ps-live"]
         assert await repository.insert_quarantine(conn, item, once=True) == []
     rows = await sql(database_url, "SELECT id::text FROM daemon_event_quarantine")

@@ -4,6 +4,7 @@ offload rate limit under a storm, Valkey down, orphan objects, and the read-out 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import time
@@ -50,17 +51,20 @@ async def test_small_payload_is_inline_and_large_one_is_offloaded(
         f"preview/daemon-quarantine/{quarantine_thread_key('thread-1')}/"
     ) and key.endswith(".json")
     assert rows[2]["payload_inline"] is None and rows[2]["offload_skipped"] is False
-    stored = await app.state.services.objects.get(key)
+    stored = await app.state.daemon_events.objects.get(key)
     assert stored is not None and hashlib.sha256(stored).hexdigest() == rows[2]["payload_hash"]
     assert rows[2]["payload_size"] == len(stored) > 16 * 1024
     assert len(rows[2]["payload_prefix_2k"].encode()) <= 2048
-    assert app.state.services.metrics.value(MetricName.QUARANTINE_OFFLOAD, **LABELS, reason="") == 1
+    assert (
+        app.state.daemon_events.metrics.value(MetricName.QUARANTINE_OFFLOAD, **LABELS, reason="")
+        == 1
+    )
 
 
 async def test_oversized_storm_offloads_at_most_the_limit_and_keeps_every_row(
     client, app, database_url
 ) -> None:
-    limit = app.state.services.settings.correlation.OFFLOADS_PER_REPO_PER_MINUTE
+    limit = app.state.daemon_events.settings.correlation.OFFLOADS_PER_REPO_PER_MINUTE
     _, token = await start_run(client)
     text = "x" * 17_000
     first_minute = int(time.time() // 60)
@@ -83,7 +87,7 @@ async def test_oversized_storm_offloads_at_most_the_limit_and_keeps_every_row(
     assert counts["rows"] == 500
     assert limit <= counts["offloaded"] <= limit * minutes
     assert counts["skipped"] == 500 - counts["offloaded"]
-    metrics = app.state.services.metrics
+    metrics = app.state.daemon_events.metrics
     assert (
         metrics.value(MetricName.QUARANTINE_OFFLOAD_SKIPPED, **LABELS, reason="rate_limited")
         == counts["skipped"]
@@ -93,8 +97,9 @@ async def test_oversized_storm_offloads_at_most_the_limit_and_keeps_every_row(
 
 async def test_valkey_down_skips_the_offload_but_keeps_the_row(client, app, database_url) -> None:
     _, token = await start_run(client)
-    services = app.state.services
-    services.valkey = valkey_asyncio.Valkey(unix_socket_path="/nonexistent/valkey.sock")
+    deps = app.state.daemon_events
+    down = valkey_asyncio.Valkey(unix_socket_path="/nonexistent/valkey.sock")
+    app.state.daemon_events = dataclasses.replace(deps, valkey=down)
     body = envelope("zombie", 1, messages=[{"type": "assistant", "text": "x" * 20_000}])
     response = await post(client, body, token)
     assert (response.status_code, response.json()["reason"]) == (202, "mismatch")
@@ -104,7 +109,7 @@ async def test_valkey_down_skips_the_offload_but_keeps_the_row(client, app, data
     )
     assert row["payload_object_key"] is None and row["offload_skipped"] is True
     assert (
-        services.metrics.value(
+        deps.metrics.value(
             MetricName.QUARANTINE_OFFLOAD_SKIPPED, **LABELS, reason="cache_unavailable"
         )
         == 1
@@ -114,23 +119,23 @@ async def test_valkey_down_skips_the_offload_but_keeps_the_row(client, app, data
 async def test_maintenance_removes_objects_whose_row_never_committed(
     client, app, valkey_url
 ) -> None:
-    services = app.state.services
+    deps = app.state.daemon_events
     _, token = await start_run(client)
     body = envelope("zombie", 1, messages=[{"type": "assistant", "text": "x" * 20_000}])
     assert (await post(client, body, token)).status_code == 202
     [row] = await quarantine_rows(client)
     kept_key = row["payloadObjectKey"]
     orphan_key = "preview/daemon-quarantine/thread-1/2026-11-26/orphan.json"
-    await services.objects.put(orphan_key, b"{}")
-    pending = quarantine_offload_pending_key(services.settings.server.ENV)
+    await deps.objects.put(orphan_key, b"{}")
+    pending = quarantine_offload_pending_key(deps.settings.server.ENV)
     client_vk = valkey_asyncio.from_url(valkey_url)
     await client_vk.zadd(pending, {orphan_key: time.time() - 3600})
     await client_vk.aclose()
     response = await client.post("/api/internal/maintenance/sweep")  # the app's own event loop
     assert response.status_code == 200
     assert response.json()["orphanObjectsRemoved"] == 1
-    assert await services.objects.get(orphan_key) is None
-    assert await services.objects.get(kept_key) is not None
+    assert await deps.objects.get(orphan_key) is None
+    assert await deps.objects.get(kept_key) is not None
 
 
 async def test_list_filters_by_thread_run_reason_and_since(client) -> None:

@@ -138,7 +138,7 @@ def _local_thread(box: str = BOX) -> dict[str, Any]:
 
 
 def _failures(app: Any, reason: DeliveryFailure) -> float:
-    return app.state.services.metrics.value(
+    return app.state.runs.metrics.value(
         MetricName.RUN_START_DELIVERY_FAILED,
         repo="acme/web",
         user="user-1",

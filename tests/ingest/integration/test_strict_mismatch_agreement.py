@@ -68,7 +68,7 @@ async def test_no_active_run_foreign_run_id_is_one_strict_mismatch_everywhere(
     [row] = await sql(database_url, "SELECT strict, active_run_id FROM daemon_event_quarantine")
     assert row == {"strict": True, "active_run_id": None}
 
-    prometheus = app.state.services.metrics.value(MetricName.STRICT_MISMATCH, **LABELS)
+    prometheus = app.state.daemon_events.metrics.value(MetricName.STRICT_MISMATCH, **LABELS)
     minutely, daily, strict = await asyncio.to_thread(
         _archived_strict_mismatches, database_url, tmp_path / "archive"
     )

@@ -1,4 +1,9 @@
-"""The composition root: `create_app()` wires routes, dependencies, error mapping and lifespan."""
+"""The composition root: `create_app()` wires routes, dependencies, error mapping and lifespan.
+
+The lifespan builds every domain's deps object completely (`AccessDeps`, `RunsDeps`,
+`DaemonEventsDeps`, `PreviewDeps`, `HealthDeps`; the scheduler's `LifecycleDeps`), stores each on
+`app.state` under the name its routes ask for, and Litestar DI hands them out (one `Provide` each).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,6 @@ import structlog
 import valkey.asyncio as valkey_asyncio
 from litestar import Litestar
 from litestar.config.app import AppConfig
-from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -21,8 +25,11 @@ from litestar.router import Router
 from litestar.types import ControllerRouterHandler
 
 from terragon_ingest import health
+from terragon_ingest.access.deps import AccessDeps
 from terragon_ingest.access.routes import AccessInternalController, GithubWebhookController
+from terragon_ingest.archive.deps import ArchiveDeps
 from terragon_ingest.daemon_events.budgets import RunBudgets
+from terragon_ingest.daemon_events.deps import DaemonEventsDeps
 from terragon_ingest.daemon_events.group_commit import group_commits_for
 from terragon_ingest.daemon_events.internal_routes import CorrelationController
 from terragon_ingest.daemon_events.routes import post_daemon_event
@@ -30,6 +37,8 @@ from terragon_ingest.db import create_pool
 from terragon_ingest.db.migrate import migrate
 from terragon_ingest.db.pool import CONNECTION_KWARGS
 from terragon_ingest.errors import IngestError
+from terragon_ingest.health import HealthDeps
+from terragon_ingest.kit.deps import provide_from_state
 from terragon_ingest.kit.http import (
     http_exception_handler,
     ingest_error_handler,
@@ -37,17 +46,19 @@ from terragon_ingest.kit.http import (
     unexpected_error_handler,
 )
 from terragon_ingest.kit.openapi import StrictStructSchemaPlugin
+from terragon_ingest.lifecycle.deps import LifecycleDeps
 from terragon_ingest.lifecycle.jobs import periodic_jobs
 from terragon_ingest.lifecycle.scheduler import Scheduler
 from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.preview import host_routing
-from terragon_ingest.preview.lifespan import preview_lifespan
+from terragon_ingest.preview.deps import open_preview_deps
 from terragon_ingest.preview.openapi import schema_router
 from terragon_ingest.preview.origin import OriginTemplate, check_api_outside_namespace
 from terragon_ingest.preview.origin_routes import SessionOriginController
 from terragon_ingest.preview.routes import LegacyPreviewController, PreviewSessionController
+from terragon_ingest.runs.deps import RunsDeps
 from terragon_ingest.runs.routes import RunsController
-from terragon_ingest.services import Services, provide_services
+from terragon_ingest.runs.tokens import KnownTokens
 from terragon_ingest.settings import Settings, get_settings
 from terragon_ingest.telemetry import Metrics
 
@@ -71,6 +82,10 @@ PUBLIC_ROUTES: list[ControllerRouterHandler] = [
     LegacyPreviewController,
     SessionOriginController,
 ]
+
+
+DEPS = ("access", "runs", "daemon_events", "preview", "health")
+"""The deps objects routes ask for by name (`access: Injected[AccessDeps]`, ...)."""
 
 
 def run_migrations(url: str) -> list[str]:
@@ -110,25 +125,47 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             socket_connect_timeout=settings.valkey.TIMEOUT,
         )
         metrics = Metrics()
+        exits = contextlib.AsyncExitStack()
         budgets = RunBudgets.from_settings(settings, client, metrics)
         envelopes_commit, quarantine_commit = group_commits_for(pool, settings, metrics)
-        services = Services(
+        objects = QuarantineObjects.from_settings(settings)
+        tokens = KnownTokens()  # one per process: runs forget a closed thread's, the route reads
+        access = AccessDeps.build(settings, pool, client, metrics)
+        daemon_events = DaemonEventsDeps(
             settings=settings,
             pool=pool,
             valkey=client,
             metrics=metrics,
-            objects=QuarantineObjects.from_settings(settings),
+            objects=objects,
+            tokens=tokens,
             group_commit=envelopes_commit,
             quarantine_commit=quarantine_commit,
             budgets=budgets,
         )
-        app.state.services = services
+        lifecycle = LifecycleDeps(
+            pool=pool,
+            daemon_events=daemon_events,
+            archive=ArchiveDeps(settings=settings, pool=pool, metrics=metrics, objects=objects),
+        )
+        preview = await exits.enter_async_context(
+            open_preview_deps(settings, pool, client, metrics, access)
+        )
+        app.state.metrics = metrics  # the HTTP protocol counts edge rejections (kit/http_protocol)
+        # Under the names of DEPS (what routes ask for); `lifecycle` is the scheduler's alone.
+        app.state.access = access
+        app.state.runs = RunsDeps(
+            settings=settings, pool=pool, metrics=metrics, tokens=tokens, access=access
+        )
+        app.state.daemon_events = daemon_events
+        app.state.preview = preview
+        app.state.health = HealthDeps(pool=pool, valkey=client, metrics=metrics)
+        app.state.lifecycle = lifecycle
         budget_sync = asyncio.create_task(budgets.run(), name="run_budget_sync")
         scheduler = Scheduler(
             periodic_jobs() if settings.server.BACKGROUND_JOBS else [],
             interval_override=settings.server.JOB_INTERVAL_SECONDS,
         )
-        scheduler.start(services)
+        scheduler.start(lifecycle)
         log.info("ingest_started", env=settings.server.ENV, jobs=[j.name for j in scheduler.jobs])
         # What start-up built lives as long as the process: move it out of the collector's reach,
         # so a full collection under load walks per-request garbage only (tail latency, issue 7).
@@ -137,6 +174,7 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
         try:
             yield
         finally:
+            await exits.aclose()  # the preview upstream client
             await scheduler.stop()
             budgets.stop()
             budget_sync.cancel()
@@ -163,9 +201,9 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
             internal,
             *(health.metrics_route(settings) if r is health.metrics else r for r in PUBLIC_ROUTES),
         ],
-        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        dependencies={name: provide_from_state(name) for name in DEPS},
         exception_handlers=exception_handlers,
-        lifespan=[lifespan, preview_lifespan],
+        lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="terragon ingest",
             version="1.0.0",

@@ -16,7 +16,7 @@ import click
 import structlog
 
 from terragon_core.env import inherited_env
-from terragon_ingest.archive.commands import _archive_dir, _archive_url, _with_archive
+from terragon_ingest.archive import archive_dir_option, archive_url_option, with_archive
 from terragon_ingest.kit.installation import installation
 from terragon_ingest.kit.net import is_loopback
 from terragon_ingest.log_config import relay_output, wait_relays
@@ -164,8 +164,8 @@ def stop_dashboard(process: subprocess.Popen[bytes], timeout: float = 10.0) -> N
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8501, show_default=True, type=int)
 @installation(database="optional")
-@_archive_dir
-@_archive_url
+@archive_dir_option
+@archive_url_option
 def dashboard(
     host: str,
     port: int,
@@ -180,7 +180,7 @@ def dashboard(
     from terragon_ingest.stopping import StopSignals
 
     url = settings.db.URL  # None: the archive alone, no live hour
-    settings = _with_archive(settings, archive_dir, archive_url)
+    settings = with_archive(settings, archive_dir, archive_url)
     root = settings.archive.archive_url(settings.server.DATA_DIR)
     from terragon_ingest.log_config import announce
 

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import msgspec
 from litestar import MediaType, Response, get
 from litestar.handlers import HTTPRouteHandler
+from valkey.asyncio import Valkey
 
+from terragon_ingest.db import Pool
+from terragon_ingest.kit.deps import Injected
 from terragon_ingest.kit.http import metrics_token_guard
 from terragon_ingest.kit.openapi import error_responses
-from terragon_ingest.services import ServicesDep
 from terragon_ingest.settings import DEV_METRICS_TOKEN, Settings
-from terragon_ingest.telemetry import CONTENT_TYPE_LATEST
+from terragon_ingest.telemetry import CONTENT_TYPE_LATEST, Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class HealthDeps:
+    """What readiness and the exposition read: the two servers and the process's counters."""
+
+    pool: Pool
+    valkey: Valkey
+    metrics: Metrics
 
 
 class Health(msgspec.Struct):
@@ -27,19 +39,19 @@ async def healthz() -> Health:
 
 
 @get("/readyz", tags=["ops"])
-async def readyz(services: ServicesDep) -> Response[Health]:
+async def readyz(health: Injected[HealthDeps]) -> Response[Health]:
     """PostgreSQL and Valkey both answer; 503 (with which one failed) otherwise."""
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(2):
-            async with services.pool.connection() as conn:
+            async with health.pool.connection() as conn:
                 await conn.execute("SELECT 1")
         checks["postgres"] = "ok"
     except Exception as exc:
         checks["postgres"] = f"error: {type(exc).__name__}: {exc}"
     try:
         async with asyncio.timeout(2):
-            await services.valkey.ping()
+            await health.valkey.ping()
         checks["valkey"] = "ok"
     except Exception as exc:
         checks["valkey"] = f"error: {type(exc).__name__}: {exc}"
@@ -50,10 +62,10 @@ async def readyz(services: ServicesDep) -> Response[Health]:
     )
 
 
-async def _metrics(services: ServicesDep) -> Response[bytes]:
+async def _metrics(health: Injected[HealthDeps]) -> Response[bytes]:
     """Prometheus text exposition: `preview_*_total` counters with repo/user/provider/reason.
     Behind `TERRAGON_METRICS_TOKEN` (the labels name tenants)."""
-    return Response(services.metrics.exposition(), media_type=CONTENT_TYPE_LATEST, status_code=200)
+    return Response(health.metrics.exposition(), media_type=CONTENT_TYPE_LATEST, status_code=200)
 
 
 def _metrics_route(security: list[dict[str, list[str]]]) -> HTTPRouteHandler:

@@ -9,10 +9,12 @@ read decisions through `RepoAccessCache.allowed`.
 from __future__ import annotations
 
 from terragon_ingest.access.cache import RepoAccessCache, valkey_errors
+from terragon_ingest.access.deps import AccessDeps
 from terragon_ingest.access.invalidation import invalidate_repo_access
 from terragon_ingest.access.permissions import PermissionSource, PostgresPermissionSource
 
 __all__ = [
+    "AccessDeps",
     "PermissionSource",
     "PostgresPermissionSource",
     "RepoAccessCache",

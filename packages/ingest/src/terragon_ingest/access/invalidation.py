@@ -29,7 +29,7 @@ from terragon_ingest.db import connection
 from terragon_ingest.telemetry import build_event, emit_event, trace_id_from
 
 if TYPE_CHECKING:
-    from terragon_ingest.services import Services
+    from terragon_ingest.access.deps import AccessDeps
 
 log = structlog.get_logger()
 
@@ -38,7 +38,7 @@ GENERATION_TTL_SECONDS: Final = 24 * 3600
 
 
 async def invalidate_repo_access(
-    services: Services,
+    deps: AccessDeps,
     user_id: str | None,
     repo_full_name: str,
     reason: InvalidationReason,
@@ -53,8 +53,8 @@ async def invalidate_repo_access(
     Returns the number of keys deleted. Raises `CacheUnavailable` when Valkey is down (nothing
     is recorded then: the caller retries, or the TTL bounds the staleness).
     """
-    env = services.settings.server.ENV
-    valkey = services.valkey
+    env = deps.settings.server.ENV
+    valkey = deps.valkey
     generation = repo_access_generation_key(env, repo_full_name)
     with valkey_errors():
         async with valkey.pipeline(transaction=True) as pipe:
@@ -68,7 +68,7 @@ async def invalidate_repo_access(
             users = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
         keys = [repo_access_key(env, user, repo_full_name) for user in users]
         deleted = int(await valkey.delete(*keys)) if keys else 0
-    services.metrics.inc(
+    deps.metrics.inc(
         MetricName.CACHE_INVALIDATION,
         repo=repo_full_name,
         user=user_id,
@@ -92,7 +92,7 @@ async def invalidate_repo_access(
             "keysDeleted": deleted,
         },
     )
-    async with connection(services.pool) as conn:
+    async with connection(deps.pool) as conn:
         await emit_event(conn, event)
     log.info(
         "repo_access_invalidated",

@@ -21,6 +21,7 @@ from terragon_core import (
     http_status_for,
 )
 from terragon_ingest.access import repository, service
+from terragon_ingest.access.deps import AccessDeps
 from terragon_ingest.access.invalidation import invalidate_repo_access
 from terragon_ingest.access.schemas import (
     CollaboratorGrant,
@@ -32,10 +33,10 @@ from terragon_ingest.access.schemas import (
 )
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest
+from terragon_ingest.kit.deps import Injected
 from terragon_ingest.kit.http import json_response, read_capped_body
 from terragon_ingest.kit.openapi import error_responses
-from terragon_ingest.services import Services, ServicesDep
-from terragon_ingest.telemetry import trace_id_from
+from terragon_ingest.telemetry import Metrics, trace_id_from
 
 log = structlog.get_logger()
 
@@ -58,17 +59,17 @@ class GithubWebhookController(Controller):
         request_max_body_size=None,  # our own cap (a smaller one) answers 413 with a `code`
     )
     async def github(
-        self, request: Request[Any, Any, Any], services: ServicesDep
+        self, request: Request[Any, Any, Any], access: Injected[AccessDeps]
     ) -> Response[bytes]:
         """Apply a GitHub permission change (`X-Hub-Signature-256` verified) and invalidate."""
         # The body under its cap before the signature is looked at (CONTRACT §3 "Edge limits").
         try:
-            body = await read_capped_body(request, services.settings.server.WEBHOOK_MAX_BODY_BYTES)
+            body = await read_capped_body(request, access.settings.server.WEBHOOK_MAX_BODY_BYTES)
         except ClientException as exc:  # a malformed Content-Length header
             raise InvalidRequest(str(exc.detail)) from exc
         if body is None:
-            return _too_large(services)
-        secret = services.settings.server.GITHUB_WEBHOOK_SECRET
+            return _too_large(access.metrics)
+        secret = access.settings.server.GITHUB_WEBHOOK_SECRET
         if not service.verify_signature(secret, body, request.headers.get("x-hub-signature-256")):
             log.warning(
                 "github_webhook_signature_rejected",
@@ -92,16 +93,14 @@ class GithubWebhookController(Controller):
         trace_id = trace_id_from(request.headers.get("traceparent"))
         digest = hashlib.sha256(body).digest()
         result = await service.handle_delivery(
-            services, event, delivery, payload, trace_id, body_sha256=digest
+            access, event, delivery, payload, trace_id, body_sha256=digest
         )
         return json_response(msgspec.to_builtins(result))
 
 
-def _too_large(services: Services) -> Response[bytes]:
+def _too_large(metrics: Metrics) -> Response[bytes]:
     reason = EdgeRejection.TOO_LARGE
-    services.metrics.inc(
-        MetricName.EDGE_REJECTED, repo=None, user=None, provider=None, reason=reason.value
-    )
+    metrics.inc(MetricName.EDGE_REJECTED, repo=None, user=None, provider=None, reason=reason.value)
     return json_response({"code": reason.value, "error": "webhook body over the size cap"}, 413)
 
 
@@ -111,11 +110,11 @@ class AccessInternalController(Controller):
 
     @post("/invalidate", status_code=HTTP_200_OK, responses=error_responses(400, 401, 503))
     async def invalidate(
-        self, data: JSONBody[InvalidationCreate], services: ServicesDep
+        self, data: JSONBody[InvalidationCreate], access: Injected[AccessDeps]
     ) -> InvalidationResult:
         """Internal triggers (ready action, thread visibility change, ...): drop cached access."""
         deleted = await invalidate_repo_access(
-            services,
+            access,
             data.user_id,
             data.repo_full_name,
             data.reason,
@@ -125,13 +124,13 @@ class AccessInternalController(Controller):
 
     @put("/collaborators", status_code=HTTP_200_OK, responses=error_responses(400, 401, 503))
     async def grant_collaborator(
-        self, data: JSONBody[CollaboratorGrant], services: ServicesDep
+        self, data: JSONBody[CollaboratorGrant], access: Injected[AccessDeps]
     ) -> CollaboratorGranted:
         """Grant (or re-grant) a repo's collaborator and drop their cached denials. Webhooks are
         idempotent by body for 30 days, so a genuine byte-identical re-grant from GitHub is
         ignored: the platform restores access here."""
         deleted = await service.grant_collaborator(
-            services, data.repo_full_name, data.github_login, trace_id_from(None)
+            access, data.repo_full_name, data.github_login, trace_id_from(None)
         )
         return CollaboratorGranted(
             repo_full_name=data.repo_full_name,
@@ -145,9 +144,12 @@ class AccessInternalController(Controller):
         responses=error_responses(400, 401, 409, 503),
     )
     async def link_github_account(
-        self, user_id: FromPath[str], data: JSONBody[GithubAccountUpdate], services: ServicesDep
+        self,
+        user_id: FromPath[str],
+        data: JSONBody[GithubAccountUpdate],
+        access: Injected[AccessDeps],
     ) -> GithubAccount:
         """Link a terragon user to their GitHub login (collaborator/team rows use logins)."""
-        async with connection(services.pool) as conn:
+        async with connection(access.pool) as conn:
             await repository.link_github_account(conn, user_id, data.github_login)
         return GithubAccount(user_id=user_id, github_login=data.github_login)

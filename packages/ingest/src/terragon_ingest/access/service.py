@@ -28,8 +28,8 @@ from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest
 
 if TYPE_CHECKING:
+    from terragon_ingest.access.deps import AccessDeps
     from terragon_ingest.db import AsyncConn
-    from terragon_ingest.services import Services
 
 log = structlog.get_logger()
 
@@ -144,12 +144,12 @@ async def _apply_team(
     return [(None, repo, reason)]
 
 
-async def run_invalidations(services: Services, targets: list[Any], trace_id: str) -> int:
+async def run_invalidations(deps: AccessDeps, targets: list[Any], trace_id: str) -> int:
     """Invalidate every target of a delivery; returns the number of keys deleted."""
     deleted = 0
     for user_id, repo, reason in targets:
         deleted += await invalidate_repo_access(
-            services,
+            deps,
             user_id,
             repo,
             InvalidationReason(reason),
@@ -160,17 +160,17 @@ async def run_invalidations(services: Services, targets: list[Any], trace_id: st
 
 
 async def grant_collaborator(
-    services: Services, repo_full_name: str, github_login: str, trace_id: str
+    deps: AccessDeps, repo_full_name: str, github_login: str, trace_id: str
 ) -> int:
     """The internal API's grant: what a webhook body seen before cannot do (CONTRACT §5).
     Returns the number of cached decisions dropped."""
-    async with connection(services.pool) as conn, conn.transaction():
+    async with connection(deps.pool) as conn, conn.transaction():
         params = {"repo_full_name": repo_full_name, "github_login": github_login}
         await repository.execute(conn, "insert_collaborator", params)
         reason = InvalidationReason.COLLABORATOR_CHANGED
         targets = await _for_login(conn, github_login, [repo_full_name], reason)
     log.info("github_collaborator_granted", repo=repo_full_name, github_login=github_login)
-    return await run_invalidations(services, targets, trace_id)
+    return await run_invalidations(deps, targets, trace_id)
 
 
 def revokes_only(event: str, payload: dict[str, Any]) -> bool:
@@ -189,7 +189,7 @@ async def _apply(
 
 
 async def handle_delivery(
-    services: Services,
+    deps: AccessDeps,
     event: str,
     delivery: str,
     payload: dict[str, Any],
@@ -218,7 +218,7 @@ async def handle_delivery(
     targets: list[Any] = []
     action = payload.get("action")
     revoking = revokes_only(event, payload)
-    async with connection(services.pool) as conn:
+    async with connection(deps.pool) as conn:
         async with conn.transaction():
             fresh = await repository.insert_delivery(
                 conn, body_sha256, delivery, event, None if action is None else str(action)
@@ -239,8 +239,8 @@ async def handle_delivery(
                 )
                 return WebhookResult(status="duplicate", event=event)
             targets = recorded[0]
-    deleted = await run_invalidations(services, targets, trace_id)
-    async with connection(services.pool) as conn:
+    deleted = await run_invalidations(deps, targets, trace_id)
+    async with connection(deps.pool) as conn:
         await repository.mark_delivery_invalidated(conn, body_sha256)
     status = ("applied" if event in HANDLED_EVENTS else "ignored") if fresh else "duplicate"
     log.info(

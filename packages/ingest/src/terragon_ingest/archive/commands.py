@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from terragon_core.env import env_var
+from terragon_ingest.archive.options import archive_dir_option, archive_url_option, with_archive
 from terragon_ingest.kit.installation import (
     data_dir_option,
     installation,
@@ -22,33 +22,7 @@ from terragon_ingest.kit.installation import (
     installation_settings,
 )
 from terragon_ingest.kit.terminal import terminal_json, terminal_text
-from terragon_ingest.settings import ArchiveSettings, Settings
-
-_archive_dir = click.option(
-    "--archive-dir",
-    default=env_var(ArchiveSettings, "DIR").read,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The Parquet archive. Default: <data-dir>/archive.",
-)
-_archive_url = click.option(
-    "--archive-url",
-    default=env_var(ArchiveSettings, "URL").read,
-    help="The archive as a URL: s3://bucket/prefix (endpoint: OBJECT_STORE_S3_ENDPOINT, "
-    "credentials: AWS_*), file:///dir or a path. Wins over --archive-dir.",
-)
-
-
-def _with_archive(
-    settings: Settings, archive_dir: Path | None, archive_url: str | None
-) -> Settings:
-    """The installation's settings with the archive the command line names (default
-    `<data-dir>/archive`)."""
-    import dataclasses
-
-    root = (archive_dir or settings.server.DATA_DIR / "archive").resolve()
-    return dataclasses.replace(
-        settings, archive=dataclasses.replace(settings.archive, DIR=root, URL=archive_url)
-    )
+from terragon_ingest.settings import Settings
 
 
 @contextlib.contextmanager
@@ -70,8 +44,8 @@ def archive() -> None:
 
 @archive.command("rollup")
 @installation()
-@_archive_dir
-@_archive_url
+@archive_dir_option
+@archive_url_option
 @click.option(
     "--rebuild-day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -106,7 +80,7 @@ def rollup_command(
     from terragon_ingest.archive.tasks import run_rollup
     from terragon_ingest.kit.progress import terminal_progress
 
-    settings = _with_archive(settings, archive_dir, archive_url)
+    settings = with_archive(settings, archive_dir, archive_url)
     root = settings.archive.archive_url(settings.server.DATA_DIR)
     if rebuild_day is not None:
         day: date = rebuild_day.date()  # type: ignore[attr-defined]
@@ -153,8 +127,8 @@ def rollup_command(
 @archive.command("sql")
 @click.argument("query")
 @data_dir_option()
-@_archive_dir
-@_archive_url
+@archive_dir_option
+@archive_url_option
 @click.option(
     "--format",
     "fmt",
@@ -176,7 +150,7 @@ def sql_command(
     from terragon_ingest.archive import location
 
     with _store_errors():
-        settings = _with_archive(
+        settings = with_archive(
             installation_settings(data_dir, database="unused"), archive_dir, archive_url
         )
         con = location.open_archive(location.from_settings(settings))
@@ -224,8 +198,8 @@ def retention() -> None:
 
 @retention.command("purge")
 @installation()
-@_archive_dir
-@_archive_url
+@archive_dir_option
+@archive_url_option
 @click.option("--dry-run", is_flag=True, help="Show what would go; change nothing.")
 def purge_command(
     settings: Settings,
@@ -247,7 +221,7 @@ def purge_command(
     from terragon_ingest.objects import QuarantineObjects
     from terragon_ingest.telemetry import Metrics
 
-    settings = _with_archive(settings, archive_dir, archive_url)
+    settings = with_archive(settings, archive_dir, archive_url)
     url = settings.db.URL
     assert url
 

@@ -11,12 +11,11 @@ from terragon_ingest.archive.rollup import RollupResult, rollup
 from terragon_ingest.db import unbounded
 from terragon_ingest.kit.installation import installation_flags
 from terragon_ingest.kit.progress import NO_PROGRESS
-from terragon_ingest.objects import QuarantineObjects
 from terragon_ingest.telemetry.alerts import evaluate_alerts
 
 if TYPE_CHECKING:
+    from terragon_ingest.archive.deps import ArchiveDeps
     from terragon_ingest.kit.progress import Progress
-    from terragon_ingest.services import Services
     from terragon_ingest.settings import Settings
 
 ROLLUP_INTERVAL_SECONDS = 60
@@ -38,19 +37,19 @@ def run_rollup(
     return result
 
 
-async def archive_rollup_job(services: Services) -> RollupResult:
+async def archive_rollup_job(deps: ArchiveDeps) -> RollupResult:
     import anyio.to_thread
 
-    return await anyio.to_thread.run_sync(run_rollup, services.settings)
+    return await anyio.to_thread.run_sync(run_rollup, deps.settings)
 
 
-async def retention_purge_job(services: Services) -> list[DayPlan]:
-    settings = services.settings
-    async with unbounded(services.pool) as conn:  # not under the request path's statement timeout
+async def retention_purge_job(deps: ArchiveDeps) -> list[DayPlan]:
+    settings = deps.settings
+    async with unbounded(deps.pool) as conn:  # not under the request path's statement timeout
         return await purge(
             conn,
             archive_root=location.from_settings(settings),
-            store=services.objects or QuarantineObjects.from_settings(settings),
-            metrics=services.metrics,
+            store=deps.objects,
+            metrics=deps.metrics,
             where=installation_flags(settings),
         )

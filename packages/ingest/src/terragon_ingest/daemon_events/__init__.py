@@ -1,4 +1,5 @@
 """`POST /api/daemon-event`: the correlation decision, the exactly-once apply, the quarantine store.
+Other domains import what they use from here (an import-linter contract in pyproject.toml).
 
 routes.py            the daemon-facing route (own body cap, strict decode, token, status bodies)
 internal_routes.py   quarantine read-out, UI-validation read-out, the maintenance sweep trigger
@@ -12,4 +13,12 @@ terminal.py          endSha vs live HEAD, legacy UI outcome (read-only sandbox r
 ui_rules.py          `.terragon/preview-validation.json` and the default UI globs, with their limits
 globs.py             UI-rule globs: parsed with limits, matched by an automaton (linear, no regex)
 commands.py          `terragon quarantine list|show|replay`, `terragon maintenance sweep`
+deps.py              DaemonEventsDeps: what the domain uses, built in the app's lifespan
 """
+
+from __future__ import annotations
+
+from terragon_ingest.daemon_events.deps import DaemonEventsDeps
+from terragon_ingest.daemon_events.maintenance import sweep
+
+__all__ = ["DaemonEventsDeps", "sweep"]

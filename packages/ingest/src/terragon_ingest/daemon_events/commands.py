@@ -21,6 +21,7 @@ import valkey.asyncio as valkey_asyncio
 
 from terragon_core import QuarantineReason
 from terragon_ingest.daemon_events import repository
+from terragon_ingest.daemon_events.deps import DaemonEventsDeps
 from terragon_ingest.daemon_events.replay import replay_quarantined
 from terragon_ingest.daemon_events.schemas import QuarantineDetail, QuarantineRow
 from terragon_ingest.db import connection, create_pool
@@ -28,7 +29,7 @@ from terragon_ingest.errors import IngestError
 from terragon_ingest.kit.installation import installation, valkey_not_configured
 from terragon_ingest.kit.terminal import terminal_json, terminal_text
 from terragon_ingest.objects import QuarantineObjects
-from terragon_ingest.services import Services
+from terragon_ingest.runs import KnownTokens
 from terragon_ingest.settings import Settings
 from terragon_ingest.telemetry import Metrics
 
@@ -36,7 +37,7 @@ T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
-async def cli_services(settings: Settings) -> AsyncIterator[Services]:
+async def cli_deps(settings: Settings) -> AsyncIterator[DaemonEventsDeps]:
     """The resources a command needs, without the HTTP server."""
     assert settings.db.URL
     pool = create_pool(settings.db.URL, min_size=1, max_size=4, timeout=settings.db.CONNECT_TIMEOUT)
@@ -49,18 +50,23 @@ async def cli_services(settings: Settings) -> AsyncIterator[Services]:
         client = valkey_asyncio.Valkey(unix_socket_path="/nonexistent/valkey-not-configured.sock")
     objects = QuarantineObjects.from_settings(settings)
     try:
-        yield Services(
-            settings=settings, pool=pool, valkey=client, metrics=Metrics(), objects=objects
+        yield DaemonEventsDeps(
+            settings=settings,
+            pool=pool,
+            valkey=client,
+            metrics=Metrics(),
+            objects=objects,
+            tokens=KnownTokens(),
         )
     finally:
         await client.aclose()
         await pool.close()
 
 
-def _run(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+def _run(settings: Settings, work: Callable[[DaemonEventsDeps], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with cli_services(settings) as services:
-            return await work(services)
+        async with cli_deps(settings) as deps:
+            return await work(deps)
 
     try:
         return asyncio.run(main())
@@ -102,8 +108,8 @@ def list_rows(
 ) -> None:
     """Quarantine rows, newest first (the shape of GET /api/internal/quarantine)."""
 
-    async def work(services: Services) -> list[QuarantineRow]:
-        async with connection(services.pool) as conn:
+    async def work(deps: DaemonEventsDeps) -> list[QuarantineRow]:
+        async with connection(deps.pool) as conn:
             return await repository.list_quarantine(
                 conn, thread_id=thread_id, run_id=run_id, reason=reason, since=since, limit=limit
             )
@@ -123,13 +129,13 @@ def show(settings: Settings, quarantine_id: str, payload: bool) -> None:
     """One row with replay state; `--payload` prints the stored envelope."""
     from terragon_ingest.daemon_events.replay import stored_payload
 
-    async def work(services: Services) -> bytes | None:
-        async with connection(services.pool) as conn:
+    async def work(deps: DaemonEventsDeps) -> bytes | None:
+        async with connection(deps.pool) as conn:
             row = await repository.fetch_quarantine(conn, quarantine_id)
         if row is None:
             raise click.ClickException(f"quarantine row {quarantine_id!r} not found")
         if payload:
-            return await stored_payload(services, row)
+            return await stored_payload(deps.objects, row)
         # `show` says whether the payload is inline; `--payload` prints it.
         fields: dict[str, Any] = dataclasses.asdict(row)
         fields["payload_inline"] = row.payload_inline is not None
@@ -193,10 +199,10 @@ def replay(
         _echo(outcome)
         return
 
-    async def work(services: Services) -> ReplayTotals:
+    async def work(deps: DaemonEventsDeps) -> ReplayTotals:
         ids = list(quarantine_ids)
         if not ids:
-            async with connection(services.pool) as conn:
+            async with connection(deps.pool) as conn:
                 rows = await repository.list_quarantine(
                     conn,
                     thread_id=thread_id,
@@ -211,7 +217,7 @@ def replay(
             progress.start("replaying quarantined envelopes", len(ids))
             for quarantine_id in ids:
                 try:
-                    outcome = await replay_quarantined(services, quarantine_id, force=force)
+                    outcome = await replay_quarantined(deps, quarantine_id, force=force)
                 except IngestError as exc:
                     totals.failed += 1
                     progress.echo(_json_line({"quarantineId": quarantine_id, "error": str(exc)}))

@@ -15,13 +15,14 @@ from litestar.status_codes import HTTP_200_OK
 from terragon_core import ENVELOPE_ID_MAX_CHARS as ID_MAX
 from terragon_core import QuarantineReason
 from terragon_ingest.daemon_events import repository
+from terragon_ingest.daemon_events.deps import DaemonEventsDeps
 from terragon_ingest.daemon_events.maintenance import sweep
 from terragon_ingest.daemon_events.schemas import QuarantineRow, SweepResult, UiValidation
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest, NotFound
+from terragon_ingest.kit.deps import Injected
 from terragon_ingest.kit.openapi import NO_NUL_PATTERN as NO_NUL
 from terragon_ingest.kit.openapi import error_responses
-from terragon_ingest.services import ServicesDep
 
 MAX_LIMIT = 1000
 
@@ -33,7 +34,7 @@ class CorrelationController(Controller):
     @get("/quarantine", responses=error_responses(400, 401, 503))
     async def list_quarantine(
         self,
-        services: ServicesDep,
+        daemon_events: Injected[DaemonEventsDeps],
         thread_id: Annotated[
             str | None, QueryParameter(name="threadId", max_length=ID_MAX, pattern=NO_NUL)
         ] = None,
@@ -51,7 +52,7 @@ class CorrelationController(Controller):
             since_at = msgspec.convert(since, datetime | None)
         except msgspec.ValidationError as exc:
             raise InvalidRequest(f"since must be an RFC 3339 date-time: {exc}") from None
-        async with connection(services.pool) as conn:
+        async with connection(daemon_events.pool) as conn:
             return await repository.list_quarantine(
                 conn,
                 thread_id=thread_id,
@@ -66,10 +67,13 @@ class CorrelationController(Controller):
         responses=error_responses(400, 401, 404, 503),
     )
     async def get_ui_validation(
-        self, thread_id: FromPath[str], thread_chat_id: FromPath[str], services: ServicesDep
+        self,
+        thread_id: FromPath[str],
+        thread_chat_id: FromPath[str],
+        daemon_events: Injected[DaemonEventsDeps],
     ) -> UiValidation:
         """The latest UI-validation outcome of a (thread, chat): `latestRunId`, outcome, reason."""
-        async with connection(services.pool) as conn:
+        async with connection(daemon_events.pool) as conn:
             row = await repository.fetch_ui_validation(conn, thread_id, thread_chat_id)
         if row is None:
             raise NotFound(
@@ -78,6 +82,6 @@ class CorrelationController(Controller):
         return row
 
     @post("/maintenance/sweep", status_code=HTTP_200_OK, responses=error_responses(401, 503))
-    async def run_sweep(self, services: ServicesDep) -> SweepResult:
+    async def run_sweep(self, daemon_events: Injected[DaemonEventsDeps]) -> SweepResult:
         """Run the maintenance backstop now (it also runs every 60 s); one sweeper at a time."""
-        return await sweep(services)
+        return await sweep(daemon_events)

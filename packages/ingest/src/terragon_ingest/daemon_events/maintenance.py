@@ -28,11 +28,11 @@ from terragon_ingest.daemon_events import repository
 from terragon_ingest.daemon_events.schemas import SweepResult
 from terragon_ingest.db import connection, unbounded
 from terragon_ingest.db.locks import MAINTENANCE_SWEEP_LOCK
-from terragon_ingest.runs.service import finalize_stale_runs
+from terragon_ingest.runs import finalize_stale_runs
 from terragon_ingest.telemetry import build_event, emit_event, trace_id_from
 
 if TYPE_CHECKING:
-    from terragon_ingest.services import Services
+    from terragon_ingest.daemon_events.deps import DaemonEventsDeps
 
 log = structlog.get_logger()
 
@@ -42,11 +42,11 @@ ORPHAN_BATCH = 1000
 
 
 async def sweep(
-    services: Services, *, orphan_age_seconds: float = ORPHAN_AGE_SECONDS
+    deps: DaemonEventsDeps, *, orphan_age_seconds: float = ORPHAN_AGE_SECONDS
 ) -> SweepResult:
-    correlation = services.settings.correlation
+    correlation = deps.settings.correlation
     trace_id = trace_id_from(None)
-    async with unbounded(services.pool) as conn, conn.transaction():
+    async with unbounded(deps.pool) as conn, conn.transaction():
         if not await repository.try_sweep_lock(conn, MAINTENANCE_SWEEP_LOCK):
             log.debug("maintenance_sweep_skipped", reason="another replica holds the sweep lock")
             return SweepResult(swept=False)
@@ -73,14 +73,14 @@ async def sweep(
             )
             await emit_event(conn, event)
     for run in finalized:
-        services.metrics.inc(
+        deps.metrics.inc(
             MetricName.RUN_FINALIZED,
             repo=run.repo_full_name,
             user=run.user_id,
             provider=run.sandbox_provider,
             reason=FinishReason.MISSING_END_SHA_TIMEOUT.value,
         )
-    removed = await remove_orphan_objects(services, older_than_seconds=orphan_age_seconds)
+    removed = await remove_orphan_objects(deps, older_than_seconds=orphan_age_seconds)
     result = SweepResult(
         swept=True,
         finalized_runs=len(finalized),
@@ -92,15 +92,15 @@ async def sweep(
     return result
 
 
-async def remove_orphan_objects(services: Services, *, older_than_seconds: float) -> int:
+async def remove_orphan_objects(deps: DaemonEventsDeps, *, older_than_seconds: float) -> int:
     """Delete offloaded objects registered as pending before the cutoff that have no row."""
-    if services.settings.valkey.URL is None:  # a command run without one (it says so)
+    if deps.settings.valkey.URL is None:  # a command run without one (it says so)
         log.info("orphan_scan_skipped", reason="Valkey is not configured (no VALKEY_URL)")
         return 0
-    pending_key = quarantine_offload_pending_key(services.settings.server.ENV)
+    pending_key = quarantine_offload_pending_key(deps.settings.server.ENV)
     cutoff = time.time() - older_than_seconds
     try:
-        pending = await services.valkey.zrangebyscore(
+        pending = await deps.valkey.zrangebyscore(
             pending_key, "-inf", cutoff, start=0, num=ORPHAN_BATCH
         )
     except (ValkeyError, OSError) as exc:
@@ -111,15 +111,15 @@ async def remove_orphan_objects(services: Services, *, older_than_seconds: float
             hint="retried next sweep",
         )
         return 0
-    if not pending or services.objects is None:
+    if not pending:
         return 0
     keys = [k.decode() if isinstance(k, bytes) else str(k) for k in pending]
-    async with connection(services.pool) as conn:
+    async with connection(deps.pool) as conn:
         kept = await repository.existing_object_keys(conn, keys)
     removed = 0
     for key in keys:
-        if key not in kept and await services.objects.delete(key):
+        if key not in kept and await deps.objects.delete(key):
             removed += 1
             log.info("orphan_object_removed", key=key, reason="its quarantine row never committed")
-    await services.valkey.zrem(pending_key, *pending)
+    await deps.valkey.zrem(pending_key, *pending)
     return removed

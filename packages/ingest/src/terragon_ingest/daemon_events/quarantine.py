@@ -30,10 +30,10 @@ from terragon_core import (
     quarantine_offload_pending_key,
     quarantine_offload_rate_key,
 )
-from terragon_ingest.errors import ObjectStoreUnavailable
 
 if TYPE_CHECKING:
-    from terragon_ingest.services import Services
+    from terragon_ingest.daemon_events.deps import DaemonEventsDeps
+    from terragon_ingest.telemetry import Metrics
 
 log = structlog.get_logger()
 
@@ -64,11 +64,11 @@ def payload_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-async def _offload_allowed(services: Services, repo: str, dims: Dimensions) -> bool:
-    limit = services.settings.correlation.OFFLOADS_PER_REPO_PER_MINUTE
-    key = quarantine_offload_rate_key(services.settings.server.ENV, repo, int(time.time() // 60))
+async def _offload_allowed(deps: DaemonEventsDeps, repo: str, dims: Dimensions) -> bool:
+    limit = deps.settings.correlation.OFFLOADS_PER_REPO_PER_MINUTE
+    key = quarantine_offload_rate_key(deps.settings.server.ENV, repo, int(time.time() // 60))
     try:
-        async with services.valkey.pipeline(transaction=True) as pipe:
+        async with deps.valkey.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, RATE_KEY_TTL_SECONDS)
             count, _ = await pipe.execute()
@@ -80,16 +80,16 @@ async def _offload_allowed(services: Services, repo: str, dims: Dimensions) -> b
             error=str(exc),
             hint="the row keeps prefix and hash; check Valkey",
         )
-        _count_skip(services, dims, "cache_unavailable")
+        _count_skip(deps.metrics, dims, "cache_unavailable")
         return False
     if int(count) > limit:
-        _count_skip(services, dims, "rate_limited")
+        _count_skip(deps.metrics, dims, "rate_limited")
         return False
     return True
 
 
-def _count_skip(services: Services, dims: Dimensions, reason: str) -> None:
-    services.metrics.inc(
+def _count_skip(metrics: Metrics, dims: Dimensions, reason: str) -> None:
+    metrics.inc(
         MetricName.QUARANTINE_OFFLOAD_SKIPPED,
         repo=dims.repo_full_name,
         user=dims.user_id,
@@ -98,26 +98,26 @@ def _count_skip(services: Services, dims: Dimensions, reason: str) -> None:
     )
 
 
-async def offload(services: Services, body: bytes, thread_id: str, dims: Dimensions) -> str | None:
+async def offload(
+    deps: DaemonEventsDeps, body: bytes, thread_id: str, dims: Dimensions
+) -> str | None:
     """Write the whole envelope to the object store; None when the offload was skipped.
 
     The key is registered as pending first, so maintenance can remove the object if its row never
     commits (crash, DB outage, duplicate). A store failure raises `ObjectStoreUnavailable` (503).
     """
-    if not await _offload_allowed(services, dims.repo_full_name or "", dims):
+    if not await _offload_allowed(deps, dims.repo_full_name or "", dims):
         return None
-    if services.objects is None:
-        raise ObjectStoreUnavailable("no object store configured for quarantine offloads")
     key = quarantine_object_key(thread_id, datetime.now(UTC).date(), str(uuid.uuid4()))
     try:
-        await services.valkey.zadd(
-            quarantine_offload_pending_key(services.settings.server.ENV), {key: time.time()}
+        await deps.valkey.zadd(
+            quarantine_offload_pending_key(deps.settings.server.ENV), {key: time.time()}
         )
     except (ValkeyError, OSError):
-        _count_skip(services, dims, "cache_unavailable")
+        _count_skip(deps.metrics, dims, "cache_unavailable")
         return None
-    await services.objects.put(key, body)
-    services.metrics.inc(
+    await deps.objects.put(key, body)
+    deps.metrics.inc(
         MetricName.QUARANTINE_OFFLOAD,
         repo=dims.repo_full_name,
         user=dims.user_id,
@@ -127,7 +127,7 @@ async def offload(services: Services, body: bytes, thread_id: str, dims: Dimensi
 
 
 async def build_row(
-    services: Services,
+    deps: DaemonEventsDeps,
     *,
     body: bytes,
     reason: QuarantineReason,
@@ -145,7 +145,7 @@ async def build_row(
 ) -> dict[str, Any]:
     """The quarantine row (column → value), with the payload inline or offloaded."""
     inline = len(body) <= QUARANTINE_INLINE_LIMIT_BYTES
-    object_key = None if inline else await offload(services, body, thread_id, dims)
+    object_key = None if inline else await offload(deps, body, thread_id, dims)
     return {
         "thread_id": thread_id,
         "thread_chat_id": thread_chat_id,

@@ -26,9 +26,10 @@ from terragon_ingest.telemetry import build_event, emit_event, log_event
 
 if TYPE_CHECKING:
     from terragon_core import PreviewEvent
+    from terragon_ingest.daemon_events.deps import DaemonEventsDeps
     from terragon_ingest.daemon_events.quarantine import Dimensions
     from terragon_ingest.db import AsyncConn
-    from terragon_ingest.services import Services
+    from terragon_ingest.telemetry import Metrics
 
 log = structlog.get_logger()
 
@@ -45,7 +46,9 @@ _HINTS: dict[QuarantineReason, str] = {
 }
 
 
-async def record_quarantine(services: Services, row: dict[str, Any], *, dims: Dimensions) -> str:
+async def record_quarantine(
+    deps: DaemonEventsDeps, row: dict[str, Any], *, dims: Dimensions
+) -> str:
     """Insert the row and its event, and for a strict mismatch the `v1.preview.access.denied` of
     every live preview session of the (thread, chat) (the `preview_session` table read by this
     domain's own statement: daemon_events and preview are independent, import-linter); one
@@ -60,16 +63,16 @@ async def record_quarantine(services: Services, row: dict[str, Any], *, dims: Di
     event = quarantine_event(row, quarantine_id, dims)
     denial = access_denied_event(row, dims) if strict_mismatch else None
     item = repository.quarantine_item(row, quarantine_id, event, denial)
-    group = services.quarantine_commit
+    group = deps.quarantine_commit
     denied = await group.submit(item) if group is not None else None
     if denied is None:  # grouping off, or its batch failed: alone, its error raised here
-        async with connection(services.pool) as conn:
+        async with connection(deps.pool) as conn:
             denied = await repository.insert_quarantine(conn, item, once=group is not None)
     if denial is not None:
         for session_id in denied:
             log_event(msgspec.structs.replace(denial, preview_session_id=session_id))
     log_event(event)
-    count_quarantine(services, reason, dims, strict_mismatch=strict_mismatch)
+    count_quarantine(deps.metrics, reason, dims, strict_mismatch=strict_mismatch)
     log.info(
         "envelope_quarantined",
         quarantine_id=quarantine_id,
@@ -85,7 +88,7 @@ async def record_quarantine(services: Services, row: dict[str, Any], *, dims: Di
 
 
 def count_quarantine(
-    services: Services, reason: QuarantineReason, dims: Dimensions, *, strict_mismatch: bool
+    metrics: Metrics, reason: QuarantineReason, dims: Dimensions, *, strict_mismatch: bool
 ) -> None:
     labels = {
         "repo": dims.repo_full_name,
@@ -93,13 +96,13 @@ def count_quarantine(
         "provider": dims.sandbox_provider,
         "reason": reason.value,
     }
-    services.metrics.inc(MetricName.QUARANTINE, **labels)
+    metrics.inc(MetricName.QUARANTINE, **labels)
     if strict_mismatch:
-        services.metrics.inc(MetricName.STRICT_MISMATCH, **labels)
+        metrics.inc(MetricName.STRICT_MISMATCH, **labels)
     if reason is QuarantineReason.MISSING_END_SHA:
-        services.metrics.inc(MetricName.MISSING_END_SHA, **labels)
+        metrics.inc(MetricName.MISSING_END_SHA, **labels)
     if reason is QuarantineReason.LEGACY_MODE:
-        services.metrics.inc(MetricName.LEGACY_MODE, **labels)
+        metrics.inc(MetricName.LEGACY_MODE, **labels)
 
 
 def quarantine_event(row: dict[str, Any], quarantine_id: str, dims: Dimensions) -> PreviewEvent:
@@ -158,12 +161,12 @@ def access_denied_event(row: dict[str, Any], dims: Dimensions) -> PreviewEvent:
 
 
 async def after_legacy_apply(
-    services: Services, row: dict[str, Any], row_id: str, dims: Dimensions
+    deps: DaemonEventsDeps, row: dict[str, Any], row_id: str, dims: Dimensions
 ) -> None:
     """The legacy_mode row committed with the apply; count it and emit its event."""
-    count_quarantine(services, QuarantineReason.LEGACY_MODE, dims, strict_mismatch=False)
+    count_quarantine(deps.metrics, QuarantineReason.LEGACY_MODE, dims, strict_mismatch=False)
     try:
-        async with connection(services.pool) as conn:
+        async with connection(deps.pool) as conn:
             await emit_quarantine_event(conn, row, row_id, dims)
     except Exception as exc:  # the apply and its row committed; only the event line is lost
         log.error("legacy_mode_event_lost", quarantine_id=row_id, error=str(exc))

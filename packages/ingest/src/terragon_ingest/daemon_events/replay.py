@@ -23,8 +23,9 @@ from terragon_ingest.errors import NotFound, UserError
 from terragon_ingest.telemetry import trace_id_from
 
 if TYPE_CHECKING:
+    from terragon_ingest.daemon_events.deps import DaemonEventsDeps
     from terragon_ingest.daemon_events.repository import StoredQuarantine
-    from terragon_ingest.services import Services
+    from terragon_ingest.objects import QuarantineObjects
 
 log = structlog.get_logger()
 
@@ -44,15 +45,15 @@ class ReplayOutcome(msgspec.Struct, frozen=True, rename="camel"):
 
 
 async def replay_quarantined(
-    services: Services, quarantine_id: str, *, force: bool = False
+    deps: DaemonEventsDeps, quarantine_id: str, *, force: bool = False
 ) -> ReplayOutcome:
-    async with connection(services.pool) as conn:
+    async with connection(deps.pool) as conn:
         row = await repository.fetch_quarantine(conn, quarantine_id)
     if row is None:
         raise NotFound(f"quarantine row {quarantine_id!r} not found")
     if row.replay_status == "applied" and not force:
         return ReplayOutcome(quarantine_id, "applied", re_driven=False)
-    body = await stored_payload(services, row)
+    body = await stored_payload(deps.objects, row)
     try:
         envelope = decode_envelope(body)
     except EnvelopeError as exc:
@@ -69,23 +70,23 @@ async def replay_quarantined(
     delivery = Delivery(
         envelope, body, trace_id, token_run_id=token_run_id, replay_of=quarantine_id
     )
-    reply = await decide(services, delivery)
+    reply = await decide(deps, delivery)
     status = reply.ack.status.value
     if reply.ack.reason is not None:
         status += f":{reply.ack.reason.value}"
-    async with connection(services.pool) as conn:
+    async with connection(deps.pool) as conn:
         await repository.mark_replayed(conn, quarantine_id, status)
     log.info("quarantine_replayed", quarantine_id=quarantine_id, replay_status=status)
     return ReplayOutcome(quarantine_id, status, re_driven=True)
 
 
-async def stored_payload(services: Services, row: StoredQuarantine) -> bytes:
+async def stored_payload(objects: QuarantineObjects, row: StoredQuarantine) -> bytes:
     """The whole envelope as received: inline, from the object store, or a complete prefix."""
     body: bytes | None = None
     if row.payload_inline is not None:
         body = row.payload_inline.encode()
-    elif row.payload_object_key and services.objects is not None:
-        body = await services.objects.get(row.payload_object_key)
+    elif row.payload_object_key:
+        body = await objects.get(row.payload_object_key)
     elif len(row.payload_prefix_2k.encode()) == row.payload_size:
         body = row.payload_prefix_2k.encode()
     if body is None or hashlib.sha256(body).hexdigest() != row.payload_hash:

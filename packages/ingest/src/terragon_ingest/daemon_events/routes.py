@@ -20,6 +20,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ASGIApp
 
 from terragon_core import DAEMON_TOKEN_HEADER, TRACEPARENT_HEADER, EnvelopeStatus, MetricName
+from terragon_ingest.daemon_events.deps import DaemonEventsDeps
 from terragon_ingest.daemon_events.schemas import EnvelopeAck
 from terragon_ingest.daemon_events.service import (
     Reply,
@@ -29,7 +30,6 @@ from terragon_ingest.daemon_events.service import (
 )
 from terragon_ingest.errors import ServiceUnavailable
 from terragon_ingest.kit.http import JsonAnswer, read_capped_body
-from terragon_ingest.services import Services
 from terragon_ingest.telemetry import trace_id_from
 
 log = structlog.get_logger()
@@ -64,30 +64,30 @@ RESPONSES: dict[int, ResponseSpec] = {
 async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
     """Deliver one envelope: applied exactly once, acked as duplicate / stale, or quarantined."""
     started = time.perf_counter()
-    # The hot path reads the container off the app, not through `ServicesDep`: Litestar's
-    # dependency resolution builds a `State` and validates kwargs on every request.
-    services: Services = request.app.state.services
+    # The hot path reads its deps off the app, not through `Injected[DaemonEventsDeps]`:
+    # Litestar's dependency resolution builds a `State` and validates kwargs on every request.
+    deps: DaemonEventsDeps = request.app.state.daemon_events
     request_headers = request.headers  # built from the scope on each access: read once
     trace_id = trace_id_from(request_headers.get(TRACEPARENT_HEADER))
     headers: dict[str, str] = {}
     try:
         # The token from the headers first: a stranger's body is never read (CONTRACT §3).
-        sender = await authenticate(services, request_headers.get(DAEMON_TOKEN_HEADER))
+        sender = await authenticate(deps, request_headers.get(DAEMON_TOKEN_HEADER))
         if isinstance(sender, Reply):
             reply = sender
-        elif (early := refuse_over_budget(services, sender, request.content_length)) is not None:
+        elif (
+            early := refuse_over_budget(deps.budgets, sender, request.content_length)
+        ) is not None:
             reply = early  # 429 before the body: the run is known to be spent
             # Close rather than receive and discard the unread body on this connection (the
             # daemon opens a connection per attempt anyway).
             headers["Connection"] = "close"
-        elif (
-            body := await read_capped_body(request, services.settings.server.MAX_BODY_BYTES)
-        ) is None:
+        elif (body := await read_capped_body(request, deps.settings.server.MAX_BODY_BYTES)) is None:
             reply = Reply(
                 413, EnvelopeAck(EnvelopeStatus.TOO_LARGE, error="body over the size cap")
             )
         else:
-            reply = await handle_delivery(services, body, sender, trace_id)
+            reply = await handle_delivery(deps, body, sender, trace_id)
     except ClientException as exc:  # a malformed Content-Length header
         reply = Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc.detail)]))
     except ServiceUnavailable as exc:
@@ -104,14 +104,14 @@ async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
     if reply.retry_after is not None:
         headers["Retry-After"] = str(reply.retry_after)
     dims = reply.dims
-    services.metrics.inc(
+    deps.metrics.inc(
         MetricName.ENVELOPE,
         repo=dims.repo_full_name if dims else None,
         user=dims.user_id if dims else None,
         provider=dims.sandbox_provider if dims else None,
         reason=reply.ack.status.value,
     )
-    services.metrics.envelope_seconds.observe(time.perf_counter() - started)
+    deps.metrics.envelope_seconds.observe(time.perf_counter() - started)
     # One line per envelope only at debug (a terminal at info counts these in its summary line).
     log.debug(
         "envelope_decided",

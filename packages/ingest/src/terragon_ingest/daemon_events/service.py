@@ -52,14 +52,21 @@ from terragon_ingest.daemon_events.schemas import EnvelopeAck
 from terragon_ingest.daemon_events.terminal import diff_source_for, legacy_ui_outcome
 from terragon_ingest.db import connection
 from terragon_ingest.errors import ServiceUnavailable
-from terragon_ingest.runs.service import record_missing_end_sha
-from terragon_ingest.runs.tokens import TokenRefused, hash_token, resolve_daemon_token
+from terragon_ingest.runs import (
+    TokenRefused,
+    hash_token,
+    record_missing_end_sha,
+    resolve_daemon_token,
+)
 from terragon_ingest.sandbox.reader import SandboxRef
 
 if TYPE_CHECKING:
+    from terragon_ingest.daemon_events.budgets import RunBudgets
+    from terragon_ingest.daemon_events.deps import DaemonEventsDeps
+    from terragon_ingest.daemon_events.group_commit import GroupCommit
     from terragon_ingest.daemon_events.repository import Decision
-    from terragon_ingest.runs.tokens import TokenBinding
-    from terragon_ingest.services import Services
+    from terragon_ingest.db import Pool
+    from terragon_ingest.runs import KnownTokens, TokenBinding
 
 log = structlog.get_logger()
 
@@ -110,25 +117,24 @@ class Sender:
     binding: TokenBinding
 
 
-async def authenticate(services: Services, token: str | None) -> Sender | Reply:
+async def authenticate(deps: DaemonEventsDeps, token: str | None) -> Sender | Reply:
     """Rule 1, from the request's headers alone (`POST /api/daemon-event` calls it before it reads
     the body, CONTRACT §3/§4): the sender of a live token, or the 401 for a missing or unknown one
     (with `code` for an expired or revoked one): no body read, nothing decoded or written."""
     if not token:
         return _unauthorized()
     digest = hash_token(token)
-    binding = await _known_token(services, token, digest)
+    binding = await _known_token(deps.tokens, deps.pool, token, digest)
     if binding is None or isinstance(binding, TokenRefused):  # unknown, expired or revoked
         return _unauthorized(binding.code if binding is not None else None)
     return Sender(digest, binding)
 
 
 def refuse_over_budget(
-    services: Services, sender: Sender, content_length: int | None
+    budgets: RunBudgets | None, sender: Sender, content_length: int | None
 ) -> Reply | None:
     """Before the body is read: 429 when the sender's run is already known (in this process) to
     be over its budget for the window, or the declared body cannot fit what is left; else None."""
-    budgets = services.budgets
     if budgets is None:
         return None
     retry_after = budgets.refuse_early(sender.binding.run_id, content_length)
@@ -140,7 +146,9 @@ def _rate_limited(retry_after: int) -> Reply:
     return Reply(429, ack, retry_after=retry_after)
 
 
-async def handle_delivery(services: Services, body: bytes, sender: Sender, trace_id: str) -> Reply:
+async def handle_delivery(
+    deps: DaemonEventsDeps, body: bytes, sender: Sender, trace_id: str
+) -> Reply:
     """`POST /api/daemon-event` once `authenticate` accepted its token and the body was read
     under the size cap."""
     try:  # 2. body shape
@@ -148,7 +156,7 @@ async def handle_delivery(services: Services, body: bytes, sender: Sender, trace
     except EnvelopeError as exc:
         return Reply(400, EnvelopeAck(EnvelopeStatus.INVALID, errors=[str(exc)]))
     over_budget = None
-    budgets = services.budgets
+    budgets = deps.budgets
     run_id = sender.binding.run_id
     if budgets is not None:  # the run's budget: charged here, nothing stored when refused
         messages, size = len(envelope.messages), len(body)
@@ -160,7 +168,7 @@ async def handle_delivery(services: Services, body: bytes, sender: Sender, trace
         envelope, body, trace_id, token_hash=sender.token_hash, over_budget=over_budget
     )
     try:
-        return await decide(services, delivery)
+        return await decide(deps, delivery)
     except ServiceUnavailable:
         if budgets is not None:  # nothing was stored: the daemon's retry is charged instead
             budgets.refund(run_id, len(envelope.messages), len(body))
@@ -177,23 +185,23 @@ def _unauthorized(code: SecurityReason | None = None) -> Reply:
 
 
 async def _known_token(
-    services: Services, token: str, digest: bytes
+    tokens: KnownTokens, pool: Pool, token: str, digest: bytes
 ) -> TokenBinding | TokenRefused | None:
     """The token's binding if it is live (from this process's memory, else one indexed lookup),
     why not if it expired or was revoked, None if unknown. Nothing of the body is read before
     this answers."""
-    binding = services.tokens.get(digest)
+    binding = tokens.get(digest)
     if binding is None:
-        async with connection(services.pool) as conn:
+        async with connection(pool) as conn:
             resolved = await resolve_daemon_token(conn, token)
         if isinstance(resolved, TokenRefused) or resolved is None:
             return resolved
-        services.tokens.remember(digest, resolved)
+        tokens.remember(digest, resolved)
         binding = resolved
     return binding
 
 
-async def decide(services: Services, delivery: Delivery) -> Reply:
+async def decide(deps: DaemonEventsDeps, delivery: Delivery) -> Reply:
     """Rules 1 (again, the authority) and 3 to 8, and the apply: see the module docstring."""
     envelope = delivery.envelope
     params = envelope_params(delivery)
@@ -205,11 +213,11 @@ async def decide(services: Services, delivery: Delivery) -> Reply:
     alone = (
         _NUL_ESCAPE in body or len(body) > HEAVY_BYTES or len(envelope.messages) > HEAVY_MESSAGES
     )
-    decision = await _ask(services, params, messages, alone=alone)
+    decision = await _ask(deps.pool, deps.group_commit, params, messages, alone=alone)
     if decision.outcome is Outcome.NEEDS_INPUTS:
-        params |= await _gather(services, delivery, decision)
-        decision = await _ask(services, params, messages, alone=alone)
-    return await _conclude(services, delivery, decision, params)
+        params |= await _gather(deps, delivery, decision)
+        decision = await _ask(deps.pool, deps.group_commit, params, messages, alone=alone)
+    return await _conclude(deps, delivery, decision, params)
 
 
 _NUL_ESCAPE = b"\\u0000"
@@ -219,14 +227,14 @@ HEAVY_MESSAGES = 256
 
 
 async def _ask(
-    services: Services,
+    pool: Pool,
+    group: GroupCommit | None,
     params: dict[str, Any],
     messages: list[dict[str, Any]] | None,
     *,
     alone: bool,
 ) -> Decision:
     try:
-        group = services.group_commit
         # Through the group commit's slots: an ordinary delivery's first call (not a replay, not
         # the call with inputs); `alone` as a statement of its own.
         first = params["token_hash"] is not None and not params["inputs_ready"]
@@ -234,12 +242,12 @@ async def _ask(
             decision = await group.submit(params, messages, alone=alone)
             if decision is not None:
                 return decision
-        async with connection(services.pool) as conn:  # alone
+        async with connection(pool) as conn:  # alone
             return await repository.ingest_envelope(conn, params, messages)
     except repository.UnstorablePayload:
         # PostgreSQL cannot store these messages (a `\u0000` in jsonb): the same decision
         # without them answers rules 1 to 3 and then `invalid_envelope`.
-        async with connection(services.pool) as conn:
+        async with connection(pool) as conn:
             return await repository.ingest_envelope(conn, params, None)
 
 
@@ -274,7 +282,7 @@ def envelope_params(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-async def _gather(services: Services, delivery: Delivery, decision: Decision) -> dict[str, Any]:
+async def _gather(deps: DaemonEventsDeps, delivery: Delivery, decision: Decision) -> dict[str, Any]:
     """What `needs_inputs` asks for: the sandbox reads of a terminal batch (through the read-only
     reader) and, for a legacy envelope, its legacy_mode row (a replay writes no new row)."""
     ctx = _Context.of(decision)
@@ -282,21 +290,21 @@ async def _gather(services: Services, delivery: Delivery, decision: Decision) ->
     inputs: dict[str, Any] = {"inputs_ready": True}
     if terminal:
         diff = await diff_source_for(
-            ctx.sandbox, given(delivery.envelope.end_sha), services.settings.sandbox
+            ctx.sandbox, given(delivery.envelope.end_sha), deps.settings.sandbox
         )
         inputs |= {"diff_source": diff.source.value, "diff_source_context": diff.context}
     if decision.legacy and terminal:
-        ui = await legacy_ui_outcome(ctx.sandbox, decision.run_start_sha, services.settings.sandbox)
+        ui = await legacy_ui_outcome(ctx.sandbox, decision.run_start_sha, deps.settings.sandbox)
         inputs |= {"ui_outcome": ui.outcome.value, "ui_blocking_reason": ui.blocking_reason}
     if decision.legacy and delivery.replay_of is None:
         inputs["legacy_row"] = await _row(
-            services, delivery, ctx, QuarantineReason.LEGACY_MODE, decision.token_run_id
+            deps, delivery, ctx, QuarantineReason.LEGACY_MODE, decision.token_run_id
         )
     return inputs
 
 
 async def _conclude(
-    services: Services, delivery: Delivery, decision: Decision, params: dict[str, Any]
+    deps: DaemonEventsDeps, delivery: Delivery, decision: Decision, params: dict[str, Any]
 ) -> Reply:
     """The reply for the decision's outcome, and the quarantine row of a quarantine outcome."""
     outcome = decision.outcome
@@ -313,9 +321,7 @@ async def _conclude(
     if outcome is Outcome.APPLIED:
         legacy_row = params["legacy_row"]
         if legacy_row is not None and decision.legacy_row_id is not None:
-            await recording.after_legacy_apply(
-                services, legacy_row, decision.legacy_row_id, ctx.dims
-            )
+            await recording.after_legacy_apply(deps, legacy_row, decision.legacy_row_id, ctx.dims)
         ack = EnvelopeAck(
             EnvelopeStatus.APPLIED,
             legacy_mode=decision.legacy,
@@ -339,11 +345,11 @@ async def _conclude(
         )
     if reason is QuarantineReason.MISSING_END_SHA and delivery.replay_of is None:
         assert target is not None
-        await record_missing_end_sha(services.pool, run_id=target)
+        await record_missing_end_sha(deps.pool, run_id=target)
     quarantine_id = delivery.replay_of
     if quarantine_id is None:
-        row = await _row(services, delivery, ctx, reason, decision.token_run_id)
-        quarantine_id = await recording.record_quarantine(services, row, dims=ctx.dims)
+        row = await _row(deps, delivery, ctx, reason, decision.token_run_id)
+        quarantine_id = await recording.record_quarantine(deps, row, dims=ctx.dims)
     ack = EnvelopeAck(EnvelopeStatus.QUARANTINED, reason=reason, quarantine_id=quarantine_id)
     return Reply(202, ack, ctx.dims)
 
@@ -372,7 +378,7 @@ class _Context:
 
 
 async def _row(
-    services: Services,
+    deps: DaemonEventsDeps,
     delivery: Delivery,
     ctx: _Context,
     reason: QuarantineReason,
@@ -381,7 +387,7 @@ async def _row(
     envelope = delivery.envelope
     event_id = given(envelope.event_id)
     return await quarantine.build_row(
-        services,
+        deps,
         body=delivery.body,
         reason=reason,
         thread_id=envelope.thread_id,

@@ -274,9 +274,9 @@ class EdgeProtocol(CoalescingHttpToolsProtocol):
         self.transport.close()
 
     def _record(self, reason: EdgeRejection) -> None:
-        services = getattr(getattr(self.app, "state", None), "services", None)
-        if services is not None:
-            services.metrics.inc(
+        metrics = getattr(getattr(self.app, "state", None), "metrics", None)
+        if metrics is not None:
+            metrics.inc(
                 MetricName.EDGE_REJECTED, repo=None, user=None, provider=None, reason=reason.value
             )
         # debug: a flood of them must not become a flood of log lines (the metric counts them)

@@ -15,25 +15,38 @@ from terragon_ingest.archive.tasks import (
     archive_rollup_job,
     retention_purge_job,
 )
-from terragon_ingest.daemon_events.maintenance import sweep
+from terragon_ingest.daemon_events import sweep
 from terragon_ingest.db import unbounded
 from terragon_ingest.db.partitions import ensure_partitions_async
 from terragon_ingest.lifecycle.scheduler import PeriodicJob
 
 if TYPE_CHECKING:
-    from terragon_ingest.services import Services
+    from terragon_ingest.lifecycle.deps import LifecycleDeps
 
 
-async def ensure_day_partitions(services: Services) -> int:
+async def ensure_day_partitions(deps: LifecycleDeps) -> int:
     """Keep a week of day partitions ahead for the partitioned tables."""
-    async with unbounded(services.pool) as conn:  # DDL may wait for locks: no statement timeout
+    async with unbounded(deps.pool) as conn:  # DDL may wait for locks: no statement timeout
         return await ensure_partitions_async(conn)
 
 
+async def maintenance_sweep(deps: LifecycleDeps) -> object:
+    return await sweep(deps.daemon_events)
+
+
+async def archive_rollup(deps: LifecycleDeps) -> object:
+    return await archive_rollup_job(deps.archive)
+
+
+async def retention_purge(deps: LifecycleDeps) -> object:
+    return await retention_purge_job(deps.archive)
+
+
 def periodic_jobs() -> list[PeriodicJob]:
+    """Each job is handed its own domain's deps (the scheduler holds them all)."""
     return [
         PeriodicJob("ensure_day_partitions", 3600, ensure_day_partitions),
-        PeriodicJob("maintenance_sweep", MAINTENANCE_INTERVAL_SECONDS, sweep),
-        PeriodicJob("archive_rollup", ROLLUP_INTERVAL_SECONDS, archive_rollup_job),
-        PeriodicJob("retention_purge", RETENTION_INTERVAL_SECONDS, retention_purge_job),
+        PeriodicJob("maintenance_sweep", MAINTENANCE_INTERVAL_SECONDS, maintenance_sweep),
+        PeriodicJob("archive_rollup", ROLLUP_INTERVAL_SECONDS, archive_rollup),
+        PeriodicJob("retention_purge", RETENTION_INTERVAL_SECONDS, retention_purge),
     ]

@@ -32,11 +32,12 @@ from terragon_ingest.db import connection
 from terragon_ingest.lifecycle import repository
 
 if TYPE_CHECKING:
-    from terragon_ingest.services import Services
+    from terragon_ingest.db import Pool
+    from terragon_ingest.lifecycle.deps import LifecycleDeps
 
 log = structlog.get_logger()
 
-JobFn = Callable[["Services"], Awaitable[object]]
+JobFn = Callable[["LifecycleDeps"], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +57,21 @@ def next_slot(interval: float, now: float) -> float:
     return (math.floor(now / interval) + 1) * interval
 
 
-async def _claim(services: Services, job: PeriodicJob, slot: datetime) -> bool:
-    async with connection(services.pool) as conn:
+async def _claim(pool: Pool, job: PeriodicJob, slot: datetime) -> bool:
+    async with connection(pool) as conn:
         return await repository.claim_job_slot(conn, job.name, slot, replica_name())
 
 
-async def _finish(services: Services, job: PeriodicJob, slot: datetime, *, failed: bool) -> None:
+async def _finish(pool: Pool, job: PeriodicJob, slot: datetime, *, failed: bool) -> None:
     with contextlib.suppress(Exception):  # bookkeeping only: the job's effect is already durable
-        async with connection(services.pool) as conn:
+        async with connection(pool) as conn:
             await repository.finish_job_slot(conn, job.name, slot, failed=failed)
 
 
-async def run_slot(services: Services, job: PeriodicJob, slot: datetime) -> bool:
+async def run_slot(deps: LifecycleDeps, job: PeriodicJob, slot: datetime) -> bool:
     """Claim `slot` for `job` and run it if this replica won; True when it ran (or failed)."""
     try:
-        if not await _claim(services, job, slot):
+        if not await _claim(deps.pool, job, slot):
             log.debug("job_slot_taken", job=job.name, slot=slot.isoformat())
             return False
     except Exception as exc:
@@ -84,7 +85,7 @@ async def run_slot(services: Services, job: PeriodicJob, slot: datetime) -> bool
         return False
     failed = False
     try:
-        result = await job.run(services)
+        result = await job.run(deps)
         log.debug("job_ran", job=job.name, slot=slot.isoformat(), result=str(result))
     except Exception as exc:
         failed = True
@@ -95,18 +96,20 @@ async def run_slot(services: Services, job: PeriodicJob, slot: datetime) -> bool
             exc_info=exc,
             hint="the job retries at its next slot; check /readyz",
         )
-    await _finish(services, job, slot, failed=failed)
+    await _finish(deps.pool, job, slot, failed=failed)
     return True
 
 
-async def _loop(job: PeriodicJob, interval: float, services: Services, stop: asyncio.Event) -> None:
+async def _loop(
+    job: PeriodicJob, interval: float, deps: LifecycleDeps, stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         boundary = next_slot(interval, time.time())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=max(0.0, boundary - time.time()))
         if stop.is_set():
             return
-        await run_slot(services, job, datetime.fromtimestamp(boundary, UTC))
+        await run_slot(deps, job, datetime.fromtimestamp(boundary, UTC))
 
 
 class Scheduler:
@@ -117,10 +120,10 @@ class Scheduler:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self, services: Services) -> None:
+    def start(self, deps: LifecycleDeps) -> None:
         self._tasks = [
             asyncio.create_task(
-                _loop(job, self.interval_override or job.interval_seconds, services, self._stop),
+                _loop(job, self.interval_override or job.interval_seconds, deps, self._stop),
                 name=f"job:{job.name}",
             )
             for job in self.jobs

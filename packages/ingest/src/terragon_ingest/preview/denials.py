@@ -44,8 +44,8 @@ from terragon_ingest.telemetry import build_event, emit_event
 if TYPE_CHECKING:
     from litestar import Request, Response
 
+    from terragon_ingest.preview.deps import PreviewDeps
     from terragon_ingest.preview.schemas import PreviewSession
-    from terragon_ingest.services import Services
 
 log = structlog.get_logger()
 
@@ -134,12 +134,12 @@ class DenialSampler:
 
 
 async def deny(
-    services: Services, ctx: AccessContext, reason: SecurityReason, message: str
+    deps: PreviewDeps, ctx: AccessContext, reason: SecurityReason, message: str
 ) -> PreviewDenied:
     """Record the denial (counter; event + log line, sampled when anonymous) and return the
     exception to raise."""
     user = ctx.user_id if ctx.authenticated else ANONYMOUS_USER
-    services.metrics.inc(
+    deps.metrics.inc(
         MetricName.ACCESS_DENIED,
         repo=ctx.repo_full_name,
         user=user,
@@ -147,15 +147,12 @@ async def deny(
         reason=reason.value,
     )
     retry_after_ms = (
-        services.settings.preview.RETRY_AFTER_MS
-        if reason is SecurityReason.CACHE_UNAVAILABLE
-        else None
+        deps.settings.preview.RETRY_AFTER_MS if reason is SecurityReason.CACHE_UNAVAILABLE else None
     )
     denied = PreviewDenied(
         reason, message, retry_after_ms=retry_after_ms, proxy_req_id=ctx.proxy_req_id
     )
-    assert services.preview is not None, "preview_lifespan builds it at start-up"
-    if not ctx.authenticated and not services.preview.denials.first(ctx.preview_session_id, reason):
+    if not ctx.authenticated and not deps.denials.first(ctx.preview_session_id, reason):
         return denied  # this session's (reason, minute) already has its event and log line
     log.warning(
         "preview_access_denied",
@@ -182,7 +179,7 @@ async def deny(
         properties={"reason": reason.value, "error": message, "repoFullName": ctx.repo_full_name},
     )
     try:
-        async with connection(services.pool) as conn:
+        async with connection(deps.pool) as conn:
             await emit_event(conn, event)
     except DatabaseUnavailable as exc:
         # The denial still stands; the event row is the part that is lost (the log line is not).

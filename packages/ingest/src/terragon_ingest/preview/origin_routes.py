@@ -31,6 +31,7 @@ from terragon_core import (
     SecurityReason,
 )
 from terragon_ingest.errors import NotFound
+from terragon_ingest.kit.deps import Injected
 from terragon_ingest.kit.http import json_response
 from terragon_ingest.kit.openapi import error_responses
 from terragon_ingest.preview import proxy, service
@@ -41,15 +42,14 @@ from terragon_ingest.preview.addresses import (
 )
 from terragon_ingest.preview.cookie import cookie_values, cross_site_refusal, set_cookie
 from terragon_ingest.preview.denials import AccessContext, PreviewDenied, denial_response, deny
+from terragon_ingest.preview.deps import PreviewDeps
 from terragon_ingest.preview.host_routing import SCOPE_KEY, SessionTarget
-from terragon_ingest.preview.lifespan import preview_runtime
 from terragon_ingest.preview.schemas import (
     ExchangeCreate,
     Exchanged,
     PreviewSession,
     SubscriptionToken,
 )
-from terragon_ingest.services import Services, ServicesDep
 from terragon_ingest.telemetry import trace_id_from
 
 log = structlog.get_logger()
@@ -68,7 +68,7 @@ _NO_STORE = {"cache-control": "no-store"}
 
 async def _open(
     request: Request[Any, Any, Any],
-    services: Services,
+    preview: PreviewDeps,
     origin: EventOrigin,
     proxy_req_id: str | None = None,
 ) -> tuple[SessionTarget, AccessContext, PreviewSession]:
@@ -80,7 +80,7 @@ async def _open(
     ctx = AccessContext(
         origin, trace, preview_session_id=target.session_id, proxy_req_id=proxy_req_id
     )
-    session = await service.live_session(services, ctx)
+    session = await service.live_session(preview.pool, ctx)
     headers = request.headers
     refusal = cross_site_refusal(
         request.method,
@@ -89,28 +89,31 @@ async def _open(
         headers.get("sec-fetch-dest"),
     )
     if refusal:
-        raise await deny(services, ctx, SecurityReason.BINDING_MISMATCH, refusal)
+        raise await deny(preview, ctx, SecurityReason.BINDING_MISMATCH, refusal)
     return target, ctx, session
 
 
 async def _exchange(
-    services: Services, ctx: AccessContext, session: PreviewSession, token: str
+    preview: PreviewDeps, ctx: AccessContext, session: PreviewSession, token: str
 ) -> tuple[str, Exchanged]:
     """Spend the exchange token; the cookie header and the answer's body."""
-    await service.verify_token(services, ctx, PreviewTokenAudience.EXCHANGE, [token], session)
-    await service.check_access(services, ctx)
-    cookie = service.mint_cookie_token(services, session)
-    secure = preview_runtime(services).origins.secure
+    await service.verify_token(preview, ctx, PreviewTokenAudience.EXCHANGE, [token], session)
+    await service.check_access(preview, ctx)
+    cookie = service.mint_cookie_token(preview.keyring, session)
+    secure = preview.origins.secure
     return set_cookie(cookie.token, secure=secure), Exchanged(expires_at=cookie.expires_at)
 
 
 async def _cookie_session(
-    request: Request[Any, Any, Any], services: Services, ctx: AccessContext, session: PreviewSession
+    request: Request[Any, Any, Any],
+    preview: PreviewDeps,
+    ctx: AccessContext,
+    session: PreviewSession,
 ) -> None:
-    secure = preview_runtime(services).origins.secure
+    secure = preview.origins.secure
     tokens = cookie_values(request.headers.getall("cookie", []), secure=secure)
-    await service.verify_token(services, ctx, PreviewTokenAudience.COOKIE, tokens, session)
-    await service.check_access(services, ctx)
+    await service.verify_token(preview, ctx, PreviewTokenAudience.COOKIE, tokens, session)
+    await service.check_access(preview, ctx)
 
 
 _NOT_HERE = "The Host names no live session (or this is not a session origin)."
@@ -132,11 +135,11 @@ class SessionOriginController(Controller):
         responses=_EXCHANGE_ERRORS,
     )
     async def exchange_redirect(
-        self, token: FromQuery[str], request: Request[Any, Any, Any], services: ServicesDep
+        self, token: FromQuery[str], request: Request[Any, Any, Any], preview: Injected[PreviewDeps]
     ) -> Response[bytes]:
         """Browsers: trade a one-time exchange token for the cookie, then go to `/`."""
-        _, ctx, session = await _open(request, services, EventOrigin.PREVIEW_EXCHANGE)
-        cookie, _ = await _exchange(services, ctx, session, token)
+        _, ctx, session = await _open(request, preview, EventOrigin.PREVIEW_EXCHANGE)
+        cookie, _ = await _exchange(preview, ctx, session, token)
         headers = {
             "location": "/",
             "set-cookie": cookie,
@@ -156,11 +159,11 @@ class SessionOriginController(Controller):
         self,
         data: JSONBody[ExchangeCreate],
         request: Request[Any, Any, Any],
-        services: ServicesDep,
+        preview: Injected[PreviewDeps],
     ) -> Exchanged:
         """Programs: trade a one-time exchange token for the cookie (`Set-Cookie`)."""
-        _, ctx, session = await _open(request, services, EventOrigin.PREVIEW_EXCHANGE)
-        cookie, body = await _exchange(services, ctx, session, data.token)
+        _, ctx, session = await _open(request, preview, EventOrigin.PREVIEW_EXCHANGE)
+        cookie, body = await _exchange(preview, ctx, session, data.token)
         headers = {"set-cookie": cookie, **_NO_STORE}
         return json_response(body, HTTP_200_OK, headers)  # type: ignore[return-value]
 
@@ -170,13 +173,13 @@ class SessionOriginController(Controller):
         responses=error_responses(401, 403, 404, 503, s404=_NOT_HERE),
     )
     async def subscription_token(
-        self, request: Request[Any, Any, Any], services: ServicesDep
+        self, request: Request[Any, Any, Any], preview: Injected[PreviewDeps]
     ) -> SubscriptionToken:
         """A 60 s broadcast token for this session, minted only after the cookie and access check."""
-        _, ctx, session = await _open(request, services, EventOrigin.PREVIEW_SUBSCRIPTION)
-        await _cookie_session(request, services, ctx, session)
+        _, ctx, session = await _open(request, preview, EventOrigin.PREVIEW_SUBSCRIPTION)
+        await _cookie_session(request, preview, ctx, session)
         minted = service.mint_broadcast_token(
-            services, session, PREVIEW_SUBSCRIPTION_TOKEN_TTL_SECONDS
+            preview.keyring, session, PREVIEW_SUBSCRIPTION_TOKEN_TTL_SECONDS
         )
         body = SubscriptionToken(token=minted.token, expires_at=minted.expires_at)
         return json_response(body, HTTP_200_OK, _NO_STORE)  # type: ignore[return-value]
@@ -190,34 +193,32 @@ class SessionOriginController(Controller):
     async def proxy(
         self,
         request: Request[Any, Any, Any],
-        services: ServicesDep,
+        preview: Injected[PreviewDeps],
         path: FromPath[str] = "/",
     ) -> Stream | Response[bytes]:
         """The upstream's response, streamed, with `x-proxy-req-id` (documented by `openapi`)."""
         proxy_req_id = uuid.uuid4().hex
         target, ctx, session = await _open(
-            request, services, EventOrigin.PREVIEW_PROXY, proxy_req_id
+            request, preview, EventOrigin.PREVIEW_PROXY, proxy_req_id
         )
         if request.headers.get("service-worker", "").strip().lower() == "script":
             message = "service workers may not be registered on a preview origin"
-            raise await deny(services, ctx, SecurityReason.PROXY_PATH_DENIED, message)
-        await _cookie_session(request, services, ctx, session)
+            raise await deny(preview, ctx, SecurityReason.PROXY_PATH_DENIED, message)
+        await _cookie_session(request, preview, ctx, session)
         query = request.scope.get("query_string", b"").decode("latin-1")
-        allow_private = services.settings.preview.ALLOW_PRIVATE_UPSTREAM
+        allow_private = preview.settings.preview.ALLOW_PRIVATE_UPSTREAM
         try:
             url = proxy.upstream_url(session.upstream_origin, target.raw_path, query)
             addresses = await checked_addresses(
                 url.host, url.port or _default_port(url), allow_private=allow_private
             )
         except UpstreamRefused as exc:
-            raise await deny(services, ctx, exc.reason, str(exc)) from exc
+            raise await deny(preview, ctx, exc.reason, str(exc)) from exc
         except UpstreamUnresolvable as exc:
             return _upstream_failed(session, proxy_req_id, exc, 502, "upstream_unavailable")
         address = addresses[0] if addresses else None
         try:
-            return await proxy.forward(
-                preview_runtime(services).http, request, url, proxy_req_id, address
-            )
+            return await proxy.forward(preview.http, request, url, proxy_req_id, address)
         except httpx.TimeoutException as exc:
             if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
                 return _upstream_failed(session, proxy_req_id, exc, 502, "upstream_unavailable")

@@ -11,10 +11,12 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_410_GONE
 
 from terragon_core import PREVIEW_EXCHANGE_PATH
+from terragon_ingest.kit.deps import Injected
 from terragon_ingest.kit.http import json_response
 from terragon_ingest.kit.openapi import error_responses
 from terragon_ingest.preview import sessions
 from terragon_ingest.preview.denials import PreviewDenied, denial_response
+from terragon_ingest.preview.deps import PreviewDeps
 from terragon_ingest.preview.host_routing import server_port
 from terragon_ingest.preview.origin import SESSION_ID
 from terragon_ingest.preview.origin_routes import PROXY_METHODS
@@ -24,7 +26,6 @@ from terragon_ingest.preview.schemas import (
     SessionStartCreate,
     SessionStarted,
 )
-from terragon_ingest.services import ServicesDep
 from terragon_ingest.telemetry import trace_id_from
 
 
@@ -42,14 +43,14 @@ class PreviewSessionController(Controller):
         self,
         data: JSONBody[SessionStartCreate],
         request: Request[Any, Any, Any],
-        services: ServicesDep,
+        preview: Injected[PreviewDeps],
     ) -> SessionStarted:
         """Create a session bound to the active run, for a user and an upstream origin.
 
         The user's browser then opens `{previewUrl}/__terragon/exchange?token={exchangeToken}`.
         """
         port = server_port(request.scope)
-        return await sessions.start_session(services, data, _trace(request), port)
+        return await sessions.start_session(preview, data, _trace(request), port)
 
     @post(
         "/{preview_session_id:str}/remint",
@@ -60,11 +61,11 @@ class PreviewSessionController(Controller):
         self,
         preview_session_id: FromPath[str],
         request: Request[Any, Any, Any],
-        services: ServicesDep,
+        preview: Injected[PreviewDeps],
     ) -> SessionStarted:
         """New exchange token; every cookie minted before stops working."""
         port = server_port(request.scope)
-        return await sessions.remint_session(services, preview_session_id, _trace(request), port)
+        return await sessions.remint_session(preview, preview_session_id, _trace(request), port)
 
     @post(
         "/{preview_session_id:str}/revoke",
@@ -75,10 +76,10 @@ class PreviewSessionController(Controller):
         self,
         preview_session_id: FromPath[str],
         request: Request[Any, Any, Any],
-        services: ServicesDep,
+        preview: Injected[PreviewDeps],
     ) -> SessionRevoked:
         """Revoke the session: its cookies and tokens stop working at once."""
-        return await sessions.revoke_session(services, preview_session_id, _trace(request))
+        return await sessions.revoke_session(preview, preview_session_id, _trace(request))
 
 
 class LegacyPreviewController(Controller):
@@ -104,13 +105,15 @@ class LegacyPreviewController(Controller):
         self,
         preview_session_id: FromPath[str],
         request: Request[Any, Any, Any],
-        services: ServicesDep,
+        preview: Injected[PreviewDeps],
         rest: FromPath[str] = "",  # declared so /schema types it as a plain string
     ) -> MovedToSessionOrigin:
         """Gone: each preview session has an origin of its own (CONTRACT §5)."""
         url = None
         if SESSION_ID.match(preview_session_id):
-            url = sessions.preview_url(services, preview_session_id, server_port(request.scope))
+            url = sessions.preview_url(
+                preview.origins, preview_session_id, server_port(request.scope)
+            )
         body = MovedToSessionOrigin(
             code="Gone",
             error=(

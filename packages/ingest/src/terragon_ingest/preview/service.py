@@ -27,12 +27,13 @@ from terragon_ingest.db import connection
 from terragon_ingest.errors import CacheUnavailable, NotFound
 from terragon_ingest.preview import repository
 from terragon_ingest.preview.denials import AccessContext, deny
-from terragon_ingest.preview.lifespan import access_cache, preview_runtime
 from terragon_ingest.preview.tokens import MintedToken, TokenRejected
 
 if TYPE_CHECKING:
+    from terragon_ingest.db import Pool
+    from terragon_ingest.preview.deps import PreviewDeps
     from terragon_ingest.preview.schemas import PreviewSession
-    from terragon_ingest.services import Services
+    from terragon_ingest.preview.tokens import PreviewKeyring
 
 log = structlog.get_logger()
 
@@ -41,22 +42,22 @@ def new_session_id() -> str:
     return secrets.token_hex(16)
 
 
-async def check_access(services: Services, ctx: AccessContext) -> None:
+async def check_access(deps: PreviewDeps, ctx: AccessContext) -> None:
     """Deny unless the cache allows `ctx.user_id` on `ctx.repo_full_name` (fail closed)."""
     assert ctx.user_id is not None and ctx.repo_full_name is not None
     try:
-        allowed = await access_cache(services).allowed(ctx.user_id, ctx.repo_full_name)
+        allowed = await deps.access.cache.allowed(ctx.user_id, ctx.repo_full_name)
     except CacheUnavailable as exc:
-        raise await deny(services, ctx, SecurityReason.CACHE_UNAVAILABLE, str(exc)) from exc
+        raise await deny(deps, ctx, SecurityReason.CACHE_UNAVAILABLE, str(exc)) from exc
     if not allowed:
         message = f"user {ctx.user_id!r} may not see previews of {ctx.repo_full_name!r}"
-        raise await deny(services, ctx, SecurityReason.PERMISSION_DENIED, message)
+        raise await deny(deps, ctx, SecurityReason.PERMISSION_DENIED, message)
 
 
-async def live_session(services: Services, ctx: AccessContext) -> PreviewSession:
+async def live_session(pool: Pool, ctx: AccessContext) -> PreviewSession:
     """The session named by the request's Host (`ctx.preview_session_id`), if it is live:
     it exists, is not revoked and has not expired. Anything else is a 404 (CONTRACT §5)."""
-    async with connection(services.pool) as conn:
+    async with connection(pool) as conn:
         session = await repository.fetch_session(conn, str(ctx.preview_session_id))
     if session is None or session.revoked_at is not None or session.expires_at <= datetime.now(UTC):
         log.info("preview_origin_not_live", preview_session_id=ctx.preview_session_id)
@@ -66,7 +67,7 @@ async def live_session(services: Services, ctx: AccessContext) -> PreviewSession
 
 
 async def verify_token(
-    services: Services,
+    deps: PreviewDeps,
     ctx: AccessContext,
     audience: PreviewTokenAudience,
     tokens: Sequence[str],
@@ -83,8 +84,8 @@ async def verify_token(
     last (`token_replay`, and a spent token is no credential).
     """
     if not tokens:
-        raise await deny(services, ctx, SecurityReason.SIGNATURE_MISMATCH, "no preview token")
-    keyring = preview_runtime(services).keyring
+        raise await deny(deps, ctx, SecurityReason.SIGNATURE_MISMATCH, "no preview token")
+    keyring = deps.keyring
     best: tuple[int, TokenRejected] | None = None
     claims: dict[str, Any] | None = None
     for token in tokens:
@@ -101,10 +102,10 @@ async def verify_token(
             best = rejected
     if claims is None:
         assert best is not None
-        raise await deny(services, ctx, best[1].reason, str(best[1]))
+        raise await deny(deps, ctx, best[1].reason, str(best[1]))
     ctx.authenticated = True
     if audience is PreviewTokenAudience.EXCHANGE:
-        await _spend(services, ctx, claims)
+        await _spend(deps, ctx, claims)
 
 
 def _binding_rejection(
@@ -121,25 +122,25 @@ def _binding_rejection(
     return None
 
 
-async def _spend(services: Services, ctx: AccessContext, claims: dict[str, Any]) -> None:
+async def _spend(deps: PreviewDeps, ctx: AccessContext, claims: dict[str, Any]) -> None:
     """Replay protection: `SET NX EX` on the token's `jti` and on its `nonce`."""
-    env = services.settings.server.ENV
+    env = deps.settings.server.ENV
     ttl = max(1, int(claims["exp"]) - int(datetime.now(UTC).timestamp()))
     ttl += PREVIEW_TOKEN_LEEWAY_SECONDS
     try:
         with valkey_errors():
             for claim in ("jti", "nonce"):
                 key = preview_token_replay_key(env, claim, str(claims[claim]))
-                if not await services.valkey.set(key, "1", nx=True, ex=ttl):
+                if not await deps.valkey.set(key, "1", nx=True, ex=ttl):
                     message = f"token {claim} was already used"
                     ctx.authenticated = False  # a spent token is anyone's who saw it
-                    raise await deny(services, ctx, SecurityReason.TOKEN_REPLAY, message)
+                    raise await deny(deps, ctx, SecurityReason.TOKEN_REPLAY, message)
     except CacheUnavailable as exc:
-        raise await deny(services, ctx, SecurityReason.CACHE_UNAVAILABLE, str(exc)) from exc
+        raise await deny(deps, ctx, SecurityReason.CACHE_UNAVAILABLE, str(exc)) from exc
 
 
-def mint_exchange_token(services: Services, session: PreviewSession) -> MintedToken:
-    return preview_runtime(services).keyring.mint(
+def mint_exchange_token(keyring: PreviewKeyring, session: PreviewSession) -> MintedToken:
+    return keyring.mint(
         PreviewTokenAudience.EXCHANGE,
         user_id=session.user_id,
         session_id=session.preview_session_id,
@@ -149,9 +150,9 @@ def mint_exchange_token(services: Services, session: PreviewSession) -> MintedTo
     )
 
 
-def mint_cookie_token(services: Services, session: PreviewSession) -> MintedToken:
+def mint_cookie_token(keyring: PreviewKeyring, session: PreviewSession) -> MintedToken:
     remaining = int((session.expires_at - datetime.now(UTC)).total_seconds())
-    return preview_runtime(services).keyring.mint(
+    return keyring.mint(
         PreviewTokenAudience.COOKIE,
         user_id=session.user_id,
         session_id=session.preview_session_id,
@@ -160,8 +161,8 @@ def mint_cookie_token(services: Services, session: PreviewSession) -> MintedToke
     )
 
 
-def mint_broadcast_token(services: Services, session: PreviewSession, ttl: int) -> MintedToken:
-    return preview_runtime(services).keyring.mint(
+def mint_broadcast_token(keyring: PreviewKeyring, session: PreviewSession, ttl: int) -> MintedToken:
+    return keyring.mint(
         PreviewTokenAudience.BROADCAST,
         user_id=session.user_id,
         session_id=session.preview_session_id,

@@ -1,6 +1,6 @@
 """Preview session lifecycle: start (bound to the active run), remint, revoke.
 
-Start reads the run-context pointer (`runs.repository.fetch_run_context`) and the run's frozen
+Start reads the run-context pointer (`runs.fetch_run_context`) and the run's frozen
 flags; it never writes run tables. A run frozen with `sandboxPreview = false` gets no preview
 session: that is a `permission_denied` (403), the closest `SecurityReason` to "previews are off
 for this run". `upstreamOrigin` must be a bare http(s) origin (400 otherwise) whose addresses
@@ -25,6 +25,7 @@ from terragon_core import (
     PreviewEventName,
     SecurityReason,
 )
+from terragon_ingest import runs
 from terragon_ingest.access import invalidate_repo_access
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest, NotFound
@@ -35,14 +36,14 @@ from terragon_ingest.preview.addresses import (
     checked_addresses,
 )
 from terragon_ingest.preview.denials import AccessContext, deny
-from terragon_ingest.preview.lifespan import preview_runtime
 from terragon_ingest.preview.schemas import SessionRevoked, SessionStarted
-from terragon_ingest.runs import repository as runs_repository
 from terragon_ingest.telemetry import build_event, emit_event
 
 if TYPE_CHECKING:
+    from terragon_ingest.db import Pool
+    from terragon_ingest.preview.deps import PreviewDeps
+    from terragon_ingest.preview.origin import OriginTemplate
     from terragon_ingest.preview.schemas import PreviewSession, SessionStartCreate
-    from terragon_ingest.services import Services
 
 log = structlog.get_logger()
 
@@ -73,24 +74,24 @@ def normalize_origin(raw: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
-async def _check_upstream(services: Services, ctx: AccessContext, origin: str) -> None:
+async def _check_upstream(deps: PreviewDeps, ctx: AccessContext, origin: str) -> None:
     url = urlsplit(origin)
     host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
-    allow = services.settings.preview.ALLOW_PRIVATE_UPSTREAM
+    allow = deps.settings.preview.ALLOW_PRIVATE_UPSTREAM
     try:
         await checked_addresses(host, port, allow_private=allow)
     except UpstreamUnresolvable as exc:
         raise InvalidRequest(str(exc)) from exc
     except UpstreamRefused as exc:
-        raise await deny(services, ctx, exc.reason, str(exc)) from exc
+        raise await deny(deps, ctx, exc.reason, str(exc)) from exc
 
 
-def preview_url(services: Services, session_id: str, server_port: int | None) -> str:
-    return preview_runtime(services).origins.url(session_id, server_port)
+def preview_url(origins: OriginTemplate, session_id: str, server_port: int | None) -> str:
+    return origins.url(session_id, server_port)
 
 
 async def start_session(
-    services: Services, data: SessionStartCreate, trace_id: str, server_port: int | None
+    deps: PreviewDeps, data: SessionStartCreate, trace_id: str, server_port: int | None
 ) -> SessionStarted:
     origin = normalize_origin(data.upstream_origin)
     # The platform called with the internal token: its denials are never a stranger's.
@@ -98,10 +99,10 @@ async def start_session(
         EventOrigin.PREVIEW_SESSION_START, trace_id, authenticated=True, user_id=data.user_id
     )
     ctx.thread_id, ctx.thread_chat_id, ctx.run_id = data.thread_id, data.thread_chat_id, data.run_id
-    async with connection(services.pool) as conn:
-        thread = await runs_repository.fetch_thread(conn, data.thread_id)
-        pointer = await runs_repository.fetch_run_context(conn, data.thread_id, data.thread_chat_id)
-        run = await runs_repository.fetch_run(conn, data.run_id)
+    async with connection(deps.pool) as conn:
+        thread = await runs.fetch_thread(conn, data.thread_id)
+        pointer = await runs.fetch_run_context(conn, data.thread_id, data.thread_chat_id)
+        run = await runs.fetch_run(conn, data.run_id)
     if thread is None:
         raise NotFound(f"thread {data.thread_id!r} is not registered")
     ctx.repo_full_name = thread.repo_full_name
@@ -109,14 +110,14 @@ async def start_session(
     if pointer is None or pointer[0] != data.run_id or run is None:
         active = pointer[0] if pointer else None
         message = f"run {data.run_id!r} is not the active run (active: {active!r})"
-        raise await deny(services, ctx, SecurityReason.BINDING_MISMATCH, message)
+        raise await deny(deps, ctx, SecurityReason.BINDING_MISMATCH, message)
     ctx.codesandbox_id = run.codesandbox_id or thread.codesandbox_id
     if not run.frozen_flags.sandbox_preview:
         message = f"previews are off for run {data.run_id!r} (frozen sandboxPreview = false)"
-        raise await deny(services, ctx, SecurityReason.PERMISSION_DENIED, message)
-    await _check_upstream(services, ctx, origin)
-    await service.check_access(services, ctx)
-    async with connection(services.pool) as conn:
+        raise await deny(deps, ctx, SecurityReason.PERMISSION_DENIED, message)
+    await _check_upstream(deps, ctx, origin)
+    await service.check_access(deps, ctx)
+    async with connection(deps.pool) as conn:
         session = await repository.insert_session(
             conn,
             {
@@ -132,24 +133,24 @@ async def start_session(
                 "ttl_seconds": PREVIEW_SESSION_TTL_SECONDS,
             },
         )
-    await _state_changed(services, session, "created", ctx.origin, trace_id)
-    minted = service.mint_exchange_token(services, session)
-    url = preview_url(services, session.preview_session_id, server_port)
+    await _state_changed(deps.pool, session, "created", ctx.origin, trace_id)
+    minted = service.mint_exchange_token(deps.keyring, session)
+    url = preview_url(deps.origins, session.preview_session_id, server_port)
     return SessionStarted(session.preview_session_id, minted.token, session.expires_at, url)
 
 
 async def bump_session(
-    services: Services, preview_session_id: str, *, revoke: bool, trace_id: str
+    deps: PreviewDeps, preview_session_id: str, *, revoke: bool, trace_id: str
 ) -> PreviewSession:
     """Remint (`revoke=False`) or revoke a session, then invalidate the user's cached access."""
-    async with connection(services.pool) as conn:
+    async with connection(deps.pool) as conn:
         session = await repository.bump_revocation(conn, preview_session_id, revoke=revoke)
     if session is None:
         raise NotFound(f"preview session {preview_session_id!r} not found")
     reason = InvalidationReason.SESSION_REVOKED if revoke else InvalidationReason.SESSION_REMINT
     origin = EventOrigin.PREVIEW_MAINTENANCE if revoke else EventOrigin.PREVIEW_SESSION_START
     await invalidate_repo_access(
-        services,
+        deps.access,
         session.user_id,
         session.repo_full_name,
         reason,
@@ -158,28 +159,28 @@ async def bump_session(
         thread_id=session.thread_id,
         run_id=session.run_id,
     )
-    await _state_changed(services, session, "revoked" if revoke else "reminted", origin, trace_id)
+    await _state_changed(deps.pool, session, "revoked" if revoke else "reminted", origin, trace_id)
     return session
 
 
 async def remint_session(
-    services: Services, session_id: str, trace_id: str, server_port: int | None
+    deps: PreviewDeps, session_id: str, trace_id: str, server_port: int | None
 ) -> SessionStarted:
-    session = await bump_session(services, session_id, revoke=False, trace_id=trace_id)
+    session = await bump_session(deps, session_id, revoke=False, trace_id=trace_id)
     if session.revoked_at is not None:
         raise InvalidRequest(f"preview session {session_id!r} is revoked; start a new one")
-    minted = service.mint_exchange_token(services, session)
-    url = preview_url(services, session.preview_session_id, server_port)
+    minted = service.mint_exchange_token(deps.keyring, session)
+    url = preview_url(deps.origins, session.preview_session_id, server_port)
     return SessionStarted(session.preview_session_id, minted.token, session.expires_at, url)
 
 
-async def revoke_session(services: Services, session_id: str, trace_id: str) -> SessionRevoked:
-    session = await bump_session(services, session_id, revoke=True, trace_id=trace_id)
+async def revoke_session(deps: PreviewDeps, session_id: str, trace_id: str) -> SessionRevoked:
+    session = await bump_session(deps, session_id, revoke=True, trace_id=trace_id)
     return SessionRevoked(session.preview_session_id, session.revocation_version)
 
 
 async def _state_changed(
-    services: Services, session: PreviewSession, state: str, origin: EventOrigin, trace_id: str
+    pool: Pool, session: PreviewSession, state: str, origin: EventOrigin, trace_id: str
 ) -> None:
     event = build_event(
         PreviewEventName.SESSION_STATE_CHANGED,
@@ -194,6 +195,6 @@ async def _state_changed(
         user_id=session.user_id,
         properties={"state": state, "revocationVersion": session.revocation_version},
     )
-    async with connection(services.pool) as conn:
+    async with connection(pool) as conn:
         await emit_event(conn, event)
     log.info("preview_session_state_changed", state=state, session=session.preview_session_id)

@@ -11,8 +11,10 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from terragon_core import DeliveryFailure, FeatureFlagName, FinishReason, MetricName
 from terragon_ingest.db import connection
 from terragon_ingest.errors import InvalidRequest, NotFound
+from terragon_ingest.kit.deps import Injected
 from terragon_ingest.kit.openapi import error_responses
 from terragon_ingest.runs import flags, repository, service
+from terragon_ingest.runs.deps import RunsDeps
 from terragon_ingest.runs.schemas import (
     FlagUpdate,
     FlagUpdated,
@@ -24,7 +26,6 @@ from terragon_ingest.runs.schemas import (
     ThreadCreate,
 )
 from terragon_ingest.runs.start import start_agent_message
-from terragon_ingest.services import ServicesDep
 
 
 class RunsController(Controller):
@@ -32,9 +33,9 @@ class RunsController(Controller):
     tags = ["internal"]
 
     @post("/threads", status_code=HTTP_201_CREATED, responses=error_responses(400, 401, 503))
-    async def upsert_thread(self, data: JSONBody[ThreadCreate], services: ServicesDep) -> Thread:
+    async def upsert_thread(self, data: JSONBody[ThreadCreate], runs: Injected[RunsDeps]) -> Thread:
         """Register or update a thread (idempotent upsert)."""
-        async with connection(services.pool) as conn:
+        async with connection(runs.pool) as conn:
             return await repository.upsert_thread(
                 conn,
                 {
@@ -52,14 +53,16 @@ class RunsController(Controller):
         status_code=HTTP_200_OK,
         responses=error_responses(401, 404, 409, 503),
     )
-    async def close_thread(self, thread_id: FromPath[str], services: ServicesDep) -> ThreadClosed:
+    async def close_thread(
+        self, thread_id: FromPath[str], runs: Injected[RunsDeps]
+    ) -> ThreadClosed:
         """Close a thread: end its active run, if any, as `failed` (`finishReason:
         thread_closed`) and revoke every daemon token of the thread (401 `revoked` from then
         on). Closing twice is a 200 with `endedRunId: null` and `revokedTokens: 0`."""
-        thread, closed = await service.close_thread(services.pool, thread_id=thread_id)
-        services.tokens.forget_thread(thread_id)
+        thread, closed = await service.close_thread(runs.pool, thread_id=thread_id)
+        runs.tokens.forget_thread(thread_id)
         for _ in range(closed.ended_runs):
-            services.metrics.inc(
+            runs.metrics.inc(
                 MetricName.RUN_FINALIZED,
                 repo=thread.repo_full_name,
                 user=thread.user_id,
@@ -85,15 +88,18 @@ class RunsController(Controller):
         ),
     )
     async def start_run(
-        self, data: JSONBody[RunStartCreate], services: ServicesDep, request: Request[Any, Any, Any]
+        self,
+        data: JSONBody[RunStartCreate],
+        runs: Injected[RunsDeps],
+        request: Request[Any, Any, Any],
     ) -> RunStarted:
         """startAgentMessage: mint the run (idempotent on startRequestId), bind the sandbox,
         mint a daemon token and deliver the start message (`delivered: false` for `manual`).
         A daemon that does not take it is a 502 naming the minted run: retry the same request."""
-        settings = services.settings
+        settings = runs.settings
         ingest_url = settings.server.PUBLIC_URL or str(request.base_url).rstrip("/")
         return await start_agent_message(
-            services,
+            runs,
             thread_id=data.thread_id,
             thread_chat_id=data.thread_chat_id,
             start_request_id=data.start_request_id,
@@ -102,9 +108,9 @@ class RunsController(Controller):
         )
 
     @get("/runs/{run_id:str}", responses=error_responses(400, 401, 404, 503))
-    async def get_run(self, run_id: FromPath[str], services: ServicesDep) -> Run:
+    async def get_run(self, run_id: FromPath[str], runs: Injected[RunsDeps]) -> Run:
         """One run: status, payload version, last accepted seq, SHAs, diff source, frozen flags."""
-        async with connection(services.pool) as conn:
+        async with connection(runs.pool) as conn:
             run = await repository.fetch_run(conn, run_id)
         if run is None:
             raise NotFound(f"run {run_id!r} not found")
@@ -116,7 +122,7 @@ class RunsController(Controller):
         responses=error_responses(400, 401, 404, 503),
     )
     async def put_flag(
-        self, name: FromPath[str], data: JSONBody[FlagUpdate], services: ServicesDep
+        self, name: FromPath[str], data: JSONBody[FlagUpdate], runs: Injected[RunsDeps]
     ) -> FlagUpdated:
         """Set a flag globally, or for one repo or one user. Started runs keep their snapshot."""
         try:
@@ -125,7 +131,7 @@ class RunsController(Controller):
             known = ", ".join(f.value for f in FeatureFlagName)
             raise NotFound(f"unknown flag {name!r}; known flags: {known}") from None
         try:
-            async with connection(services.pool) as conn:
+            async with connection(runs.pool) as conn:
                 scope, key = await flags.set_flag(
                     conn,
                     flag,

@@ -19,7 +19,7 @@ from terragon_core import (
     SandboxProvider,
     TriggerSource,
 )
-from terragon_ingest.access.invalidation import invalidate_repo_access
+from terragon_ingest.access import invalidate_repo_access
 from terragon_ingest.db import connection
 from terragon_ingest.errors import CacheUnavailable, NotFound
 from terragon_ingest.runs import repository, tokens
@@ -29,13 +29,14 @@ from terragon_ingest.sandbox.delivery import DeliveryFailed, ensure_supported, s
 from terragon_ingest.sandbox.reader import SandboxReadError, SandboxRef, reader_for
 
 if TYPE_CHECKING:
-    from terragon_ingest.services import Services
+    from terragon_ingest.access import AccessDeps
+    from terragon_ingest.runs.deps import RunsDeps
 
 log = structlog.get_logger()
 
 
 async def start_agent_message(
-    services: Services,
+    deps: RunsDeps,
     *,
     thread_id: str,
     thread_chat_id: str,
@@ -43,7 +44,7 @@ async def start_agent_message(
     trigger_source: TriggerSource,
     ingest_url: str,
 ) -> RunStarted:
-    pool = services.pool
+    pool = deps.pool
     async with connection(pool) as conn:
         thread = await repository.fetch_thread(conn, thread_id)
     if thread is None:
@@ -61,7 +62,7 @@ async def start_agent_message(
     sandbox = SandboxRef(provider, thread.codesandbox_id, thread.repo_dir)
     run_start_sha: str | None = None
     try:
-        run_start_sha = await reader_for(provider, services.settings.sandbox).read_head_sha(sandbox)
+        run_start_sha = await reader_for(provider, deps.settings.sandbox).read_head_sha(sandbox)
     except SandboxReadError as exc:
         log.info("run_start_sha_unreadable", run_id=context.run_id, reason=str(exc))
     await bind_run_sandbox(
@@ -73,7 +74,7 @@ async def start_agent_message(
     )
     if context.created:
         await _invalidate_on_rebind(
-            services, thread.user_id, thread.repo_full_name, thread_id, context.run_id
+            deps.access, thread.user_id, thread.repo_full_name, thread_id, context.run_id
         )
 
     async with connection(pool) as conn:
@@ -96,14 +97,14 @@ async def start_agent_message(
             message,
             codesandbox_id=thread.codesandbox_id,
             repo_dir=thread.repo_dir,
-            socket_dir=services.settings.sandbox.socket_dir(services.settings.server.DATA_DIR),
-            delivery_timeout=services.settings.sandbox.DELIVERY_TIMEOUT,
-            settings=services.settings.sandbox,
+            socket_dir=deps.settings.sandbox.socket_dir(deps.settings.server.DATA_DIR),
+            delivery_timeout=deps.settings.sandbox.DELIVERY_TIMEOUT,
+            settings=deps.settings.sandbox,
         )
     except DeliveryFailed as exc:
         # The run stays minted (502 with its runId): the same startRequestId finds it, mints a
         # fresh token and delivers again.
-        services.metrics.inc(
+        deps.metrics.inc(
             MetricName.RUN_START_DELIVERY_FAILED,
             repo=thread.repo_full_name,
             user=thread.user_id,
@@ -131,12 +132,12 @@ async def start_agent_message(
 
 
 async def _invalidate_on_rebind(
-    services: Services, user_id: str, repo_full_name: str, thread_id: str, run_id: str
+    access: AccessDeps, user_id: str, repo_full_name: str, thread_id: str, run_id: str
 ) -> None:
     """A new active run was bound: the user's cached preview access to the repo is re-checked."""
     try:
         await invalidate_repo_access(
-            services,
+            access,
             user_id,
             repo_full_name,
             InvalidationReason.ACTIVE_RUN_REBOUND,

@@ -1,8 +1,7 @@
-"""Process-wide preview resources, built in the app's lifespan after `Services`.
-
-`services.access` holds the `RepoAccessCache` (its in-process single-flight futures must be
-shared by every request); `services.preview` holds the signing keyring, the session-origin
-template, the httpx client that streams to preview upstreams and the denial sampler.
+"""What the preview domain uses, built once at start-up (`open_preview_deps`, in the app's
+lifespan): the pool, Valkey (token spends), metrics, the repo-access cache, the signing keyring,
+the session-origin template, the httpx client that streams to preview upstreams (closed on exit)
+and the denial sampler.
 """
 
 from __future__ import annotations
@@ -11,20 +10,18 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import TYPE_CHECKING
 
 import httpx
 import structlog
+from valkey.asyncio import Valkey
 
-from terragon_ingest.access import PostgresPermissionSource, RepoAccessCache
+from terragon_ingest.access import AccessDeps
+from terragon_ingest.db import Pool
 from terragon_ingest.preview.denials import DenialSampler
 from terragon_ingest.preview.origin import OriginTemplate
 from terragon_ingest.preview.tokens import PreviewKeyring
-
-if TYPE_CHECKING:
-    from litestar import Litestar
-
-    from terragon_ingest.services import Services
+from terragon_ingest.settings import Settings
+from terragon_ingest.telemetry import Metrics
 
 log = structlog.get_logger()
 
@@ -39,7 +36,13 @@ NO_COOKIES = _cookie_jar_that_keeps_nothing()
 
 
 @dataclass(frozen=True, slots=True)
-class PreviewRuntime:
+class PreviewDeps:
+    settings: Settings
+    pool: Pool
+    valkey: Valkey
+    metrics: Metrics
+    access: AccessDeps
+    """The repo-access cache a request is allowed by, and its one invalidation path."""
     keyring: PreviewKeyring
     http: httpx.AsyncClient
     origins: OriginTemplate
@@ -47,27 +50,11 @@ class PreviewRuntime:
     """Which anonymous denials get an event (one per session, reason and minute)."""
 
 
-def access_cache(services: Services) -> RepoAccessCache:
-    assert services.access is not None, "preview_lifespan builds it at start-up"
-    return services.access
-
-
-def preview_runtime(services: Services) -> PreviewRuntime:
-    assert services.preview is not None, "preview_lifespan builds it at start-up"
-    return services.preview
-
-
 @contextlib.asynccontextmanager
-async def preview_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Add the access cache and preview runtime to `app.state.services`; close them on exit."""
-    services: Services = app.state.services
-    settings = services.settings
-    services.access = RepoAccessCache(
-        services.valkey,
-        PostgresPermissionSource(services.pool),
-        env=settings.server.ENV,
-        lock_ms=settings.preview.FILL_LOCK_MS,
-    )
+async def open_preview_deps(
+    settings: Settings, pool: Pool, valkey: Valkey, metrics: Metrics, access: AccessDeps
+) -> AsyncIterator[PreviewDeps]:
+    """Build the preview domain's deps; close its upstream client on exit."""
     connect, idle = (
         settings.preview.UPSTREAM_CONNECT_TIMEOUT,
         settings.preview.UPSTREAM_IDLE_TIMEOUT,
@@ -89,8 +76,16 @@ async def preview_lifespan(app: Litestar) -> AsyncIterator[None]:
     )
     keyring = PreviewKeyring.from_settings(settings.server.SIGNING_SECRET, settings.preview)
     origins = OriginTemplate.parse(settings.preview.ORIGIN)
-    services.preview = PreviewRuntime(
-        keyring=keyring, http=http, origins=origins, denials=DenialSampler()
+    deps = PreviewDeps(
+        settings=settings,
+        pool=pool,
+        valkey=valkey,
+        metrics=metrics,
+        access=access,
+        keyring=keyring,
+        http=http,
+        origins=origins,
+        denials=DenialSampler(),
     )
     log.info(
         "preview_access_ready",
@@ -100,6 +95,6 @@ async def preview_lifespan(app: Litestar) -> AsyncIterator[None]:
         allow_private_upstream=settings.preview.ALLOW_PRIVATE_UPSTREAM,
     )
     try:
-        yield
+        yield deps
     finally:
         await http.aclose()
