@@ -19,8 +19,10 @@ from pathlib import Path
 import psycopg
 import psycopg.conninfo
 import pytest
+import structlog
 import valkey
 
+from terragon_ingest import log_config
 from terragon_ingest.log_config import configure_logging
 from tools.s3_server import S3Target
 
@@ -34,6 +36,7 @@ METRICS_TOKEN = os.environ["TERRAGON_METRICS_TOKEN"]
 
 # Log as production does (JSON lines): the dev console renderer stats files to pretty-print
 # tracebacks, which blockbuster rightly flags on the event loop and which hides the real error.
+log_config.CACHE_LOGGERS = False
 configure_logging("info", json=True)
 
 
@@ -181,6 +184,24 @@ def fx_app(settings):
     from terragon_ingest.app import create_app
 
     return create_app(settings)
+
+
+def _logging_now() -> tuple[object, ...]:
+    config = structlog.get_config()
+    return (*config["processors"], config["wrapper_class"], config["logger_factory"])
+
+
+_SESSION_LOGGING = [_logging_now()]
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A test that reconfigures logging (a command's level or console format) leaves the
+    session's JSON lines at info behind it: a later test's `capture_logs` depends on them."""
+    yield
+    if _logging_now() != _SESSION_LOGGING[0]:
+        configure_logging("info", json=True)
+        _SESSION_LOGGING[0] = _logging_now()
 
 
 @pytest.fixture(autouse=True)

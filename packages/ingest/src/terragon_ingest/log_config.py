@@ -356,6 +356,10 @@ class _LogStream:
 
 _stream = _LogStream()
 _json_logs = True
+CACHE_LOGGERS = True
+"""structlog's loggers keep the configuration of their first use (faster). The test session turns
+it off: one process configures logging many times there, and a logger cached under one test's
+level would hide the events of every later test from `structlog.testing.capture_logs`."""
 
 
 def on_output_closed(callback: OutputClosed) -> Callable[[], None]:
@@ -433,7 +437,7 @@ def configure_logging(
         processors=[*processors, *tail, *renderers],
         wrapper_class=structlog.make_filtering_bound_logger(wrapper_level),
         logger_factory=structlog.PrintLoggerFactory(_stream),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
 
 
