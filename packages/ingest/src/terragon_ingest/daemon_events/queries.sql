@@ -65,11 +65,8 @@ ORDER BY created_at DESC, id
 LIMIT %(limit)s
 
 -- name: fetch_quarantine
-SELECT id::text, thread_id, thread_chat_id, run_id AS run_id_or_null, active_run_id, reason,
-       payload_version, payload_hash, payload_size, payload_prefix_2k, payload_object_key,
-       repo_full_name, user_id, sandbox_provider, created_at, event_id, seq, trace_id,
-       offload_skipped, payload_inline, replayed_at, replay_status, token_run_id, strict
-FROM daemon_event_quarantine WHERE id = %(id)s::uuid
+-- Every column, read by name into core's QuarantineRecord.
+SELECT * FROM daemon_event_quarantine WHERE id = %(id)s::uuid
 
 -- name: mark_replayed
 UPDATE daemon_event_quarantine SET replayed_at = now(), replay_status = %(replay_status)s

@@ -15,10 +15,9 @@ import msgspec
 import psycopg
 import psycopg.errors
 import structlog
-from psycopg.rows import class_row
-from psycopg.types.json import Jsonb
+from psycopg.rows import class_row, dict_row
 
-from terragon_core import CorrelationOutcome, SecurityReason
+from terragon_core import CorrelationOutcome, QuarantineRecord, SecurityReason
 from terragon_ingest.daemon_events.schemas import QuarantineRow, UiValidation
 from terragon_ingest.db import load_queries
 from terragon_ingest.errors import DatabaseUnavailable
@@ -75,39 +74,6 @@ def _decision(values: Sequence[Any]) -> Decision:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredQuarantine:
-    """A row of `fetch_quarantine`: everything a replay and `terragon quarantine show` need."""
-
-    id: str
-    thread_id: str
-    thread_chat_id: str
-    run_id_or_null: str | None
-    active_run_id: str | None
-    reason: str
-    payload_version: int | None
-    payload_hash: str
-    payload_size: int
-    payload_prefix_2k: str
-    payload_object_key: str | None
-    repo_full_name: str | None
-    user_id: str | None
-    sandbox_provider: str | None
-    created_at: datetime
-    event_id: str | None
-    seq: int | None
-    trace_id: str | None
-    offload_skipped: bool
-    payload_inline: str | None
-    """The whole envelope as received (up to 16 KiB), else NULL."""
-    replayed_at: datetime | None
-    replay_status: str | None
-    token_run_id: str | None
-    """The run the sending token was minted for (NULL on rows older than that column)."""
-    strict: bool | None
-    """The frozen daemonRunIdStrict the decision used (NULL on rows older than that column)."""
-
-
 async def ingest_envelope(
     conn: AsyncConn, params: dict[str, Any], messages: list[dict[str, Any]] | None
 ) -> Decision:
@@ -121,7 +87,7 @@ async def ingest_envelope(
     values = {
         **params,
         "messages": None if messages is None else msgspec.json.encode(messages).decode(),
-        "legacy_row": Jsonb(params["legacy_row"]) if params.get("legacy_row") else None,
+        "legacy_row": _encode_row(params["legacy_row"]),
     }
     try:
         cur = conn.cursor(row_factory=lambda _cur: _decision)
@@ -205,13 +171,13 @@ def new_quarantine_id() -> str:
 
 
 def quarantine_item(
-    row: dict[str, Any], quarantine_id: str, event: PreviewEvent, denial: PreviewEvent | None
+    row: QuarantineRecord, quarantine_id: str, event: PreviewEvent, denial: PreviewEvent | None
 ) -> dict[str, Any]:
     """One quarantine decision to record (an item of `terragon_record_quarantines`' batch): the row, its
     `quarantine.recorded` event and, for a strict mismatch, the `access.denied` to emit for each
     live preview session of the row's (thread, chat), its session id left empty."""
     return {
-        "row": {**row, "id": quarantine_id},
+        "row": msgspec.structs.replace(row, id=quarantine_id),
         "event": event_row(event),
         "denial": event_row(denial) if denial is not None else None,
     }
@@ -225,7 +191,7 @@ async def insert_quarantine(
     batch = _encode([item])
     if once:
         cur = await conn.execute(
-            Q["insert_quarantine_once"], {"batch": batch, "id": item["row"]["id"]}, prepare=True
+            Q["insert_quarantine_once"], {"batch": batch, "id": item["row"].id}, prepare=True
         )
     else:
         cur = await conn.execute(Q["insert_quarantines"], {"batch": batch}, prepare=True)
@@ -244,6 +210,11 @@ async def insert_quarantines(
     for ordinal, denied in await cur.fetchall():
         answers[ordinal] = list(denied)
     return answers
+
+
+def _encode_row(row: QuarantineRecord | None) -> str | None:
+    """A row as `terragon_insert_quarantine` takes it: JSON by column name."""
+    return None if row is None else msgspec.json.encode(row).decode()
 
 
 def _encode(items: Sequence[dict[str, Any]]) -> str:
@@ -271,14 +242,15 @@ async def list_quarantine(
     return await cur.fetchall()
 
 
-async def fetch_quarantine(conn: AsyncConn, quarantine_id: str) -> StoredQuarantine | None:
-    """One row by id; None for an unknown or malformed id."""
-    cur = conn.cursor(row_factory=class_row(StoredQuarantine))
+async def fetch_quarantine(conn: AsyncConn, quarantine_id: str) -> QuarantineRecord | None:
+    """One row by id, every column; None for an unknown or malformed id."""
+    cur = conn.cursor(row_factory=dict_row)
     try:
         await cur.execute(Q["fetch_quarantine"], {"id": quarantine_id})
     except psycopg.DataError:
         return None
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    return None if row is None else msgspec.convert(row | {"id": str(row["id"])}, QuarantineRecord)
 
 
 async def mark_replayed(conn: AsyncConn, quarantine_id: str, replay_status: str) -> None:

@@ -61,6 +61,7 @@ from terragon_ingest.runs import (
 from terragon_ingest.sandbox.reader import SandboxRef
 
 if TYPE_CHECKING:
+    from terragon_core import QuarantineRecord
     from terragon_ingest.daemon_events.budgets import RunBudgets
     from terragon_ingest.daemon_events.deps import DaemonEventsDeps
     from terragon_ingest.daemon_events.group_commit import GroupCommit
@@ -383,7 +384,7 @@ async def _row(
     ctx: _Context,
     reason: QuarantineReason,
     token_run_id: str | None,
-) -> dict[str, Any]:
+) -> QuarantineRecord:
     envelope = delivery.envelope
     event_id = given(envelope.event_id)
     return await quarantine.build_row(
