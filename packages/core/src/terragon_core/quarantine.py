@@ -85,6 +85,8 @@ def sql_columns(record: type[msgspec.Struct]) -> tuple[tuple[str, str, bool], ..
         if isinstance(kind, msgspec.inspect.Metadata):
             assert kind.extra is not None, f"{field.name}: Annotated without its sql type"
             columns.append((field.name, kind.extra["sql"], nullable))
-        else:
+        elif type(kind) in _SQL_TYPES:
             columns.append((field.name, _SQL_TYPES[type(kind)], nullable))
+        else:
+            raise TypeError(f"{record.__name__}.{field.name}: no PostgreSQL type (annotate it)")
     return tuple(columns)
