@@ -9,9 +9,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 
-from terragon_core import PreviewEventName, QuarantineReason, quarantine_object_key
+from terragon_core import (
+    PreviewEventName,
+    QuarantineReason,
+    QuarantineRecord,
+    quarantine_object_key,
+)
 
 QUARANTINE = "daemon_event_quarantine"
 PREVIEW_EVENT = "preview_event"
@@ -49,39 +55,38 @@ def ensure_day_partitions(conn: psycopg.Connection[Any], first: date, days: int)
 
 
 def insert_quarantine(conn: psycopg.Connection[Any], rows: list[Row]) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(
-            """INSERT INTO daemon_event_quarantine (
-                   id, created_at, thread_id, thread_chat_id, run_id, active_run_id, reason,
-                   payload_version, payload_hash, payload_size, payload_prefix_2k,
-                   payload_object_key, offload_skipped, repo_full_name, user_id, sandbox_provider,
-                   event_id, seq, trace_id)
-               VALUES (%s, %s, %s, 'legacy-thread-chat-id', %s, %s, %s, 2, %s, %s, %s, %s, %s,
-                       %s, %s, %s, %s, 1, %s)""",
-            [
-                (
-                    r.id,
-                    r.at,
-                    r.thread_id,
-                    r.run_id,
-                    r.active_run_id,
-                    r.reason.value,
-                    hashlib.sha256((r.payload or r.id).encode()).hexdigest(),
-                    len(r.payload) if r.payload is not None else r.size,
-                    r.payload[:2048]
-                    if r.payload is not None
-                    else '{"threadId": "' + r.thread_id + '", "note": "a,b\n\\"quoted\\""}',
-                    r.object_key,
-                    r.offload_skipped,
-                    r.repo,
-                    r.user,
-                    r.provider,
-                    f"evt-{r.id[:8]}",
-                    uuid.uuid4().hex,
-                )
-                for r in rows
-            ],
+    """The rows as core's QuarantineRecord, by the one insert of a quarantine row."""
+    records = [
+        QuarantineRecord(
+            id=r.id,
+            created_at=r.at,
+            thread_id=r.thread_id,
+            thread_chat_id="legacy-thread-chat-id",
+            run_id=r.run_id,
+            active_run_id=r.active_run_id,
+            reason=r.reason,
+            strict=None,
+            payload_version=2,
+            payload_hash=hashlib.sha256((r.payload or r.id).encode()).hexdigest(),
+            payload_size=len(r.payload) if r.payload is not None else r.size,
+            payload_prefix_2k=r.payload[:2048]
+            if r.payload is not None
+            else '{"threadId": "' + r.thread_id + '", "note": "a,b\n\\"quoted\\""}',
+            payload_object_key=r.object_key,
+            offload_skipped=r.offload_skipped,
+            repo_full_name=r.repo,
+            user_id=r.user,
+            sandbox_provider=r.provider,
+            event_id=f"evt-{r.id[:8]}",
+            seq=1,
+            trace_id=uuid.uuid4().hex,
         )
+        for r in rows
+    ]
+    conn.execute(
+        "SELECT terragon_insert_quarantine(r) FROM jsonb_array_elements(%s::jsonb) AS r",
+        (msgspec.json.encode(records).decode(),),
+    )
 
 
 def insert_access_denied(conn: psycopg.Connection[Any], times: list[datetime]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 import psycopg.sql
 
+from terragon_core import ARCHIVE_COLUMNS, ArchiveDataset
 from tools.bench.context import Context
 from tools.bench.report import BenchResult, judge
 
@@ -79,13 +80,15 @@ def plain_copy(url: str, day: date, target: Path) -> int:
     lo = _day_start(day)
     buffer = io.BytesIO()
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
-        query = (
-            "COPY (SELECT id::text, created_at, thread_id, thread_chat_id, run_id, active_run_id,"
-            " reason, strict, payload_version, payload_hash, payload_size, payload_prefix_2k,"
-            " payload_object_key, offload_skipped, repo_full_name, user_id, sandbox_provider,"
-            " event_id, seq, trace_id FROM daemon_event_quarantine"
-            " WHERE created_at >= %s AND created_at < %s) TO STDOUT (FORMAT csv)"
+        # The archive's columns, each as stored (the rollup converts some: that is its cost).
+        columns = psycopg.sql.SQL(", ").join(
+            psycopg.sql.SQL("id::text") if name == "id" else psycopg.sql.Identifier(name)
+            for name, _ in ARCHIVE_COLUMNS[ArchiveDataset.QUARANTINE_ROWS]
         )
+        query = psycopg.sql.SQL(
+            "COPY (SELECT {} FROM daemon_event_quarantine"
+            " WHERE created_at >= %s AND created_at < %s) TO STDOUT (FORMAT csv)"
+        ).format(columns)
         with cur.copy(query, (lo, lo + timedelta(days=1))) as copy:
             for chunk in copy:
                 buffer.write(chunk)

@@ -2,7 +2,7 @@
 `terragon_ingest_envelopes(<batch>)`, at the batch sizes the service formed during the apply load.
 
 The batch text is built by the service's own code, not by hand: each envelope is decoded by core's
-`decode_envelope`, turned into the decision's parameters by `service.envelope_params` and into the
+`decode_envelope`, turned into the decision's parameters by `service.decision_input` and into the
 statement's argument by `repository.batch_json`, exactly as `group_commit.py` sends it. The
 per-request values then become pgbench variables: each pgbench client replays one run of its own
 (`bench_client`), with a fresh event id per transaction and `seq`s that grow across batches, so
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from terragon_core import decode_envelope
 from terragon_ingest.daemon_events.repository import Q, batch_json
-from terragon_ingest.daemon_events.service import Delivery, envelope_params
+from terragon_ingest.daemon_events.service import Delivery, decision_input
 from terragon_ingest.runs.tokens import hash_token
 from tools.bench.replay import pgbench_script
 from tools.bench.stack import RunHandle
@@ -69,7 +69,7 @@ def grouped_statement(
         delivery = Delivery(
             decode_envelope(body), body, f"bxtrace{i:02d}", token_hash=hash_token(_RUN.token)
         )
-        batch.append((envelope_params(delivery), decode_envelope(body).messages or []))
+        batch.append(decision_input(delivery))
     text = batch_json(batch)
     for i in range(size):
         text = text.replace(f'"seq":{_SEQ + i}', f'"seq": :bx_s{i}')

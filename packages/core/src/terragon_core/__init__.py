@@ -178,6 +178,7 @@ from terragon_core.preview_access import (
     repo_access_index_key,
     repo_access_lock_key,
 )
+from terragon_core.quarantine import NOT_ARCHIVED, QuarantineRecord, sql_columns
 from terragon_core.security import SECURITY_REASON_STATUS, http_status_for
 
 __all__ = [
@@ -218,6 +219,7 @@ __all__ = [
     "METRIC_LABELS",
     "METRIC_SQL",
     "MISSING_END_SHA_GRACE_SECONDS",
+    "NOT_ARCHIVED",
     "PREVIEW_COOKIE_MAX_VALUES",
     "PREVIEW_COOKIE_NAME",
     "PREVIEW_DEFAULT_ORIGIN",
@@ -297,6 +299,7 @@ __all__ = [
     "PreviewEventName",
     "PreviewTokenAudience",
     "QuarantineReason",
+    "QuarantineRecord",
     "RetainedTable",
     "RunStatus",
     "SandboxInstanceId",
@@ -334,6 +337,7 @@ __all__ = [
     "repo_access_positive_ttl_seconds",
     "repo_access_ttl_seconds",
     "run_budget_key",
+    "sql_columns",
     "to_codesandbox_id",
     "to_sandbox_instance_id",
     "v2_fields_valid",

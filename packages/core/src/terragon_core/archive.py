@@ -28,6 +28,7 @@ from typing import Final
 from terragon_core.constants import PREVIEW_EVENT_RETENTION_DAYS, QUARANTINE_RETENTION_DAYS
 from terragon_core.enums import QuarantineReason
 from terragon_core.metrics import EVENT_PURGE_EVENT, QUARANTINE_PURGE_EVENT, MetricName
+from terragon_core.quarantine import NOT_ARCHIVED, QuarantineRecord, sql_columns
 
 
 class ArchiveDataset(StrEnum):
@@ -82,6 +83,16 @@ RETAINED_TABLES: Final = (QUARANTINE_TABLE, PREVIEW_EVENT_TABLE)
 The migrations create them; a test holds `db/schema.sql`'s partitioned tables equal to it."""
 
 
+_DUCKDB_TYPES: Final = {
+    "uuid": "VARCHAR",  # exported as text
+    "text": "VARCHAR",
+    "boolean": "BOOLEAN",
+    "smallint": "SMALLINT",
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "timestamp with time zone": "TIMESTAMPTZ",
+}
+
 _DIMENSIONS: Final = (
     ("reason", "VARCHAR"),
     ("strict", "BOOLEAN"),
@@ -97,27 +108,10 @@ _MEASURES: Final = (
 )
 
 ARCHIVE_COLUMNS: Final[dict[ArchiveDataset, tuple[tuple[str, str], ...]]] = {
-    ArchiveDataset.QUARANTINE_ROWS: (
-        ("id", "VARCHAR"),
-        ("created_at", "TIMESTAMPTZ"),
-        ("thread_id", "VARCHAR"),
-        ("thread_chat_id", "VARCHAR"),
-        ("run_id", "VARCHAR"),
-        ("active_run_id", "VARCHAR"),
-        ("reason", "VARCHAR"),
-        ("strict", "BOOLEAN"),
-        ("payload_version", "SMALLINT"),
-        ("payload_hash", "VARCHAR"),
-        ("payload_size", "INTEGER"),
-        ("payload_prefix_2k", "VARCHAR"),
-        ("payload_object_key", "VARCHAR"),
-        ("offload_skipped", "BOOLEAN"),
-        ("repo_full_name", "VARCHAR"),
-        ("user_id", "VARCHAR"),
-        ("sandbox_provider", "VARCHAR"),
-        ("event_id", "VARCHAR"),
-        ("seq", "BIGINT"),
-        ("trace_id", "VARCHAR"),
+    ArchiveDataset.QUARANTINE_ROWS: tuple(
+        (name, _DUCKDB_TYPES[kind])
+        for name, kind, _ in sql_columns(QuarantineRecord)
+        if name not in NOT_ARCHIVED
     ),
     ArchiveDataset.QUARANTINE_MINUTELY: (("minute", "TIMESTAMPTZ"), *_DIMENSIONS, *_MEASURES),
     ArchiveDataset.QUARANTINE_DAILY: (*_DIMENSIONS, *_MEASURES),
@@ -139,7 +133,8 @@ ARCHIVE_COLUMNS: Final[dict[ArchiveDataset, tuple[tuple[str, str], ...]]] = {
         ("properties", "VARCHAR"),
     ),
 }
-"""Columns of each dataset's files, with their DuckDB types (the view adds `day`)."""
+"""Columns of each dataset's files, with their DuckDB types (the view adds `day`); the rows'
+columns are `QuarantineRecord`'s, in its order, but for `NOT_ARCHIVED`."""
 
 AGGREGATE_DIMENSIONS: Final = tuple(name for name, _ in _DIMENSIONS)
 

@@ -36,28 +36,19 @@ SELECT min(created_at) FROM daemon_event_quarantine WHERE created_at >= %(since)
 SELECT min(ts_server) FROM preview_event WHERE ts_server >= %(since)s
 
 -- name: export_quarantine
--- `strict` is the frozen daemonRunIdStrict the decision used, stored on the row. Rows written
--- before that column (migration 2026-11-30-2220) have NULL: for those only, the old derivation
--- (the run named by coalesce(active_run_id, run_id)); COALESCE skips the lookup for the others.
+-- The SELECT list is filled in from the dataset's ARCHIVE_COLUMNS, by name and in their order
+-- (repository `_export_query`; `_EXPORT_COLUMNS` the few not read as they are stored).
 COPY (
-    SELECT q.id::text, (extract(epoch FROM q.created_at) * 1000000)::bigint, q.thread_id,
-           q.thread_chat_id, q.run_id, q.active_run_id, q.reason,
-           coalesce(q.strict, (SELECT r.frozen_daemon_run_id_strict FROM thread_run r
-                               WHERE r.run_id = coalesce(q.active_run_id, q.run_id))),
-           q.payload_version, q.payload_hash, q.payload_size, q.payload_prefix_2k,
-           q.payload_object_key, q.offload_skipped, q.repo_full_name, q.user_id,
-           q.sandbox_provider, q.event_id, q.seq, q.trace_id
+    SELECT {columns}
     FROM daemon_event_quarantine q
     WHERE q.created_at >= %(lo)s AND q.created_at < %(hi)s
 ) TO STDOUT (FORMAT csv)
 
 -- name: export_preview_event
 COPY (
-    SELECT id::text, (extract(epoch FROM ts_server) * 1000000)::bigint, schema_version,
-           event_name, origin, trace_id, thread_id, thread_chat_id, run_id, codesandbox_id,
-           sandbox_provider, preview_session_id, user_id, proxy_req_id, properties::text
-    FROM preview_event
-    WHERE ts_server >= %(lo)s AND ts_server < %(hi)s
+    SELECT {columns}
+    FROM preview_event q
+    WHERE q.ts_server >= %(lo)s AND q.ts_server < %(hi)s
 ) TO STDOUT (FORMAT csv)
 
 -- name: list_day_partitions

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Final, LiteralString
+from typing import TYPE_CHECKING, Any, Final, LiteralString, cast
 
 import psycopg
 import pyarrow as pa
@@ -39,6 +39,41 @@ _EXPORTS: Final = {
     ArchiveDataset.QUARANTINE_ROWS: "export_quarantine",
     ArchiveDataset.PREVIEW_EVENTS: "export_preview_event",
 }
+_EXPORT_COLUMNS: Final[dict[ArchiveDataset, dict[str, LiteralString]]] = {
+    ArchiveDataset.QUARANTINE_ROWS: {
+        "id": "q.id::text",
+        # `strict` is the frozen daemonRunIdStrict the decision used, stored on the row. Rows
+        # written before that column (migration 2026-11-30-2220) have NULL: for those only, the
+        # old derivation (the run named by coalesce(active_run_id, run_id)); COALESCE skips the
+        # lookup for the others.
+        "strict": "coalesce(q.strict, (SELECT r.frozen_daemon_run_id_strict FROM thread_run r"
+        " WHERE r.run_id = coalesce(q.active_run_id, q.run_id)))",
+    },
+    ArchiveDataset.PREVIEW_EVENTS: {"id": "q.id::text", "properties": "q.properties::text"},
+}
+"""The export's columns that are not read as stored; a TIMESTAMPTZ is read as epoch
+microseconds (exact: `extract(epoch ...)` is numeric), every other column by its name."""
+
+
+def _export_query(dataset: ArchiveDataset) -> LiteralString:
+    """The dataset's COPY, its SELECT list derived from `ARCHIVE_COLUMNS` (the CSV is read back
+    by position: one list, so the two cannot drift)."""
+    special = _EXPORT_COLUMNS[dataset]
+    columns = [
+        special.get(name)
+        or (
+            f"(extract(epoch FROM q.{name}) * 1000000)::bigint"
+            if kind == "TIMESTAMPTZ"
+            else f"q.{name}"
+        )
+        for name, kind in ARCHIVE_COLUMNS[dataset]
+    ]
+    # The names are core's column names, not input: the text is as literal as the file's.
+    return cast("LiteralString", Q[_EXPORTS[dataset]].replace("{columns}", ", ".join(columns)))
+
+
+for _dataset, _name in _EXPORTS.items():
+    Q[_name] = _export_query(_dataset)  # as it runs (tests read it here too)
 
 
 def connect(url: str) -> Conn:

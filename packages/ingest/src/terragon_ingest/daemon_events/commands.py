@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -137,7 +136,8 @@ def show(settings: Settings, quarantine_id: str, payload: bool) -> None:
         if payload:
             return await stored_payload(deps.objects, row)
         # `show` says whether the payload is inline; `--payload` prints it.
-        fields: dict[str, Any] = dataclasses.asdict(row)
+        fields: dict[str, Any] = msgspec.structs.asdict(row)
+        fields["run_id_or_null"] = fields.pop("run_id")
         fields["payload_inline"] = row.payload_inline is not None
         _echo(QuarantineDetail(**fields))
         return None

@@ -44,7 +44,7 @@ from terragon_ingest.daemon_events import repository
 from terragon_ingest.db import connection
 
 if TYPE_CHECKING:
-    from terragon_ingest.daemon_events.repository import Decision
+    from terragon_ingest.daemon_events.repository import Decision, DecisionInput
     from terragon_ingest.db import AsyncConn, Pool
     from terragon_ingest.settings import Settings
     from terragon_ingest.telemetry import Metrics
@@ -53,7 +53,6 @@ log = structlog.get_logger()
 
 ItemT = TypeVar("ItemT")
 AnswerT = TypeVar("AnswerT")
-_Envelope = tuple[dict[str, Any], list[dict[str, Any]]]
 
 
 def group_commits_for(
@@ -196,7 +195,7 @@ class _Batcher(Generic[ItemT, AnswerT]):
         _settle(future, answer)
 
 
-class GroupCommit(_Batcher[_Envelope, "Decision"]):
+class GroupCommit(_Batcher["DecisionInput", "Decision"]):
     """Ordinary envelopes: the one decision, grouped."""
 
     def __init__(
@@ -205,31 +204,29 @@ class GroupCommit(_Batcher[_Envelope, "Decision"]):
         super().__init__(pool, max_batch=max_batch, max_in_flight=max_in_flight)
         self._metrics = metrics
 
-    async def submit(
-        self, params: dict[str, Any], messages: list[dict[str, Any]], *, alone: bool = False
-    ) -> Decision | None:
+    async def submit(self, inputs: DecisionInput, *, alone: bool = False) -> Decision | None:
         """The decision for one ordinary envelope; None when it must be decided again alone (its
         subtransaction failed, or its statement did). Sent alone, its error is raised here. Its
         lane is its token (one run's envelopes: one statement at a time); `alone`: a statement of
         its own."""
-        return await self._submit((params, messages), lane=params["token_hash"], alone=alone)
+        return await self._submit(inputs, lane=inputs.token_hash, alone=alone)
 
     def _observe(self, size: int) -> None:
         super()._observe(size)
         if self._metrics is not None:
             self._metrics.ingest_batch.observe(size)
 
-    def _order(self, items: list[_Envelope]) -> list[int]:
+    def _order(self, items: list[DecisionInput]) -> list[int]:
         # One lock order for every batch: by thread, arrival order kept within one (stable sort).
         return sorted(
             range(len(items)),
-            key=lambda i: (items[i][0]["thread_id"], items[i][0]["thread_chat_id"]),
+            key=lambda i: (items[i].thread_id, items[i].thread_chat_id),
         )
 
-    async def _alone(self, conn: AsyncConn, item: _Envelope) -> Decision:
-        return await repository.ingest_envelope(conn, *item)
+    async def _alone(self, conn: AsyncConn, item: DecisionInput) -> Decision:
+        return await repository.ingest_envelope(conn, item)
 
-    async def _grouped(self, conn: AsyncConn, items: list[_Envelope]) -> list[Decision | None]:
+    async def _grouped(self, conn: AsyncConn, items: list[DecisionInput]) -> list[Decision | None]:
         return await repository.ingest_envelopes(conn, items)
 
 

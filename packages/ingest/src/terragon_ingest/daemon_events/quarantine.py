@@ -16,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from valkey.exceptions import ValkeyError
@@ -26,6 +26,7 @@ from terragon_core import (
     QUARANTINE_PREFIX_BYTES,
     MetricName,
     QuarantineReason,
+    QuarantineRecord,
     quarantine_object_key,
     quarantine_offload_pending_key,
     quarantine_offload_rate_key,
@@ -142,29 +143,30 @@ async def build_row(
     seq: int | None,
     trace_id: str,
     dims: Dimensions,
-) -> dict[str, Any]:
-    """The quarantine row (column → value), with the payload inline or offloaded."""
+) -> QuarantineRecord:
+    """The quarantine row, with the payload inline or offloaded (its id and time are made at
+    insert)."""
     inline = len(body) <= QUARANTINE_INLINE_LIMIT_BYTES
     object_key = None if inline else await offload(deps, body, thread_id, dims)
-    return {
-        "thread_id": thread_id,
-        "thread_chat_id": thread_chat_id,
-        "run_id": run_id,
-        "active_run_id": active_run_id,
-        "token_run_id": token_run_id,
-        "strict": strict,
-        "reason": reason.value,
-        "payload_version": payload_version,
-        "payload_hash": payload_hash(body),
-        "payload_size": len(body),
-        "payload_prefix_2k": utf8_prefix(body),
-        "payload_inline": body.decode("utf-8", errors="replace") if inline else None,
-        "payload_object_key": object_key,
-        "offload_skipped": not inline and object_key is None,
-        "repo_full_name": dims.repo_full_name,
-        "user_id": dims.user_id,
-        "sandbox_provider": dims.sandbox_provider,
-        "event_id": event_id,
-        "seq": seq,
-        "trace_id": trace_id,
-    }
+    return QuarantineRecord(
+        thread_id=thread_id,
+        thread_chat_id=thread_chat_id,
+        run_id=run_id,
+        active_run_id=active_run_id,
+        token_run_id=token_run_id,
+        strict=strict,
+        reason=reason,
+        payload_version=payload_version,
+        payload_hash=payload_hash(body),
+        payload_size=len(body),
+        payload_prefix_2k=utf8_prefix(body),
+        payload_inline=body.decode("utf-8", errors="replace") if inline else None,
+        payload_object_key=object_key,
+        offload_skipped=not inline and object_key is None,
+        repo_full_name=dims.repo_full_name,
+        user_id=dims.user_id,
+        sandbox_provider=dims.sandbox_provider,
+        event_id=event_id,
+        seq=seq,
+        trace_id=trace_id,
+    )

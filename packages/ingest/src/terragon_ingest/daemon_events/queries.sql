@@ -1,38 +1,16 @@
 -- name: ingest_envelope
 -- The one correlation decision and the apply (db/functions/terragon_ingest_envelope.sql), by
--- named arguments. One round trip for an ordinary envelope; prepared.
-SELECT outcome, legacy, applied_messages, last_seq, run_status, legacy_row_id::text,
-       token_run_id, user_id, repo_full_name, repo_dir, sandbox_provider, codesandbox_id,
-       active_run_id, run_id_strict AS strict, run_start_sha, token_refusal
+-- named arguments. The SELECT list and the arguments are filled in from repository's `Decision`
+-- and `DecisionInput` (one field per column, one per parameter). One round trip for an ordinary
+-- envelope; prepared.
+SELECT {decision}
 FROM terragon_ingest_envelope(
-    p_token_hash => %(token_hash)s::bytea,
-    p_token_run_id => %(token_run_id)s::text,
-    p_thread_id => %(thread_id)s::text,
-    p_thread_chat_id => %(thread_chat_id)s::text,
-    p_run_id => %(run_id)s::text,
-    p_dedupe_id => %(dedupe_id)s::text,
-    p_seq => %(seq)s::bigint,
-    p_payload_version => %(payload_version)s::smallint,
-    p_fields_valid => %(fields_valid)s::boolean,
-    p_within_limits => %(within_limits)s::boolean,
-    p_messages => %(messages)s::jsonb,
-    p_trace_id => %(trace_id)s::text,
-    p_terminal => %(terminal)s::boolean,
-    p_failure => %(failure)s::boolean,
-    p_end_sha => %(end_sha)s::text,
-    p_inputs_ready => %(inputs_ready)s::boolean,
-    p_diff_source => %(diff_source)s::text,
-    p_diff_source_context => %(diff_source_context)s::text,
-    p_legacy_row => %(legacy_row)s::jsonb,
-    p_ui_outcome => %(ui_outcome)s::text,
-    p_ui_blocking_reason => %(ui_blocking_reason)s::text)
+    {arguments})
 
 -- name: ingest_envelopes
 -- Group commit (db/functions/terragon_ingest_envelopes.sql): several envelopes through the one
 -- decision, one statement and one commit; `isolated`: one subtransaction each; prepared.
-SELECT ordinal, failed_sqlstate, outcome, legacy, applied_messages, last_seq, run_status,
-       legacy_row_id::text, token_run_id, user_id, repo_full_name, repo_dir, sandbox_provider,
-       codesandbox_id, active_run_id, run_id_strict AS strict, run_start_sha, token_refusal
+SELECT ordinal, failed_sqlstate, {decision}
 FROM terragon_ingest_envelopes(%(batch)s::jsonb, %(isolated)s::boolean)
 
 -- name: insert_quarantines
@@ -65,11 +43,8 @@ ORDER BY created_at DESC, id
 LIMIT %(limit)s
 
 -- name: fetch_quarantine
-SELECT id::text, thread_id, thread_chat_id, run_id AS run_id_or_null, active_run_id, reason,
-       payload_version, payload_hash, payload_size, payload_prefix_2k, payload_object_key,
-       repo_full_name, user_id, sandbox_provider, created_at, event_id, seq, trace_id,
-       offload_skipped, payload_inline, replayed_at, replay_status, token_run_id, strict
-FROM daemon_event_quarantine WHERE id = %(id)s::uuid
+-- Every column, read by name into core's QuarantineRecord.
+SELECT * FROM daemon_event_quarantine WHERE id = %(id)s::uuid
 
 -- name: mark_replayed
 UPDATE daemon_event_quarantine SET replayed_at = now(), replay_status = %(replay_status)s

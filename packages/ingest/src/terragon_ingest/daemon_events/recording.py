@@ -6,7 +6,7 @@ nothing: the row, its event and the denials (repository `insert_quarantine`).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
@@ -25,7 +25,7 @@ from terragon_ingest.db import connection
 from terragon_ingest.telemetry import build_event, emit_event, log_event
 
 if TYPE_CHECKING:
-    from terragon_core import PreviewEvent
+    from terragon_core import PreviewEvent, QuarantineRecord
     from terragon_ingest.daemon_events.deps import DaemonEventsDeps
     from terragon_ingest.daemon_events.quarantine import Dimensions
     from terragon_ingest.db import AsyncConn
@@ -47,7 +47,7 @@ _HINTS: dict[QuarantineReason, str] = {
 
 
 async def record_quarantine(
-    deps: DaemonEventsDeps, row: dict[str, Any], *, dims: Dimensions
+    deps: DaemonEventsDeps, row: QuarantineRecord, *, dims: Dimensions
 ) -> str:
     """Insert the row and its event, and for a strict mismatch the `v1.preview.access.denied` of
     every live preview session of the (thread, chat) (the `preview_session` table read by this
@@ -57,8 +57,8 @@ async def record_quarantine(
     `preview.strict_mismatch` is counted from the row's own `strict` (the frozen value the
     decision used) by core's `is_strict_mismatch`, as the archive and the dashboard count it
     (core's `METRIC_SQL`)."""
-    reason = QuarantineReason(row["reason"])
-    strict_mismatch = is_strict_mismatch(reason, row["strict"])
+    reason = row.reason
+    strict_mismatch = is_strict_mismatch(reason, row.strict)
     quarantine_id = repository.new_quarantine_id()
     event = quarantine_event(row, quarantine_id, dims)
     denial = access_denied_event(row, dims) if strict_mismatch else None
@@ -77,11 +77,11 @@ async def record_quarantine(
         "envelope_quarantined",
         quarantine_id=quarantine_id,
         reason=reason.value,
-        thread_id=row["thread_id"],
-        run_id=row["run_id"],
-        active_run_id=row["active_run_id"],
-        event_id=row["event_id"],
-        seq=row["seq"],
+        thread_id=row.thread_id,
+        run_id=row.run_id,
+        active_run_id=row.active_run_id,
+        event_id=row.event_id,
+        seq=row.seq,
         hint=_HINTS[reason],
     )
     return quarantine_id
@@ -105,63 +105,65 @@ def count_quarantine(
         metrics.inc(MetricName.LEGACY_MODE, **labels)
 
 
-def quarantine_event(row: dict[str, Any], quarantine_id: str, dims: Dimensions) -> PreviewEvent:
+def quarantine_event(row: QuarantineRecord, quarantine_id: str, dims: Dimensions) -> PreviewEvent:
     """The `quarantine.recorded` event of a quarantine row."""
+    assert row.trace_id is not None, "a row this service records carries its trace id"
     return build_event(
         QUARANTINE_RECORDED_EVENT,
         origin=EventOrigin.DAEMON_EVENT,
-        trace_id=row["trace_id"],
-        thread_id=row["thread_id"],
-        thread_chat_id=row["thread_chat_id"],
-        run_id=row["run_id"] or row["active_run_id"],
+        trace_id=row.trace_id,
+        thread_id=row.thread_id,
+        thread_chat_id=row.thread_chat_id,
+        run_id=row.run_id or row.active_run_id,
         codesandbox_id=dims.codesandbox_id,
         sandbox_provider=dims.sandbox_provider,
         user_id=dims.user_id,
         properties={
-            "reason": row["reason"],
+            "reason": row.reason.value,
             "quarantineId": quarantine_id,
-            "envelopeRunId": row["run_id"],
-            "activeRunId": row["active_run_id"],
-            "eventId": row["event_id"],
-            "seq": row["seq"],
-            "payloadSize": row["payload_size"],
-            "offloaded": row["payload_object_key"] is not None,
+            "envelopeRunId": row.run_id,
+            "activeRunId": row.active_run_id,
+            "eventId": row.event_id,
+            "seq": row.seq,
+            "payloadSize": row.payload_size,
+            "offloaded": row.payload_object_key is not None,
             "repoFullName": dims.repo_full_name,
         },
     )
 
 
 async def emit_quarantine_event(
-    conn: AsyncConn, row: dict[str, Any], quarantine_id: str, dims: Dimensions
+    conn: AsyncConn, row: QuarantineRecord, quarantine_id: str, dims: Dimensions
 ) -> None:
     """The event of a row written elsewhere (the legacy_mode row commits with its apply)."""
     await emit_event(conn, quarantine_event(row, quarantine_id, dims))
 
 
-def access_denied_event(row: dict[str, Any], dims: Dimensions) -> PreviewEvent:
+def access_denied_event(row: QuarantineRecord, dims: Dimensions) -> PreviewEvent:
     """The `v1.preview.access.denied` a strict mismatch emits for each live preview session of its
     thread (the statement fills in each session's id)."""
+    assert row.trace_id is not None, "a row this service records carries its trace id"
     return build_event(
         PreviewEventName.ACCESS_DENIED.value,
         origin=EventOrigin.DAEMON_EVENT,
-        trace_id=row["trace_id"],
-        thread_id=row["thread_id"],
-        thread_chat_id=row["thread_chat_id"],
-        run_id=row["active_run_id"],
+        trace_id=row.trace_id,
+        thread_id=row.thread_id,
+        thread_chat_id=row.thread_chat_id,
+        run_id=row.active_run_id,
         codesandbox_id=dims.codesandbox_id,
         sandbox_provider=dims.sandbox_provider,
         user_id=dims.user_id,
         properties={
             "reason": SecurityReason.BINDING_MISMATCH.value,
-            "envelopeRunId": row["run_id"],
-            "activeRunId": row["active_run_id"],
-            "quarantineReason": row["reason"],
+            "envelopeRunId": row.run_id,
+            "activeRunId": row.active_run_id,
+            "quarantineReason": row.reason.value,
         },
     )
 
 
 async def after_legacy_apply(
-    deps: DaemonEventsDeps, row: dict[str, Any], row_id: str, dims: Dimensions
+    deps: DaemonEventsDeps, row: QuarantineRecord, row_id: str, dims: Dimensions
 ) -> None:
     """The legacy_mode row committed with the apply; count it and emit its event."""
     count_quarantine(deps.metrics, QuarantineReason.LEGACY_MODE, dims, strict_mismatch=False)

@@ -23,8 +23,8 @@ from terragon_ingest.errors import NotFound, UserError
 from terragon_ingest.telemetry import trace_id_from
 
 if TYPE_CHECKING:
+    from terragon_core import QuarantineRecord
     from terragon_ingest.daemon_events.deps import DaemonEventsDeps
-    from terragon_ingest.daemon_events.repository import StoredQuarantine
     from terragon_ingest.objects import QuarantineObjects
 
 log = structlog.get_logger()
@@ -64,8 +64,8 @@ async def replay_quarantined(
     # run it names, else (runId-less) the run that was active.
     token_run_id = row.token_run_id
     if token_run_id is None:
-        zombie = row.reason == QuarantineReason.MISMATCH and row.run_id_or_null is None
-        token_run_id = "" if zombie else (row.run_id_or_null or row.active_run_id or "")
+        zombie = row.reason == QuarantineReason.MISMATCH and row.run_id is None
+        token_run_id = "" if zombie else (row.run_id or row.active_run_id or "")
     trace_id = row.trace_id or trace_id_from(None)
     delivery = Delivery(
         envelope, body, trace_id, token_run_id=token_run_id, replay_of=quarantine_id
@@ -80,7 +80,7 @@ async def replay_quarantined(
     return ReplayOutcome(quarantine_id, status, re_driven=True)
 
 
-async def stored_payload(objects: QuarantineObjects, row: StoredQuarantine) -> bytes:
+async def stored_payload(objects: QuarantineObjects, row: QuarantineRecord) -> bytes:
     """The whole envelope as received: inline, from the object store, or a complete prefix."""
     body: bytes | None = None
     if row.payload_inline is not None:

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Final, LiteralString, cast
 
 import msgspec
 import psycopg
 import psycopg.errors
 import structlog
-from psycopg.rows import class_row
-from psycopg.types.json import Jsonb
+from psycopg.rows import class_row, dict_row
 
-from terragon_core import CorrelationOutcome, SecurityReason
+from terragon_core import CorrelationOutcome, QuarantineRecord, SecurityReason, sql_columns
+from terragon_core.quarantine import BigInt, Integer, SmallInt, Uuid
 from terragon_ingest.daemon_events.schemas import QuarantineRow, UiValidation
 from terragon_ingest.db import load_queries
 from terragon_ingest.errors import DatabaseUnavailable
@@ -39,17 +38,54 @@ class UnstorablePayload(Exception):
     large to index): retrying cannot help."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """A row of `terragon_ingest_envelope`: the outcome, what the apply did, and the context
-    (every column but `outcome` is NULL for `unauthorized` / `forbidden`)."""
+Bytea = Annotated[bytes, msgspec.Meta(extra={"sql": "bytea"})]
+Messages = Annotated[list[dict[str, Any]], msgspec.Meta(extra={"sql": "jsonb"})]
+LegacyRow = Annotated[QuarantineRecord, msgspec.Meta(extra={"sql": "jsonb"})]
+
+
+class DecisionInput(msgspec.Struct, frozen=True, kw_only=True):
+    """`terragon_ingest_envelope`'s arguments, one field per parameter (`p_<field>`, its type the
+    parameter's), in its order: the statement's argument list is derived from these fields, and
+    a test holds them equal to the function's signature and to `terragon_ingest_envelopes`'
+    batch keys. What the envelope alone says (`service.decision_input`); the `needs_inputs`
+    answer fills in the last six (`inputs_ready` and what it asked for)."""
+
+    token_hash: Bytea | None
+    """NULL for an operator replay: `token_run_id` names the run."""
+    token_run_id: str | None
+    thread_id: str
+    thread_chat_id: str
+    run_id: str | None
+    dedupe_id: str | None
+    seq: BigInt | None
+    payload_version: SmallInt | None
+    fields_valid: bool
+    within_limits: bool
+    messages: Messages | None
+    """None when over the limits, or when PostgreSQL cannot store them (`UnstorablePayload`)."""
+    trace_id: str
+    terminal: bool
+    failure: bool
+    end_sha: str | None
+    inputs_ready: bool = False
+    diff_source: str | None = None
+    diff_source_context: str | None = None
+    legacy_row: LegacyRow | None = None
+    ui_outcome: str | None = None
+    ui_blocking_reason: str | None = None
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """A row of `terragon_ingest_envelope`, one field per column (its OUT parameters, by name):
+    the outcome, what the apply did, and the context (every column but `outcome` is NULL for
+    `unauthorized` / `forbidden`)."""
 
     outcome: CorrelationOutcome
-    legacy: bool
-    applied_messages: int
-    last_seq: int | None
+    legacy: bool | None
+    applied_messages: Integer | None
+    last_seq: BigInt | None
     run_status: str | None
-    legacy_row_id: str | None
+    legacy_row_id: Uuid | None
     token_run_id: str | None
     user_id: str | None
     repo_full_name: str | None
@@ -57,60 +93,39 @@ class Decision:
     sandbox_provider: str | None
     codesandbox_id: str | None
     active_run_id: str | None
-    strict: bool
+    run_id_strict: bool | None
+    """The run's frozen daemonRunIdStrict."""
     run_start_sha: str | None
     token_refusal: SecurityReason | None
     """Why a known token no longer authenticates (`expired` / `revoked`), with `unauthorized`."""
 
 
-def _decision(values: Sequence[Any]) -> Decision:
-    # Built once (not built, then `replace`d): this runs for every envelope.
-    outcome, *middle, strict, run_start_sha, refusal = values
-    return Decision(
-        CorrelationOutcome(outcome),
-        *middle,
-        strict=bool(strict),
-        run_start_sha=run_start_sha,
-        token_refusal=SecurityReason(refusal) if refusal is not None else None,
+_INPUTS: Final = sql_columns(DecisionInput)
+_DECISION: Final = tuple(name for name, _, _ in sql_columns(Decision))
+
+
+def _statement(name: str) -> LiteralString:
+    """A query of queries.sql with its decision columns and arguments filled in from the two
+    structs (the names are these fields', not input: the text stays as literal as the file's)."""
+    columns = ", ".join(
+        f"{column}::text AS {column}" if kind == "uuid" else column
+        for column, kind, _ in sql_columns(Decision)
     )
+    arguments = ",\n    ".join(f"p_{field} => %({field})s::{kind}" for field, kind, _ in _INPUTS)
+    text = Q[name].replace("{decision}", columns).replace("{arguments}", arguments)
+    return cast("LiteralString", text)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredQuarantine:
-    """A row of `fetch_quarantine`: everything a replay and `terragon quarantine show` need."""
-
-    id: str
-    thread_id: str
-    thread_chat_id: str
-    run_id_or_null: str | None
-    active_run_id: str | None
-    reason: str
-    payload_version: int | None
-    payload_hash: str
-    payload_size: int
-    payload_prefix_2k: str
-    payload_object_key: str | None
-    repo_full_name: str | None
-    user_id: str | None
-    sandbox_provider: str | None
-    created_at: datetime
-    event_id: str | None
-    seq: int | None
-    trace_id: str | None
-    offload_skipped: bool
-    payload_inline: str | None
-    """The whole envelope as received (up to 16 KiB), else NULL."""
-    replayed_at: datetime | None
-    replay_status: str | None
-    token_run_id: str | None
-    """The run the sending token was minted for (NULL on rows older than that column)."""
-    strict: bool | None
-    """The frozen daemonRunIdStrict the decision used (NULL on rows older than that column)."""
+for _name in ("ingest_envelope", "ingest_envelopes"):
+    Q[_name] = _statement(_name)  # as it runs (tools/bench and tests read it here too)
 
 
-async def ingest_envelope(
-    conn: AsyncConn, params: dict[str, Any], messages: list[dict[str, Any]] | None
-) -> Decision:
+def _decision(values: Sequence[Any]) -> Decision:
+    """A row's decision columns (in `_DECISION`'s order, as the SELECT lists them), by name."""
+    return msgspec.convert(dict(zip(_DECISION, values, strict=True)), Decision)
+
+
+async def ingest_envelope(conn: AsyncConn, inputs: DecisionInput) -> Decision:
     """The one correlation decision and the apply, one prepared statement; every failure leaves
     nothing written.
 
@@ -118,22 +133,22 @@ async def ingest_envelope(
     is `UnstorablePayload`: the caller asks again without the messages and the decision answers
     `invalid_envelope` (a 503 would have the daemon retry it forever). Only a failure that can pass
     (the server or connection gone, a serialization conflict) is `DatabaseUnavailable`."""
-    values = {
-        **params,
-        "messages": None if messages is None else msgspec.json.encode(messages).decode(),
-        "legacy_row": Jsonb(params["legacy_row"]) if params.get("legacy_row") else None,
-    }
+    values = msgspec.structs.asdict(inputs)
+    if inputs.messages is not None:
+        values["messages"] = msgspec.json.encode(inputs.messages).decode()
+    if inputs.legacy_row is not None:
+        values["legacy_row"] = msgspec.json.encode(inputs.legacy_row).decode()
     try:
         cur = conn.cursor(row_factory=lambda _cur: _decision)
         await cur.execute(Q["ingest_envelope"], values, prepare=True)
         row = await cur.fetchone()
     except _DETERMINISTIC as exc:
-        log.warning("envelope_unstorable", thread_id=params["thread_id"], error=str(exc))
+        log.warning("envelope_unstorable", thread_id=inputs.thread_id, error=str(exc))
         raise UnstorablePayload(type(exc).__name__) from exc
     except psycopg.OperationalError:
         raise  # the pool's translate_errors turns this into DatabaseUnavailable
     except psycopg.Error as exc:
-        log.error("envelope_apply_aborted", thread_id=params["thread_id"], error=str(exc))
+        log.error("envelope_apply_aborted", thread_id=inputs.thread_id, error=str(exc))
         raise DatabaseUnavailable(
             f"the apply transaction aborted ({type(exc).__name__}: {exc}); nothing was written, "
             "the daemon retries the same envelope"
@@ -142,10 +157,8 @@ async def ingest_envelope(
     return row
 
 
-async def ingest_envelopes(
-    conn: AsyncConn, batch: list[tuple[dict[str, Any], list[dict[str, Any]]]]
-) -> list[Decision | None]:
-    """Group commit: each (params, messages) through the one decision, one statement, one commit.
+async def ingest_envelopes(conn: AsyncConn, batch: list[DecisionInput]) -> list[Decision | None]:
+    """Group commit: each envelope through the one decision, one statement, one commit.
     The answers are in the batch's order. First without subtransactions (the common case: nothing
     fails, and PostgreSQL is spared a savepoint per envelope); if that statement fails on a live
     connection, nothing of it was written and the batch runs again with each envelope in its own
@@ -181,13 +194,13 @@ async def _run_batch(conn: AsyncConn, payload: str, *, isolated: bool) -> list[A
     return await cur.fetchall()
 
 
-def batch_json(batch: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> str:
-    """`terragon_ingest_envelopes`'s argument: the parameter names without `p_`, token_hash as
-    hex (tools/bench replays this text as the grouped ceiling)."""
-    items = [
-        {**params, "token_hash": params["token_hash"].hex(), "messages": messages}
-        for params, messages in batch
-    ]
+def batch_json(batch: list[DecisionInput]) -> str:
+    """`terragon_ingest_envelopes`' argument: each input by its field names (the parameter names
+    without `p_`), token_hash as hex (tools/bench replays this text as the grouped ceiling)."""
+    items = []
+    for inputs in batch:
+        assert inputs.token_hash is not None, "a replay is never grouped"
+        items.append(msgspec.structs.asdict(inputs) | {"token_hash": inputs.token_hash.hex()})
     return msgspec.json.encode(items).decode()
 
 
@@ -205,13 +218,13 @@ def new_quarantine_id() -> str:
 
 
 def quarantine_item(
-    row: dict[str, Any], quarantine_id: str, event: PreviewEvent, denial: PreviewEvent | None
+    row: QuarantineRecord, quarantine_id: str, event: PreviewEvent, denial: PreviewEvent | None
 ) -> dict[str, Any]:
     """One quarantine decision to record (an item of `terragon_record_quarantines`' batch): the row, its
     `quarantine.recorded` event and, for a strict mismatch, the `access.denied` to emit for each
     live preview session of the row's (thread, chat), its session id left empty."""
     return {
-        "row": {**row, "id": quarantine_id},
+        "row": msgspec.structs.replace(row, id=quarantine_id),
         "event": event_row(event),
         "denial": event_row(denial) if denial is not None else None,
     }
@@ -225,7 +238,7 @@ async def insert_quarantine(
     batch = _encode([item])
     if once:
         cur = await conn.execute(
-            Q["insert_quarantine_once"], {"batch": batch, "id": item["row"]["id"]}, prepare=True
+            Q["insert_quarantine_once"], {"batch": batch, "id": item["row"].id}, prepare=True
         )
     else:
         cur = await conn.execute(Q["insert_quarantines"], {"batch": batch}, prepare=True)
@@ -271,14 +284,15 @@ async def list_quarantine(
     return await cur.fetchall()
 
 
-async def fetch_quarantine(conn: AsyncConn, quarantine_id: str) -> StoredQuarantine | None:
-    """One row by id; None for an unknown or malformed id."""
-    cur = conn.cursor(row_factory=class_row(StoredQuarantine))
+async def fetch_quarantine(conn: AsyncConn, quarantine_id: str) -> QuarantineRecord | None:
+    """One row by id, every column; None for an unknown or malformed id."""
+    cur = conn.cursor(row_factory=dict_row)
     try:
         await cur.execute(Q["fetch_quarantine"], {"id": quarantine_id})
     except psycopg.DataError:
         return None
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    return None if row is None else msgspec.convert(row | {"id": str(row["id"])}, QuarantineRecord)
 
 
 async def mark_replayed(conn: AsyncConn, quarantine_id: str, replay_status: str) -> None:

@@ -26,6 +26,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 
 from terragon_core import (
@@ -48,6 +49,7 @@ from terragon_core import (
 )
 from terragon_ingest.daemon_events import quarantine, recording, repository
 from terragon_ingest.daemon_events.quarantine import Dimensions
+from terragon_ingest.daemon_events.repository import DecisionInput
 from terragon_ingest.daemon_events.schemas import EnvelopeAck
 from terragon_ingest.daemon_events.terminal import diff_source_for, legacy_ui_outcome
 from terragon_ingest.db import connection
@@ -61,6 +63,7 @@ from terragon_ingest.runs import (
 from terragon_ingest.sandbox.reader import SandboxRef
 
 if TYPE_CHECKING:
+    from terragon_core import QuarantineRecord
     from terragon_ingest.daemon_events.budgets import RunBudgets
     from terragon_ingest.daemon_events.deps import DaemonEventsDeps
     from terragon_ingest.daemon_events.group_commit import GroupCommit
@@ -204,8 +207,7 @@ async def _known_token(
 async def decide(deps: DaemonEventsDeps, delivery: Delivery) -> Reply:
     """Rules 1 (again, the authority) and 3 to 8, and the apply: see the module docstring."""
     envelope = delivery.envelope
-    params = envelope_params(delivery)
-    messages = envelope.messages if params["within_limits"] else None
+    inputs = decision_input(delivery)
     # A body that spells a NUL may hold messages PostgreSQL refuses: decided alone, so that it
     # cannot fail a grouped statement and make its neighbours' batch run twice; a heavy one, so
     # that its cost is not added to a neighbour's batch.
@@ -213,11 +215,11 @@ async def decide(deps: DaemonEventsDeps, delivery: Delivery) -> Reply:
     alone = (
         _NUL_ESCAPE in body or len(body) > HEAVY_BYTES or len(envelope.messages) > HEAVY_MESSAGES
     )
-    decision = await _ask(deps.pool, deps.group_commit, params, messages, alone=alone)
+    decision = await _ask(deps.pool, deps.group_commit, inputs, alone=alone)
     if decision.outcome is Outcome.NEEDS_INPUTS:
-        params |= await _gather(deps, delivery, decision)
-        decision = await _ask(deps.pool, deps.group_commit, params, messages, alone=alone)
-    return await _conclude(deps, delivery, decision, params)
+        inputs = msgspec.structs.replace(inputs, **await _gather(deps, delivery, decision))
+        decision = await _ask(deps.pool, deps.group_commit, inputs, alone=alone)
+    return await _conclude(deps, delivery, decision, inputs)
 
 
 _NUL_ESCAPE = b"\\u0000"
@@ -229,57 +231,53 @@ HEAVY_MESSAGES = 256
 async def _ask(
     pool: Pool,
     group: GroupCommit | None,
-    params: dict[str, Any],
-    messages: list[dict[str, Any]] | None,
+    inputs: DecisionInput,
     *,
     alone: bool,
 ) -> Decision:
     try:
         # Through the group commit's slots: an ordinary delivery's first call (not a replay, not
         # the call with inputs); `alone` as a statement of its own.
-        first = params["token_hash"] is not None and not params["inputs_ready"]
-        if group is not None and messages is not None and first:
-            decision = await group.submit(params, messages, alone=alone)
+        first = inputs.token_hash is not None and not inputs.inputs_ready
+        if group is not None and inputs.messages is not None and first:
+            decision = await group.submit(inputs, alone=alone)
             if decision is not None:
                 return decision
         async with connection(pool) as conn:  # alone
-            return await repository.ingest_envelope(conn, params, messages)
+            return await repository.ingest_envelope(conn, inputs)
     except repository.UnstorablePayload:
         # PostgreSQL cannot store these messages (a `\u0000` in jsonb): the same decision
         # without them answers rules 1 to 3 and then `invalid_envelope`.
         async with connection(pool) as conn:
-            return await repository.ingest_envelope(conn, params, None)
+            return await repository.ingest_envelope(
+                conn, msgspec.structs.replace(inputs, messages=None)
+            )
 
 
-def envelope_params(delivery: Delivery) -> dict[str, Any]:
+def decision_input(delivery: Delivery) -> DecisionInput:
     """What the decision needs that the envelope alone says. Over-limit values are passed as NULL:
     PostgreSQL could not bind or index them, and `within_limits` already decides the envelope.
     (Public for tools/bench, whose grouped pgbench ceiling replays exactly these parameters.)"""
     envelope, body = delivery.envelope, delivery.body
     within = delivery.over_budget is None and over_limit(envelope) is None
     event_id = given(envelope.event_id)
-    return {
-        "token_hash": delivery.token_hash,
-        "token_run_id": delivery.token_run_id,
-        "thread_id": envelope.thread_id,
-        "thread_chat_id": envelope.thread_chat_id,
-        "run_id": given(envelope.run_id),
-        "dedupe_id": (event_id or _legacy_event_id(body)) if within else None,
-        "seq": _bounded_seq(envelope.seq),
-        "payload_version": envelope.payload_version,
-        "fields_valid": v2_fields_valid(envelope),
-        "within_limits": within,
-        "trace_id": delivery.trace_id,
-        "terminal": is_terminal(envelope.messages),
-        "failure": is_failure(envelope.messages),
-        "end_sha": given(envelope.end_sha) if within else None,
-        "inputs_ready": False,
-        "diff_source": None,
-        "diff_source_context": None,
-        "legacy_row": None,
-        "ui_outcome": None,
-        "ui_blocking_reason": None,
-    }
+    return DecisionInput(
+        token_hash=delivery.token_hash,
+        token_run_id=delivery.token_run_id,
+        thread_id=envelope.thread_id,
+        thread_chat_id=envelope.thread_chat_id,
+        run_id=given(envelope.run_id),
+        dedupe_id=(event_id or _legacy_event_id(body)) if within else None,
+        seq=_bounded_seq(envelope.seq),
+        payload_version=envelope.payload_version,
+        fields_valid=v2_fields_valid(envelope),
+        within_limits=within,
+        messages=envelope.messages if within else None,
+        trace_id=delivery.trace_id,
+        terminal=is_terminal(envelope.messages),
+        failure=is_failure(envelope.messages),
+        end_sha=given(envelope.end_sha) if within else None,
+    )
 
 
 async def _gather(deps: DaemonEventsDeps, delivery: Delivery, decision: Decision) -> dict[str, Any]:
@@ -304,7 +302,7 @@ async def _gather(deps: DaemonEventsDeps, delivery: Delivery, decision: Decision
 
 
 async def _conclude(
-    deps: DaemonEventsDeps, delivery: Delivery, decision: Decision, params: dict[str, Any]
+    deps: DaemonEventsDeps, delivery: Delivery, decision: Decision, inputs: DecisionInput
 ) -> Reply:
     """The reply for the decision's outcome, and the quarantine row of a quarantine outcome."""
     outcome = decision.outcome
@@ -319,12 +317,12 @@ async def _conclude(
     target = decision.token_run_id or decision.active_run_id
     seen = {"run_id": target, "last_accepted_seq": decision.last_seq}
     if outcome is Outcome.APPLIED:
-        legacy_row = params["legacy_row"]
+        legacy_row = inputs.legacy_row
         if legacy_row is not None and decision.legacy_row_id is not None:
             await recording.after_legacy_apply(deps, legacy_row, decision.legacy_row_id, ctx.dims)
         ack = EnvelopeAck(
             EnvelopeStatus.APPLIED,
-            legacy_mode=decision.legacy,
+            legacy_mode=bool(decision.legacy),
             applied_messages=decision.applied_messages,
             quarantine_id=decision.legacy_row_id,
             **seen,
@@ -336,7 +334,7 @@ async def _conclude(
         recording.log_stale_once(target or "", delivery.envelope.seq, decision.last_seq)
         return Reply(202, EnvelopeAck(EnvelopeStatus.STALE_SEQ, **seen), ctx.dims)
     reason = QuarantineReason(outcome.value)
-    if reason is QuarantineReason.INVALID_ENVELOPE and not params["within_limits"]:
+    if reason is QuarantineReason.INVALID_ENVELOPE and not inputs.within_limits:
         log.info(
             "envelope_over_limit",
             thread_id=delivery.envelope.thread_id,
@@ -374,7 +372,7 @@ class _Context:
         sandbox = SandboxRef(
             SandboxProvider(provider), decision.codesandbox_id or "", decision.repo_dir
         )
-        return cls(decision.active_run_id, decision.strict, sandbox, dims)
+        return cls(decision.active_run_id, bool(decision.run_id_strict), sandbox, dims)
 
 
 async def _row(
@@ -383,7 +381,7 @@ async def _row(
     ctx: _Context,
     reason: QuarantineReason,
     token_run_id: str | None,
-) -> dict[str, Any]:
+) -> QuarantineRecord:
     envelope = delivery.envelope
     event_id = given(envelope.event_id)
     return await quarantine.build_row(

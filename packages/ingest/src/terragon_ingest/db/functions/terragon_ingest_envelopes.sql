@@ -51,10 +51,11 @@ BEGIN
             BEGIN
                 RETURN QUERY SELECT * FROM terragon_ingest_envelopes(jsonb_build_array(e), false, i);
             EXCEPTION WHEN OTHERS THEN
-                RETURN QUERY SELECT i, SQLSTATE, NULL::text, NULL::boolean, NULL::integer,
-                    NULL::bigint, NULL::text, NULL::uuid, NULL::text, NULL::text, NULL::text,
-                    NULL::text, NULL::text, NULL::text, NULL::text, NULL::boolean, NULL::text,
-                    NULL::text;
+                -- The failed row: its ordinal and SQLSTATE; every other column is never
+                -- assigned here (RETURN QUERY does not set them), so NULL.
+                ordinal := i;
+                failed_sqlstate := SQLSTATE;
+                RETURN NEXT;
             END;
             CONTINUE;
         END IF;
