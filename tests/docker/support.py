@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 
 from tests.conftest import INTERNAL_TOKEN
-from tests.live_server import LiveServer, free_port
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.net import free_port
 from tools.docker_sandbox.containers import REPO_DIR, DockerSandbox, start_sandbox
 
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}

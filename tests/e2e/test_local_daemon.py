@@ -21,8 +21,10 @@ import psycopg
 import pytest
 
 from tests.conftest import INTERNAL_TOKEN
-from tests.live_server import LiveServer, free_port
-from tests.support import settings_for, wait_until
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.net import free_port
+from tests.fixtures.settings import settings_for
+from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"

@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 from tests.conftest import INTERNAL_TOKEN
-from tests.live_server import LiveServer, free_port
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.net import free_port
 
 QUICK = 5.0
 """Seconds within which every hostile body must be answered."""

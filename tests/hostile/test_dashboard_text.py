@@ -19,8 +19,8 @@ from streamlit.testing.v1 import AppTest
 
 from terragon_core import QuarantineReason
 from terragon_ingest.dashboard import dashboard_argv, dashboard_env
-from tests.dashboard.running import running_dashboard
 from tests.dashboard.seed import Row, connect, insert_quarantine
+from tests.fixtures.dashboard import running_dashboard
 
 APP = Path(__file__).parents[2] / "apps/dashboard/src/terragon_dashboard/app.py"
 CHROMIUM = Path("/usr/bin/chromium")

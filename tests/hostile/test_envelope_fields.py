@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.ingest.integration.test_daemon_event_support import (
+from tests.fixtures.daemon_events import (
     envelope,
     post,
     quarantine_rows,

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from tests.conftest import INTERNAL_TOKEN
-from tests.hostile.sandbox_support import (
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.sandbox import (
     AUTH,
     BOX,
     CHAT,
@@ -35,7 +36,6 @@ from tests.hostile.sandbox_support import (
     wait_for,
     write,
 )
-from tests.live_server import LiveServer
 
 CANARY = "canary-secret-7f3a"
 SECRETS = (

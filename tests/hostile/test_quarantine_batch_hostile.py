@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.ingest.integration.test_daemon_event_support import (
+from tests.fixtures.daemon_events import (
     envelope,
     post,
     set_strict,

@@ -32,7 +32,7 @@ from tests.daemon_bundle.support import (
     make_git_repo,
     start_message,
 )
-from tests.ingest.integration.test_daemon_event_support import (
+from tests.fixtures.daemon_events import (
     CHAT,
     envelope,
     post,
@@ -41,8 +41,10 @@ from tests.ingest.integration.test_daemon_event_support import (
     sql,
     start_run,
 )
-from tests.live_server import LiveServer, free_port
-from tests.support import settings_for, until
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.net import free_port
+from tests.fixtures.settings import settings_for
+from tests.fixtures.waiting import until
 
 MAX_MESSAGES = 5
 MAX_BYTES = 4000

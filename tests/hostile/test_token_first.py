@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from terragon_ingest.daemon_events import service
-from tests.ingest.integration.test_daemon_event_support import (
+from tests.fixtures.daemon_events import (
     envelope,
     post,
     quarantine_rows,

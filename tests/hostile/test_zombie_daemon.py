@@ -4,7 +4,7 @@ the *new* active run as a legacy envelope."""
 
 from __future__ import annotations
 
-from tests.ingest.integration.test_daemon_event_support import (
+from tests.fixtures.daemon_events import (
     legacy_envelope,
     post,
     quarantine_rows,

@@ -15,8 +15,8 @@ from terragon_core import QuarantineReason
 from terragon_ingest.archive import repository
 from terragon_ingest.archive.rollup import rollup
 from terragon_ingest.dashboard import dashboard_argv, dashboard_env
-from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
+from tests.fixtures.dashboard import FOUR_CHARTS_JS, running_dashboard
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parents[3] / ".artifacts"

@@ -16,7 +16,7 @@ from terragon_ingest.archive.rollup import rollup
 from terragon_ingest.dashboard import dashboard_argv, dashboard_env
 from terragon_ingest.settings import ObjectStoreSettings
 from tests.dashboard.integration.test_dashboard_browser import _MARKS_JS, ARTIFACTS, CHROMIUM, _seed
-from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard
+from tests.fixtures.dashboard import FOUR_CHARTS_JS, running_dashboard
 from tools.s3_server import S3Target
 
 pytestmark = [

@@ -23,10 +23,11 @@ import pytest
 
 from terragon_core import DASHBOARD_SESSION_COOKIE, DASHBOARD_SESSION_SECONDS, QuarantineReason
 from terragon_ingest.dashboard import dashboard_argv, dashboard_env
-from tests.dashboard.running import FOUR_CHARTS_JS, healthy, running_dashboard
 from tests.dashboard.seed import Row, connect, insert_quarantine
-from tests.ingest.integration.test_up_terminal import Terminal, kill_leftovers, stop_up
-from tests.support import free_port, wait_until
+from tests.fixtures.dashboard import FOUR_CHARTS_JS, healthy, running_dashboard
+from tests.fixtures.net import free_port
+from tests.fixtures.waiting import wait_until
+from tests.ingest.cli.test_up_terminal import Terminal, kill_leftovers, stop_up
 from tools.bench.synthetic_archive import generate_archive
 
 CHROMIUM = Path("/usr/bin/chromium")

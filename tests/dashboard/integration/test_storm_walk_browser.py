@@ -22,7 +22,6 @@ import pytest
 
 from terragon_core import QuarantineReason
 from terragon_ingest.dashboard import dashboard_argv, dashboard_env
-from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard
 from tests.dashboard.storm import (
     PAYLOAD_MARKER,
     STORM_REPO,
@@ -31,6 +30,7 @@ from tests.dashboard.storm import (
     seed_storm,
     storm_database,
 )
+from tests.fixtures.dashboard import FOUR_CHARTS_JS, running_dashboard
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).parents[3]
