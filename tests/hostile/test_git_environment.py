@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import INTERNAL_TOKEN
 from tests.fixtures.live_server import LiveServer
+from tests.fixtures.runs import START_PATH, start_body
 from tests.fixtures.sandbox import (
     AUTH,
     BOX,
@@ -118,13 +119,7 @@ def test_git_at_run_start_sees_no_secret(live: LiveServer, tmp_path: Path) -> No
             }
             assert client.post("/api/internal/threads", json=thread).status_code == 201
             answer["response"] = client.post(
-                "/api/internal/runs/start",
-                json={
-                    "threadId": THREAD,
-                    "threadChatId": CHAT,
-                    "startRequestId": "req-env",
-                    "triggerSource": "ui",
-                },
+                START_PATH, json=start_body(THREAD, chat=CHAT, request_id="req-env")
             )
 
     with daemon_socket(live):

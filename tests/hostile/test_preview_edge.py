@@ -46,7 +46,6 @@ from terragon_ingest.preview.addresses import UpstreamRefused, checked_addresses
 from terragon_ingest.settings import get_settings
 from tests.conftest import INTERNAL_TOKEN
 from tests.fixtures.daemon_events import envelope, post, sql
-from tests.fixtures.daemon_events import start_run as start_daemon_run
 from tests.fixtures.preview import (
     Upstream,
     exchange,
@@ -56,6 +55,7 @@ from tests.fixtures.preview import (
     start_session,
 )
 from tests.fixtures.processes import invoke_in_process
+from tests.fixtures.runs import start_run as start_daemon_run
 from tests.fixtures.settings import settings_for
 
 EMBEDDED_PRIVATE = (

@@ -24,9 +24,9 @@ from tests.fixtures.daemon_events import (
     run_state,
     set_strict,
     sql,
-    start_run,
 )
 from tests.fixtures.processes import invoke_in_process
+from tests.fixtures.runs import start_run
 
 TERMINAL = [{"type": "assistant", "text": "done"}, {"type": "result", "is_error": False}]
 

@@ -11,8 +11,8 @@ from tests.fixtures.daemon_events import (
     run_facts,
     run_state,
     set_strict,
-    start_run,
 )
+from tests.fixtures.runs import start_run
 
 
 async def test_a_superseded_runs_token_without_run_id_is_quarantined_mismatch(client) -> None:

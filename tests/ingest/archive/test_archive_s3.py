@@ -26,7 +26,8 @@ from terragon_ingest.objects import QuarantineObjects, open_store
 from terragon_ingest.settings import ObjectStoreSettings, Settings
 from terragon_ingest.telemetry import Metrics
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
-from tests.fixtures.daemon_events import envelope, post, sql, start_run
+from tests.fixtures.daemon_events import envelope, post, sql
+from tests.fixtures.runs import start_run
 from tests.fixtures.settings import settings_for
 from tests.ingest.archive.test_archive_rollup import (
     _assert_archive_equals_postgres,

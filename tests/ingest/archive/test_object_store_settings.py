@@ -17,7 +17,8 @@ import pytest
 import structlog.testing
 
 from terragon_ingest.settings import Settings
-from tests.fixtures.daemon_events import envelope, post, start_run
+from tests.fixtures.daemon_events import envelope, post
+from tests.fixtures.runs import start_run
 from tests.fixtures.settings import settings_for
 from tools.s3_server import S3Target
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.net import free_port
+from tests.fixtures.runs import START_PATH, start_body, thread_body
 from tests.fixtures.waiting import wait_until
 
 TERRAGON = str(Path(sys.executable).parent / "terragon")
@@ -151,23 +152,8 @@ def test_up_prints_the_preview_origin_and_serves_a_preview_on_it(data_dir: Path)
                 )
                 return json.loads(out.stdout)
 
-            thread = {
-                "threadId": "t-up",
-                "userId": "u-up",
-                "repoFullName": "acme/web",
-                "sandboxProvider": "manual",
-                "codesandboxId": "sb-up",
-            }
-            post("/api/internal/threads", thread)
-            run = post(
-                "/api/internal/runs/start",
-                {
-                    "threadId": "t-up",
-                    "threadChatId": "chat-1",
-                    "startRequestId": "r-up",
-                    "triggerSource": "ui",
-                },
-            )
+            post("/api/internal/threads", thread_body("t-up", userId="u-up"))
+            run = post(START_PATH, start_body("t-up", request_id="r-up"))
             started = post(
                 "/api/internal/preview/session/start",
                 {

@@ -20,13 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.daemon_events import (
-    envelope,
-    post,
-    set_strict,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, set_strict
 from tests.fixtures.net import free_port
+from tests.fixtures.runs import start_run
 from tests.ingest.cli.test_up_terminal import REPO_ROOT, kill_leftovers
 
 TMUX = shutil.which("tmux")

@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from terragon_core import EnvelopeStatus, MetricName, prometheus_name
 from tests.fixtures.net import free_port
 from tests.fixtures.processes import OutputLines
-from tests.fixtures.runs import thread_body
+from tests.fixtures.runs import START_PATH, start_body, thread_body
 from tests.fixtures.settings import good_secrets
 from tests.fixtures.waiting import wait_until
 from tests.ingest.cli.test_cli_up import TERRAGON
@@ -138,15 +138,7 @@ def _ready(replica: Replica) -> bool:
 
 def _start_run(client: httpx.Client, thread_id: str) -> tuple[str, str]:
     client.post("/api/internal/threads", json=thread_body(thread_id)).raise_for_status()
-    response = client.post(
-        "/api/internal/runs/start",
-        json={
-            "threadId": thread_id,
-            "threadChatId": "chat-1",
-            "startRequestId": uuid.uuid4().hex,
-            "triggerSource": "ui",
-        },
-    )
+    response = client.post(START_PATH, json=start_body(thread_id))
     response.raise_for_status()
     body = response.json()
     return body["runId"], body["daemonMessage"]["token"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.fixtures.daemon_events import APPLY_SQL, messages_json, start_run
+from tests.fixtures.daemon_events import APPLY_SQL, messages_json
+from tests.fixtures.runs import start_run
 
 RUN_MESSAGE_READS = """
 SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)

@@ -23,13 +23,7 @@ from terragon_ingest.db import create_pool
 from terragon_ingest.runs import tokens
 from terragon_ingest.runs.service import bind_run_sandbox, create_run_context
 from terragon_ingest.sandbox.reader import LocalGitReader, SandboxRef
-from tests.fixtures.daemon_events import (
-    envelope,
-    legacy_envelope,
-    post,
-    run_state,
-    set_strict,
-)
+from tests.fixtures.daemon_events import envelope, legacy_envelope, post, run_state, set_strict
 from tests.fixtures.runs import thread_body
 
 

@@ -6,13 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 
-from tests.fixtures.daemon_events import (
-    envelope,
-    post,
-    run_state,
-    sql,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, run_state, sql
+from tests.fixtures.runs import start_run
 
 
 async def test_fifty_parallel_deliveries_of_one_envelope_apply_once(client, database_url) -> None:

@@ -11,8 +11,8 @@ from tests.fixtures.daemon_events import (
     run_state,
     set_strict,
     sql,
-    start_run,
 )
+from tests.fixtures.runs import start_run
 
 
 async def test_applied_is_200_and_mutates_once(client) -> None:

@@ -12,13 +12,8 @@ from litestar.testing import AsyncTestClient
 
 from terragon_ingest.app import create_app
 from tests.conftest import INTERNAL_TOKEN
-from tests.fixtures.daemon_events import (
-    envelope,
-    post,
-    quarantine_rows,
-    run_state,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, quarantine_rows, run_state
+from tests.fixtures.runs import start_run
 from tests.fixtures.settings import settings_for
 
 CAP = 4096

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from tests.fixtures.daemon_events import envelope, post, start_run
+from tests.fixtures.daemon_events import envelope, post
+from tests.fixtures.runs import start_run
 
 
 class Counter:

@@ -18,13 +18,8 @@ from terragon_ingest.daemon_events.group_commit import GroupCommit
 from terragon_ingest.daemon_events.service import Delivery, decide
 from terragon_ingest.errors import DatabaseUnavailable
 from terragon_ingest.runs.tokens import hash_token
-from tests.fixtures.daemon_events import (
-    envelope,
-    post,
-    run_state,
-    sql,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, run_state, sql
+from tests.fixtures.runs import start_run
 from tests.fixtures.waiting import until
 
 

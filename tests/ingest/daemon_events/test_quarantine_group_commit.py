@@ -15,7 +15,8 @@ from terragon_ingest.daemon_events import quarantine, recording, repository
 from terragon_ingest.daemon_events.group_commit import QuarantineCommit
 from terragon_ingest.daemon_events.quarantine import Dimensions
 from terragon_ingest.db import connection
-from tests.fixtures.daemon_events import sql, start_run
+from tests.fixtures.daemon_events import sql
+from tests.fixtures.runs import start_run
 
 DIMS = Dimensions("acme/web", "user-1", "manual", "sb-1")
 

@@ -18,9 +18,9 @@ from tests.fixtures.daemon_events import (
     run_state,
     set_strict,
     sql,
-    start_run,
 )
 from tests.fixtures.processes import invoke_in_process, run_terragon
+from tests.fixtures.runs import start_run
 
 
 @pytest.fixture(name="cli")

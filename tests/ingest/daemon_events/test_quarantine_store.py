@@ -12,13 +12,8 @@ import valkey.asyncio as valkey_asyncio
 
 from terragon_core import MetricName, quarantine_offload_pending_key, quarantine_thread_key
 from terragon_ingest.daemon_events.quarantine import utf8_prefix
-from tests.fixtures.daemon_events import (
-    envelope,
-    post,
-    quarantine_rows,
-    sql,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, quarantine_rows, sql
+from tests.fixtures.runs import start_run
 
 LABELS = {"repo": "acme/web", "user": "user-1", "provider": "manual"}
 

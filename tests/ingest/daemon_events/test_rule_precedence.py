@@ -18,13 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.daemon_events import (
-    envelope,
-    post,
-    run_facts,
-    run_state,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, run_facts, run_state
+from tests.fixtures.runs import start_run
 
 Body = dict[str, Any]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.fixtures.daemon_events import APPLY_SQL, messages_json, start_run
+from tests.fixtures.daemon_events import APPLY_SQL, messages_json
+from tests.fixtures.runs import start_run
 
 RUN_UPDATES = """
 SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'thread_run'

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,29 +29,13 @@ import pytest
 
 from terragon_core import PREVIEW_COOKIE_NAME, PreviewTokenAudience
 from tests.conftest import INTERNAL_TOKEN
+from tests.fixtures.browser import ARTIFACTS, MARKS, launch
 from tests.fixtures.live_server import LiveServer
 from tests.fixtures.net import free_port
 from tests.fixtures.preview import Upstream
-from tests.fixtures.runs import thread_body
+from tests.fixtures.runs import START_PATH, start_body, thread_body
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parents[3] / ".artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt-get install -y chromium; CI: .ci/setup.d/chromium.sh)",
-    ),
-]
+pytestmark = MARKS
 
 PAGE = b"""<!doctype html>
 <html><head><title>preview A</title><link rel="stylesheet" href="/style.css"></head>
@@ -129,15 +112,7 @@ def fx_live(settings) -> Iterator[LiveServer]:
 
 def _start(api: httpx.Client, thread_id: str, upstream: str) -> dict[str, Any]:
     assert api.post("/api/internal/threads", json=thread_body(thread_id)).status_code == 201
-    run = api.post(
-        "/api/internal/runs/start",
-        json={
-            "threadId": thread_id,
-            "threadChatId": "chat-1",
-            "startRequestId": f"req-{thread_id}",
-            "triggerSource": "ui",
-        },
-    )
+    run = api.post(START_PATH, json=start_body(thread_id, request_id=f"req-{thread_id}"))
     assert run.status_code == 200, run.text
     started = api.post(
         "/api/internal/preview/session/start",
@@ -181,7 +156,7 @@ def test_two_previews_in_one_browser_stay_apart(live: LiveServer, database_url: 
         with Upstream(pages=_pages_b(a["previewUrl"])) as upstream_b:
             b = _start(api, "thread-b", upstream_b.origin)
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                browser = launch(p)
                 try:
                     context = browser.new_context(viewport={"width": 900, "height": 600})
                     page = context.new_page()

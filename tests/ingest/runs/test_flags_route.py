@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from tests.fixtures.runs import thread_body
+from tests.fixtures.runs import START_PATH, start_body, thread_body
 
 
 async def _start(client, request_id: str) -> dict:
-    response = await client.post(
-        "/api/internal/runs/start",
-        json={
-            "threadId": "thread-1",
-            "threadChatId": "c",
-            "startRequestId": request_id,
-            "triggerSource": "ui",
-        },
-    )
+    response = await client.post(START_PATH, json=start_body(chat="c", request_id=request_id))
     assert response.status_code == 200, response.text
     return response.json()
 

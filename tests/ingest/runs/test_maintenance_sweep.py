@@ -14,13 +14,8 @@ from terragon_core import MetricName
 from terragon_ingest.app import create_app
 from terragon_ingest.runs.service import finalize_stale_runs
 from tests.conftest import INTERNAL_TOKEN
-from tests.fixtures.daemon_events import (
-    envelope,
-    post,
-    run_state,
-    sql,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, run_state, sql
+from tests.fixtures.runs import start_run
 
 
 @pytest.fixture(name="replica_app")

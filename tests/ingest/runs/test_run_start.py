@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from terragon_core import DeliveryFailure, MetricName
-from tests.fixtures.runs import thread_body
+from tests.fixtures.runs import START_PATH, start_body, thread_body
 from tests.fixtures.settings import settings_for
 
 BOX = "box1"
@@ -89,15 +89,7 @@ class FakeDaemon:
 
 
 async def _start(client, request_id: str = "req-1", chat: str = "chat-1"):
-    return await client.post(
-        "/api/internal/runs/start",
-        json={
-            "threadId": "thread-1",
-            "threadChatId": chat,
-            "startRequestId": request_id,
-            "triggerSource": "ui",
-        },
-    )
+    return await client.post(START_PATH, json=start_body(chat=chat, request_id=request_id))
 
 
 async def test_manual_run_start_returns_the_daemon_message(client) -> None:

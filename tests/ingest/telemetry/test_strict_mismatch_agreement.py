@@ -16,13 +16,8 @@ from terragon_core import MetricName
 from terragon_dashboard.live import live_minutes
 from terragon_ingest.archive import files, repository
 from terragon_ingest.archive.rollup import rollup
-from tests.fixtures.daemon_events import (
-    envelope,
-    post,
-    set_strict,
-    sql,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, set_strict, sql
+from tests.fixtures.runs import start_run
 
 LABELS = {"repo": "acme/web", "user": "user-1", "provider": "manual", "reason": "mismatch"}
 
