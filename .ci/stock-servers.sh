@@ -48,10 +48,10 @@ fi
 echo "stock servers: $reason"
 export TERRAGON_TEST_DATABASE_URL="$PG_URL" TERRAGON_TEST_VALKEY_URL="$VK_URL"
 # The subset: the tests that talk to PostgreSQL or Valkey through the service's own code
-# (tests/ingest/integration), without the browser, and without test_cli_up.py and
-# test_up_terminal.py (`terragon up` starts embedded servers of its own: nothing in them would
-# reach the stock ones). tests/hostile
+# (tests/ingest, one folder per domain; its few server-less tests take seconds), without the
+# browser, and without test_cli_up.py and test_up_terminal.py (`terragon up` starts embedded
+# servers of its own: nothing in them would reach the stock ones). tests/hostile
 # and the rest exercise the sandbox, git and the daemon, already covered by the first pass.
-time uv run pytest tests/ingest/integration -m "not browser" -q \
-  --ignore=tests/ingest/integration/test_cli_up.py \
-  --ignore=tests/ingest/integration/test_up_terminal.py
+time uv run pytest tests/ingest -m "not browser" -q \
+  --ignore=tests/ingest/cli/test_cli_up.py \
+  --ignore=tests/ingest/cli/test_up_terminal.py

@@ -173,7 +173,7 @@ def fx_s3(s3_bucket: S3Target, monkeypatch: pytest.MonkeyPatch) -> S3Target:
 @pytest.fixture(name="settings")
 def fx_settings(database_url: str, valkey_url: str, tmp_path: Path):
     from terragon_ingest.settings import Settings
-    from tests.support import settings_for
+    from tests.fixtures.settings import settings_for
 
     settings: Settings = settings_for(database_url, valkey_url, tmp_path)
     return settings

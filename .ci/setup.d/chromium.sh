@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian's chromium for the browser tests (tests/dashboard/integration/test_dashboard_browser.py and
-# tests/ingest/integration/test_preview_browser.py skip with a reason without it). Idempotent and quiet.
+# tests/ingest/preview/test_preview_browser.py skip with a reason without it). Idempotent and quiet.
 set -u
 if [ -x /usr/bin/chromium ]; then
   exit 0

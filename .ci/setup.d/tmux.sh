@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tmux for the terminal-screen tests (tests/ingest/integration/test_terminal_screens.py: what
+# tmux for the terminal-screen tests (tests/ingest/cli/test_terminal_screens.py: what
 # `terragon up --demo` and a bulk replay look like at 80 columns; they skip with a reason without
 # it). Idempotent and quiet.
 set -u

@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 
 from tests.conftest import INTERNAL_TOKEN
-from tests.live_server import LiveServer, free_port
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.net import free_port
+from tests.fixtures.runs import START_PATH, start_body
 from tools.docker_sandbox.containers import REPO_DIR, DockerSandbox, start_sandbox
 
 AUTH = {"Authorization": f"Bearer {INTERNAL_TOKEN}"}
@@ -73,15 +75,7 @@ def register(live: LiveServer, box: DockerSandbox | str, thread: str, *, strict:
 
 def start_run(live: LiveServer, thread: str) -> httpx.Response:
     with http(live) as client:
-        return client.post(
-            "/api/internal/runs/start",
-            json={
-                "threadId": thread,
-                "threadChatId": CHAT,
-                "startRequestId": os.urandom(8).hex(),
-                "triggerSource": "ui",
-            },
-        )
+        return client.post(START_PATH, json=start_body(thread, chat=CHAT))
 
 
 def run_state(live: LiveServer, run_id: str) -> dict[str, Any]:

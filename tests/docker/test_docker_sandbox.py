@@ -18,7 +18,7 @@ from tests.docker.support import (
     sandbox,
     start_run,
 )
-from tests.support import wait_until
+from tests.fixtures.waiting import wait_until
 
 
 def test_run_in_a_container_ends_with_diff_source_sha(settings, docker_image: str) -> None:

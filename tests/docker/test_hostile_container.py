@@ -33,7 +33,7 @@ from tests.docker.support import (
     start_run,
     ui_validation,
 )
-from tests.live_server import LiveServer
+from tests.fixtures.live_server import LiveServer
 from tools.docker_sandbox.containers import DockerSandbox
 
 READ_TIMEOUT = 2.0

@@ -21,8 +21,11 @@ import psycopg
 import pytest
 
 from tests.conftest import INTERNAL_TOKEN
-from tests.live_server import LiveServer, free_port
-from tests.support import settings_for, wait_until
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.net import free_port
+from tests.fixtures.runs import START_PATH, start_body
+from tests.fixtures.settings import settings_for
+from tests.fixtures.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"
@@ -111,15 +114,7 @@ def _register_and_start(live: LiveServer, repo: Path) -> dict:
             "repoDir": str(repo),
         }
         assert http.post("/api/internal/threads", json=thread).status_code == 201
-        response = http.post(
-            "/api/internal/runs/start",
-            json={
-                "threadId": "thread-e2e",
-                "threadChatId": "chat-1",
-                "startRequestId": "s1",
-                "triggerSource": "ui",
-            },
-        )
+        response = http.post(START_PATH, json=start_body("thread-e2e", request_id="s1"))
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -15,7 +15,9 @@ import psycopg
 import pytest
 
 from tests.conftest import INTERNAL_TOKEN
-from tests.live_server import LiveServer, free_port
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.net import free_port
+from tests.fixtures.runs import START_PATH, start_body
 
 QUICK = 5.0
 """Seconds within which every hostile body must be answered."""
@@ -46,13 +48,8 @@ def fx_run(live: LiveServer) -> dict[str, str]:
     }
     httpx.post(live.url + "/api/internal/threads", json=thread, headers=headers).raise_for_status()
     started = httpx.post(
-        live.url + "/api/internal/runs/start",
-        json={
-            "threadId": "hostile-1",
-            "threadChatId": "c1",
-            "startRequestId": "r1",
-            "triggerSource": "ui",
-        },
+        live.url + START_PATH,
+        json=start_body("hostile-1", chat="c1", request_id="r1"),
         headers=headers,
     )
     started.raise_for_status()

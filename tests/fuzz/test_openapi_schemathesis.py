@@ -29,8 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.config import SchemathesisConfig
 
 from tests.conftest import INTERNAL_TOKEN
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.net import free_port
 from tests.fuzz.conftest import LONG
-from tests.live_server import LiveServer, free_port
 
 SHORT_CASES = 100
 CLI_EXAMPLES = 3

@@ -28,7 +28,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import OutputLines, free_port, wait_until
+from tests.fixtures.net import free_port
+from tests.fixtures.processes import OutputLines
+from tests.fixtures.waiting import wait_until
 
 TERRAGON = str(Path(sys.executable).parent / "terragon")
 PASSWORD = "dashboard edge password 23"

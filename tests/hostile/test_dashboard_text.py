@@ -19,12 +19,11 @@ from streamlit.testing.v1 import AppTest
 
 from terragon_core import QuarantineReason
 from terragon_ingest.dashboard import dashboard_argv, dashboard_env
-from tests.dashboard.running import running_dashboard
 from tests.dashboard.seed import Row, connect, insert_quarantine
+from tests.fixtures.browser import launch, needs_chromium
+from tests.fixtures.dashboard import running_dashboard
 
 APP = Path(__file__).parents[2] / "apps/dashboard/src/terragon_dashboard/app.py"
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ESC, RLO = "\x1b", "\u202e"
 REPO = (
     f"acme/[click me](http://evil.example) :red[alarm] <b>x</b> {ESC}[8mhidden{ESC}[0m {RLO}fdp.exe"
@@ -103,10 +102,7 @@ def test_the_live_chart_legend_shows_control_characters_written_out(page: AppTes
         assert names and not any(_raw(name) for name in names), names
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install -y chromium)"
-)
+@needs_chromium
 def test_in_a_browser_no_link_or_markup_comes_of_sandbox_text(
     tmp_path: Path, database_url: str
 ) -> None:
@@ -120,7 +116,7 @@ def test_in_a_browser_no_link_or_markup_comes_of_sandbox_text(
         running_dashboard(lambda port: dashboard_argv("127.0.0.1", port, root), env) as url,
         sync_playwright() as p,
     ):
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.goto(url)

@@ -35,8 +35,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from terragon_core import MetricName, prometheus_name
-from tests.ingest.integration.test_cli_up import TERRAGON, _status
-from tests.support import OutputLines, free_port, good_secrets, thread_body, wait_until
+from tests.fixtures.net import free_port
+from tests.fixtures.processes import OutputLines
+from tests.fixtures.runs import START_PATH, start_body, thread_body
+from tests.fixtures.settings import good_secrets
+from tests.fixtures.waiting import wait_until
+from tests.ingest.cli.test_cli_up import TERRAGON, _status
 
 TIMEOUT = 1.0
 """Header, body and keep-alive timeouts of the server under test (seconds)."""
@@ -76,13 +80,7 @@ class Served:
         with httpx.Client(base_url=self.base, headers=auth, timeout=10) as client:
             response = client.post("/api/internal/threads", json=thread_body(thread_id))
             assert response.status_code == 201, response.text
-            start = {
-                "threadId": thread_id,
-                "threadChatId": "chat-1",
-                "startRequestId": uuid.uuid4().hex,
-                "triggerSource": "ui",
-            }
-            response = client.post("/api/internal/runs/start", json=start)
+            response = client.post(START_PATH, json=start_body(thread_id))
             assert response.status_code == 200, response.text
             return response.json()["daemonMessage"]["token"]
 

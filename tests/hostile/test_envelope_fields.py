@@ -13,14 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.ingest.integration.test_daemon_event_support import (
-    envelope,
-    post,
-    quarantine_rows,
-    run_facts,
-    run_state,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, quarantine_rows, run_facts, run_state
+from tests.fixtures.runs import start_run
 
 LEAKS = ("index row", "psycopg", "bigint", "function", "sqlstate", "postgres", "UndefinedFunction")
 

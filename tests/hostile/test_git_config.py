@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.sandbox_support import (
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.sandbox import (
     QUICK,
     commit_all,
     git,
@@ -29,7 +30,6 @@ from tests.hostile.sandbox_support import (
     ui_validation,
     write,
 )
-from tests.live_server import LiveServer
 
 
 @pytest.fixture(name="live")

@@ -20,7 +20,9 @@ import httpx
 import pytest
 
 from tests.conftest import INTERNAL_TOKEN
-from tests.hostile.sandbox_support import (
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.runs import START_PATH, start_body
+from tests.fixtures.sandbox import (
     AUTH,
     BOX,
     CHAT,
@@ -35,7 +37,6 @@ from tests.hostile.sandbox_support import (
     wait_for,
     write,
 )
-from tests.live_server import LiveServer
 
 CANARY = "canary-secret-7f3a"
 SECRETS = (
@@ -118,13 +119,7 @@ def test_git_at_run_start_sees_no_secret(live: LiveServer, tmp_path: Path) -> No
             }
             assert client.post("/api/internal/threads", json=thread).status_code == 201
             answer["response"] = client.post(
-                "/api/internal/runs/start",
-                json={
-                    "threadId": THREAD,
-                    "threadChatId": CHAT,
-                    "startRequestId": "req-env",
-                    "triggerSource": "ui",
-                },
+                START_PATH, json=start_body(THREAD, chat=CHAT, request_id="req-env")
             )
 
     with daemon_socket(live):

@@ -17,7 +17,8 @@ from terragon_ingest.sandbox import git as sandbox_git
 from terragon_ingest.sandbox.errors import SandboxReadError
 from terragon_ingest.sandbox.git import run_capped
 from terragon_ingest.sandbox.reader import LocalGitReader, SandboxRef
-from tests.hostile.sandbox_support import (
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.sandbox import (
     QUICK,
     live_service,
     make_checkout,
@@ -28,7 +29,6 @@ from tests.hostile.sandbox_support import (
     wait_for,
     write,
 )
-from tests.live_server import LiveServer
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -20,7 +20,7 @@ from terragon_core import (
     repo_access_key,
     repo_access_lock_key,
 )
-from tests.ingest.integration.test_preview_support import post_webhook, start_run, start_session
+from tests.fixtures.preview import post_webhook, start_run, start_session
 
 
 @pytest.fixture(name="raw_valkey")

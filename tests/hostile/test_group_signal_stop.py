@@ -20,8 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.ingest.integration.test_cli_up import TERRAGON, _processes_using, _status
-from tests.support import OutputLines, free_port, good_secrets, wait_until
+from tests.fixtures.net import free_port
+from tests.fixtures.processes import OutputLines
+from tests.fixtures.settings import good_secrets
+from tests.fixtures.waiting import wait_until
+from tests.ingest.cli.test_cli_up import TERRAGON, _processes_using, _status
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

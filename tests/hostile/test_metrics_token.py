@@ -23,8 +23,9 @@ from litestar.testing import AsyncTestClient
 from terragon_core import MetricName, prometheus_name
 from terragon_ingest.app import create_app
 from terragon_ingest.settings import MAKE_SECRET_COMMAND, Settings
+from tests.fixtures.net import free_port
+from tests.fixtures.processes import terragon_serving
 from tests.hostile.test_secrets import _run_serve, _serve_env
-from tests.support import free_port, terragon_serving
 
 METRICS = "TERRAGON_METRICS_TOKEN"
 

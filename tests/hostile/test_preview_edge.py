@@ -45,9 +45,8 @@ from terragon_ingest.app import create_app
 from terragon_ingest.preview.addresses import UpstreamRefused, checked_addresses, is_public
 from terragon_ingest.settings import get_settings
 from tests.conftest import INTERNAL_TOKEN
-from tests.ingest.integration.test_daemon_event_support import envelope, post, sql
-from tests.ingest.integration.test_daemon_event_support import start_run as start_daemon_run
-from tests.ingest.integration.test_preview_support import (
+from tests.fixtures.daemon_events import envelope, post, sql
+from tests.fixtures.preview import (
     Upstream,
     exchange,
     on_origin,
@@ -55,7 +54,9 @@ from tests.ingest.integration.test_preview_support import (
     start_run,
     start_session,
 )
-from tests.support import invoke_in_process, settings_for
+from tests.fixtures.processes import invoke_in_process
+from tests.fixtures.runs import start_run as start_daemon_run
+from tests.fixtures.settings import settings_for
 
 EMBEDDED_PRIVATE = (
     "[::7f00:1]",  # IPv4-compatible 127.0.0.1

@@ -6,13 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.ingest.integration.test_daemon_event_support import (
-    envelope,
-    post,
-    set_strict,
-    sql,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, set_strict, sql
+from tests.fixtures.runs import start_run
 
 
 async def test_a_nul_carrying_envelope_among_quarantined_ones_poisons_no_other_row(

@@ -32,17 +32,12 @@ from tests.daemon_bundle.support import (
     make_git_repo,
     start_message,
 )
-from tests.ingest.integration.test_daemon_event_support import (
-    CHAT,
-    envelope,
-    post,
-    quarantine_rows,
-    run_state,
-    sql,
-    start_run,
-)
-from tests.live_server import LiveServer, free_port
-from tests.support import settings_for, until
+from tests.fixtures.daemon_events import envelope, post, quarantine_rows, run_state, sql
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.net import free_port
+from tests.fixtures.runs import CHAT, start_run
+from tests.fixtures.settings import settings_for
+from tests.fixtures.waiting import until
 
 MAX_MESSAGES = 5
 MAX_BYTES = 4000

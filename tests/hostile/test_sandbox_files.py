@@ -22,7 +22,8 @@ from terragon_ingest.sandbox.reader import (
     SandboxReadError,
     SandboxRef,
 )
-from tests.hostile.sandbox_support import (
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.sandbox import (
     QUICK,
     live_service,
     make_checkout,
@@ -32,7 +33,6 @@ from tests.hostile.sandbox_support import (
     ui_validation,
     write,
 )
-from tests.live_server import LiveServer
 
 NOTHING_IS_UI = json.dumps({"schemaVersion": 1, "uiRules": ["no/such/dir/**"]})
 

@@ -31,8 +31,9 @@ from terragon_ingest.settings import (
     MAKE_SECRET_COMMAND,
     Settings,
 )
-from tests.ingest.integration.test_cli_up import TERRAGON, _status
-from tests.support import free_port, good_secrets
+from tests.fixtures.net import free_port
+from tests.fixtures.settings import good_secrets
+from tests.ingest.cli.test_cli_up import TERRAGON, _status
 
 SECRET_VARIABLES = (
     "TERRAGON_INTERNAL_TOKEN",

@@ -26,8 +26,11 @@ import pytest
 from terragon_ingest.archive import repository
 from terragon_ingest.archive.rollup import rollup
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
-from tests.ingest.integration.test_cli_up import TERRAGON
-from tests.support import OutputLines, free_port, good_secrets, terragon_serving, wait_until
+from tests.fixtures.net import free_port
+from tests.fixtures.processes import OutputLines, terragon_serving
+from tests.fixtures.settings import good_secrets
+from tests.fixtures.waiting import wait_until
+from tests.ingest.cli.test_cli_up import TERRAGON
 
 OSC8_LINK = "\x1b]8;;https://evil.example/\x1b\\click me\x1b]8;;\x1b\\"
 HOSTILE = (

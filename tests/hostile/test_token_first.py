@@ -7,13 +7,8 @@ from __future__ import annotations
 import pytest
 
 from terragon_ingest.daemon_events import service
-from tests.ingest.integration.test_daemon_event_support import (
-    envelope,
-    post,
-    quarantine_rows,
-    sql,
-    start_run,
-)
+from tests.fixtures.daemon_events import envelope, post, quarantine_rows, sql
+from tests.fixtures.runs import start_run
 
 
 @pytest.fixture(name="decodes")

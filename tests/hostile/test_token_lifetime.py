@@ -16,7 +16,7 @@ import pytest
 
 from terragon_core import DAEMON_TOKEN_GRACE_SECONDS
 from terragon_ingest.settings import get_settings
-from tests.ingest.integration.test_daemon_event_support import (
+from tests.fixtures.daemon_events import (
     envelope,
     post,
     quarantine_rows,
@@ -24,9 +24,9 @@ from tests.ingest.integration.test_daemon_event_support import (
     run_state,
     set_strict,
     sql,
-    start_run,
 )
-from tests.support import invoke_in_process
+from tests.fixtures.processes import invoke_in_process
+from tests.fixtures.runs import start_run
 
 TERMINAL = [{"type": "assistant", "text": "done"}, {"type": "result", "is_error": False}]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from terragon_core import UI_MATCH_DEADLINE_SECONDS, UI_RULES_PATH
-from tests.hostile.sandbox_support import (
+from tests.fixtures.live_server import LiveServer
+from tests.fixtures.sandbox import (
     QUICK,
     commit_all,
     decide_while_polling_healthz,
@@ -27,7 +28,6 @@ from tests.hostile.sandbox_support import (
     ui_validation,
     write,
 )
-from tests.live_server import LiveServer
 
 BACKTRACKING = "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b"
 BRACE_BOMB = "{a,b}" * 26  # 2^26 = 67 M alternatives if expanded

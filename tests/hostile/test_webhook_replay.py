@@ -18,7 +18,7 @@ from terragon_core import CACHE_INVALIDATION_EVENT
 from terragon_ingest.archive import repository as archive_repository
 from terragon_ingest.archive.retention import purge
 from terragon_ingest.telemetry import Metrics
-from tests.ingest.integration.test_preview_support import post_webhook, start_run, start_session
+from tests.fixtures.preview import post_webhook, start_run, start_session
 
 REPO = {"full_name": "acme/web", "private": True}
 

@@ -4,15 +4,15 @@ the *new* active run as a legacy envelope."""
 
 from __future__ import annotations
 
-from tests.ingest.integration.test_daemon_event_support import (
+from tests.fixtures.daemon_events import (
     legacy_envelope,
     post,
     quarantine_rows,
     run_facts,
     run_state,
     set_strict,
-    start_run,
 )
+from tests.fixtures.runs import start_run
 
 
 async def test_a_superseded_runs_token_without_run_id_is_quarantined_mismatch(client) -> None:

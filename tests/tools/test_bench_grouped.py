@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.ingest.integration.test_daemon_event_support import CHAT, start_run
+from tests.fixtures.runs import CHAT, start_run
 from tools.bench import grouped
 from tools.bench.ingest import CLIENT_COLUMNS as COLUMNS
 from tools.bench.ingest import _envelope, replay_shapes

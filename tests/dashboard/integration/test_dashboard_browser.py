@@ -15,20 +15,13 @@ from terragon_core import QuarantineReason
 from terragon_ingest.archive import repository
 from terragon_ingest.archive.rollup import rollup
 from terragon_ingest.dashboard import dashboard_argv, dashboard_env
-from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard
 from tests.dashboard.seed import Row, connect, ensure_day_partitions, insert_quarantine, utc_day
+from tests.fixtures.browser import ARTIFACTS, MARKS, launch
+from tests.fixtures.dashboard import FOUR_CHARTS_JS, running_dashboard
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parents[3] / ".artifacts"
 R = QuarantineReason
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt-get install -y chromium)",
-    ),
-]
+pytestmark = MARKS
 
 # Per chart (Streamlit draws Vega as SVG): data points drawn, line paths, and the threshold rule.
 _MARKS_JS = """
@@ -80,17 +73,7 @@ def test_three_trend_charts_render_with_data(dashboard_url: str) -> None:
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2600})
             started = time.perf_counter()

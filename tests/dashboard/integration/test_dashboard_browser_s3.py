@@ -15,17 +15,12 @@ from terragon_ingest.archive.location import ObjectArchive
 from terragon_ingest.archive.rollup import rollup
 from terragon_ingest.dashboard import dashboard_argv, dashboard_env
 from terragon_ingest.settings import ObjectStoreSettings
-from tests.dashboard.integration.test_dashboard_browser import _MARKS_JS, ARTIFACTS, CHROMIUM, _seed
-from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard
+from tests.dashboard.integration.test_dashboard_browser import _MARKS_JS, _seed
+from tests.fixtures.browser import ARTIFACTS, MARKS, launch
+from tests.fixtures.dashboard import FOUR_CHARTS_JS, running_dashboard
 from tools.s3_server import S3Target
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt-get install -y chromium)",
-    ),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(name="dashboard_url")
@@ -51,17 +46,7 @@ def test_trend_charts_render_from_the_bucket(dashboard_url: str, s3: S3Target) -
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2600})
             page.goto(dashboard_url)

@@ -23,32 +23,18 @@ import pytest
 
 from terragon_core import DASHBOARD_SESSION_COOKIE, DASHBOARD_SESSION_SECONDS, QuarantineReason
 from terragon_ingest.dashboard import dashboard_argv, dashboard_env
-from tests.dashboard.running import FOUR_CHARTS_JS, healthy, running_dashboard
 from tests.dashboard.seed import Row, connect, insert_quarantine
-from tests.ingest.integration.test_up_terminal import Terminal, kill_leftovers, stop_up
-from tests.support import free_port, wait_until
+from tests.fixtures.browser import ARTIFACTS, MARKS, launch
+from tests.fixtures.dashboard import FOUR_CHARTS_JS, healthy, running_dashboard
+from tests.fixtures.net import free_port
+from tests.fixtures.waiting import wait_until
+from tests.ingest.cli.test_up_terminal import Terminal, kill_leftovers, stop_up
 from tools.bench.synthetic_archive import generate_archive
 
-CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).parents[3]
-ARTIFACTS = REPO_ROOT / ".artifacts"
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TIMEZONE = "America/Los_Angeles"  # what a 12-hour local axis would show differs from UTC
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt-get install -y chromium)",
-    ),
-]
+pytestmark = MARKS
 
 
 # Per chart: its title, points drawn, x-axis labels, legend labels, and the screen y of the
@@ -114,17 +100,13 @@ def fx_demo_up() -> Iterator[tuple[str, Path]]:
             kill_leftovers(data_dir)
 
 
-def _browser(p: Any) -> Any:
-    return p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-
-
 def test_demo_dashboard_has_every_chart_in_24_hour_utc(demo_up: tuple[str, Path]) -> None:
     from playwright.sync_api import sync_playwright
 
     url, _ = demo_up
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             context = browser.new_context(
                 viewport={"width": 1400, "height": 3000}, timezone_id=TIMEZONE
@@ -244,7 +226,7 @@ def test_with_sign_in_an_unauthenticated_browser_sees_no_payload_prefix(
         )
 
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.on("websocket", record)
@@ -277,7 +259,7 @@ def test_a_signed_in_browser_stays_signed_in_across_reloads_and_tabs_until_it_si
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = _browser(p)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1600})
             page = context.new_page()

@@ -22,7 +22,6 @@ import pytest
 
 from terragon_core import QuarantineReason
 from terragon_ingest.dashboard import dashboard_argv, dashboard_env
-from tests.dashboard.running import FOUR_CHARTS_JS, running_dashboard
 from tests.dashboard.storm import (
     PAYLOAD_MARKER,
     STORM_REPO,
@@ -31,25 +30,13 @@ from tests.dashboard.storm import (
     seed_storm,
     storm_database,
 )
+from tests.fixtures.browser import ARTIFACTS, MARKS, launch
+from tests.fixtures.dashboard import FOUR_CHARTS_JS, running_dashboard
 
-CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).parents[3]
-ARTIFACTS = REPO_ROOT / ".artifacts"
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-]
 SETTLED_JS = "() => document.querySelectorAll('[data-stale=\"true\"]').length === 0"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (apt-get install -y chromium)",
-    ),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(name="storm_page", scope="module")
@@ -85,7 +72,7 @@ def test_the_storm_walk(storm_page: tuple[str, Storm]) -> None:
     day = storm.day
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 3200}, accept_downloads=True)
             # the grid saves through a file picker where the browser has one: a plain download here

@@ -1,7 +1,7 @@
 """The schema as it is, in one readable file: `db/schema.sql` is this module's rendering of a
 database migrated from empty (tables, defaults, storage parameters, constraints, indexes,
 function signatures; each function's body is in its own file, `db/functions/<name>.sql`), checked by
-`tests/ingest/integration/test_schema_snapshot.py`. Regenerate it after adding a migration or
+`tests/ingest/db/test_schema_snapshot.py`. Regenerate it after adding a migration or
 changing a function file: `uv run terragon migrate --write-schema`.
 
 Rendered from the catalogs, not `pg_dump`, so that it reads the same on every PostgreSQL the
