@@ -53,8 +53,15 @@ def test_a_hostile_id_stays_one_argument_and_one_literal(quarantine_id: str) -> 
             assert words[-2] == "--"
 
 
-def test_a_database_password_is_never_printed(tmp_path: Path) -> None:
-    secret = "postgresql://ops:s3cr3t-pw@db.internal:5432/terragon"
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "postgresql://ops:s3cr3t-pw@db.internal:5432/terragon",
+        # a primary and its standby (libpq's multi-host form)
+        "postgresql://ops:s3cr3t-pw@db1:5432,db2:5432/terragon?target_session_attrs=read-write",
+    ],
+)
+def test_a_database_password_is_never_printed(tmp_path: Path, secret: str) -> None:
     installation = Installation(
         archive=tmp_path / "archive", data_dir=tmp_path, database_url=secret
     )

@@ -158,3 +158,5 @@ def test_an_up_json_database_that_does_not_answer_names_the_file(tmp_path: Path)
 def test_redacted_hides_only_the_password() -> None:
     assert redacted("postgresql://u:pw@h:5/db?x=1") == "postgresql://u:***@h:5/db?x=1"
     assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    multi = "postgresql://u:pw@h1:5432,h2:5433/db?target_session_attrs=read-write"
+    assert redacted(multi) == multi.replace(":pw@", ":***@")

@@ -68,7 +68,13 @@ _PRESENT: Final = "SELECT id::text FROM daemon_event_quarantine WHERE id = ANY(%
 
 
 def _connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(url, autocommit=True, options=_OPTIONS, connect_timeout=3)
+    # `url` may name a primary and its standbys with `target_session_attrs=read-write` (the
+    # service's DATABASE_URL); a session made read-only above never matches that, and these
+    # reads need no primary: the first host that answers, in the URL's order, serves them.
+    # connect_timeout is per host.
+    return psycopg.connect(
+        url, autocommit=True, options=_OPTIONS, connect_timeout=3, target_session_attrs="any"
+    )
 
 
 def _params(filters: Filters | None) -> dict[str, object]:

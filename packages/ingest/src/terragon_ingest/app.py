@@ -13,7 +13,6 @@ import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
-import psycopg
 import structlog
 import valkey.asyncio as valkey_asyncio
 from litestar import Litestar
@@ -33,9 +32,8 @@ from terragon_ingest.daemon_events.deps import DaemonEventsDeps
 from terragon_ingest.daemon_events.group_commit import group_commits_for
 from terragon_ingest.daemon_events.internal_routes import CorrelationController
 from terragon_ingest.daemon_events.routes import post_daemon_event
-from terragon_ingest.db import create_pool
+from terragon_ingest.db import connect, create_pool
 from terragon_ingest.db.migrate import migrate
-from terragon_ingest.db.pool import CONNECTION_KWARGS
 from terragon_ingest.errors import IngestError
 from terragon_ingest.health import HealthDeps
 from terragon_ingest.kit.deps import provide_from_state
@@ -90,7 +88,7 @@ DEPS = ("access", "runs", "daemon_events", "preview", "health")
 
 def run_migrations(url: str) -> list[str]:
     """Bring the schema to head (blocking; call from a thread inside the event loop)."""
-    with psycopg.connect(url, **CONNECTION_KWARGS) as conn:  # type: ignore[arg-type]
+    with connect(url) as conn:  # the primary of a multi-host URL
         return migrate(conn)
 
 

@@ -44,7 +44,9 @@ class DatabaseSettings:
         "DATABASE_URL",
         "url",
         None,
-        "PostgreSQL URL. Unset → `uv run terragon up` starts an embedded server.",
+        "PostgreSQL URL. Unset → `uv run terragon up` starts an embedded server. May name a "
+        "primary and its standbys (`postgresql://u@h1:5432,h2:5432/db?target_session_attrs="
+        "read-write`): the service connects to whichever is primary, also after a failover.",
         shown_default="unset → embedded",
     )
     POOL_MAX: int = setting(
@@ -64,7 +66,8 @@ class DatabaseSettings:
         "TERRAGON_DB_CONNECT_TIMEOUT",
         "float",
         5.0,
-        "Seconds to wait for a pooled connection before answering 503.",
+        "Seconds to wait for a pooled connection before answering 503; also bounds opening one "
+        "(over every host of `DATABASE_URL`, unless it sets `connect_timeout`).",
     )
     # A connection option (`-c statement_timeout`): it costs no round trip per statement, where a
     # `SET LOCAL` needs a transaction around each. The periodic jobs lift it on their own

@@ -16,8 +16,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from terragon_core import ARCHIVE_COLUMNS, QUARANTINE_TABLE, RETAINED_TABLES, ArchiveDataset
+from terragon_ingest import db
 from terragon_ingest.db import load_queries
-from terragon_ingest.db.pool import CONNECTION_KWARGS
 
 if TYPE_CHECKING:
     from terragon_ingest.db import AsyncConn
@@ -77,7 +77,8 @@ for _dataset, _name in _EXPORTS.items():
 
 
 def connect(url: str) -> Conn:
-    return psycopg.connect(url, **CONNECTION_KWARGS)  # type: ignore[arg-type]
+    """A standalone connection to the primary of `url` (one host or several: `db.conninfo`)."""
+    return db.connect(url)
 
 
 @contextmanager
@@ -358,4 +359,4 @@ async def fetch_watermark_async(conn: AsyncConn, dataset: str) -> datetime | Non
 
 async def async_connect(url: str) -> AsyncConn:
     """A standalone async connection (the CLI's, outside the service's pool)."""
-    return await psycopg.AsyncConnection.connect(url, **CONNECTION_KWARGS)  # type: ignore[arg-type]
+    return await db.connect_async(url)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from terragon_ingest.db.pool import (
     AsyncConn,
     Pool,
+    connect,
+    connect_async,
     connection,
+    conninfo,
     create_pool,
     translate_errors,
     unbounded,
@@ -16,7 +19,10 @@ from terragon_ingest.db.queries import load_queries
 __all__ = [
     "AsyncConn",
     "Pool",
+    "connect",
+    "connect_async",
     "connection",
+    "conninfo",
     "create_pool",
     "load_queries",
     "translate_errors",
