@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from terragon_core.bucket_settings import BucketSettings
 from terragon_core.env import EnvVar, setting
 
 
@@ -22,36 +23,6 @@ def _arg(name: str) -> str | None:
         if arg.startswith(prefix):
             return arg.removeprefix(prefix)
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class BucketSettings:
-    """How the dashboard reaches an archive in a bucket (credentials: the `AWS_*` variables, which
-    pyarrow reads itself)."""
-
-    S3_ENDPOINT: str | None = setting(
-        "OBJECT_STORE_S3_ENDPOINT",
-        "url",
-        None,
-        "The S3 API's URL for R2/MinIO/…, for payloads and the archive (`http://` allowed only "
-        "when it says so); credentials come from `AWS_*`.",
-        shown_default="unset → AWS",
-    )
-    TIMEOUT: float = setting(
-        "OBJECT_STORE_TIMEOUT",
-        "float",
-        30.0,
-        "Seconds per object-store request (connect: at most 5), two retries: a wrong endpoint "
-        "fails within about three times this, never hangs.",
-    )
-    REGION: str = setting(
-        "AWS_REGION",
-        "str",
-        "us-east-1",
-        "The bucket's region (`auto` for R2); `AWS_DEFAULT_REGION` when unset.",
-        shown_default="`AWS_DEFAULT_REGION`, else `us-east-1`",
-        fallbacks=("AWS_DEFAULT_REGION",),
-    )
 
 
 @dataclass(frozen=True, slots=True)

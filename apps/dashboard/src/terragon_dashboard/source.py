@@ -31,7 +31,7 @@ from terragon_core.archive_location import (
     s3_filesystem,
 )
 from terragon_core.archive_location import list_archive as _list
-from terragon_dashboard.settings import BucketSettings
+from terragon_core.bucket_settings import BucketSettings
 
 __all__ = ["MIRRORED", "ArchiveUnreachable", "Manifest", "add_views", "list_archive"]
 

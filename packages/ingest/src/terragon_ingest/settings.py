@@ -21,6 +21,7 @@ from terragon_core import (
     RUN_MAX_BYTES_PER_MINUTE,
     RUN_MAX_MESSAGES_PER_MINUTE,
 )
+from terragon_core.bucket_settings import BucketSettings
 from terragon_core.env import EnvVar, env_var, setting
 
 DEV_INTERNAL_TOKEN = "dev-internal-token"
@@ -111,7 +112,10 @@ class ValkeySettings:
 
 
 @dataclass(frozen=True, slots=True)
-class ObjectStoreSettings:
+class ObjectStoreSettings(BucketSettings):
+    """The object store: where payloads go (`URL`), and how a bucket is reached (the shared
+    `BucketSettings`: endpoint, timeout, region)."""
+
     URL: str | None = setting(
         "OBJECT_STORE_URL",
         "url",
@@ -119,29 +123,6 @@ class ObjectStoreSettings:
         "Where oversized quarantine payloads go: `s3://bucket/prefix` (S3/R2), `file:///dir` or "
         "a local directory.",
         shown_default="`<data-dir>/objects`",
-    )
-    S3_ENDPOINT: str | None = setting(
-        "OBJECT_STORE_S3_ENDPOINT",
-        "url",
-        None,
-        "The S3 API's URL for R2/MinIO/…, for payloads and the archive (`http://` allowed only "
-        "when it says so); credentials come from `AWS_*`.",
-        shown_default="unset → AWS",
-    )
-    TIMEOUT: float = setting(
-        "OBJECT_STORE_TIMEOUT",
-        "float",
-        30.0,
-        "Seconds per object-store request (connect: at most 5), two retries: a wrong endpoint "
-        "fails within about three times this, never hangs.",
-    )
-    REGION: str | None = setting(
-        "AWS_REGION",
-        "str",
-        None,
-        "The bucket's region (`auto` for R2); `AWS_DEFAULT_REGION` when unset.",
-        shown_default="`AWS_DEFAULT_REGION`, else `us-east-1`",
-        fallbacks=("AWS_DEFAULT_REGION",),
     )
 
 
