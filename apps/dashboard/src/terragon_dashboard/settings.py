@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from terragon_core.bucket_settings import BucketSettings
+from terragon_core.dashboard_access import DashboardAccessSettings
 from terragon_core.env import EnvVar, setting
 
 
@@ -26,7 +27,7 @@ def _arg(name: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class DashboardSettings:
+class DashboardSettings(DashboardAccessSettings):
     ARCHIVE_DIR: Path = setting(
         "TERRAGON_ARCHIVE_DIR",
         "path",
@@ -54,15 +55,6 @@ class DashboardSettings:
         30.0,
         "The dashboard page refreshes itself this often; `0`: never.",
     )
-    AUTH: str | None = setting(
-        "TERRAGON_DASHBOARD_AUTH",
-        "str",
-        None,
-        "`password`: the dashboard asks every browser to sign in with "
-        "`TERRAGON_DASHBOARD_PASSWORD` and keeps it signed in for 12 hours (HttpOnly cookie); "
-        "unset: no sign-in, and payload prefixes only when it is served on a loopback address.",
-        read=lambda env: (env.get("TERRAGON_DASHBOARD_AUTH") or "").strip().lower() or None,
-    )
     PASSWORD: str | None = setting(
         "TERRAGON_DASHBOARD_PASSWORD",
         "str",
@@ -70,14 +62,6 @@ class DashboardSettings:
         "The dashboard's sign-in password (at least 12 characters, compared in constant time).",
         secret=True,
         read=lambda env: env.get("TERRAGON_DASHBOARD_PASSWORD") or None,
-    )
-    HOSTS: tuple[str, ...] = setting(
-        "TERRAGON_DASHBOARD_HOSTS",
-        "list",
-        (),
-        "The host names the dashboard answers to, comma-separated, without port; any other "
-        "`Host` (or websocket `Origin`) gets 403 (a DNS-rebinding page reads nothing).",
-        shown_default="the bind address, `localhost`, `127.0.0.1`",
     )
     DATA_DIR: Path | None = setting(
         "TERRAGON_DATA_DIR",

@@ -22,6 +22,7 @@ from terragon_core import (
     RUN_MAX_MESSAGES_PER_MINUTE,
 )
 from terragon_core.bucket_settings import BucketSettings
+from terragon_core.dashboard_access import DashboardAccessSettings
 from terragon_core.env import EnvVar, env_var, setting
 
 DEV_INTERNAL_TOKEN = "dev-internal-token"
@@ -486,27 +487,9 @@ class ArchiveSettings:
         return str(self.archive_dir(data_dir))
 
 
-@dataclass(frozen=True, slots=True)
-class DashboardLaunchSettings:
-    """The dashboard's own settings that `terragon up` / `terragon dashboard` look at to warn
-    before starting it (the dashboard reads them itself: `terragon_dashboard.settings`)."""
-
-    AUTH: str | None = setting(
-        "TERRAGON_DASHBOARD_AUTH",
-        "str",
-        None,
-        "`password`: the dashboard asks every browser to sign in with "
-        "`TERRAGON_DASHBOARD_PASSWORD` and keeps it signed in for 12 hours (HttpOnly cookie); "
-        "unset: no sign-in, and payload prefixes only when it is served on a loopback address.",
-    )
-    HOSTS: tuple[str, ...] = setting(
-        "TERRAGON_DASHBOARD_HOSTS",
-        "list",
-        (),
-        "The host names the dashboard answers to, comma-separated, without port; any other "
-        "`Host` (or websocket `Origin`) gets 403.",
-        shown_default="the bind address, `localhost`, `127.0.0.1`",
-    )
+DashboardLaunchSettings = DashboardAccessSettings
+"""The dashboard's own settings that `terragon up` / `terragon dashboard` look at to warn before
+starting it (declared once in core: the dashboard reads the same)."""
 
 
 LIBRARY_VARS: tuple[EnvVar, ...] = (
