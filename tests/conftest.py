@@ -218,6 +218,28 @@ def _blockbuster() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(name="cli")
+def fx_cli(database_url: str, valkey_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`await cli("quarantine", "show", ...)`: a `terragon` command run in this process against
+    the test's database, Valkey and data directory (the app's local object store); its stdout."""
+    import asyncio
+
+    from terragon_ingest.settings import get_settings
+    from tests.fixtures.processes import invoke_in_process
+
+    monkeypatch.setenv("VALKEY_URL", valkey_url)
+    monkeypatch.setenv("TERRAGON_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+
+    async def invoke(*args: str) -> str:
+        result = await asyncio.to_thread(invoke_in_process, [*args, "--database-url", database_url])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    yield invoke
+    get_settings.cache_clear()
+
+
 @pytest.fixture(name="client")
 async def fx_client(app) -> AsyncIterator[object]:
     from litestar.testing import AsyncTestClient

@@ -43,7 +43,6 @@ from terragon_core import (
 )
 from terragon_ingest.app import create_app
 from terragon_ingest.preview.addresses import UpstreamRefused, checked_addresses, is_public
-from terragon_ingest.settings import get_settings
 from tests.conftest import INTERNAL_TOKEN
 from tests.fixtures.daemon_events import envelope, post, sql
 from tests.fixtures.preview import (
@@ -54,7 +53,6 @@ from tests.fixtures.preview import (
     start_run,
     start_session,
 )
-from tests.fixtures.processes import invoke_in_process
 from tests.fixtures.runs import start_run as start_daemon_run
 from tests.fixtures.settings import settings_for
 
@@ -301,21 +299,6 @@ async def test_an_oversized_envelope_of_any_thread_id_is_offloaded_under_the_thr
         uuid.UUID(key.removeprefix(prefix).removesuffix(".json"))
         stored = await app.state.daemon_events.objects.get(key)
         assert stored is not None and hashlib.sha256(stored).hexdigest() == row["payload_hash"]
-
-
-@pytest.fixture(name="cli")
-def fx_cli(database_url: str, valkey_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("VALKEY_URL", valkey_url)
-    monkeypatch.setenv("TERRAGON_DATA_DIR", str(tmp_path))  # the app's local object store
-    get_settings.cache_clear()
-
-    async def invoke(*args: str) -> str:
-        result = await asyncio.to_thread(invoke_in_process, [*args, "--database-url", database_url])
-        assert result.exit_code == 0, result.output
-        return result.stdout
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 async def test_a_row_written_under_the_old_key_format_still_reads_by_its_stored_key(

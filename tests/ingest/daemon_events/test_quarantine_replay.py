@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
-import pytest
-
-from terragon_ingest.settings import get_settings
 from tests.fixtures.daemon_events import (
     envelope,
     legacy_envelope,
@@ -21,21 +17,6 @@ from tests.fixtures.daemon_events import (
 )
 from tests.fixtures.processes import invoke_in_process, run_terragon
 from tests.fixtures.runs import start_run
-
-
-@pytest.fixture(name="cli")
-def fx_cli(database_url, valkey_url, tmp_path, monkeypatch):
-    monkeypatch.setenv("VALKEY_URL", valkey_url)
-    monkeypatch.setenv("TERRAGON_DATA_DIR", str(tmp_path))  # the app's local object store
-    get_settings.cache_clear()
-
-    async def invoke(*args: str) -> Any:
-        result = await asyncio.to_thread(invoke_in_process, [*args, "--database-url", database_url])
-        assert result.exit_code == 0, result.output
-        return result.stdout
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 async def test_replay_decides_under_the_tokens_run_and_is_idempotent(
