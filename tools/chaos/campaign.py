@@ -18,7 +18,6 @@ The archive and the payload store default to local directories shared by the rep
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from tools.bench.stack import (
     route_exists,
 )
 from tools.chaos.proxy import CuttingProxy
+from tools.replicas import shared_env, start_replica
 
 BUNDLE = REPO_ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"
 FAKE_AGENT = REPO_ROOT / "tools" / "fake_agent.py"
@@ -303,24 +303,11 @@ def _preview_sessions(
     return {"session": session, "unused": unused, "cookie": cookie}
 
 
-PASS_THROUGH = ("TERRAGON_ARCHIVE_", "OBJECT_STORE_")
-"""Where the archive and payloads live (S3 or a shared directory): the caller's, if set."""
 ARCHIVED = {
     # watermark name: (archive view, Postgres table, its time column)
     "quarantine": ("quarantine_rows", "daemon_event_quarantine", "created_at"),
     "preview_event": ("preview_events", "preview_event", "ts_server"),
 }
-
-
-def _shared_env(work: Path) -> dict[str, str]:
-    """What every replica and archive command shares: the caller's archive/payload settings, or
-    a local archive directory and object store under `work`."""
-    env = {k: v for k, v in os.environ.items() if k.startswith(PASS_THROUGH)}
-    env["TERRAGON_BACKGROUND_JOBS"] = "true"
-    if not any(k in env for k in ("TERRAGON_ARCHIVE_URL", "TERRAGON_ARCHIVE_DIR")):
-        env["TERRAGON_ARCHIVE_DIR"] = str(work / "archive")
-    env.setdefault("OBJECT_STORE_URL", f"file://{work / 'objects'}")
-    return env
 
 
 def _terragon(env: dict[str, str], *args: str) -> str:
@@ -384,7 +371,7 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
     proxy: CuttingProxy | None = None
     daemons: list[Daemon] = []
     services: list[Server] = []
-    shared = _shared_env(work)
+    shared = shared_env(work)
     try:
         stack.start_backends()
         proxy_port = free_port()
@@ -395,8 +382,7 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         )
 
         def start(index: int) -> Server:
-            own = {"TERRAGON_DATA_DIR": str(work / f"replica-{index}")}
-            return stack.start_service(ports[index], env={**shared, **own})
+            return start_replica(stack, work, index, ports[index], shared)
 
         services = [start(i) for i in range(cfg.replicas)]
         service = services[0]

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from tools.chaos.campaign import Config, run_campaign
+from tools.replicas import archive_bucket
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,36 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextmanager
-def _bucket(enabled: bool) -> Iterator[list[str]]:
-    """With `enabled`, a moto S3 server and a bucket; the archive and payload settings point at
-    it for the campaign (its processes inherit them). Yields lines for the report."""
-    if not enabled:
-        yield []
-        return
-    from tools.bench.stack import environ
-    from tools.s3_server import start_bucket
-
-    with tempfile.TemporaryDirectory(prefix="terragon-chaos-s3-") as tmp:
-        server, target = start_bucket(Path(tmp))
-        settings = {
-            **target.env(),
-            "TERRAGON_ARCHIVE_URL": f"{target.url}/archive",
-            "OBJECT_STORE_URL": f"{target.url}/objects",
-        }
-        lines: list[str] = []
-        try:
-            with environ(**settings):
-                yield lines
-            archive = [k for k in target.child("archive").list_keys() if k.endswith(".parquet")]
-            lines.append(
-                f"s3: archive {settings['TERRAGON_ARCHIVE_URL']} on {target.endpoint}: "
-                f"{len(archive)} Parquet object(s)"
-            )
-        finally:
-            server.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
     from terragon_ingest.log_config import configure_logging
 
@@ -95,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         replicas=max(1, args.replicas),
     )
-    with _bucket(args.s3) as extra:
+    with archive_bucket(args.s3, prefix="terragon-chaos-s3-") as extra:
         report = run_campaign(cfg)
     for line in [*report.lines(), *extra]:
         print(line)
