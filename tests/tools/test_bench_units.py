@@ -118,3 +118,97 @@ def test_fairness_compares_the_victims_loaded_percentiles_with_its_unloaded_ones
     median, p99 = fairness_results(samples, slow)
     assert median.met is False  # 250 / 50 = 5x
     assert p99.met is True  # 299 / 99 ≈ 3.0x
+
+
+def _window(p99: float, rss_mib: float, rows: int, table_mib: float, db_mib: float) -> dict:
+    return {
+        "endSeconds": 60.0,
+        "rps": 700.0,
+        "p99Ms": p99,
+        "errors": 0,
+        "rssBytes": int(rss_mib * 2**20),
+        "rows": rows,
+        "tableBytes": int(table_mib * 2**20),
+        "deadRows": 0,
+        "dbBytes": int(db_mib * 2**20),
+    }
+
+
+def test_soak_slots_are_the_epoch_aligned_boundaries_inside_the_soak() -> None:
+    from tools.bench.soak import expected_slots
+
+    # 16:59:30 → 17:03:00 (epoch 1796662770 = 2026-12-07 16:59:30 UTC): four boundaries, the end
+    # one included, the start excluded.
+    start = datetime(2026, 12, 7, 16, 59, 30, tzinfo=UTC).timestamp()
+    end = datetime(2026, 12, 7, 17, 3, tzinfo=UTC).timestamp()
+    slots = expected_slots(60, start, end)
+    assert [datetime.fromtimestamp(s, UTC).strftime("%H:%M:%S") for s in slots] == [
+        "17:00:00",
+        "17:01:00",
+        "17:02:00",
+        "17:03:00",
+    ]
+    assert expected_slots(60, end, end + 59) == []  # a boundary exactly at the start is before it
+
+
+def test_soak_slot_check_names_missing_duplicated_failed_and_unfinished_slots() -> None:
+    from tools.bench.soak import SlotRow, slots_on_schedule
+
+    start, end = 1_000_010.0, 1_000_250.0  # boundaries 1000020, ..., 1000200 (interval 60)
+    due = [1_000_020.0, 1_000_080.0, 1_000_140.0, 1_000_200.0]
+    rows = [SlotRow("sweep", s, True, False) for s in due]
+    rows += [SlotRow("rollup", s, True, False) for s in due[:2]]  # 3rd missing
+    rows += [SlotRow("rollup", due[3], True, True)]  # failed
+    rows += [SlotRow("rollup", due[0], True, False)]  # claimed twice
+    rows += [SlotRow("retention", s, s != due[3], None if s == due[3] else False) for s in due]
+    rows += [SlotRow("sweep", 999_960.0, True, True)]  # before the soak: not judged
+    got = slots_on_schedule(rows, ["sweep", "rollup", "retention", "partitions"], 60, start, end)
+    assert got["sweep"] == {
+        "expected": 4,
+        "ran": 4,
+        "missing": [],
+        "duplicated": [],
+        "failed": [],
+        "unfinished": [],
+    }
+    assert got["rollup"]["ran"] == 3
+    assert got["rollup"]["missing"] == [due[2]]
+    assert got["rollup"]["failed"] == [due[3]]
+    assert got["rollup"]["duplicated"] == [due[0]]
+    assert got["retention"]["unfinished"] == [due[3]]
+    assert got["partitions"]["missing"] == due
+
+
+def test_soak_verdicts_from_the_first_and_last_window() -> None:
+    from tools.bench.soak import SlotRow, bytes_per_row, growth, ratio, slots_on_schedule, verdicts
+
+    assert ratio(20.0, 29.0) == 1.45
+    assert ratio(0.0, 5.0) is None
+    assert growth(400.0, 436.0) == 0.09
+    assert bytes_per_row(300 * 2**20, 1_000_000) == 314.5728
+    ok_slots = slots_on_schedule(
+        [SlotRow("sweep", 120.0, True, False), SlotRow("sweep", 180.0, True, False)],
+        ["sweep"],
+        60,
+        100,
+        200,
+    )
+    # 42k rows in 30 MiB (749 B/row) → 1.26M rows in 1100 MiB (915 B/row): 1.22 x, over 1.2.
+    first = _window(p99=20.0, rss_mib=400, rows=42_000, table_mib=30, db_mib=40)
+    last = _window(p99=29.0, rss_mib=436, rows=1_260_000, table_mib=1100, db_mib=1130)
+    got = {v.name: v for v in verdicts([first, last], ok_slots)}
+    assert got["p99 drift"].met and "1.45 x" in got["p99 drift"].line
+    assert got["memory"].met and "+9.0%" in got["memory"].line
+    assert not got["bytes per row"].met and "749 → 915 = 1.22 x" in got["bytes per row"].line
+    # the database grew 1090 MiB for 1,218,000 rows written: 938 B per row
+    assert "938 B per row written" in got["bytes per row"].line
+    assert got["job slots"].met and "sweep 2/2" in got["job slots"].line
+    # 31 ms p99 (1.55 x), RSS +10 % exactly and a failed slot each fail their verdict.
+    worse = _window(p99=31.0, rss_mib=440, rows=1_260_000, table_mib=1000, db_mib=1030)
+    failed = slots_on_schedule([SlotRow("sweep", 120.0, True, True)], ["sweep"], 60, 100, 200)
+    got = {v.name: v for v in verdicts([first, worse], failed)}
+    assert not got["p99 drift"].met
+    assert not got["memory"].met
+    assert got["bytes per row"].met  # 832 B/row: 1.11 x
+    assert not got["job slots"].met
+    assert "'failed': 1" in got["job slots"].line and "'missing': 1" in got["job slots"].line

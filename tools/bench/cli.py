@@ -54,7 +54,7 @@ def _benches() -> dict[str, tuple[Bench, bool]]:
         "dashboard": (dashboard.bench_dashboard, False),
         "growth": (growth.bench_growth, True),
         "archive-read": (archive_read.bench_archive_read, False),
-        "soak": (soak.bench_soak, True),
+        "soak": (soak.bench_soak, False),  # starts its own replicas
         "fairness": (fairness.bench_fairness, True),
     }
 
@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark the ingest plane against ceilings measured in the same run "
         "(pgbench replay, no-I/O server, raw Valkey GET, plain Arrow copy, ...).",
         epilog="Examples: `python -m tools.bench --quick`; `python -m tools.bench --only ingest`; "
-        "`python -m tools.bench --soak 600 --rate 0.7`.",
+        "`python -m tools.bench --soak 600 --rate 0.7`; "
+        "`python -m tools.bench --only soak --soak 1800 --replicas 2 --s3`.",
     )
     parser.add_argument("--quick", action="store_true", help="short mode: ~3 s per load phase")
     parser.add_argument(
@@ -113,6 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=0.7, help="soak load as a fraction of the measured maximum"
     )
     parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="soak: `terragon serve` replicas (more than one: behind a balancing proxy), each "
+        "with its own data directory, periodic jobs on (TERRAGON_JOB_INTERVAL_SECONDS, default "
+        "60 here; --service-env sets another)",
+    )
+    parser.add_argument(
+        "--s3",
+        action="store_true",
+        help="soak: the archive and the offloaded payloads in a bucket on moto's S3 server "
+        "(tools/s3_server.py), as replicas on several hosts share them",
+    )
+    parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "bench-results", help="results directory"
     )
     parser.add_argument(
@@ -139,6 +154,8 @@ def run(args: argparse.Namespace, console: Console) -> list[BenchResult]:
         soak_rate=args.rate,
         profile=args.profile,
         workers=args.workers,
+        replicas=args.replicas,
+        s3=args.s3,
     )
     selected = list(args.only or DEFAULT)
     if args.soak and "soak" not in selected:

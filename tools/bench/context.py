@@ -22,6 +22,10 @@ class Options:
     """Sample the service with py-spy during the apply load."""
     workers: int = 1
     """Worker processes of the service and of the no-I/O ceiling (the same server setup)."""
+    replicas: int = 1
+    """Soak: service replicas (behind the balancing proxy when more than one)."""
+    s3: bool = False
+    """Soak: the archive and payloads on a moto S3 bucket."""
 
 
 @dataclass

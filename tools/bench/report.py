@@ -77,6 +77,9 @@ def markdown(results: list[BenchResult], *, started: datetime, command: str) -> 
     notes = [(r.name, r.details["note"]) for r in results if r.details.get("note")]
     if notes:
         lines += ["", *[f"- {name}: {note}" for name, note in notes]]
+    for r in results:  # a bench's own table and verdict lines (the soak's windows)
+        if r.details.get("lines"):
+            lines += ["", f"{r.name}:", "", "```", *r.details["lines"], "```"]
     return "\n".join(lines) + "\n"
 
 
