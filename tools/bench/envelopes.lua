@@ -1,6 +1,7 @@
 -- wrk script: daemon envelopes (CONTRACT §4) for tools/bench. One wrk thread per connection,
 -- each thread owns one run, so `seq` grows strictly per run and requests never race.
--- The Python side prepends a `config` table: {mode, path, phase, runs = {{run, tok, thr, chat}}}.
+-- The Python side prepends a `config` table: {mode, path, phase, big, runs = {{run, tok, thr, chat}}}
+-- (`big`: every envelope ~24 KB instead of 0.7..4 KB).
 -- mode: apply | duplicate | stale | quarantine | threads
 local counter = 0
 local me = nil
@@ -23,6 +24,10 @@ local function envelope(event_id, seq, run_id)
   local size = math.random(700, 4000)
   local per = math.floor((size - 200) / n) - 150
   if per < 8 then per = 8 end
+  if config.big then  -- ~24 KB: over the quarantine inline limit, so the payload is offloaded
+    n = 6
+    per = #pad - 300
+  end
   local parts = {}
   for i = 1, n do
     parts[i] = message(i, event_id .. "-m" .. i, string.sub(pad, 1, per))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,9 @@ P99_DRIFT_MAX = 1.5
 RSS_GROWTH_MAX = 0.10
 BYTES_PER_ROW_MAX = 1.2
 JOB_INTERVAL_SECONDS = "60"
+SIDE_DELAY_MS = 3000
+"""The quarantine side load's pace: ~20 oversized envelopes a minute, the default offload budget
+of a repo (`TERRAGON_OFFLOADS_PER_REPO_PER_MINUTE`)."""
 TABLES = ("daemon_event", "run_message", "thread_run")
 """What the apply path writes: its ledger and the messages (append-only), and the run rows it
 updates (where dead tuples would pile up if autovacuum did not keep up)."""
@@ -163,16 +167,16 @@ def verdicts(windows: list[dict[str, Any]], slots: dict[str, dict[str, Any]]) ->
 def window_table(windows: list[dict[str, Any]]) -> list[str]:
     """The per-window table (plain text, printed and kept in the report)."""
     lines = [
-        f"{'win':>3} {'end s':>6} {'env/s':>7} {'p99 ms':>7} {'errors':>6} {'RSS MiB':>8} "
-        f"{'rows':>10} {'tables MiB':>10} {'B/row':>6} {'db MiB':>7} {'dead':>7}"
+        f"{'win':>3} {'end s':>5} {'env/s':>6} {'p99 ms':>6} {'err':>4} {'RSS MiB':>7} "
+        f"{'rows':>9} {'tbl MiB':>7} {'B/row':>5} {'db MiB':>6} {'dead':>6}"
     ]
     for i, w in enumerate(windows, 1):
         lines.append(
-            f"{i:>3} {w['endSeconds']:>6.0f} {w['rps']:>7.0f} {w['p99Ms']:>7.1f} "
-            f"{w['errors']:>6} {w['rssBytes'] / 2**20:>8.0f} {w['rows']:>10,} "
-            f"{w['tableBytes'] / 2**20:>10.1f} "
-            f"{bytes_per_row(w['tableBytes'], w['rows']):>6.0f} {w['dbBytes'] / 2**20:>7.1f} "
-            f"{w['deadRows']:>7,}"
+            f"{i:>3} {w['endSeconds']:>5.0f} {w['rps']:>6.0f} {w['p99Ms']:>6.1f} "
+            f"{w['errors']:>4} {w['rssBytes'] / 2**20:>7.0f} {w['rows']:>9,} "
+            f"{w['tableBytes'] / 2**20:>7.1f} "
+            f"{bytes_per_row(w['tableBytes'], w['rows']):>5.0f} {w['dbBytes'] / 2**20:>6.0f} "
+            f"{w['deadRows']:>6,}"
         )
     return lines
 
@@ -201,6 +205,23 @@ def db_sizes(url: str) -> dict[str, Any]:
             "deadRows": int(got[1]),
             "dbBytes": int(got[2]),
         }
+
+
+def archive_state(url: str) -> dict[str, Any]:
+    """The side load's quarantine rows, how many of their payloads went to the object store, and
+    the rollup's quarantine watermark (it moves every minute while the rollup keeps up)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        got = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE payload_object_key IS NOT NULL), "
+            "(SELECT watermark FROM archive_watermark WHERE dataset = 'quarantine') "
+            "FROM daemon_event_quarantine"
+        ).fetchone()
+    assert got is not None
+    return {
+        "quarantined": int(got[0]),
+        "offloaded": int(got[1]),
+        "watermark": got[2].isoformat() if got[2] else None,
+    }
 
 
 def read_slots(url: str, since: float) -> list[SlotRow]:
@@ -270,20 +291,44 @@ def _soak(
         return BenchResult.skip("soak", "p99 drift", MISSING_ROUTE, TARGET)
     n = options.connections
 
-    def load(seconds: float, delay_ms: int) -> tuple[float, float, int]:
+    def load(seconds: float, delay_ms: int, side: bool = False) -> tuple[float, float, int]:
         with internal_client(url) as client:
             runs = create_runs(client, f"soak-{ctx.phase()}", n)
-        result = run_wrk(
-            url + DAEMON_EVENT,
-            mode="apply",
-            path=DAEMON_EVENT,
-            runs=runs,
-            connections=n,
-            seconds=seconds,
-            phase=ctx.phase(),
-            delay_ms=delay_ms,
-        )
-        return result.rps, result.p99_ms, sum(result.errors.values())
+            side_runs = create_runs(client, f"soak-q-{ctx.phase()}", 1) if side else []
+        with ThreadPoolExecutor(1) as pool:
+            # The side load: oversized envelopes for a run that is not the thread's active one,
+            # so quarantine rows (archived by the rollup every minute) and offloaded payloads
+            # (the object store) keep coming while the soak runs.
+            quarantine = (
+                pool.submit(
+                    run_wrk,
+                    url + DAEMON_EVENT,
+                    mode="quarantine",
+                    path=DAEMON_EVENT,
+                    runs=side_runs,
+                    connections=1,
+                    seconds=seconds,
+                    phase=ctx.phase(),
+                    delay_ms=SIDE_DELAY_MS,
+                    big=True,
+                )
+                if side
+                else None
+            )
+            result = run_wrk(
+                url + DAEMON_EVENT,
+                mode="apply",
+                path=DAEMON_EVENT,
+                runs=runs,
+                connections=n,
+                seconds=seconds,
+                phase=ctx.phase(),
+                delay_ms=delay_ms,
+            )
+            errors = sum(result.errors.values())
+            if quarantine is not None:
+                errors += sum(quarantine.result().errors.values())
+        return result.rps, result.p99_ms, errors
 
     ctx.status("soak: warming up, then measuring the maximum")
     load(5.0, 0)  # a cold service and empty tables under-state the maximum
@@ -310,7 +355,7 @@ def _soak(
     while elapsed + 1 <= total:
         seconds = min(window, total - elapsed)
         ctx.status(f"soak: window {len(windows) + 1} ({elapsed:.0f}/{total:.0f} s)")
-        rps, p99, errors = load(seconds, delay_ms)
+        rps, p99, errors = load(seconds, delay_ms, side=True)
         elapsed += seconds
         windows.append(
             {
@@ -331,6 +376,7 @@ def _soak(
     ctx.status("soak: waiting for the last job slots to finish")
     slots = wait_for_slots(db_url, jobs, interval, started, ended)
     checks = verdicts(windows, slots)
+    archived = archive_state(db_url)
     held = sum(w["rps"] for w in windows) / len(windows)
     first, last = windows[0], windows[-1]
     drift = ratio(first["p99Ms"], last["p99Ms"])
@@ -341,6 +387,9 @@ def _soak(
         f"held {held:,.0f} on average",
         *window_table(windows),
         BYTES_PER_ROW,
+        f"side load: {archived['quarantined']:,} quarantine rows "
+        f"({archived['offloaded']:,} payloads offloaded); archive watermark "
+        f"{archived['watermark'] or 'none'}",
         *[f"{'PASS' if c.met else 'FAIL'} {c.line}" for c in checks],
     ]
     if replicas.proxy is not None:
@@ -369,6 +418,7 @@ def _soak(
             "windows": windows,
             "verdicts": {c.name: {"met": c.met, "line": c.line} for c in checks},
             "jobSlots": slots,
+            "archive": archived,
             "bytesPerRow": BYTES_PER_ROW,
             "lines": lines,
             "note": "; ".join(f"{c.name} {'met' if c.met else 'NOT met'}" for c in checks),

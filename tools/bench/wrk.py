@@ -67,7 +67,13 @@ def _lua_string(value: str) -> str:
 
 
 def lua_config(
-    mode: str, path: str, runs: list[RunHandle], phase: int, auth: str = "", delay_ms: int = 0
+    mode: str,
+    path: str,
+    runs: list[RunHandle],
+    phase: int,
+    auth: str = "",
+    delay_ms: int = 0,
+    big: bool = False,
 ) -> str:
     entries = ",\n".join(
         "  {{run={}, tok={}, thr={}, chat={}}}".format(
@@ -77,7 +83,8 @@ def lua_config(
     )
     return (
         f"config = {{mode={_lua_string(mode)}, path={_lua_string(path)}, phase={phase}, "
-        f"auth={_lua_string(auth)}, delay_ms={delay_ms}, runs={{\n{entries}\n}}}}\n"
+        f"auth={_lua_string(auth)}, delay_ms={delay_ms}, big={str(big).lower()}, "
+        f"runs={{\n{entries}\n}}}}\n"
     )
 
 
@@ -94,11 +101,12 @@ def run_wrk(
     watch: dict[str, list[int]] | None = None,
     timeout_s: int = 10,
     delay_ms: int = 0,
+    big: bool = False,
 ) -> WrkResult:
     """One wrk thread per connection (each owns a run, so its `seq` is strictly increasing)."""
     binary = wrk_path()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
-        handle.write(lua_config(mode, path, runs, phase, auth, delay_ms))
+        handle.write(lua_config(mode, path, runs, phase, auth, delay_ms, big))
         handle.write(SCRIPT.read_text())
         script = handle.name
     watch = watch or {}
