@@ -31,11 +31,16 @@ def shared_env(work: Path) -> dict[str, str]:
 
 
 def start_replica(
-    stack: Stack, work: Path, index: int, port: int, shared: dict[str, str]
+    stack: Stack,
+    work: Path,
+    index: int,
+    port: int,
+    shared: dict[str, str],
+    extra: dict[str, str] | None = None,
 ) -> Server:
-    """Replica `index` on `port` with its own data directory (as on its own host); it becomes
-    `stack.service` (what `stack.client()` talks to)."""
-    own = {"TERRAGON_DATA_DIR": str(work / f"replica-{index}")}
+    """Replica `index` on `port` with its own data directory (as on its own host) and `extra`
+    settings of its own; it becomes `stack.service` (what `stack.client()` talks to)."""
+    own = {"TERRAGON_DATA_DIR": str(work / f"replica-{index}"), **(extra or {})}
     return stack.start_service(port, env={**shared, **own})
 
 

@@ -222,6 +222,29 @@ class PrimaryAndStandby:
         """The standby becomes the primary (returns once it accepts writes)."""
         self._run("pg_ctl", "-D", str(self.standby.pgdata), "-w", "promote")
 
+    def rebuild_old_primary(self) -> None:
+        """After `kill_primary()` and `promote()`: the dead primary comes back as the new
+        primary's standby on its old port (a fresh `pg_basebackup`, as an operator re-seeds a
+        node whose disk is gone), and the roles swap. Synchronous again when `synchronous`:
+        `ALTER SYSTEM` on the new primary (a promoted standby has no standby names of its own),
+        so commits wait for the rebuilt standby from here on."""
+        dead, new = self.primary, self.standby
+        shutil.rmtree(dead.pgdata, ignore_errors=True)
+        shutil.rmtree(dead.socket_dir, ignore_errors=True)
+        self._prepare(dead)
+        self._run(
+            "pg_basebackup", "-D", str(dead.pgdata), "-h", "127.0.0.1",
+            "-p", str(new.port), "-U", _USER, "-X", "stream", "-c", "fast", "-R", "--no-sync",
+            timeout=300,
+        )  # fmt: skip
+        self._start(dead)
+        self.primary, self.standby = new, dead
+        if self.synchronous:
+            with psycopg.connect(new.url(), autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+                conn.execute("SELECT pg_reload_conf()")
+        self._wait_streaming()
+
     def stop(self) -> None:
         """Stop what still runs (immediately: the data is thrown away) and remove `root`."""
         for node in (self.standby, self.primary):

@@ -106,3 +106,35 @@ def test_chaos_short_campaign() -> None:
     )
     # 140 s spans closed minutes: the replicas' rollup slots (and the final one) archived rows.
     assert report.archive["preview_events"][0] > 0, report.archive
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LONG, reason="failover campaign (~2.5 min): set TERRAGON_LONG_TESTS=1")
+def test_chaos_failover_campaign_with_a_skewed_replica() -> None:
+    """Issue 27's short form: the PostgreSQL fault is the primary's death (SIGKILL of its whole
+    process group) and the synchronous standby's promotion, the dead primary rebuilt as the new
+    standby; one replica's clock runs 45 s ahead. Nothing acknowledged is lost, every job still
+    runs once per slot, nothing is finalized early."""
+    report = _assert_campaign(
+        Config(
+            duration=100,
+            daemons=8,
+            messages=250,
+            rate=3,
+            kill_every=35,
+            valkey_down=8,
+            cut_probability=0.05,
+            drain_timeout=90,
+            replicas=2,
+            failover=True,
+            skew=45,
+        )
+    )
+    failover = report.failover
+    assert failover is not None and failover.synchronous
+    assert failover.first_apply is not None and failover.first_apply < 30, failover
+    assert failover.rebuilt is not None, "the dead primary came back as the standby"
+    if report.skew:  # faketime installed (.ci/setup.d/faketime.sh)
+        # The skewed replica sees each boundary 45 s early: it wins slots, and none ran twice.
+        assert report.job_slots.winners.get("replica 1", 0) > 0, report.job_slots.line()
+    assert report.job_slots.ok and not report.finalized_early, report.job_slots.line()

@@ -208,6 +208,11 @@ class Stack:
         self.pg = EmbeddedPostgres(self.root / "pg", fast=DatabaseSettings().EMBEDDED_FAST)
         self.pg.start()
         self.db_url = self.fresh_database(DATABASE)
+        self.start_valkey()
+
+    def start_valkey(self) -> None:
+        """Valkey alone (the campaign's failover mode brings its own PostgreSQL pair)."""
+        self.root.mkdir(parents=True, exist_ok=True)
         self.valkey = EmbeddedValkey(self.root / "valkey")
         self.valkey_url = self.valkey.start()
 

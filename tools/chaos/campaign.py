@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +36,7 @@ import psycopg
 from psycopg import sql
 
 from terragon_ingest.embedded import EmbeddedValkey
+from terragon_ingest.lifecycle.jobs import periodic_jobs
 from tools.bench.stack import (
     REPO_ROOT,
     Server,
@@ -43,8 +46,18 @@ from tools.bench.stack import (
     internal_client,
     route_exists,
 )
+from tools.chaos.failover import (
+    FailoverResult,
+    JobSlots,
+    check_job_slots,
+    fail_over,
+    faketime_env,
+    finalized_early,
+    start_pair,
+)
 from tools.chaos.proxy import CuttingProxy
 from tools.replicas import shared_env, start_replica
+from tools.standby import PrimaryAndStandby
 
 BUNDLE = REPO_ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"
 FAKE_AGENT = REPO_ROOT / "tools" / "fake_agent.py"
@@ -64,6 +77,17 @@ class Config:
     seed: int = 7
     replicas: int = 1
     """Service processes behind the proxy; the kills take one at a time."""
+    job_interval: float = 10.0
+    """`TERRAGON_JOB_INTERVAL_SECONDS` of the replicas: many slots of every job under fault."""
+    failover: bool = False
+    """A primary + streaming standby instead of one PostgreSQL; the PostgreSQL fault becomes
+    SIGKILL of the primary and promotion of the standby (`tools/chaos/failover.py`)."""
+    synchronous_standby: bool = True
+    promote_after: float = 2.0
+    rebuild: bool = True
+    """After the failover, rebuild the dead primary as the new standby."""
+    skew: float = 0.0
+    """Seconds the last replica's clock runs ahead (libfaketime); 0: no skew."""
 
 
 @dataclass
@@ -94,13 +118,27 @@ class Report:
     """Probes refused with anything but 503 `cache_unavailable`: the probe missed its path."""
     notes: list[str] = field(default_factory=list)
     daemon_exit_codes: Counter[int] = field(default_factory=Counter)
+    failover: FailoverResult | None = None
+    job_slots: JobSlots = field(default_factory=JobSlots)
+    finalized_early: list[str] = field(default_factory=list)
+    skew: float = 0.0
+    """Seconds the skewed replica ran ahead (0: none, or faketime missing: see notes)."""
+
+    @property
+    def measured_loss(self) -> bool:
+        """An asynchronous standby's failover: acknowledged envelopes may be gone and their runs
+        left unfinished; the campaign measures that, it does not fail on it."""
+        return self.failover is not None and not self.failover.synchronous
 
     @property
     def ok(self) -> bool:
         return (
-            self.lost == 0
+            (self.lost == 0 or self.measured_loss)
             and self.duplicated == 0
-            and not self.unfinished
+            and (not self.unfinished or self.measured_loss)
+            and self.job_slots.ok
+            and not self.finalized_early
+            and (self.failover is None or self.failover.first_apply is not None)
             and self.preview_allowed_while_down == 0
             and self.preview_other_refusals == 0
             and self.runs > 0
@@ -124,7 +162,16 @@ class Report:
             f"others serving during a kill {dict(self.others_serving)}",
             f"faults: replica SIGKILLs {self.service_kills}, PostgreSQL restarts "
             f"{self.postgres_restarts}, Valkey down {self.valkey_outage_seconds:.0f} s, "
-            f"connections cut after commit {self.proxy_cuts}",
+            f"connections cut after commit {self.proxy_cuts}"
+            + (f", replica {self.replicas - 1}'s clock {self.skew:+.0f} s" if self.skew else ""),
+            *([self.failover.line()] if self.failover else []),
+            *(
+                [f"acknowledged then lost in the asynchronous failover: {self.lost}"]
+                if self.measured_loss
+                else []
+            ),
+            self.job_slots.line(),
+            f"runs finalized early by the backstop: {len(self.finalized_early)}",
             f"preview probes while Valkey down {dict(self.preview_probes)}  "
             f"allowed-while-down {self.preview_allowed_while_down}  "
             f"other refusals {self.preview_other_refusals}",
@@ -371,9 +418,20 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
     proxy: CuttingProxy | None = None
     daemons: list[Daemon] = []
     services: list[Server] = []
-    shared = shared_env(work)
+    shared = {**shared_env(work), "TERRAGON_JOB_INTERVAL_SECONDS": f"{cfg.job_interval:g}"}
+    pair: PrimaryAndStandby | None = None
+    killed: set[str] = set()
+    """The killed replicas' `job_slot.claimed_by` names (host:pid)."""
+    labels: dict[str, str] = {}
+    skewed = faketime_env(cfg.skew) if cfg.skew else None
+    if cfg.skew and skewed is None:
+        report.notes.append("SKIPPED: clock skew needs faketime (.ci/setup.d/faketime.sh)")
+    report.skew = cfg.skew if skewed else 0.0
     try:
-        stack.start_backends()
+        if cfg.failover:
+            pair = start_pair(stack, synchronous=cfg.synchronous_standby)
+        else:
+            stack.start_backends()
         proxy_port = free_port()
         ports = [free_port() for _ in range(cfg.replicas)]
         # One public face for all replicas, as behind a load balancer: the proxy's port.
@@ -382,7 +440,10 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         )
 
         def start(index: int) -> Server:
-            return start_replica(stack, work, index, ports[index], shared)
+            extra = skewed if skewed and index == cfg.replicas - 1 else None
+            server = start_replica(stack, work, index, ports[index], shared, extra)
+            labels[f"{socket.gethostname()}:{server.pid}"] = f"replica {index}"
+            return server
 
         services = [start(i) for i in range(cfg.replicas)]
         service = services[0]
@@ -404,6 +465,8 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
             probe_run, _ = create_run(client, "chaos-probe")
         report.runs = len(daemons)
         started = time.monotonic()
+        slots_since = datetime.now(UTC)
+        pg_fault: tuple[datetime, datetime] | None = None
         next_kill = cfg.kill_every
         pg_at, vk_at = cfg.duration * 0.3, cfg.duration * 0.5
         pg_done = vk_done = False
@@ -417,6 +480,7 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
             if now >= next_kill:
                 victim = report.service_kills % cfg.replicas
                 say(f"{now:5.0f}s SIGKILL replica {victim} (:{ports[victim]}), restart")
+                killed.add(f"{socket.gethostname()}:{services[victim].pid}")
                 services[victim].kill()
                 for other, server in enumerate(services):
                     if other != victim:
@@ -425,9 +489,23 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 report.service_kills += 1
                 next_kill += cfg.kill_every
             if not pg_done and now >= pg_at:
-                say(f"{now:5.0f}s restart PostgreSQL")
-                assert stack.pg is not None
-                stack.pg.restart()
+                fault_at = datetime.now(UTC)
+                if pair is not None:
+                    say(f"{now:5.0f}s SIGKILL the PostgreSQL primary, promote the standby")
+                    report.failover = fail_over(pair, gap=cfg.promote_after, rebuild=cfg.rebuild)
+                    say(f"{time.monotonic() - started:5.0f}s {report.failover.line()}")
+                else:
+                    say(f"{now:5.0f}s restart PostgreSQL")
+                    assert stack.pg is not None
+                    stack.pg.restart()
+                # No job slot is checked from one slot before the fault (a job then in flight
+                # fails with PostgreSQL) to one after it is back (slots in the gap cannot be
+                # claimed). A slot the skewed replica failed to claim early, in the gap, is
+                # claimed by the others at its time: it is checked.
+                pg_fault = (
+                    fault_at - timedelta(seconds=cfg.job_interval),
+                    datetime.now(UTC) + timedelta(seconds=cfg.job_interval),
+                )
                 report.postgres_restarts += 1
                 pg_done = True
             if not vk_done and now >= vk_at:
@@ -467,6 +545,20 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         report.proxy_failovers = proxy.failovers
         report.per_replica = [proxy.per_upstream.get(p, 0) for p in ports]
         _verify(stack.db_url, daemons, report)
+        # Slots that started just before the stop may still be running: checked up to two
+        # intervals back.
+        slots_until = datetime.now(UTC) - timedelta(seconds=2 * cfg.job_interval)
+        report.job_slots = check_job_slots(
+            stack.db_url,
+            [job.name for job in periodic_jobs()],
+            cfg.job_interval,
+            slots_since,
+            slots_until,
+            killed,
+            labels,
+            pg_fault,
+        )
+        report.finalized_early = finalized_early(stack.db_url)
         for server in services:
             server.stop()
         say(f"{time.monotonic() - started:5.0f}s archive: final rollup, reconcile with PostgreSQL")
@@ -481,6 +573,8 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         for server in services:
             server.stop()
         stack.remove()
+        if pair is not None:
+            pair.stop()
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)

@@ -42,6 +42,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="start an S3 server (moto's, tools/s3_server.py) and put the archive and the "
         "offloaded payloads in a bucket on it, as replicas on several hosts would share them",
     )
+    parser.add_argument(
+        "--job-interval",
+        type=float,
+        default=10.0,
+        help="the replicas' periodic-job interval, seconds (every job, many slots under fault)",
+    )
+    failover = parser.add_argument_group(
+        "failover",
+        "PostgreSQL as a primary and a streaming standby (libpq multi-host DATABASE_URL): the "
+        "PostgreSQL fault becomes SIGKILL of the primary and promotion of the standby",
+    )
+    failover.add_argument(
+        "--failover", action="store_true", help="primary + synchronous standby; kill, promote"
+    )
+    failover.add_argument(
+        "--async-standby",
+        action="store_true",
+        help="with --failover (implied): an asynchronous standby, to measure what it loses "
+        "(reported, not a failure)",
+    )
+    failover.add_argument(
+        "--promote-after",
+        type=float,
+        default=2.0,
+        help="seconds between the kill and the promotion (a failover manager's decision time)",
+    )
+    failover.add_argument(
+        "--rebuild",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rebuild the dead primary as the new standby after the promotion",
+    )
+    parser.add_argument(
+        "--skew",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="run the last replica's clock this far ahead (libfaketime; e.g. 45)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     return parser
 
@@ -61,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         cut_probability=args.cut,
         seed=args.seed,
         replicas=max(1, args.replicas),
+        job_interval=args.job_interval,
+        failover=args.failover or args.async_standby,
+        synchronous_standby=not args.async_standby,
+        promote_after=args.promote_after,
+        rebuild=args.rebuild,
+        skew=args.skew,
     )
     with archive_bucket(args.s3, prefix="terragon-chaos-s3-") as extra:
         report = run_campaign(cfg)

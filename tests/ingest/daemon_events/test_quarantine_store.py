@@ -133,6 +133,28 @@ async def test_maintenance_removes_objects_whose_row_never_committed(
     assert await deps.objects.get(kept_key) is not None
 
 
+async def test_a_replica_whose_clock_runs_ahead_removes_no_fresh_pending_object(
+    client, app, valkey_url, monkeypatch
+) -> None:
+    """Clock skew (issue 27): the pending set and the sweep's cutoff are on Valkey's clock. A
+    replica 10 minutes ahead (past the orphan age) must not remove an object registered just
+    now, whose row may still be on its way."""
+    deps = app.state.daemon_events
+    fresh_key = "preview/daemon-quarantine/thread-1/2026-11-26/in-flight.json"
+    await deps.objects.put(fresh_key, b"{}")
+    pending = quarantine_offload_pending_key(deps.settings.server.ENV)
+    client_vk = valkey_asyncio.from_url(valkey_url)
+    seconds, _ = await client_vk.time()
+    await client_vk.zadd(pending, {fresh_key: float(seconds)})
+    await client_vk.aclose()
+    ahead = time.time() + 600
+    monkeypatch.setattr(time, "time", lambda: ahead)  # this process's clock: 10 minutes ahead
+    response = await client.post("/api/internal/maintenance/sweep")
+    assert response.status_code == 200
+    assert response.json()["orphanObjectsRemoved"] == 0
+    assert await deps.objects.get(fresh_key) is not None
+
+
 async def test_list_filters_by_thread_run_reason_and_since(client) -> None:
     _, token = await start_run(client)
     await post(client, envelope("zombie-a", 1), token)

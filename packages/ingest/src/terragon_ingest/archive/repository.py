@@ -351,6 +351,13 @@ async def expire_rows(conn: AsyncConn, table: str, before: datetime, *, dry_run:
     return cur.rowcount
 
 
+async def fetch_now_async(conn: AsyncConn) -> datetime:
+    cur = await conn.execute(Q["fetch_now"])
+    row = await cur.fetchone()
+    assert row is not None
+    return row[0]
+
+
 async def fetch_watermark_async(conn: AsyncConn, dataset: str) -> datetime | None:
     cur = await conn.execute(Q["fetch_watermark"], {"dataset": dataset})
     row = await cur.fetchone()

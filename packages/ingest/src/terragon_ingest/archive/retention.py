@@ -482,7 +482,9 @@ async def purge(
     """Seal the archived days not sealed yet, then purge every reconciled day past retention,
     then the expired rows of the `EXPIRING` tables (or, with `dry_run`, say what would go and
     change nothing). `where`: the installation's flags for the hints (`installation_flags`)."""
-    today = today or datetime.now(UTC).date()
+    # The database's date, never this replica's: a replica whose clock runs ahead must not
+    # purge a day early (the rollup's watermark is on the same clock).
+    today = today or (await repository.fetch_now_async(conn)).astimezone(UTC).date()
     async with _locked(conn) as held:
         if not held:
             return []

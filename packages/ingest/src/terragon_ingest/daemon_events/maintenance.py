@@ -11,7 +11,6 @@ Then it removes offloaded quarantine objects whose row never committed.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import structlog
@@ -25,6 +24,7 @@ from terragon_core import (
     quarantine_offload_pending_key,
 )
 from terragon_ingest.daemon_events import repository
+from terragon_ingest.daemon_events.quarantine import cache_clock
 from terragon_ingest.daemon_events.schemas import SweepResult
 from terragon_ingest.db import connection, unbounded
 from terragon_ingest.db.locks import MAINTENANCE_SWEEP_LOCK
@@ -98,8 +98,8 @@ async def remove_orphan_objects(deps: DaemonEventsDeps, *, older_than_seconds: f
         log.info("orphan_scan_skipped", reason="Valkey is not configured (no VALKEY_URL)")
         return 0
     pending_key = quarantine_offload_pending_key(deps.settings.server.ENV)
-    cutoff = time.time() - older_than_seconds
     try:
+        cutoff = await cache_clock(deps) - older_than_seconds
         pending = await deps.valkey.zrangebyscore(
             pending_key, "-inf", cutoff, start=0, num=ORPHAN_BATCH
         )

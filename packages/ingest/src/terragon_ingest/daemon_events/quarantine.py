@@ -99,6 +99,14 @@ def _count_skip(metrics: Metrics, dims: Dimensions, reason: str) -> None:
     )
 
 
+async def cache_clock(deps: DaemonEventsDeps) -> float:
+    """Valkey's clock (`TIME`), the one every replica shares: the pending set's scores and the
+    sweep's cutoff are both on it, so a replica whose own clock runs ahead never removes an
+    object whose row is still on its way."""
+    seconds, micros = await deps.valkey.time()
+    return float(seconds) + float(micros) / 1e6
+
+
 async def offload(
     deps: DaemonEventsDeps, body: bytes, thread_id: str, dims: Dimensions
 ) -> str | None:
@@ -111,8 +119,9 @@ async def offload(
         return None
     key = quarantine_object_key(thread_id, datetime.now(UTC).date(), str(uuid.uuid4()))
     try:
+        registered = await cache_clock(deps)
         await deps.valkey.zadd(
-            quarantine_offload_pending_key(deps.settings.server.ENV), {key: time.time()}
+            quarantine_offload_pending_key(deps.settings.server.ENV), {key: registered}
         )
     except (ValkeyError, OSError):
         _count_skip(deps.metrics, dims, "cache_unavailable")
