@@ -84,6 +84,7 @@ def test_chaos_smoke_loses_and_duplicates_nothing() -> None:
             cut_probability=0.1,
             drain_timeout=60,
             replicas=2,
+            job_interval=3,  # slots enough in a short window for the once-per-slot check
         )
     )
 

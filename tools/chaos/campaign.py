@@ -559,6 +559,16 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
             pg_fault,
         )
         report.finalized_early = finalized_early(stack.db_url)
+        for failed in report.job_slots.failed:  # what the replica said (its log goes)
+            job, _, at = failed.partition("@")
+            for log_file in sorted(stack.root.glob("*.log")):
+                said = [
+                    line
+                    for line in log_file.read_text().splitlines()
+                    if '"job_failed"' in line and f'"job": "{job}"' in line and f"T{at}" in line
+                ]
+                # the event's head and the traceback's end: where it failed
+                report.notes.extend(f"{failed}: {ln[:300]} … {ln[-1200:]}" for ln in said[:1])
         for server in services:
             server.stop()
         say(f"{time.monotonic() - started:5.0f}s archive: final rollup, reconcile with PostgreSQL")

@@ -37,8 +37,9 @@ class FailoverResult:
     synchronous: bool
     gap: float
     """Seconds between the kill and the promotion."""
-    rows_at_kill: int = 0
-    """`run_message` rows the standby had replayed just before the kill."""
+    lag_bytes: int | None = None
+    """WAL the standby had not replayed yet just before the kill (what an asynchronous standby
+    can lose is at most this, plus what committed in the last instant)."""
     first_apply: float | None = None
     """Seconds from the kill to the first envelope applied on the new primary."""
     rebuilt: float | None = None
@@ -50,7 +51,7 @@ class FailoverResult:
         rebuilt = f"rebuilt as standby in {self.rebuilt:.1f} s" if self.rebuilt else "not rebuilt"
         return (
             f"failover ({mode} standby): primary SIGKILLed, standby promoted after "
-            f"{self.gap:.1f} s; first envelope applied on the new primary {first} after the "
+            f"{self.gap:.1f} s (standby {self.lag_bytes} WAL bytes behind at the kill); first envelope applied on the new primary {first} after the "
             f"kill; old primary {rebuilt}"
         )
 
@@ -86,7 +87,11 @@ def _messages(url: str) -> int:
 def fail_over(pair: PrimaryAndStandby, *, gap: float, rebuild: bool) -> FailoverResult:
     """Kill the primary, promote the standby after `gap` s, time the first apply on it."""
     result = FailoverResult(synchronous=pair.synchronous, gap=gap)
-    result.rows_at_kill = _messages(pair.standby.url(DATABASE))
+    with psycopg.connect(pair.primary.url(), autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) FROM pg_stat_replication"
+        ).fetchone()
+    result.lag_bytes = int(row[0]) if row and row[0] is not None else None
     pair.kill_primary()
     killed = time.monotonic()
     time.sleep(gap)  # the failover manager's decision time, during which daemons get 503s

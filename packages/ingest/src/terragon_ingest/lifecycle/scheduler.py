@@ -92,6 +92,7 @@ async def run_slot(deps: LifecycleDeps, job: PeriodicJob, slot: datetime) -> boo
         log.error(
             "job_failed",
             job=job.name,
+            slot=slot.isoformat(),
             error=str(exc),
             exc_info=exc,
             hint="the job retries at its next slot; check /readyz",
