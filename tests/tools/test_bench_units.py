@@ -212,3 +212,13 @@ def test_soak_verdicts_from_the_first_and_last_window() -> None:
     assert got["bytes per row"].met  # 832 B/row: 1.11 x
     assert not got["job slots"].met
     assert "'failed': 1" in got["job slots"].line and "'missing': 1" in got["job slots"].line
+
+
+def test_soak_job_interval_fits_a_few_slots_in_a_short_soak() -> None:
+    from tools.bench.soak import job_interval
+
+    assert job_interval(1800) == 60.0
+    assert job_interval(240) == 60.0
+    assert job_interval(120) == 30.0
+    assert job_interval(30) == 7.0
+    assert job_interval(10) == 5.0
