@@ -217,8 +217,8 @@ def test_soak_verdicts_from_the_first_and_last_window() -> None:
 def test_soak_job_interval_fits_a_few_slots_in_a_short_soak() -> None:
     from tools.bench.soak import job_interval
 
-    assert job_interval(1800) == 60.0
-    assert job_interval(240) == 60.0
+    assert job_interval(1800) == 30.0
     assert job_interval(120) == 30.0
+    assert job_interval(60) == 15.0
     assert job_interval(30) == 7.0
     assert job_interval(10) == 5.0
