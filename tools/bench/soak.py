@@ -373,6 +373,13 @@ def _soak(
                 errors += sum(quarantine.result().errors.values())
         return result.rps, result.p99_ms, errors
 
+    # Before the maximum is measured: the steady state has every worker's rollup behind it.
+    jobs = [job.name for job in periodic_jobs()]
+    processes = replicas.count * ctx.stack.workers
+    ctx.status(f"soak: waiting for every job's first run, the rollup's in all {processes} workers")
+    jobs_warm = wait_for_first_runs(
+        db_url, jobs, replicas_started, processes, timeout=WARM_SLOTS * interval + 30
+    )
     ctx.status("soak: warming up, then measuring the maximum")
     load(5.0, 0)  # a cold service and empty tables under-state the maximum
     max_rps, _, _ = load(min(10.0, options.seconds), 0)
@@ -391,12 +398,6 @@ def _soak(
         if abs(rps - target_rps) <= 0.05 * target_rps:
             break
         delay_ms = steer(delay_ms, rps)
-    jobs = [job.name for job in periodic_jobs()]
-    processes = replicas.count * ctx.stack.workers
-    ctx.status(f"soak: waiting for every job's first run, the rollup's in all {processes} workers")
-    jobs_warm = wait_for_first_runs(
-        db_url, jobs, replicas_started, processes, timeout=WARM_SLOTS * interval + 30
-    )
     window = 60.0 if total >= 180 else max(5.0, total / 5)
     windows: list[dict[str, Any]] = []
     elapsed = 0.0
