@@ -41,9 +41,10 @@ P99_DRIFT_MAX = 1.5
 RSS_GROWTH_MAX = 0.10
 BYTES_PER_ROW_MAX = 1.2
 JOB_INTERVAL_SECONDS = 30.0
-WARM_SLOTS = 12
-"""Slots the warm-up waits at most for the rollup to have run in every worker (which worker wins
-a slot is chance: 4 workers take ~8 slots on average)."""
+WARM_SLOTS = 6
+"""Slots the warm-up waits at most for the rollup to have run in every worker. Best effort: which
+worker wins a slot is whose timer fires first, and an idle replica's one worker often wins them
+all; when the bound is hit the report says so (per-process RSS in the JSON shows the steps)."""
 
 
 def job_interval(soak_seconds: float) -> float:
