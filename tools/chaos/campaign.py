@@ -482,7 +482,7 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         report.runs = len(daemons)
         started = time.monotonic()
         slots_since = datetime.now(UTC)
-        pg_fault: tuple[datetime, datetime] | None = None
+        pg_fault: list[tuple[datetime, datetime]] = []
         next_kill = cfg.kill_every
         pg_at, vk_at = cfg.duration * 0.3, cfg.duration * 0.5
         pg_done = vk_done = False
@@ -516,12 +516,17 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                     stack.pg.restart()
                 # No job slot is checked from one slot before the fault (a job then in flight
                 # fails with PostgreSQL) to one after it is back (slots in the gap cannot be
-                # claimed). A slot the skewed replica failed to claim early, in the gap, is
-                # claimed by the others at its time: it is checked.
-                pg_fault = (
+                # claimed), nor the slots the skewed replica ran in that span (`skew` s later).
+                # A slot it failed to claim early, in the gap, is claimed by the others at its
+                # time: that one is checked.
+                span = (
                     fault_at - timedelta(seconds=cfg.job_interval),
                     datetime.now(UTC) + timedelta(seconds=cfg.job_interval),
                 )
+                pg_fault = [span]
+                if report.skew:
+                    ahead = timedelta(seconds=report.skew)
+                    pg_fault.append((span[0] + ahead, span[1] + ahead))
                 report.postgres_restarts += 1
                 pg_done = True
             if not vk_done and now >= vk_at:
