@@ -439,7 +439,9 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
     labels: dict[str, str] = {}
     skewed = faketime_env(cfg.skew) if cfg.skew else None
     if cfg.skew and skewed is None:
-        report.notes.append("SKIPPED: clock skew needs faketime (.ci/setup.d/faketime.sh)")
+        report.notes.append(
+            "clock skew NOT applied: faketime is not installed (.ci/setup.d/faketime.sh)"
+        )
     report.skew = cfg.skew if skewed else 0.0
     try:
         if cfg.failover:
