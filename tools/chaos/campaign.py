@@ -44,6 +44,8 @@ from tools.bench.stack import (
     internal_client,
     route_exists,
 )
+from tools.chaos.datacheck import DataReport, RetentionDriver, check, seed_old_day
+from tools.chaos.mischief import Mischief
 from tools.chaos.proxy import CuttingProxy
 
 BUNDLE = REPO_ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"
@@ -94,11 +96,14 @@ class Report:
     """Probes refused with anything but 503 `cache_unavailable`: the probe missed its path."""
     notes: list[str] = field(default_factory=list)
     daemon_exit_codes: Counter[int] = field(default_factory=Counter)
+    data: DataReport = field(default_factory=DataReport)
+    """Quarantine rows, preview events, aggregates, retention and payloads (`datacheck.py`)."""
 
     @property
     def ok(self) -> bool:
         return (
-            self.lost == 0
+            self.data.ok
+            and self.lost == 0
             and self.duplicated == 0
             and not self.unfinished
             and self.preview_allowed_while_down == 0
@@ -134,6 +139,7 @@ class Report:
                 or "not checked"
             )
             + ("  reconciled" if self.archive_reconciled else "  NOT reconciled"),
+            *self.data.lines(),
             *self.notes,
             "RESULT: " + ("PASS" if self.ok else "FAIL"),
         ]
@@ -337,9 +343,12 @@ def _terragon(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def _reconcile_archive(stack: Stack, env: dict[str, str], report: Report) -> None:
+def _reconcile_archive(
+    stack: Stack, env: dict[str, str], report: Report, purged: dict[str, int] | None = None
+) -> None:
     """With the replicas stopped: one last rollup (as an operator runs it), then every dataset's
-    Postgres rows before its watermark must be in the archive exactly once."""
+    Postgres rows before its watermark must be in the archive exactly once. `purged`: rows per
+    table that retention purged (now in the archive only), counted on the Postgres side."""
     # Nothing is in flight any more (daemons drained, replicas stopped): no settle window needed.
     _terragon({**env, "TERRAGON_ARCHIVE_SETTLE_SECONDS": "0"}, "archive", "rollup")
     with psycopg.connect(stack.db_url, autocommit=True) as conn:
@@ -361,7 +370,8 @@ def _reconcile_archive(stack: Stack, env: dict[str, str], report: Report) -> Non
                 f"< TIMESTAMPTZ '{watermark.isoformat()}'"
             )
             [archived] = json.loads(_terragon(env, "archive", "sql", "--format", "json", query))
-            report.archive[view] = (int(in_pg[0]) if in_pg else -1, archived["n"], archived["d"])
+            in_pg_or_purged = int(in_pg[0]) + (purged or {}).get(table, 0) if in_pg else -1
+            report.archive[view] = (in_pg_or_purged, archived["n"], archived["d"])
 
 
 def _serving(url: str) -> str:
@@ -385,8 +395,12 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
     daemons: list[Daemon] = []
     services: list[Server] = []
     shared = _shared_env(work)
+    mischief: Mischief | None = None
+    retention: RetentionDriver | None = None
     try:
         stack.start_backends()
+        # Before any replica (and its rollup) starts: the archive's first watermark is that day's.
+        old_day = seed_old_day(stack.db_url, shared)
         proxy_port = free_port()
         ports = [free_port() for _ in range(cfg.replicas)]
         # One public face for all replicas, as behind a load balancer: the proxy's port.
@@ -416,8 +430,16 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 _, message = create_run(client, f"chaos-{i}")
                 daemons.append(_spawn(cfg, work, i, message, ingest))
             probe_run, _ = create_run(client, "chaos-probe")
+            mischief = Mischief(ingest)
+            mischief.setup(client)
         report.runs = len(daemons)
         started = time.monotonic()
+        mischief.start()
+        retention = RetentionDriver(
+            old_day, stack.db_url, {**stack.service_env(), **shared}, _terragon
+        )
+        retention.start(started)
+        say(f"retention: purging {old_day.day} (rollup + purge until it is gone) during the faults")
         next_kill = cfg.kill_every
         pg_at, vk_at = cfg.duration * 0.3, cfg.duration * 0.5
         pg_done = vk_done = False
@@ -426,7 +448,14 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
             alive = [d for d in daemons if d.proc.poll() is None]
             # Every scheduled fault happens once, even if the fleet or the window ended first.
             kill_done = report.service_kills > 0 or cfg.kill_every >= cfg.duration
-            if (now >= cfg.duration or not alive) and pg_done and vk_done and kill_done:
+            data_done = retention.finished(now, cfg.duration)
+            if (
+                (now >= cfg.duration or not alive)
+                and pg_done
+                and vk_done
+                and kill_done
+                and data_done
+            ):
                 break
             if now >= next_kill:
                 victim = report.service_kills % cfg.replicas
@@ -466,6 +495,10 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 stack.valkey = EmbeddedValkey(stack.root / "valkey", port=vk_port)
                 stack.valkey.start()
             time.sleep(0.5)  # pacing
+        mischief.stop()
+        retention.stop()
+        if old_day.purged_after is not None:
+            say(f"{old_day.purged_after:5.0f}s retention purged {old_day.day}")
         if not preview:
             report.notes.append("preview paths not landed: no access probes during the outage")
         say(f"{time.monotonic() - started:5.0f}s draining: waiting for every daemon to exit")
@@ -484,9 +517,15 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         for server in services:
             server.stop()
         say(f"{time.monotonic() - started:5.0f}s archive: final rollup, reconcile with PostgreSQL")
-        _reconcile_archive(stack, {**stack.service_env(), **shared}, report)
+        env = {**stack.service_env(), **shared}
+        _reconcile_archive(stack, env, report, old_day.purged_rows())
+        report.data = check(stack.db_url, env, _terragon, mischief.ledger, old_day, report.archive)
         return report
     finally:
+        if mischief is not None:
+            mischief.stop()
+        if retention is not None:
+            retention.stop()
         for daemon in daemons:
             if daemon.proc.poll() is None:
                 daemon.proc.kill()
