@@ -66,13 +66,27 @@ def _assert_campaign(cfg: Config) -> Report:
     assert report.emitted > 0 and report.lost == 0 and report.duplicated == 0
     # Exchange, proxy and subscription-token on a session origin each answered 503 at least once.
     assert report.preview_probes["503"] >= 3, report.preview_probes
+    # Every kind of data (issue 27): quarantine rows from the misbehaving daemons, reconciled
+    # with the archive (the purged day's rows counted: they live in the archive only now).
+    data = report.data
+    rows, archived, distinct = report.archive["quarantine_rows"]
+    assert rows > 0 and rows == archived == distinct, report.archive
+    assert data.acknowledged > 0 and data.acknowledged_once == data.acknowledged, data.lines()
+    assert not data.unexpected and data.stale_rows == 0, data.unexpected
+    assert data.offloaded > 0 and data.offloaded_present == data.offloaded, data.missing_objects
+    # Retention purged the old day during the faults; the archive still holds it, aggregates too.
+    assert data.purged and data.purge_reconciled, data.lines()
+    assert data.old is not None and str(data.old.day) in data.aggregates, data.aggregates
+    assert data.aggregates_ok, data.aggregates
     return report
 
 
 def test_chaos_smoke_loses_and_duplicates_nothing() -> None:
     """The short form of issues 7 and 14's campaign, in every run (~55 s): two replicas behind
     the proxy, SIGKILL of one at a time, a PostgreSQL restart, a Valkey outage with preview
-    probes on both, connections cut after commit; the archive reconciled at the end."""
+    probes on both, connections cut after commit, misbehaving daemons (zombie, oversized,
+    stale seq, v1 under strict and not) and retention purging an old day meanwhile; the archive,
+    its aggregates, the quarantine ledger and the offloaded payloads reconciled at the end."""
     _assert_campaign(
         Config(
             duration=12,  # the faults' window; the fleet (50 lines at 3/s) outlives it

@@ -9,6 +9,14 @@ once, Valkey is stopped for a while, connections are cut after commit. The perio
 with `run_message` (0 lost, 0 duplicated), every run must be finished or failed, and the archive
 must hold exactly the Postgres rows before its watermark (each once).
 
+Every kind of data is under the faults too: misbehaving daemons (`mischief.py`: a superseded
+run's real daemon, crafted zombie, oversized, stale-seq and v1 envelopes) post through the same
+proxy, and an old day seeded before the replicas start is archived, sealed and purged by
+retention while the faults run (`datacheck.py`); the fault window lasts until it is gone. The
+final checks: quarantine rows and preview events reconciled with the archive (the purged day
+counted: it lives in the archive only), the daily and minutely aggregates equal to the rows,
+every acknowledged quarantine row present exactly once, every offloaded payload in the store.
+
 The archive and the payload store default to local directories shared by the replicas; set
 `TERRAGON_ARCHIVE_URL` / `TERRAGON_ARCHIVE_DIR` / `OBJECT_STORE_URL` (and their `*_ENDPOINT`,
 `AWS_*` credentials) in the environment to put them on S3: every `TERRAGON_ARCHIVE_*`,
@@ -45,7 +53,7 @@ from tools.bench.stack import (
     route_exists,
 )
 from tools.chaos.datacheck import DataReport, RetentionDriver, check, seed_old_day
-from tools.chaos.mischief import Mischief
+from tools.chaos.mischief import ZOMBIE_REPO, Mischief
 from tools.chaos.proxy import CuttingProxy
 
 BUNDLE = REPO_ROOT / "packages" / "daemon_bundle" / "dist" / "terragon-daemon.pyz"
@@ -432,6 +440,9 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
             probe_run, _ = create_run(client, "chaos-probe")
             mischief = Mischief(ingest)
             mischief.setup(client)
+            zombie_run, zombie_start = create_run(client, "chaos-zombie-daemon", repo=ZOMBIE_REPO)
+            zombie = _spawn(cfg, work, cfg.daemons, zombie_start, ingest)
+            mischief.adopt(zombie_run, zombie.proc, work / f"daemon-{cfg.daemons}.log")
         report.runs = len(daemons)
         started = time.monotonic()
         mischief.start()
@@ -495,8 +506,8 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 stack.valkey = EmbeddedValkey(stack.root / "valkey", port=vk_port)
                 stack.valkey.start()
             time.sleep(0.5)  # pacing
-        mischief.stop()
         retention.stop()
+        mischief.stop(cfg.drain_timeout)
         if old_day.purged_after is not None:
             say(f"{old_day.purged_after:5.0f}s retention purged {old_day.day}")
         if not preview:
@@ -519,11 +530,11 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         say(f"{time.monotonic() - started:5.0f}s archive: final rollup, reconcile with PostgreSQL")
         env = {**stack.service_env(), **shared}
         _reconcile_archive(stack, env, report, old_day.purged_rows())
-        report.data = check(stack.db_url, env, _terragon, mischief.ledger, old_day, report.archive)
+        report.data = check(stack.db_url, env, _terragon, mischief, old_day, report.archive)
         return report
     finally:
         if mischief is not None:
-            mischief.stop()
+            mischief.stop(drain_timeout=0)
         if retention is not None:
             retention.stop()
         for daemon in daemons:

@@ -43,12 +43,14 @@ from terragon_core import (
 )
 from terragon_ingest.archive.repository import partition_name
 from tools.bench.stack import environ
-from tools.chaos.mischief import Ledger
+from tools.chaos.mischief import Mischief, ZombieDaemon
 
 OLD_DAY_AGE = QUARANTINE_RETENTION_DAYS + 2
 """Days before today of the seeded day: past retention for both tables."""
 OLD_QUARANTINE_ROWS = 12
 OLD_PREVIEW_EVENTS = 8
+OLD_HOUR = 22
+"""The seeded rows' hour of that day: one hour file per dataset to archive (a light rollup)."""
 OLD_OFFLOADED_EVERY = 4
 """Every 4th seeded quarantine row points at a payload object (written to the store)."""
 
@@ -82,10 +84,14 @@ class OldDay:
     object_keys: list[str] = field(default_factory=list)
     purged_after: float | None = None
     """Seconds into the fault window when the day was seen gone from both tables."""
+    faults_ended_after: float | None = None
+    """Seconds into the fault window when it closed (the driver was stopped)."""
     purge_runs: int = 0
     """`terragon retention purge` runs (with their rollup) it took, failed ones included."""
     failures: Counter[str] = field(default_factory=Counter)
     """Failed commands by name."""
+    timings: list[str] = field(default_factory=list)
+    """Each command's wall time, in order (`rollup 3.1s`)."""
     last_failure: str = ""
 
     def purged_rows(self) -> dict[str, int]:
@@ -105,7 +111,7 @@ def seed_old_day(db_url: str, env: dict[str, str]) -> OldDay:
     old = OldDay(start.date())
     records = []
     for i in range(OLD_QUARANTINE_ROWS):
-        at = start + timedelta(hours=i * 2, minutes=i)
+        at = start + timedelta(hours=OLD_HOUR, minutes=i * 4)
         row_id = str(uuid.uuid4())
         thread = f"chaos-old-{i % 3}"
         key = None
@@ -151,7 +157,11 @@ def seed_old_day(db_url: str, env: dict[str, str]) -> OldDay:
                 "trace_id, thread_id, properties) VALUES (%s, 1, %s, 'preview_proxy', %s, "
                 "'chaos-old-0', '{\"reason\": \"expired\"}')",
                 [
-                    (start + timedelta(hours=i * 3), PreviewEventName.ACCESS_DENIED.value, str(i))
+                    (
+                        start + timedelta(hours=OLD_HOUR, minutes=i * 7),
+                        PreviewEventName.ACCESS_DENIED.value,
+                        str(i),
+                    )
                     for i in range(OLD_PREVIEW_EVENTS)
                 ],
             )
@@ -196,14 +206,17 @@ class RetentionDriver:
 
     def finished(self, now: float, window: float) -> bool:
         """Whether the fault window may close at `now` (seconds into it): the day is gone, or
-        retention had `window` seconds more than the window to get there (the report says)."""
-        return self.done.is_set() or now >= 2 * window + 60
+        retention had `window` + 4 minutes more than the window to get there (then the report
+        says NOT purged). On a loaded machine one rollup + purge pair takes tens of seconds."""
+        return self.done.is_set() or now >= 2 * window + 240
 
     def start(self, started: float) -> None:
         self._started = started
         self._thread.start()
 
     def stop(self) -> None:
+        if self.old.faults_ended_after is None and self._started:
+            self.old.faults_ended_after = time.monotonic() - self._started
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(700)
@@ -212,12 +225,15 @@ class RetentionDriver:
         while not self._stop.is_set():
             self.old.purge_runs += 1
             for args in (("archive", "rollup"), ("retention", "purge")):
+                began = time.monotonic()
                 try:
                     self.terragon(self.env, *args)
                 except (RuntimeError, OSError) as exc:  # PostgreSQL restarting, a lock held
+                    self.old.timings.append(f"{args[1]} failed {time.monotonic() - began:.1f}s")
                     self.old.failures[" ".join(args)] += 1
                     self.old.last_failure = (str(exc).strip().splitlines() or [""])[-1][:200]
                     break
+                self.old.timings.append(f"{args[1]} {time.monotonic() - began:.1f}s")
             try:
                 gone = _day_gone(self.db_url, self.old.day)
             except psycopg.Error:
@@ -251,12 +267,20 @@ class DataReport:
     missing_objects: list[str] = field(default_factory=list)
     aggregates: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     """Per archived day: (quarantine_rows, sum of daily aggregates, sum of minutely aggregates)."""
+    zombie: ZombieFigures | None = None
     quarantine_archive: tuple[int, int, int] | None = None
     preview_archive: tuple[int, int, int] | None = None
 
     @property
     def purged(self) -> bool:
-        return self.old is not None and self.old.purged_after is not None
+        """The old day was purged while the faults ran."""
+        old = self.old
+        return (
+            old is not None
+            and old.purged_after is not None
+            and old.faults_ended_after is not None
+            and old.purged_after <= old.faults_ended_after
+        )
 
     @property
     def purge_reconciled(self) -> bool:
@@ -295,14 +319,16 @@ class DataReport:
             and self.aggregates_ok
             and self.ledger_ok
             and self.objects_ok
+            and (self.zombie is None or self.zombie.ok)
         )
 
     def lines(self) -> list[str]:
         old = self.old
         retention = "retention: no old day seeded"
         if old is not None:
+            ended = old.faults_ended_after or 0.0
             when = (
-                f"purged {old.purged_after:.1f} s into the faults"
+                f"purged {old.purged_after:.1f} s into the faults (they ended at {ended:.1f} s)"
                 if old.purged_after is not None
                 else "NOT purged"
             )
@@ -310,8 +336,9 @@ class DataReport:
                 f"retention: day {old.day} ({old.quarantine_rows} quarantine rows, "
                 f"{old.preview_events} preview events, {len(old.object_keys)} payload objects) "
                 f"{when} after {old.purge_runs} rollup+purge run(s) "
-                f"(failed: {dict(old.failures) or 'none'}); purge events {self.purge_events}, "
+                f"({', '.join(old.timings)}); purge events {self.purge_events}, "
                 f"its objects left {self.old_objects_left}"
+                + (f"; last failure: {old.last_failure}" if old.last_failure else "")
                 + ("  reconciled" if self.purge_reconciled else "  NOT reconciled")
             )
 
@@ -330,6 +357,7 @@ class DataReport:
             f"misbehaving daemons: sent {dict(self.sent)}, retried {dict(self.retries)}, "
             f"unexpected answers {len(self.unexpected)}"
             + (f" ({'; '.join(self.unexpected[:5])})" if self.unexpected else ""),
+            *([self.zombie.line()] if self.zombie else []),
             f"quarantine ledger: {self.acknowledged} acknowledged rows, "
             f"{self.acknowledged_once} present exactly once; {self.extra_rows} unacknowledged "
             f"row(s) of retried envelopes; stale_seq rows {self.stale_rows}",
@@ -341,6 +369,64 @@ class DataReport:
         ]
 
 
+@dataclass
+class ZombieFigures:
+    superseded_after: float | None
+    exit_code: int | None
+    applied: int
+    """Its messages stored before its run was superseded."""
+    batches: int
+    """Batches it logged as answered `quarantined`."""
+    reasons: Counter[str]
+    with_rows: int
+    """Of those, the batches with a `mismatch` row of their event id."""
+    rows: int
+    """Quarantine rows naming its run (a batch retried after a cut has two)."""
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.superseded_after is not None
+            and self.batches > 0
+            and self.with_rows == self.batches
+            and set(self.reasons) == {QuarantineReason.MISMATCH.value}
+        )
+
+    def line(self) -> str:
+        when = (
+            f"superseded {self.superseded_after:.1f} s into the faults"
+            if self.superseded_after is not None
+            else "NEVER superseded"
+        )
+        return (
+            f"real zombie daemon: {when}, {self.applied} message(s) applied before, "
+            f"{self.batches} batch(es) answered quarantined {dict(self.reasons)}, "
+            f"{self.with_rows} with their row ({self.rows} row(s) name its run), "
+            f"exit {self.exit_code}" + ("" if self.ok else "  NOT ok")
+        )
+
+
+def _zombie(conn: psycopg.Connection[Any], zombie: ZombieDaemon) -> ZombieFigures:
+    logged = zombie.quarantined()
+    rows = conn.execute(
+        "SELECT event_id, reason FROM daemon_event_quarantine WHERE run_id = %s",
+        (zombie.run.run_id,),
+    ).fetchall()
+    mismatched = {str(r[0]) for r in rows if r[1] == QuarantineReason.MISMATCH}
+    applied = conn.execute(
+        "SELECT count(*) FROM run_message WHERE run_id = %s", (zombie.run.run_id,)
+    ).fetchone()
+    return ZombieFigures(
+        superseded_after=zombie.superseded_after,
+        exit_code=zombie.exit_code,
+        applied=int(applied[0]) if applied else 0,
+        batches=len(logged),
+        reasons=Counter(logged.values()),
+        with_rows=sum(1 for e in logged if e in mismatched),
+        rows=len(rows),
+    )
+
+
 def _archive_sql(terragon: Terragon, env: dict[str, str], query: str) -> list[dict[str, Any]]:
     return list(json.loads(terragon(env, "archive", "sql", "--format", "json", query)))
 
@@ -349,13 +435,14 @@ def check(
     db_url: str,
     env: dict[str, str],
     terragon: Terragon,
-    ledger: Ledger,
+    mischief: Mischief,
     old: OldDay | None,
     archive: dict[str, tuple[int, int, int]],
 ) -> DataReport:
     """The final checks (replicas stopped, the final rollup done). `archive`: the campaign's
     reconcile (its Postgres side already counts the purged day's rows)."""
     report = DataReport(old=old)
+    ledger = mischief.ledger
     report.quarantine_archive = archive.get("quarantine_rows")
     report.preview_archive = archive.get("preview_events")
     report.sent = ledger.by_kind()
@@ -398,6 +485,8 @@ def check(
                 "WHERE payload_object_key IS NOT NULL"
             ).fetchall()
         ]
+        if mischief.zombie is not None:
+            report.zombie = _zombie(conn, mischief.zombie)
         if old is not None:
             for name, n in conn.execute(
                 "SELECT event_name, (properties ->> 'rows')::int FROM preview_event "

@@ -16,6 +16,11 @@ Kinds, each on a thread of its own (set up before the faults, directly on a repl
 - `legacy_v1`: a v1 envelope on a run without strict → 200 `applied` + `legacyMode`, with a
   `legacy_mode` row (`quarantineId`).
 
+And one real daemon (the committed bundle, like the fleet's) becomes a zombie: `adopt` takes it
+with its run, and a few seconds into the faults a new run is started on its thread through the
+proxy. Its later batches are answered `quarantined` `mismatch` (it logs each at WARNING with its
+`event_id`): each must have its row.
+
 Each envelope is retried as a daemon retries (the same body) on 503, 429, a connection error or
 a timeout, until it gets its answer. The ledger keeps every answer: each acknowledged
 `quarantineId` must be a row exactly once at the end (a retry after a connection cut that had
@@ -25,11 +30,14 @@ committed makes another row, with another id: quarantine rows are not deduplicat
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,7 +50,7 @@ from terragon_core import (
     FeatureFlagName,
     QuarantineReason,
 )
-from tools.bench.stack import RunHandle, create_run
+from tools.bench.stack import RunHandle, create_run, internal_client
 
 EVENT_PATH = "/api/daemon-event"
 RETRIED = {429, 502, 503, 504}
@@ -57,6 +65,35 @@ EXPECTED: dict[str, tuple[EnvelopeStatus, QuarantineReason | None]] = {
 }
 KINDS = tuple(EXPECTED)
 STRICT_REPO = "chaos/strict"
+ZOMBIE_REPO = "chaos/zombie"
+SUPERSEDE_AFTER = 2.0
+"""Seconds into the faults when the real zombie daemon's run is superseded."""
+_QUARANTINED_LINE = re.compile(r"\bstatus=quarantined\b.*")
+_EVENT_ID = re.compile(r"\bevent_id=(\S+)")
+_REASON = re.compile(r"\breason=(\S+)")
+
+
+@dataclass
+class ZombieDaemon:
+    """A real daemon whose run is superseded while it runs."""
+
+    run: RunHandle
+    proc: subprocess.Popen[bytes]
+    log: Path
+    superseded_after: float | None = None
+    """Seconds into the faults when the new run started (None: it never did)."""
+    exit_code: int | None = None
+
+    def quarantined(self) -> dict[str, str]:
+        """The batches it logged as answered `quarantined`: event id → reason."""
+        found: dict[str, str] = {}
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        for line in text.splitlines():
+            if _QUARANTINED_LINE.search(line) and "event=batch_delivered" in line:
+                event, reason = _EVENT_ID.search(line), _REASON.search(line)
+                if event:
+                    found[event.group(1)] = reason.group(1) if reason else ""
+        return found
 
 
 @dataclass
@@ -122,6 +159,11 @@ class Mischief:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._http = httpx.Client(timeout=5)
+        self.zombie: ZombieDaemon | None = None
+
+    def adopt(self, run: RunHandle, proc: subprocess.Popen[bytes], log: Path) -> None:
+        """The real daemon of `run` (started like the fleet's, logging to `log`) to supersede."""
+        self.zombie = ZombieDaemon(run, proc, log)
 
     # ------------------------------------------------------------ before the faults
 
@@ -130,7 +172,7 @@ class Mischief:
         stale sender's run past seq 2. `client`: the internal API of a replica (the setup's
         envelopes go to it directly, before the faults)."""
         direct_url = str(client.base_url).rstrip("/")
-        zombie, _ = create_run(client, "chaos-zombie", repo="chaos/zombie")
+        zombie, _ = create_run(client, "chaos-zombie", repo=ZOMBIE_REPO)
         stale, _ = create_run(client, "chaos-stale", repo="chaos/stale")
         client.put(
             f"/api/internal/flags/{FeatureFlagName.DAEMON_RUN_ID_STRICT}",
@@ -150,7 +192,7 @@ class Mischief:
             if answer.get("status") != EnvelopeStatus.APPLIED:
                 raise RuntimeError(f"mischief setup: {kind} envelope answered {answer}")
         # A new run on the zombie's thread: its daemon is now a zombie.
-        create_run(client, "chaos-zombie", repo="chaos/zombie", request_id="req-chaos-zombie-2")
+        create_run(client, "chaos-zombie", repo=ZOMBIE_REPO, request_id="req-chaos-zombie-2")
 
     # ------------------------------------------------------------ during the faults
 
@@ -158,15 +200,51 @@ class Mischief:
         self._thread = threading.Thread(target=self._run, name="mischief", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, drain_timeout: float = 120.0) -> None:
+        """Stop sending; wait for the zombie daemon to finish its agent (as the fleet drains)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(self.deadline + 30)
+            self._thread = None
+        zombie = self.zombie
+        if zombie is not None and zombie.exit_code is None:
+            try:
+                zombie.exit_code = zombie.proc.wait(drain_timeout)
+            except subprocess.TimeoutExpired:
+                zombie.proc.terminate()
+                zombie.exit_code = zombie.proc.wait(30)
         self._http.close()
+
+    def _supersede(self, zombie: ZombieDaemon, started: float) -> None:
+        """A new run on the zombie's thread, through the proxy (retried like the platform)."""
+        with internal_client(self.ingest_url, timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    create_run(
+                        client,
+                        zombie.run.thread_id,
+                        repo=ZOMBIE_REPO,
+                        chat_id=zombie.run.thread_chat_id,
+                        request_id=f"req-{zombie.run.thread_id}-2",
+                    )
+                except httpx.HTTPError as exc:
+                    self.ledger.retries[f"supersede {type(exc).__name__}"] += 1
+                    self._stop.wait(0.5)  # pacing between attempts
+                    continue
+                zombie.superseded_after = time.monotonic() - started
+                return
 
     def _run(self) -> None:
         turn = 0
+        window = time.monotonic()
         while not self._stop.is_set():
+            zombie = self.zombie
+            if (
+                zombie
+                and zombie.superseded_after is None
+                and time.monotonic() - window > SUPERSEDE_AFTER
+            ):
+                self._supersede(zombie, window)
             kind = KINDS[turn % len(KINDS)]
             turn += 1
             body = self._envelope(kind)
