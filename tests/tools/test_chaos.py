@@ -1,14 +1,24 @@
-"""The chaos tool: its cutting proxy (fast, default run); a ~60 s smoke campaign and the ≤ 3 min
-short campaign (both with TERRAGON_LONG_TESTS=1)."""
+"""The chaos tool: its cutting proxy and the data checks' verdicts (fast), the smoke campaign
+(default run, ~55 s on an idle machine) and the ≤ 3 min short campaign (TERRAGON_LONG_TESTS=1)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import cast
 
 import pytest
 
+from terragon_core import EVENT_PURGE_EVENT, QUARANTINE_PURGE_EVENT
+from terragon_daemon.logs import kv
+from tools.bench.stack import RunHandle
 from tools.chaos.campaign import Config, Report, run_campaign
+from tools.chaos.datacheck import DataReport, OldDay
+from tools.chaos.mischief import ZombieDaemon
 from tools.chaos.proxy import CuttingProxy
 
 LONG = os.environ.get("TERRAGON_LONG_TESTS") == "1"
@@ -48,6 +58,74 @@ def test_proxy_forwards_and_cuts_after_the_upstream_answered() -> None:
     assert forwarded == b"pong"
     assert cut == b""
     assert cuts == 1
+
+
+def test_zombie_daemon_ledger_reads_the_daemons_own_log_lines(tmp_path: Path) -> None:
+    """The real zombie's acknowledged quarantines come from its log: the daemon's own format."""
+    line = "ts=2026-12-07T00:00:00.000Z level=warning logger=terragon_daemon.delivery event="
+    fields = {"run_key": "r", "seq": 3, "terminal": False, "http_status": 202, "attempt": 1}
+    log = tmp_path / "daemon.log"
+    log.write_text(
+        "\n".join(
+            line + kv("batch_delivered", event_id=e, status=s, reason=r, **fields)
+            for e, s, r in [
+                ("evt-applied", "applied", None),
+                ("evt-q1", "quarantined", "mismatch"),
+                ("evt-stale", "stale_seq", None),
+                ("evt-q2", "quarantined", "mismatch"),
+            ]
+        )
+        + "\n"
+        + line
+        + kv("batch_retry_scheduled", event_id="evt-503", status="unavailable", **fields)
+    )
+    run = RunHandle("t", "chat-1", "run-1", "token")
+    zombie = ZombieDaemon(run, cast("subprocess.Popen[bytes]", None), log)
+    assert zombie.quarantined() == {"evt-q1": "mismatch", "evt-q2": "mismatch"}
+
+
+def test_data_report_fails_on_any_missing_piece() -> None:
+    """`Report.ok` includes the data checks: each missing piece alone makes them fail."""
+
+    def passing() -> DataReport:
+        old = OldDay(date(2026, 11, 5), 12, 8, ["k"], purged_after=5.0, faults_ended_after=9.0)
+        return DataReport(
+            old=old,
+            purge_events={QUARANTINE_PURGE_EVENT: 12, EVENT_PURGE_EVENT: 8},
+            old_objects_left=0,
+            sent=Counter({"zombie": 3}),
+            acknowledged=3,
+            acknowledged_once=3,
+            stale_rows=0,
+            offloaded=2,
+            offloaded_present=2,
+            aggregates={"2026-11-05": (12, 12, 12)},
+            quarantine_archive=(20, 20, 20),
+            preview_archive=(9, 9, 9),
+        )
+
+    assert passing().ok
+    broken: list[dict[str, object]] = [
+        {"acknowledged_once": 2},  # an acknowledged quarantine row missing (or twice)
+        {"stale_rows": 1},
+        {"offloaded_present": 1},  # a row points at a payload the store lacks
+        {"offloaded": 0, "offloaded_present": 0},  # nothing offloaded: the path was not run
+        {"aggregates": {"2026-11-05": (12, 11, 12)}},
+        {"quarantine_archive": (0, 0, 0)},  # no quarantine rows at all
+        {"preview_archive": (9, 8, 8)},
+        {"old_objects_left": 1},
+        {"purge_events": {QUARANTINE_PURGE_EVENT: 12}},
+        {"unexpected": ["zombie applied"]},
+    ]
+    for change in broken:
+        report = passing()
+        for name, value in change.items():
+            setattr(report, name, value)
+        assert not report.ok, change
+    late = passing()
+    assert late.old is not None
+    late.old.purged_after = 10.0  # purged after the faults ended
+    assert not late.ok
 
 
 def _assert_campaign(cfg: Config) -> Report:
