@@ -141,7 +141,7 @@ class Report:
             f"preview probes while Valkey down {dict(self.preview_probes)}  "
             f"allowed-while-down {self.preview_allowed_while_down}  "
             f"other refusals {self.preview_other_refusals}",
-            "archive (postgres rows before the watermark / archived / distinct): "
+            "archive (postgres rows before the watermark + purged / archived / distinct): "
             + (
                 ", ".join(f"{name} {pg}/{a}/{d}" for name, (pg, a, d) in self.archive.items())
                 or "not checked"

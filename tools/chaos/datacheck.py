@@ -310,10 +310,15 @@ class DataReport:
         return self.offloaded > 0 and self.offloaded_present == self.offloaded
 
     @property
-    def ok(self) -> bool:
+    def rows_ok(self) -> bool:
+        """Quarantine rows and preview events: some, each archived exactly once."""
         counts = [self.quarantine_archive, self.preview_archive]
+        return all(c is not None and c[0] > 0 and c[0] == c[1] == c[2] for c in counts)
+
+    @property
+    def ok(self) -> bool:
         return (
-            all(c is not None and c[0] > 0 and c[0] == c[1] == c[2] for c in counts)
+            self.rows_ok
             and self.purged
             and self.purge_reconciled
             and self.aggregates_ok
@@ -346,10 +351,14 @@ class DataReport:
             return f"{name} {'/'.join(map(str, c)) if c else 'not checked'}"
 
         days = sorted(self.aggregates.items())
+        purged = old.purged_rows() if old is not None else {}
         return [
-            "quarantine + preview events (postgres before the watermark + purged / archived / "
-            f"distinct): {counts('quarantine_rows', self.quarantine_archive)}, "
-            f"{counts('preview_events', self.preview_archive)}",
+            "every kind of row (postgres before the watermark + purged / archived / distinct): "
+            f"{counts('quarantine_rows', self.quarantine_archive)}, "
+            f"{counts('preview_events', self.preview_archive)}, the purged day's "
+            f"{purged.get(QUARANTINE_TABLE.table, 0)} + {purged.get(PREVIEW_EVENT_TABLE.table, 0)} "
+            "counted (in the archive only)"
+            + ("  non-zero, reconciled" if self.rows_ok else "  NOT reconciled (or none)"),
             retention,
             "daily aggregates (archived rows / daily sum / minutely sum per day): "
             + ", ".join(f"{d} {r}/{a}/{m}" for d, (r, a, m) in days)

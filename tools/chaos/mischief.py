@@ -250,7 +250,12 @@ class Mischief:
             body = self._envelope(kind)
             started = time.monotonic()
             attempts: list[int] = []
-            answer = self._post(self.ingest_url, body, deadline=self.deadline, attempts=attempts)
+            try:
+                answer = self._post(
+                    self.ingest_url, body, deadline=self.deadline, attempts=attempts
+                )
+            except Exception as exc:  # recorded as an unexpected answer, never a silent stop
+                answer = {"status": f"error {type(exc).__name__}: {exc}"[:200]}
             envelope = json.loads(body)
             self.ledger.acks.append(
                 Ack(
@@ -312,7 +317,10 @@ class Mischief:
             try:
                 response = self._http.post(base + EVENT_PATH, content=body, headers=headers)
                 if response.status_code not in RETRIED:
-                    return dict(response.json())
+                    try:
+                        return dict(response.json())
+                    except ValueError:  # not the contract's JSON: an unexpected answer
+                        return {"status": f"http {response.status_code} (not JSON)"}
                 self.ledger.retries[str(response.status_code)] += 1
             except httpx.HTTPError as exc:
                 self.ledger.retries[type(exc).__name__] += 1
