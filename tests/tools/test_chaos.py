@@ -18,7 +18,7 @@ from terragon_daemon.logs import kv
 from tools.bench.stack import RunHandle
 from tools.chaos.campaign import Config, Report, run_campaign
 from tools.chaos.datacheck import DataReport, OldDay
-from tools.chaos.mischief import ZombieDaemon
+from tools.chaos.mischief import Ack, ZombieDaemon
 from tools.chaos.proxy import CuttingProxy
 
 LONG = os.environ.get("TERRAGON_LONG_TESTS") == "1"
@@ -82,6 +82,23 @@ def test_zombie_daemon_ledger_reads_the_daemons_own_log_lines(tmp_path: Path) ->
     run = RunHandle("t", "chat-1", "run-1", "token")
     zombie = ZombieDaemon(run, cast("subprocess.Popen[bytes]", None), log)
     assert zombie.quarantined() == {"evt-q1": "mismatch", "evt-q2": "mismatch"}
+
+
+def test_ledger_expects_each_kinds_answer() -> None:
+    def ack(kind: str, status: str, reason: str | None = None, attempts: int = 1) -> Ack:
+        quarantine_id = "q" if status in ("quarantined", "applied") else None
+        return Ack(kind, "e", status, reason, quarantine_id, attempts, 10)
+
+    assert ack("zombie", "quarantined", "mismatch").expected
+    assert not ack("zombie", "quarantined", "missing_run_id").expected
+    assert not ack("oversized", "applied").expected
+    assert ack("stale_seq", "stale_seq").expected
+    assert ack("strict_v1", "quarantined", "missing_run_id").expected
+    assert ack("legacy_v1", "applied").expected
+    # A v1 retry whose first attempt committed (the answer lost to a cut) is a duplicate.
+    assert ack("legacy_v1", "duplicate", attempts=2).expected
+    assert not ack("legacy_v1", "duplicate").expected
+    assert not ack("zombie", "unanswered").expected
 
 
 def test_data_report_fails_on_any_missing_piece() -> None:
