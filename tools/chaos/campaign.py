@@ -449,7 +449,8 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         retention = RetentionDriver(
             old_day, stack.db_url, {**stack.service_env(), **shared}, _terragon
         )
-        retention.start(started)
+        # From just before the PostgreSQL restart (at 30 % of the window): the two overlap.
+        retention.start(started, delay=max(0.0, cfg.duration * 0.3 - 2))
         say(f"retention: purging {old_day.day} (rollup + purge until it is gone) during the faults")
         next_kill = cfg.kill_every
         pg_at, vk_at = cfg.duration * 0.3, cfg.duration * 0.5
@@ -509,7 +510,7 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         retention.stop()
         mischief.stop(cfg.drain_timeout)
         if old_day.purged_after is not None:
-            say(f"{old_day.purged_after:5.0f}s retention purged {old_day.day}")
+            say(f"retention had purged {old_day.day} {old_day.purged_after:.0f} s into the faults")
         if not preview:
             report.notes.append("preview paths not landed: no access probes during the outage")
         say(f"{time.monotonic() - started:5.0f}s draining: waiting for every daemon to exit")

@@ -203,6 +203,7 @@ class RetentionDriver:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
         self._started = 0.0
+        self._delay = 0.0
 
     def finished(self, now: float, window: float) -> bool:
         """Whether the fault window may close at `now` (seconds into it): the day is gone, or
@@ -210,8 +211,10 @@ class RetentionDriver:
         says NOT purged). On a loaded machine one rollup + purge pair takes tens of seconds."""
         return self.done.is_set() or now >= 2 * window + 240
 
-    def start(self, started: float) -> None:
+    def start(self, started: float, delay: float = 0.0) -> None:
+        """Begin `delay` seconds after `started` (the fault window's start, monotonic)."""
         self._started = started
+        self._delay = delay
         self._thread.start()
 
     def stop(self) -> None:
@@ -222,6 +225,7 @@ class RetentionDriver:
             self._thread.join(700)
 
     def _run(self) -> None:
+        self._stop.wait(self._delay)
         while not self._stop.is_set():
             self.old.purge_runs += 1
             for args in (("archive", "rollup"), ("retention", "purge")):
