@@ -268,6 +268,8 @@ class DataReport:
     """Quarantine rows of `stale_seq` envelopes (must be none)."""
     offloaded: int = 0
     offloaded_present: int = 0
+    offload_skipped: int = 0
+    """Rows over the inline limit whose offload was skipped (Valkey down, repo over its rate)."""
     missing_objects: list[str] = field(default_factory=list)
     aggregates: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     """Per archived day: (quarantine_rows, sum of daily aggregates, sum of minutely aggregates)."""
@@ -375,7 +377,8 @@ class DataReport:
             f"{self.acknowledged_once} present exactly once; {self.extra_rows} unacknowledged "
             f"row(s) of retried envelopes; stale_seq rows {self.stale_rows}",
             f"offloaded payloads: {self.offloaded} row(s) point at the object store, "
-            f"{self.offloaded_present} present"
+            f"{self.offloaded_present} present; {self.offload_skipped} offload(s) skipped "
+            "(Valkey down or the repo over its rate: prefix and hash only)"
             + (
                 f" (missing: {', '.join(self.missing_objects[:3])})" if self.missing_objects else ""
             ),
@@ -500,6 +503,10 @@ def check(
         ]
         if mischief.zombie is not None:
             report.zombie = _zombie(conn, mischief.zombie)
+        skipped = conn.execute(
+            "SELECT count(*) FROM daemon_event_quarantine WHERE offload_skipped"
+        ).fetchone()
+        report.offload_skipped = int(skipped[0]) if skipped else 0
         if old is not None:
             for name, n in conn.execute(
                 "SELECT event_name, (properties ->> 'rows')::int FROM preview_event "
