@@ -9,6 +9,14 @@ once, Valkey is stopped for a while, connections are cut after commit. The perio
 with `run_message` (0 lost, 0 duplicated), every run must be finished or failed, and the archive
 must hold exactly the Postgres rows before its watermark (each once).
 
+Every kind of data is under the faults too: misbehaving daemons (`mischief.py`: a superseded
+run's real daemon, crafted zombie, oversized, stale-seq and v1 envelopes) post through the same
+proxy, and an old day seeded before the replicas start is archived, sealed and purged by
+retention while the faults run (`datacheck.py`); the fault window lasts until it is gone. The
+final checks: quarantine rows and preview events reconciled with the archive (the purged day
+counted: it lives in the archive only), the daily and minutely aggregates equal to the rows,
+every acknowledged quarantine row present exactly once, every offloaded payload in the store.
+
 The archive and the payload store default to local directories shared by the replicas; set
 `TERRAGON_ARCHIVE_URL` / `TERRAGON_ARCHIVE_DIR` / `OBJECT_STORE_URL` (and their `*_ENDPOINT`,
 `AWS_*` credentials) in the environment to put them on S3: every `TERRAGON_ARCHIVE_*`,
@@ -46,6 +54,7 @@ from tools.bench.stack import (
     internal_client,
     route_exists,
 )
+from tools.chaos.datacheck import DataReport, RetentionDriver, check, seed_old_day
 from tools.chaos.failover import (
     FailoverResult,
     JobSlots,
@@ -55,6 +64,7 @@ from tools.chaos.failover import (
     finalized_early,
     start_pair,
 )
+from tools.chaos.mischief import ZOMBIE_REPO, Mischief
 from tools.chaos.proxy import CuttingProxy
 from tools.replicas import shared_env, start_replica
 from tools.standby import PrimaryAndStandby
@@ -130,10 +140,14 @@ class Report:
         left unfinished; the campaign measures that, it does not fail on it."""
         return self.failover is not None and not self.failover.synchronous
 
+    data: DataReport = field(default_factory=DataReport)
+    """Quarantine rows, preview events, aggregates, retention and payloads (`datacheck.py`)."""
+
     @property
     def ok(self) -> bool:
         return (
-            (self.lost == 0 or self.measured_loss)
+            self.data.ok
+            and (self.lost == 0 or self.measured_loss)
             and self.duplicated == 0
             and (not self.unfinished or self.measured_loss)
             and self.job_slots.ok
@@ -175,12 +189,13 @@ class Report:
             f"preview probes while Valkey down {dict(self.preview_probes)}  "
             f"allowed-while-down {self.preview_allowed_while_down}  "
             f"other refusals {self.preview_other_refusals}",
-            "archive (postgres rows before the watermark / archived / distinct): "
+            "archive (postgres rows before the watermark + purged / archived / distinct): "
             + (
                 ", ".join(f"{name} {pg}/{a}/{d}" for name, (pg, a, d) in self.archive.items())
                 or "not checked"
             )
             + ("  reconciled" if self.archive_reconciled else "  NOT reconciled"),
+            *self.data.lines(),
             *self.notes,
             "RESULT: " + ("PASS" if self.ok else "FAIL"),
         ]
@@ -371,9 +386,12 @@ def _terragon(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def _reconcile_archive(stack: Stack, env: dict[str, str], report: Report) -> None:
+def _reconcile_archive(
+    stack: Stack, env: dict[str, str], report: Report, purged: dict[str, int] | None = None
+) -> None:
     """With the replicas stopped: one last rollup (as an operator runs it), then every dataset's
-    Postgres rows before its watermark must be in the archive exactly once."""
+    Postgres rows before its watermark must be in the archive exactly once. `purged`: rows per
+    table that retention purged (now in the archive only), counted on the Postgres side."""
     # Nothing is in flight any more (daemons drained, replicas stopped): no settle window needed.
     _terragon({**env, "TERRAGON_ARCHIVE_SETTLE_SECONDS": "0"}, "archive", "rollup")
     with psycopg.connect(stack.db_url, autocommit=True) as conn:
@@ -395,7 +413,8 @@ def _reconcile_archive(stack: Stack, env: dict[str, str], report: Report) -> Non
                 f"< TIMESTAMPTZ '{watermark.isoformat()}'"
             )
             [archived] = json.loads(_terragon(env, "archive", "sql", "--format", "json", query))
-            report.archive[view] = (int(in_pg[0]) if in_pg else -1, archived["n"], archived["d"])
+            in_pg_or_purged = int(in_pg[0]) + (purged or {}).get(table, 0) if in_pg else -1
+            report.archive[view] = (in_pg_or_purged, archived["n"], archived["d"])
 
 
 def _serving(url: str) -> str:
@@ -425,13 +444,19 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
     labels: dict[str, str] = {}
     skewed = faketime_env(cfg.skew) if cfg.skew else None
     if cfg.skew and skewed is None:
-        report.notes.append("SKIPPED: clock skew needs faketime (.ci/setup.d/faketime.sh)")
+        report.notes.append(
+            "clock skew NOT applied: faketime is not installed (.ci/setup.d/faketime.sh)"
+        )
     report.skew = cfg.skew if skewed else 0.0
+    mischief: Mischief | None = None
+    retention: RetentionDriver | None = None
     try:
         if cfg.failover:
             pair = start_pair(stack, synchronous=cfg.synchronous_standby)
         else:
             stack.start_backends()
+        # Before any replica (and its rollup) starts: the archive's first watermark is that day's.
+        old_day = seed_old_day(stack.db_url, shared)
         proxy_port = free_port()
         ports = [free_port() for _ in range(cfg.replicas)]
         # One public face for all replicas, as behind a load balancer: the proxy's port.
@@ -463,10 +488,22 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 _, message = create_run(client, f"chaos-{i}")
                 daemons.append(_spawn(cfg, work, i, message, ingest))
             probe_run, _ = create_run(client, "chaos-probe")
+            mischief = Mischief(ingest)
+            mischief.setup(client)
+            zombie_run, zombie_start = create_run(client, "chaos-zombie-daemon", repo=ZOMBIE_REPO)
+            zombie = _spawn(cfg, work, cfg.daemons, zombie_start, ingest)
+            mischief.adopt(zombie_run, zombie.proc, work / f"daemon-{cfg.daemons}.log")
         report.runs = len(daemons)
         started = time.monotonic()
         slots_since = datetime.now(UTC)
-        pg_fault: tuple[datetime, datetime] | None = None
+        pg_fault: list[tuple[datetime, datetime]] = []
+        mischief.start()
+        retention = RetentionDriver(
+            old_day, stack.db_url, {**stack.service_env(), **shared}, _terragon
+        )
+        # From just before the PostgreSQL restart (at 30 % of the window): the two overlap.
+        retention.start(started, delay=max(0.0, cfg.duration * 0.3 - 2))
+        say(f"retention: purging {old_day.day} (rollup + purge until it is gone) during the faults")
         next_kill = cfg.kill_every
         pg_at, vk_at = cfg.duration * 0.3, cfg.duration * 0.5
         pg_done = vk_done = False
@@ -475,7 +512,14 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
             alive = [d for d in daemons if d.proc.poll() is None]
             # Every scheduled fault happens once, even if the fleet or the window ended first.
             kill_done = report.service_kills > 0 or cfg.kill_every >= cfg.duration
-            if (now >= cfg.duration or not alive) and pg_done and vk_done and kill_done:
+            data_done = retention.finished(now, cfg.duration)
+            if (
+                (now >= cfg.duration or not alive)
+                and pg_done
+                and vk_done
+                and kill_done
+                and data_done
+            ):
                 break
             if now >= next_kill:
                 victim = report.service_kills % cfg.replicas
@@ -500,12 +544,17 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                     stack.pg.restart()
                 # No job slot is checked from one slot before the fault (a job then in flight
                 # fails with PostgreSQL) to one after it is back (slots in the gap cannot be
-                # claimed). A slot the skewed replica failed to claim early, in the gap, is
-                # claimed by the others at its time: it is checked.
-                pg_fault = (
+                # claimed), nor the slots the skewed replica ran in that span (`skew` s later).
+                # A slot it failed to claim early, in the gap, is claimed by the others at its
+                # time: that one is checked.
+                span = (
                     fault_at - timedelta(seconds=cfg.job_interval),
                     datetime.now(UTC) + timedelta(seconds=cfg.job_interval),
                 )
+                pg_fault = [span]
+                if report.skew:
+                    ahead = timedelta(seconds=report.skew)
+                    pg_fault.append((span[0] + ahead, span[1] + ahead))
                 report.postgres_restarts += 1
                 pg_done = True
             if not vk_done and now >= vk_at:
@@ -530,6 +579,10 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 stack.valkey = EmbeddedValkey(stack.root / "valkey", port=vk_port)
                 stack.valkey.start()
             time.sleep(0.5)  # pacing
+        retention.stop()
+        mischief.stop(cfg.drain_timeout)
+        if old_day.purged_after is not None:
+            say(f"retention had purged {old_day.day} {old_day.purged_after:.0f} s into the faults")
         if not preview:
             report.notes.append("preview paths not landed: no access probes during the outage")
         say(f"{time.monotonic() - started:5.0f}s draining: waiting for every daemon to exit")
@@ -572,9 +625,15 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         for server in services:
             server.stop()
         say(f"{time.monotonic() - started:5.0f}s archive: final rollup, reconcile with PostgreSQL")
-        _reconcile_archive(stack, {**stack.service_env(), **shared}, report)
+        env = {**stack.service_env(), **shared}
+        _reconcile_archive(stack, env, report, old_day.purged_rows())
+        report.data = check(stack.db_url, env, _terragon, mischief, old_day, report.archive)
         return report
     finally:
+        if mischief is not None:
+            mischief.stop(drain_timeout=0)
+        if retention is not None:
+            retention.stop()
         for daemon in daemons:
             if daemon.proc.poll() is None:
                 daemon.proc.kill()

@@ -15,7 +15,13 @@ def build_parser() -> argparse.ArgumentParser:
         "proxy, under faults (SIGKILL + restart of one replica at a time, PostgreSQL restart, "
         "Valkey outage, connections cut after commit); checks 0 lost, 0 duplicated, every run "
         "finished, preview access all 503 while Valkey is down, the other replicas serving during "
-        "a kill, and the archive holding every Postgres row before its watermark exactly once.",
+        "a kill, and the archive holding every Postgres row before its watermark exactly once. "
+        "Misbehaving daemons (zombie, oversized, stale seq, v1 under strict) post through the "
+        "proxy too and an old day is purged by retention during the faults: the quarantine "
+        "ledger, the offloaded payloads, the purge and the daily aggregates are checked. Every "
+        "periodic job must run once per slot (--skew: with one replica's clock ahead) and no run "
+        "be finalized early. --failover: the PostgreSQL fault is the primary's death and its "
+        "standby's promotion instead of a restart.",
         epilog="Archive and payloads on S3: set TERRAGON_ARCHIVE_URL (or TERRAGON_ARCHIVE_DIR) and "
         "OBJECT_STORE_URL with their endpoint settings (OBJECT_STORE_S3_ENDPOINT, ...) and AWS_* "
         "credentials; every TERRAGON_ARCHIVE_*, OBJECT_STORE_* and AWS_* variable is passed to the "

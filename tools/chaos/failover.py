@@ -130,8 +130,9 @@ class JobSlots:
     """The periodic jobs' slots (`job_slot`) in a window, against every boundary expected."""
 
     window: tuple[datetime, datetime] | None = None
-    excluded: tuple[datetime, datetime] | None = None
-    """The PostgreSQL fault's span: no replica can claim a slot then."""
+    excluded: list[tuple[datetime, datetime]] = field(default_factory=list)
+    """The PostgreSQL fault's span (no replica can claim or run a slot then), and that span
+    `skew` s later (the skewed replica runs slots `skew` s before their boundary)."""
     expected: int = 0
     claimed: int = 0
     finished: int = 0
@@ -155,11 +156,7 @@ class JobSlots:
         if self.window is None:
             return "job slots: not checked"
         start, end = self.window
-        gap = (
-            f" except {self.excluded[0]:%H:%M:%S} to {self.excluded[1]:%H:%M:%S}"
-            if self.excluded
-            else ""
-        )
+        gap = "".join(f" except {a:%H:%M:%S} to {b:%H:%M:%S}" for a, b in self.excluded)
         verdict = "once per slot" if self.ok else "NOT once per slot"
         problems = [
             *(f"missing {m}" for m in self.missing[:5]),
@@ -182,20 +179,19 @@ def check_job_slots(
     until: datetime,
     killed: set[str],
     labels: dict[str, str],
-    excluded: tuple[datetime, datetime] | None = None,
+    excluded: list[tuple[datetime, datetime]] | None = None,
 ) -> JobSlots:
     """Every boundary of `interval` in [since, until) outside `excluded` must have one claim per
     job that finished without failing, unless its claimant (`host:pid`) is in `killed`.
     `labels`: claimant → the replica's name, for the report."""
-    slots = JobSlots(window=(since, until), excluded=excluded)
+    slots = JobSlots(window=(since, until), excluded=excluded or [])
     first = int(since.timestamp() // interval + 1) * interval
     boundaries = [
         datetime.fromtimestamp(first + i * interval, UTC)
         for i in range(int((until.timestamp() - first) // interval) + 1)
         if first + i * interval < until.timestamp()
     ]
-    if excluded is not None:
-        boundaries = [b for b in boundaries if not excluded[0] <= b <= excluded[1]]
+    boundaries = [b for b in boundaries if not any(a <= b <= z for a, z in slots.excluded)]
     with psycopg.connect(db_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT job, slot_start, claimed_by, finished_at, failed FROM job_slot "
