@@ -222,3 +222,26 @@ def test_soak_job_interval_fits_a_few_slots_in_a_short_soak() -> None:
     assert job_interval(60) == 15.0
     assert job_interval(30) == 7.0
     assert job_interval(10) == 5.0
+
+
+def test_soak_memory_is_measured_after_every_process_first_archiving_rollup() -> None:
+    """The rollup's first Parquet write in a process is a one-off RSS step: the baseline is the
+    first window ending after the last process's first rollup slot past the side load's first
+    archivable minute (+ one interval). Rollups before that minute, or of other jobs, do not
+    count; with none at all the baseline is the first window."""
+    from tools.bench.soak import SlotRow, memory_baseline
+
+    started = 1_800_000_000.0  # a minute boundary: the first minute is archivable at +120 s
+    windows = [{"endSeconds": end} for end in (60, 120, 180, 240, 300, 360)]
+    rollups = [
+        SlotRow("archive_rollup", started + 30, True, False, "h:1"),  # too early: no rows yet
+        SlotRow("archive_rollup", started + 150, True, False, "h:1"),  # h:1's first with data
+        SlotRow("maintenance_sweep", started + 300, True, False, "h:3"),  # not the rollup
+        SlotRow("archive_rollup", started + 210, True, False, "h:2"),  # h:2's, the later one
+        SlotRow("archive_rollup", started + 270, True, False, "h:2"),
+    ]
+    assert memory_baseline(windows, rollups, started, 30.0) == 3  # ends at 240 >= 210 + 30
+    assert memory_baseline(windows, rollups[:2], started, 30.0) == 2  # 180 >= 150 + 30
+    assert memory_baseline(windows, rollups[:1], started, 30.0) == 0
+    late = [SlotRow("archive_rollup", started + 400, True, False, "h:9")]
+    assert memory_baseline(windows, late, started, 30.0) == 0  # never before the last window
