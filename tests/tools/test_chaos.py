@@ -198,8 +198,10 @@ def test_chaos_smoke_loses_and_duplicates_nothing() -> None:
             skew=5,  # replica 1 sees each boundary 5 s early (libfaketime)
         )
     )
-    if report.skew:  # faketime installed (.ci/setup.d/faketime.sh)
-        assert report.job_slots.winners.get("replica 1", 0) > 0, report.job_slots.line()
+    # Which replica wins the few slots of a 12 s window is a race (the skewed one is also killed
+    # and restarted): the smoke checks once per slot with the skew applied; the failover campaign,
+    # with minutes of slots, checks that the skewed replica wins them.
+    assert report.job_slots.ok, report.job_slots.line()
 
 
 @pytest.mark.slow
