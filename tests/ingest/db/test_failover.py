@@ -172,7 +172,9 @@ async def test_failover_to_a_synchronous_standby_loses_nothing_acknowledged(
         f"{first_applied - killed:.2f}s after the kill ({recovery:.2f}s after the promotion, "
         f"{promoted - killed:.2f}s gap); answers {dict(answers)}"
     )
-    assert answers["503 unavailable"] >= RUNS, "the gap was answered 503"
+    # At least one 503, not one per run: how many requests meet the gap is timing (one run in
+    # 17 saw three 503s for four runs); what matters is that none got anything but these three.
+    assert answers["503 unavailable"] >= 1, "the gap was answered 503"
     assert set(answers) <= {"200 applied", "202 duplicate", "503 unavailable"}, answers
     assert recovery <= RECOVERY_BOUND, f"first apply {recovery:.2f}s after the promotion"
 
