@@ -254,3 +254,4 @@ def test_chaos_failover_campaign_with_a_skewed_replica() -> None:
         # The skewed replica sees each boundary 45 s early: it wins slots, and none ran twice.
         assert report.job_slots.winners.get("replica 1", 0) > 0, report.job_slots.line()
     assert report.job_slots.ok and not report.finalized_early, report.job_slots.line()
+    assert report.job_slots.expected > 0, report.job_slots.line()

@@ -497,6 +497,8 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
         started = time.monotonic()
         slots_since = datetime.now(UTC)
         pg_fault: list[tuple[datetime, datetime]] = []
+        kill_spans: list[tuple[datetime, datetime]] = []
+        """From each replica's SIGKILL to its restart."""
         mischief.start()
         retention = RetentionDriver(
             old_day, stack.db_url, {**stack.service_env(), **shared}, _terragon
@@ -525,11 +527,13 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
                 victim = report.service_kills % cfg.replicas
                 say(f"{now:5.0f}s SIGKILL replica {victim} (:{ports[victim]}), restart")
                 killed.add(f"{socket.gethostname()}:{services[victim].pid}")
+                down_from = datetime.now(UTC)
                 services[victim].kill()
                 for other, server in enumerate(services):
                     if other != victim:
                         report.others_serving[_serving(server.url)] += 1
                 services[victim] = start(victim)
+                kill_spans.append((down_from, datetime.now(UTC)))
                 report.service_kills += 1
                 next_kill += cfg.kill_every
             if not pg_done and now >= pg_at:
@@ -610,6 +614,12 @@ def run_campaign(cfg: Config, say: Any = print) -> Report:
             killed,
             labels,
             pg_fault,
+            # A slot no replica claimed while one was down (the others busy with the previous
+            # run, or the skewed one past it by its clock) is lost to the kill, as designed.
+            [
+                (a - timedelta(seconds=report.skew), b + timedelta(seconds=cfg.job_interval))
+                for a, b in kill_spans
+            ],
         )
         report.finalized_early = finalized_early(stack.db_url)
         for failed in report.job_slots.failed:  # what the replica said (its log goes)
