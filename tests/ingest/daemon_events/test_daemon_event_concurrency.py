@@ -66,11 +66,12 @@ async def test_shuffled_stream_with_duplicates_applies_each_event_at_most_once(
     assert len(set(seqs)) == len(seqs)
 
 
-async def test_abort_between_dedupe_insert_and_state_write_leaves_retry_applicable(
+async def test_an_abort_at_the_dedupe_insert_writes_nothing_and_the_retry_applies(
     client, database_url
 ) -> None:
-    """A test-only trigger fires on the run's state UPDATE (after the dedupe insert of the same
-    transaction) and raises once: the transaction aborts, so the retry is applied, not deduped."""
+    """A test-only trigger raises once as the dedupe record is inserted: the one statement that
+    also wrote the run's state and its messages aborts, so nothing of it stays and the retry is
+    applied, not deduped."""
     run_id, token = await start_run(client)
     await sql(
         database_url,
@@ -78,14 +79,12 @@ async def test_abort_between_dedupe_insert_and_state_write_leaves_retry_applicab
         CREATE SEQUENCE failpoint_hits;
         CREATE FUNCTION failpoint_after_dedupe() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF EXISTS (SELECT 1 FROM daemon_event WHERE run_id = NEW.run_id AND event_id = 'evt-1')
-               AND nextval('failpoint_hits') = 1 THEN
-                RAISE EXCEPTION 'failpoint: abort after the dedupe insert, before the state write';
+            IF NEW.event_id = 'evt-1' AND nextval('failpoint_hits') = 1 THEN
+                RAISE EXCEPTION 'failpoint: abort at the dedupe insert';
             END IF;
             RETURN NEW;
         END $$;
-        CREATE TRIGGER failpoint BEFORE UPDATE ON thread_run FOR EACH ROW
-            WHEN (NEW.accepted_event_count > OLD.accepted_event_count)
+        CREATE TRIGGER failpoint AFTER INSERT ON daemon_event FOR EACH ROW
             EXECUTE FUNCTION failpoint_after_dedupe();
         """,
     )
@@ -98,7 +97,7 @@ async def test_abort_between_dedupe_insert_and_state_write_leaves_retry_applicab
     assert await sql(database_url, "SELECT 1 FROM run_message") == []
     assert (await run_state(client, run_id))["acceptedEventCount"] == 0
     [hits] = await sql(database_url, "SELECT last_value FROM failpoint_hits")
-    assert hits["last_value"] == 1  # the failpoint did fire after the dedupe insert
+    assert hits["last_value"] == 1  # the failpoint did fire at the dedupe insert
     retry = await post(client, body, token)
     assert (retry.status_code, retry.json()["status"]) == (200, "applied")
     run = await run_state(client, run_id)

@@ -32,26 +32,46 @@ def _fields(record: type[msgspec.Struct]) -> list[tuple[str, str]]:
     return [(name, kind) for name, kind, _ in sql_columns(record)]
 
 
+ALONE_ONLY = {"legacy_row", "ui_outcome", "ui_blocking_reason"}
+"""Inputs only an envelope alone brings (the call with its inputs): terragon_ingest_envelope writes
+them itself and does not pass them to the batch."""
+
+
+def _recordset_columns(text: str) -> list[list[tuple[str, str]]]:
+    """Each `jsonb_to_recordset(p_batch) AS (name type, …)` column list of the batch function."""
+    lists = re.findall(r"jsonb_to_recordset\(p_batch\) AS \((.*?)\)\)", text, re.S)
+    return [re.findall(r"(\w+) (\w+)", columns) for columns in lists]
+
+
 def _input_disagreements(record: type[msgspec.Struct]) -> list[str]:
     params, _ = _signature(ONE)
     fields = _fields(record)
     found = [f"p_{n} {k}: a parameter, not a field" for n, k in params if (n, k) not in fields]
     found += [f"{n} {k}: a field, not a parameter" for n, k in fields if (n, k) not in params]
-    # The batch function calls the one decision by name, each from the item's key of that name
-    # (`e ->> 'seq'`), or a constant for the second call's inputs (never grouped).
-    for name, expression in re.findall(r"p_(\w+) => (.*?)(?:,\n|\) AS x)", BATCH):
-        keys = re.findall(r"e -{1,2}>{1,2} '(\w+)'", expression)
-        if name not in dict(fields):
-            found.append(f"p_{name}: the batch passes it, no field")
-        elif keys and keys != [name]:
-            found.append(f"p_{name}: the batch reads it from {keys}")
+    # The one-envelope function passes each parameter to the batch under its own name
+    # (`'seq', p_seq`), but those only an envelope alone brings.
+    passed = re.findall(r"'(\w+)', (?:encode\()?p_(\w+)", ONE)
+    found += [f"p_{p}: passed to the batch as {k!r}" for k, p in passed if k != p]
+    names = {name for name, _ in fields}
+    found += [f"p_{p}: the batch has no field for it" for _, p in passed if p not in names]
+    # The batch reads each item's keys as typed columns: a field's name and type (the token's
+    # digest as hex text: JSON has no bytes).
+    for columns in _recordset_columns(BATCH):
+        for name, kind in columns:
+            if (name, kind) not in fields and (name, kind) != ("token_hash", "text"):
+                found.append(f"{name} {kind}: the batch reads it, no such field")
     return found
 
 
 def test_the_input_struct_is_the_functions_parameters() -> None:
     assert _input_disagreements(DecisionInput) == []
-    batch = dict(re.findall(r"p_(\w+) => (.*?)(?:,\n|\) AS x)", BATCH))
-    assert set(batch) == {name for name, _ in _fields(DecisionInput)}
+    passed = {p for _, p in re.findall(r"'(\w+)', (?:encode\()?p_(\w+)", ONE)}
+    assert passed == {name for name, _ in _fields(DecisionInput)} - ALONE_ONLY
+    read = {name for columns in _recordset_columns(BATCH) for name, _ in columns}
+    assert read == {name for name, _ in _fields(DecisionInput)} - ALONE_ONLY | {
+        "legacy_row",
+        "ui_outcome",
+    }  # the batch refuses an item that carries either
 
 
 def test_the_output_struct_is_the_functions_columns() -> None:
@@ -78,4 +98,5 @@ def test_a_renamed_or_missing_field_is_caught() -> None:
     found = _input_disagreements(Renamed)
     assert "sequence bigint: a field, not a parameter" in found
     assert "p_seq bigint: a parameter, not a field" in found
-    assert "p_seq: the batch passes it, no field" in found
+    assert "p_seq: the batch has no field for it" in found
+    assert "seq bigint: the batch reads it, no such field" in found

@@ -28,6 +28,9 @@ def test_the_decision_answers_exactly_the_core_outcomes() -> None:
     """The SQL's outcome strings and `CorrelationOutcome` are one set: a new outcome in SQL
     without the enum (or the reverse) would be a 500 or dead code."""
     sources = {f.name: f.sql for f in load_functions()}
-    decided = set(re.findall(r"outcome := '([a-z_]+)'", sources["terragon_ingest_envelope.sql"]))
+    batch = sources["terragon_ingest_envelopes.sql"]
+    deciding = batch[: batch.index("), applying AS (")]  # after it: the apply (run statuses)
+    decided = set(re.findall(r"THEN '([a-z_]+)'", deciding))
+    decided |= set(re.findall(r"COALESCE\(d\.answer, '([a-z_]+)'\)", batch))
     verdicts = set(re.findall(r"THEN '([a-z_]+)'", sources["terragon_envelope_verdict.sql"]))
     assert decided | verdicts == {o.value for o in CorrelationOutcome}

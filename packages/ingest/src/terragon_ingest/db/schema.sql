@@ -342,11 +342,11 @@ CREATE TABLE preview_event_default PARTITION OF preview_event DEFAULT;
 
 -- FUNCTION terragon_ingest_envelope(p_token_hash bytea, p_token_run_id text, p_thread_id text, p_thread_chat_id text, p_run_id text, p_dedupe_id text, p_seq bigint, p_payload_version smallint, p_fields_valid boolean, p_within_limits boolean, p_messages jsonb, p_trace_id text, p_terminal boolean, p_failure boolean, p_end_sha text, p_inputs_ready boolean, p_diff_source text, p_diff_source_context text, p_legacy_row jsonb, p_ui_outcome text, p_ui_blocking_reason text, OUT outcome text, OUT legacy boolean, OUT applied_messages integer, OUT last_seq bigint, OUT run_status text, OUT legacy_row_id uuid, OUT token_run_id text, OUT user_id text, OUT repo_full_name text, OUT repo_dir text, OUT sandbox_provider text, OUT codesandbox_id text, OUT active_run_id text, OUT run_id_strict boolean, OUT run_start_sha text, OUT token_refusal text)
 --     RETURNS record
---     body: db/functions/terragon_ingest_envelope.sql (definition md5 1b8a9cbe54c6193a393fc6ebd28b6a3c)
+--     body: db/functions/terragon_ingest_envelope.sql (definition md5 cfa1240623f364acc04099c47c0fde52)
 
 -- FUNCTION terragon_ingest_envelopes(p_batch jsonb, p_isolated boolean, p_first integer)
 --     RETURNS TABLE(ordinal integer, failed_sqlstate text, outcome text, legacy boolean, applied_messages integer, last_seq bigint, run_status text, legacy_row_id uuid, token_run_id text, user_id text, repo_full_name text, repo_dir text, sandbox_provider text, codesandbox_id text, active_run_id text, run_id_strict boolean, run_start_sha text, token_refusal text)
---     body: db/functions/terragon_ingest_envelopes.sql (definition md5 78bbac307587cde2dcbddec8cf83a805)
+--     body: db/functions/terragon_ingest_envelopes.sql (definition md5 2900ea9980a6aa24623da3fff2e00f55)
 
 -- FUNCTION terragon_insert_quarantine(p_row jsonb)
 --     RETURNS uuid
