@@ -727,8 +727,8 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
             target="≤ 1.2 x pgbench's own p99 (worst round)",
             met=judge(worst_p99_ratio, "<=", 1.2),
             details={
-                "p99Ratios": [r.p99_ratio for r in rounds],
-                "worstRoundP99Ratio": worst_p99_ratio,
+                "p99Ratios": [round(r.p99_ratio, 3) if r.p99_ratio else None for r in rounds],
+                "worstRoundP99Ratio": round(worst_p99_ratio, 3) if worst_p99_ratio else None,
                 "worstServiceP99Ms": worst_p99,
                 "note": f"service p99 / pgbench p99 by round (ms): {p99_rounds}; worst round "
                 f"{_ms(worst_p99_ratio)}",
@@ -736,7 +736,7 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
         ),
         BenchResult(
             name="PostgreSQL CPU per applied envelope",
-            metric="ms (median round)",
+            metric="ms (median of rounds)",
             value=postgres_cpu_ms,
             ceiling_name="pgbench 1 envelope/tx",
             ceiling=pgbench_cpu_ms,
@@ -747,18 +747,22 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
                 "serviceLoad": [r.postgres_cpu_ms for r in rounds],
                 "pgbenchOneEnvelope": [r.pgbench_postgres_cpu_ms for r in rounds],
                 "pgbenchGrouped": grouped_details.get("postgresCpuMsPerEnvelope"),
-                "note": "CPU ms per applied envelope from /proc (all PostgreSQL processes, "
-                f"the service's worker processes): {per_round}; pgbench grouped "
+                "note": "CPU ms per applied envelope from /proc (PostgreSQL: the postmaster "
+                f"and all its children; service: its process tree): {per_round}; pgbench grouped "
                 f"{_ms(grouped_details.get('postgresCpuMsPerEnvelope'))}",
             },
         ),
         BenchResult(
             name="service CPU per applied envelope",
-            metric="ms (median round)",
+            metric="ms (median of rounds)",
             value=service_cpu_ms,
             target="≤ 0.3 ms",
             met=judge(service_cpu_ms, "<=", 0.3),
-            details={"rounds": [r.service_cpu_ms for r in rounds]},
+            details={
+                "rounds": [r.service_cpu_ms for r in rounds],
+                "note": "the service's process tree (every worker), CPU ms per envelope it "
+                f"applied, by round: {', '.join(_ms(r.service_cpu_ms) for r in rounds)}",
+            },
         ),
         BenchResult(
             name="ingest apply vs grouped pgbench",
@@ -789,7 +793,7 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
             name="grouped ceiling vs pgbench 1 envelope/tx",
             metric="envelopes/s",
             value=grouped_eps or None,
-            ceiling_name="pgbench 1 envelope/tx (median)",
+            ceiling_name="pgbench 1 envelope/tx, median of rounds",
             ceiling=pgbench_tps,
             ratio=grouped_vs_pgbench,
             target="≥ 2.5 x",
