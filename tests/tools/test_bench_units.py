@@ -7,6 +7,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import pytest
+
 from tools.bench.fairness import fairness_results, percentile
 from tools.bench.replay import inline_parameters, parse_log, pgbench_script, templatize
 from tools.bench.report import BenchResult, judge, markdown
@@ -245,3 +247,95 @@ def test_soak_memory_is_measured_after_every_process_first_archiving_rollup() ->
     assert memory_baseline(windows, rollups[:1], started, 30.0) == 0
     late = [SlotRow("archive_rollup", started + 400, True, False, "h:9")]
     assert memory_baseline(windows, late, started, 30.0) == 0  # never before the last window
+
+
+def test_grouped_client_rows_give_each_client_its_own_runs() -> None:
+    from tools.bench import grouped
+
+    runs = [RunHandle(f"t{i}", "chat-1", f"r{i}", f"tok{i}") for i in range(6)]
+    rows = grouped.client_rows(runs, 2, 3, lambda r: (r.run_id,))
+    assert grouped.client_columns(2) == [
+        "bx_run0",
+        "bx_thr0",
+        "bx_tokh0",
+        "bx_run1",
+        "bx_thr1",
+        "bx_tokh1",
+    ]
+    assert [row[0] for row in rows] == ["r0", "r3"]  # the one-envelope scripts' run: run 0
+    assert rows[1][1:4] == ("r3", "t3", runs[3].token_sha256)
+    assert rows[1][7:] == ("r5", "t5", runs[5].token_sha256)
+    assert all(len(row) == 1 + 3 * 3 for row in rows)
+    with pytest.raises(ValueError, match="need 9 runs, got 6"):
+        grouped.client_rows(runs, 3, 3, lambda r: (r.run_id,))
+
+
+def test_grouped_statement_puts_each_envelope_on_another_run_with_the_clients_seq() -> None:
+    import re
+
+    from tools.bench import grouped
+    from tools.bench.ingest import _envelope, replay_shapes
+
+    statement = grouped.grouped_statement(5, _envelope, replay_shapes())
+    for name in ("run", "thr", "tokh"):
+        assert sorted(set(re.findall(rf":bx_{name}(\d+)", statement))) == list("01234")
+    assert statement.count('"seq": :bx_seq,') == 5
+    script = grouped.grouped_script(statement, ["bx_run", *grouped.client_columns(5)])
+    assert "\\set bx_seq :bx_seq + 1" in script  # one step per transaction, every run
+    assert "SELECT bx_run, bx_run0, bx_thr0, bx_tokh0, bx_run1," in script
+
+
+def _wrk(rps: float, p99: float, cpu: dict[str, float], seconds: float = 10.0):
+    from tools.bench.wrk import WrkResult
+
+    return WrkResult(
+        requests=round(rps * seconds),
+        seconds=seconds,
+        p50_ms=1.0,
+        p90_ms=2.0,
+        p99_ms=p99,
+        max_ms=p99,
+        errors={},
+        generator_cpu=0.1,
+        server_cpu=cpu,
+        wall=seconds + 0.5,
+    )
+
+
+def _pgbench(tps: float, p99: float | None):
+    from tools.bench.replay import PgbenchResult
+
+    return PgbenchResult(tps, 10.0, round(tps * 10), 0, "", p99)
+
+
+def test_cpu_per_applied_envelope_is_cpu_seconds_over_applied_envelopes() -> None:
+    from tools.bench.ingest import ApplyRound, cpu_ms_per_envelope
+
+    assert cpu_ms_per_envelope(2.0, 10_000) == 0.2
+    assert cpu_ms_per_envelope(2.0, 0) is None
+    assert cpu_ms_per_envelope(None, 10) is None
+    # 1.5 cores of the service and 0.8 of PostgreSQL over 10.5 s of wall, 21,000 applied
+    service = _wrk(2000, 40.0, {"server": 1.5, "postgres": 0.8})
+    assert service.cpu_seconds("server") == 15.75
+    assert service.cpu_seconds("nothing") is None
+    one = ApplyRound(service, 21_000, _pgbench(1000, 32.0), 10_500, 2.1)
+    assert one.service_cpu_ms == 0.75
+    assert abs((one.postgres_cpu_ms or 0) - 0.4) < 1e-12
+    assert one.pgbench_postgres_cpu_ms == 0.2
+    assert one.ratio == 2.0 and one.p99_ratio == 1.25
+    d = one.as_dict()
+    assert d["serviceCpuMsPerEnvelope"] == 0.75 and d["pgbenchPostgresCpuMsPerEnvelope"] == 0.2
+    assert d["p99Ratio"] == 1.25 and d["appliedEnvelopes"] == 21_000
+    nothing = ApplyRound(service, 0, _pgbench(1000, None), 0, 2.1)
+    assert nothing.service_cpu_ms is None and nothing.p99_ratio is None
+
+
+def test_the_worst_p99_round_is_the_highest_ratio_not_the_highest_p99() -> None:
+    from tools.bench.ingest import ApplyRound, worst_p99_round
+
+    cpu = {"server": 1.0, "postgres": 1.0}
+    slow_both = ApplyRound(_wrk(1000, 60.0, cpu), 1, _pgbench(900, 55.0), 1, 1.0)  # 1.09
+    tail = ApplyRound(_wrk(1000, 45.0, cpu), 1, _pgbench(900, 30.0), 1, 1.0)  # 1.5
+    unknown = ApplyRound(_wrk(1000, 90.0, cpu), 1, _pgbench(900, None), 1, 1.0)
+    assert worst_p99_round([slow_both, tail, unknown]) is tail
+    assert worst_p99_round([unknown]) is None

@@ -4,14 +4,20 @@
 The batch text is built by the service's own code, not by hand: each envelope is decoded by core's
 `decode_envelope`, turned into the decision's parameters by `service.decision_input` and into the
 statement's argument by `repository.batch_json`, exactly as `group_commit.py` sends it. The
-per-request values then become pgbench variables: each pgbench client replays one run of its own
-(`bench_client`), with a fresh event id per transaction and `seq`s that grow across batches, so
-every replayed envelope is applied, never a duplicate.
+per-request values then become pgbench variables.
 
-Batch sizes come from the service's histogram (`preview_ingest_batch_envelopes`), whose buckets
-are 1, 2, 4, 8, 16, 32: a bucket is replayed at its upper bound (a batch of 3 as a batch of 4),
-which can only raise the ceiling (bigger batches amortise more), so the ratio is conservative.
-Batches of one are sent by the service as the plain one-envelope statement, and replayed so.
+A batch holds envelopes of different runs, as the service's do: under wrk each connection is its
+own run with one request in flight, so a service batch holds at most one envelope per run. Each
+pgbench client owns `K` runs (`K` = the largest replayed batch size; `bench_client` columns
+`bx_run<i>`, `bx_thr<i>`, `bx_tokh<i>`: `client_columns`), and envelope `i` of a batch is run `i`'s.
+A batch of one envelope of one run (`:bx_run` = run 0) is the decision's fast path; a batch of
+many envelopes of one run, which the service never sends, would take its slow ordered path.
+
+Every envelope of a transaction carries the client's `seq` counter, advanced by one per
+transaction (`\\set bx_seq :bx_seq + 1`, shared with the one-envelope scripts), so each of the
+client's runs sees strictly increasing `seq`s (with gaps where a smaller batch skipped it, which
+the decision allows) and a fresh event id: every replayed envelope is applied, never a duplicate
+or stale.
 """
 
 from __future__ import annotations
@@ -33,9 +39,35 @@ if TYPE_CHECKING:
 GROUPED_SEQ_BASE = 10_000_000
 """Grouped replays run on runs of their own, from here (above anything the load sent)."""
 
-_RUN = RunHandle("bxthread", "chat-1", "bxrun", "bxtoken")
 _EVENT = "BXGEVT"
 _SEQ = 987_600_000
+RUN_COLUMNS = ("bx_run", "bx_thr", "bx_tokh")
+"""Per run of a client: `bx_run<i>`, `bx_thr<i>`, `bx_tokh<i>` (run id, thread id, token sha256)."""
+
+
+def placeholder_run(i: int) -> RunHandle:
+    """The stand-in for run `i` of a batch, replaced by `:bx_run<i>`, ... in the statement."""
+    return RunHandle(f"bxthread{i:02d}", "chat-1", f"bxrun{i:02d}", f"bxtoken{i:02d}")
+
+
+def client_columns(k: int) -> list[str]:
+    """`bench_client`'s run columns for `k` runs per client, after the one-envelope scripts'."""
+    return [f"{name}{i}" for i in range(k) for name in RUN_COLUMNS]
+
+
+def client_rows(
+    runs: list[RunHandle], clients: int, k: int, single: Callable[[RunHandle], tuple[str, ...]]
+) -> list[tuple[str, ...]]:
+    """One row per client: `single(run 0)` (the one-envelope scripts' columns), then its `k` runs'
+    `client_columns`. Client `c` owns `runs[c*k:(c+1)*k]`."""
+    if len(runs) < clients * k:
+        raise ValueError(f"{clients} clients x {k} runs need {clients * k} runs, got {len(runs)}")
+    rows = []
+    for c in range(clients):
+        own = runs[c * k : (c + 1) * k]
+        values = [v for r in own for v in (r.run_id, r.thread_id, r.token_sha256)]
+        rows.append((*single(own[0]), *values))
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,34 +92,36 @@ def batch_sizes(by_bucket: dict[str, int]) -> dict[int, int]:
 def grouped_statement(
     size: int, envelope: Callable[[RunHandle, str, int, int, int], bytes], shapes: list[Any]
 ) -> str:
-    """One `ingest_envelopes` statement of `size` envelopes of the placeholder run, as SQL text
-    with pgbench variables: `:bx_run`, `:bx_thr`, `:bx_tokh`, `:bx_evt`, `:bx_s<i>`."""
+    """One `ingest_envelopes` statement of `size` envelopes, envelope `i` of the client's run `i`,
+    as SQL text with pgbench variables: `:bx_run<i>`, `:bx_thr<i>`, `:bx_tokh<i>`, `:bx_evt` (the
+    event ids `g:bx_evt-<i>`) and `:bx_seq` (every envelope's seq: one per run per transaction)."""
     batch = []
     for i in range(size):
         count, nbytes = shapes[i % len(shapes)]
-        body = envelope(_RUN, f"{_EVENT}{i:02d}", _SEQ + i, count, nbytes)
+        run = placeholder_run(i)
+        body = envelope(run, f"{_EVENT}{i:02d}", _SEQ + i, count, nbytes)
         delivery = Delivery(
-            decode_envelope(body), body, f"bxtrace{i:02d}", token_hash=hash_token(_RUN.token)
+            decode_envelope(body), body, f"bxtrace{i:02d}", token_hash=hash_token(run.token)
         )
         batch.append(decision_input(delivery))
     text = batch_json(batch)
     for i in range(size):
-        text = text.replace(f'"seq":{_SEQ + i}', f'"seq": :bx_s{i}')
+        run = placeholder_run(i)
+        text = text.replace(f'"seq":{_SEQ + i}', '"seq": :bx_seq')
         text = text.replace(f"{_EVENT}{i:02d}", f"g:bx_evt-{i}")
-    text = text.replace(hash_token(_RUN.token).hex(), ":bx_tokh")
-    text = text.replace(_RUN.run_id, ":bx_run").replace(_RUN.thread_id, ":bx_thr")
+        text = text.replace(hash_token(run.token).hex(), f":bx_tokh{i}")
+        text = text.replace(f'"{run.run_id}"', f'":bx_run{i}"')
+        text = text.replace(f'"{run.thread_id}"', f'":bx_thr{i}"')
     literal = "'" + text.replace("'", "''") + "'"
     statement = Q["ingest_envelopes"].replace("%(batch)s", literal)
     # The service's first try: no subtransactions (it isolates a batch only after a failure).
     return statement.replace("%(isolated)s", "false").strip().rstrip(";") + ";"
 
 
-def grouped_script(statement: str, size: int, client_vars: list[str]) -> str:
-    """pgbench_script for one batch: `bx_seq` advances by the batch, each envelope its own seq."""
-    script = pgbench_script([statement], client_vars)
-    # seq_i = the last seq sent + 1 + i, then the last seq moves past the batch.
-    seqs = "\n".join(f"\\set bx_s{i} :bx_seq + {i + 1}" for i in range(size))
-    return script.replace("\\set bx_seq :bx_seq + 1", f"{seqs}\n\\set bx_seq :bx_seq + {size}")
+def grouped_script(statement: str, client_vars: list[str]) -> str:
+    """pgbench_script for one batch: `bx_seq` advances by one per transaction, as in the
+    one-envelope scripts (each envelope is another run's)."""
+    return pgbench_script([statement], client_vars)
 
 
 def weights(sizes: dict[int, int], total: int = 1000) -> dict[int, int]:

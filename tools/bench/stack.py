@@ -105,6 +105,33 @@ def postgres_pids(pgdata: Path) -> list[int]:
     return pids
 
 
+def postgres_cpu_seconds(pgdata: Path) -> tuple[float, set[int]]:
+    """CPU seconds of the postmaster and its children so far (with the reaped ones': a backend's
+    CPU moves into the postmaster's cutime/cstime when it exits), and the pids read."""
+    pids = postgres_pids(pgdata)
+    return sum(proc_cpu_seconds(p) for p in pids), set(pids)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def postgres_cpu_after(pgdata: Path, before: set[int], timeout: float = 5.0) -> float:
+    """`postgres_cpu_seconds` once the backends of a client that has just disconnected (pgbench)
+    are gone: their CPU counts only once the postmaster has reaped them. Waits (at most
+    `timeout`) until no backend started after `before` was read is left, autovacuum's aside."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = postgres_pids(pgdata)
+        new = [p for p in pids if p not in before and "autovacuum" not in _cmdline(p)]
+        if not new or time.monotonic() > deadline:
+            return sum(proc_cpu_seconds(p) for p in pids)
+        time.sleep(0.01)
+
+
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Poll `url` until it answers 2xx (or the process died, or the deadline passed)."""
     deadline = time.monotonic() + timeout

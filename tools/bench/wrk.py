@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,14 @@ class WrkResult:
     """wrk's CPU seconds per wall second (1.0 = one core busy)."""
     server_cpu: dict[str, float] = field(default_factory=dict)
     """CPU seconds per wall second of the watched processes, by name."""
+    wall: float = 0.0
+    """Wall seconds over which `server_cpu` was measured (wrk's run, start-up included)."""
+
+    def cpu_seconds(self, name: str) -> float | None:
+        """CPU seconds the watched processes `name` used during the load, if watched."""
+        if name not in self.server_cpu or not self.wall:
+            return None
+        return self.server_cpu[name] * self.wall
 
     @property
     def rps(self) -> float:
@@ -88,6 +97,17 @@ def lua_config(
     )
 
 
+Watched = list[int] | Callable[[], list[int]]
+"""Processes whose CPU a load phase reports: fixed pids, or a listing read before and again after
+(PostgreSQL's: a backend started during the phase counts, one that exited is in the postmaster's
+reaped-children time)."""
+
+
+def _cpu(watched: Watched) -> float:
+    pids = watched() if callable(watched) else watched
+    return sum(proc_cpu_seconds(p) for p in pids)
+
+
 def run_wrk(
     url: str,
     *,
@@ -98,7 +118,7 @@ def run_wrk(
     seconds: float,
     phase: int,
     auth: str = "",
-    watch: dict[str, list[int]] | None = None,
+    watch: dict[str, Watched] | None = None,
     timeout_s: int = 10,
     delay_ms: int = 0,
     big: bool = False,
@@ -111,7 +131,7 @@ def run_wrk(
         script = handle.name
     watch = watch or {}
     before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before = {name: sum(proc_cpu_seconds(p) for p in pids) for name, pids in watch.items()}
+    before = {name: _cpu(pids) for name, pids in watch.items()}
     started = time.monotonic()
     try:
         proc = subprocess.run(
@@ -137,10 +157,7 @@ def run_wrk(
         Path(script).unlink(missing_ok=True)
     wall = time.monotonic() - started
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_cpu = {
-        name: (sum(proc_cpu_seconds(p) for p in pids) - before[name]) / wall
-        for name, pids in watch.items()
-    }
+    server_cpu = {name: (_cpu(pids) - before[name]) / wall for name, pids in watch.items()}
     generator = (
         after_children.ru_utime
         - before_children.ru_utime
@@ -166,4 +183,5 @@ def run_wrk(
         errors=errors,
         generator_cpu=generator,
         server_cpu=server_cpu,
+        wall=wall,
     )
