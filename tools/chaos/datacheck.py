@@ -276,6 +276,9 @@ class DataReport:
     zombie: ZombieFigures | None = None
     quarantine_archive: tuple[int, int, int] | None = None
     preview_archive: tuple[int, int, int] | None = None
+    orphans: dict[str, int] = field(default_factory=dict)
+    """Message rows and dedupe records whose run does not exist, per table (must be none: their
+    foreign keys were dropped for the apply's cost, migration 2026-12-07-2030)."""
 
     @property
     def purged(self) -> bool:
@@ -322,9 +325,14 @@ class DataReport:
         return all(c is not None and c[0] > 0 and c[0] == c[1] == c[2] for c in counts)
 
     @property
+    def orphans_ok(self) -> bool:
+        return bool(self.orphans) and not any(self.orphans.values())
+
+    @property
     def ok(self) -> bool:
         return (
             self.rows_ok
+            and self.orphans_ok
             and self.purged
             and self.purge_reconciled
             and self.aggregates_ok
@@ -373,6 +381,9 @@ class DataReport:
             f"unexpected answers {len(self.unexpected)}"
             + (f" ({'; '.join(self.unexpected[:5])})" if self.unexpected else ""),
             *([self.zombie.line()] if self.zombie else []),
+            "applied rows without their run (run_message / daemon_event): "
+            + " / ".join(str(self.orphans.get(t, "-")) for t in ORPHAN_TABLES)
+            + ("  none" if self.orphans_ok else "  NOT none"),
             f"quarantine ledger: {self.acknowledged} acknowledged rows, "
             f"{self.acknowledged_once} present exactly once; {self.extra_rows} unacknowledged "
             f"row(s) of retried envelopes; stale_seq rows {self.stale_rows}",
@@ -420,6 +431,9 @@ class ZombieFigures:
             f"{self.with_rows} with their row ({self.rows} row(s) name its run), "
             f"exit {self.exit_code}" + ("" if self.ok else "  NOT ok")
         )
+
+
+ORPHAN_TABLES = ("run_message", "daemon_event")
 
 
 def _zombie(conn: psycopg.Connection[Any], zombie: ZombieDaemon) -> ZombieFigures:
@@ -503,6 +517,14 @@ def check(
         ]
         if mischief.zombie is not None:
             report.zombie = _zombie(conn, mischief.zombie)
+        for table in ORPHAN_TABLES:
+            found_orphans = conn.execute(
+                sql.SQL(
+                    "SELECT count(*) FROM {} x WHERE NOT EXISTS "
+                    "(SELECT 1 FROM thread_run r WHERE r.run_id = x.run_id)"
+                ).format(sql.Identifier(table))
+            ).fetchone()
+            report.orphans[table] = int(found_orphans[0]) if found_orphans else -1
         skipped = conn.execute(
             "SELECT count(*) FROM daemon_event_quarantine WHERE offload_skipped"
         ).fetchone()

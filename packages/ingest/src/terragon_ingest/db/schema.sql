@@ -43,7 +43,6 @@ CREATE TABLE daemon_event (
     accepted_at timestamp with time zone NOT NULL DEFAULT now()
 );
 ALTER TABLE daemon_event ADD CONSTRAINT daemon_event_pkey PRIMARY KEY (run_id, event_id);
-ALTER TABLE daemon_event ADD CONSTRAINT daemon_event_run_id_fkey FOREIGN KEY (run_id) REFERENCES thread_run(run_id);
 
 CREATE TABLE daemon_event_quarantine (
     id uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -230,7 +229,6 @@ CREATE TABLE run_message (
     created_at timestamp with time zone NOT NULL DEFAULT now()
 );
 ALTER TABLE run_message ADD CONSTRAINT run_message_pkey PRIMARY KEY (run_id, ordinal);
-ALTER TABLE run_message ADD CONSTRAINT run_message_run_id_fkey FOREIGN KEY (run_id) REFERENCES thread_run(run_id);
 CREATE UNIQUE INDEX run_message_uuid ON public.run_message USING btree (run_id, message_uuid) WHERE (message_uuid IS NOT NULL);
 
 CREATE TABLE schema_function (
