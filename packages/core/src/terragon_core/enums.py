@@ -145,7 +145,7 @@ class EnvelopeStatus(StrEnum):
 
 
 class CorrelationOutcome(StrEnum):
-    """What the one correlation decision (SQL `terragon_ingest_envelope`) answers for an envelope.
+    """What the one correlation decision (SQL `terragon_ingest_envelopes`) answers for an envelope.
 
     Each is an envelope status, a quarantine reason, or `needs_inputs` (the service gathers the
     sandbox reads / legacy_mode row and asks again). A test checks the SQL answers exactly these.

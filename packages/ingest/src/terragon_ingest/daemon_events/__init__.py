@@ -4,7 +4,7 @@ Other domains import what they use from here (an import-linter contract in pypro
 routes.py            the daemon-facing route (own body cap, strict decode, token, status bodies)
 internal_routes.py   quarantine read-out, UI-validation read-out, the maintenance sweep trigger
 service.py           the decision's Python half: token gate, decode, inputs it asks for, replies
-repository.py        SQL (queries.sql; the decision is db/functions/terragon_ingest_envelope.sql)
+repository.py        SQL (queries.sql; the decision is db/functions/terragon_ingest_envelopes.sql)
 quarantine.py        quarantine rows: prefix, hash, size, inline payload or object-store offload
 recording.py         a quarantine row's insert, event, counters and preview denials
 replay.py            `terragon quarantine replay`: a stored envelope through the same decision

@@ -4,7 +4,7 @@
 and the start SHA; `finalize_stale_runs` is the backstop's; `record_missing_end_sha` starts its
 grace window; `close_thread` ends a closed thread's live run and revokes its daemon tokens. A run's progress (`last_accepted_seq`, counts, the terminal status and diff source)
 is written only by the correlation decision under the run lock
-(db/functions/terragon_ingest_envelope.sql). Sandbox readers only read runs.
+(db/functions/terragon_ingest_envelopes.sql). Sandbox readers only read runs.
 """
 
 from __future__ import annotations
