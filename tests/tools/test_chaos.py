@@ -119,6 +119,7 @@ def test_data_report_fails_on_any_missing_piece() -> None:
             aggregates={"2026-11-05": (12, 12, 12)},
             quarantine_archive=(20, 20, 20),
             preview_archive=(9, 9, 9),
+            orphans={"run_message": 0, "daemon_event": 0},
         )
 
     assert passing().ok
@@ -133,6 +134,8 @@ def test_data_report_fails_on_any_missing_piece() -> None:
         {"old_objects_left": 1},
         {"purge_events": {QUARANTINE_PURGE_EVENT: 12}},
         {"unexpected": ["zombie applied"]},
+        {"orphans": {"run_message": 1, "daemon_event": 0}},  # a message row without its run
+        {"orphans": {}},  # not checked
     ]
     for change in broken:
         report = passing()
