@@ -189,3 +189,56 @@ async def test_a_batch_carrying_an_envelopes_inputs_is_refused_whole(database_ur
             await conn.execute(
                 "SELECT * FROM terragon_ingest_envelopes(%s::jsonb, false)", (batch,)
             )
+
+
+async def test_batches_over_the_same_runs_in_opposite_orders_never_deadlock(
+    client, database_url: str
+) -> None:
+    """Each batch locks its runs in one statement, in run_id order, whatever order its envelopes
+    came in: two statements over the same runs wait for each other, never deadlock. A deadlock
+    would fail a statement, and its batch would run again one subtransaction per envelope: each
+    seq's dedupe records would then carry several transaction ids, not one."""
+    import asyncio
+
+    import psycopg
+
+    from terragon_core import decode_envelope
+    from terragon_ingest.daemon_events.repository import ingest_envelopes
+    from terragon_ingest.daemon_events.service import Delivery, decision_input
+    from terragon_ingest.runs.tokens import hash_token
+
+    runs = [await start_run(client, thread_id=f"d-{i}") for i in range(6)]
+
+    def inputs(seq: int, order: list[int]) -> list[Any]:
+        batch = []
+        for i in order:
+            run_id, token = runs[i]
+            raw = json.dumps(_one(run_id, seq, thread_id=f"d-{i}")).encode()
+            delivery = Delivery(decode_envelope(raw), raw, "t", token_hash=hash_token(token))
+            batch.append(decision_input(delivery))
+        return batch
+
+    forward, backward = list(range(6)), list(reversed(range(6)))
+    async with (
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as one,
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as two,
+    ):
+        for round_ in range(15):
+            seq = 2 * round_ + 1
+            answers = await asyncio.gather(
+                ingest_envelopes(one, inputs(seq, forward)),
+                ingest_envelopes(two, inputs(seq + 1, backward)),
+            )
+            assert all(a is not None for side in answers for a in side)
+    writers = await sql(
+        database_url,
+        "SELECT seq, count(DISTINCT xmin::text) AS n FROM daemon_event"
+        " WHERE run_id = ANY(%s) GROUP BY seq",
+        ([run_id for run_id, _ in runs],),
+    )
+    assert {r["n"] for r in writers} == {1}, writers  # each batch: one transaction, no retry
+    for run_id, _ in runs:
+        state = await run_state(client, run_id)
+        # Every round applied its seq+1 envelope; its seq one too unless the other came first.
+        assert state["lastAcceptedSeq"] == 30
+        assert 15 <= state["acceptedEventCount"] <= 30
