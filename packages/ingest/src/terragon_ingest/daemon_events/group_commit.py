@@ -23,8 +23,10 @@ is never added to a neighbour's batch.
 
 Guarantees, each kept by construction:
 - an item is answered only after the statement that wrote it committed;
-- two envelopes of one run keep their arrival order (stable sort by thread; the second sees the
-  first's writes in the same transaction), and batches take run locks in one global order;
+- two envelopes of one run keep their arrival order (the decision takes a run's envelopes of a
+  batch in the order given, the second seeing the first's writes in the same transaction), and
+  every batch takes its run locks in one global order (the decision locks them in run_id order,
+  in one statement: batches never deadlock on each other);
 - one envelope's failure changes no other's answer: the statement fails and writes nothing, the
   batch runs again with one subtransaction each (`repository.ingest_envelopes`), and the failing
   envelope's own rolls back; such an envelope, and every item of a statement that failed as a
@@ -151,10 +153,6 @@ class _Batcher(Generic[ItemT, AnswerT]):
         """The answers in the items' order; None for an item whose subtransaction failed."""
         raise NotImplementedError
 
-    def _order(self, items: list[ItemT]) -> list[int]:
-        """The order the items go into the statement (default: as they arrived)."""
-        return list(range(len(items)))
-
     async def _send(
         self, batch: list[tuple[ItemT, asyncio.Future[AnswerT | None]]], lanes: set[object]
     ) -> None:
@@ -163,11 +161,10 @@ class _Batcher(Generic[ItemT, AnswerT]):
             if len(batch) == 1:  # alone: the plain statement, no subtransaction to pay for
                 await self._send_alone(*batch[0])
                 return
-            ordered = self._order([item for item, _ in batch])
-            async with connection(self._pool) as conn:
-                answers = await self._grouped(conn, [batch[i][0] for i in ordered])
-            for position, i in enumerate(ordered):
-                _settle(batch[i][1], answers[position])
+            async with connection(self._pool) as conn:  # in arrival order
+                answers = await self._grouped(conn, [item for item, _ in batch])
+            for (_item, future), answer in zip(batch, answers, strict=True):
+                _settle(future, answer)
         except Exception as exc:  # the statement failed as a whole: nothing of it was written
             log.warning(
                 "group_commit_batch_failed",
@@ -215,13 +212,6 @@ class GroupCommit(_Batcher["DecisionInput", "Decision"]):
         super()._observe(size)
         if self._metrics is not None:
             self._metrics.ingest_batch.observe(size)
-
-    def _order(self, items: list[DecisionInput]) -> list[int]:
-        # One lock order for every batch: by thread, arrival order kept within one (stable sort).
-        return sorted(
-            range(len(items)),
-            key=lambda i: (items[i].thread_id, items[i].thread_chat_id),
-        )
 
     async def _alone(self, conn: AsyncConn, item: DecisionInput) -> Decision:
         return await repository.ingest_envelope(conn, item)
