@@ -42,9 +42,9 @@ from terragon_core import (
     fits_field,
     given,
     http_status_for,
-    is_failure,
     is_terminal,
     over_limit,
+    scan_envelope,
     v2_fields_valid,
 )
 from terragon_ingest.daemon_events import quarantine, recording, repository
@@ -259,7 +259,8 @@ def decision_input(delivery: Delivery) -> DecisionInput:
     PostgreSQL could not bind or index them, and `within_limits` already decides the envelope.
     (Public for tools/bench, whose grouped pgbench ceiling replays exactly these parameters.)"""
     envelope, body = delivery.envelope, delivery.body
-    within = delivery.over_budget is None and over_limit(envelope) is None
+    scan = scan_envelope(envelope)  # over_limit, is_terminal, is_failure: one pass
+    within = delivery.over_budget is None and scan.fits
     event_id = given(envelope.event_id)
     return DecisionInput(
         token_hash=delivery.token_hash,
@@ -274,8 +275,8 @@ def decision_input(delivery: Delivery) -> DecisionInput:
         within_limits=within,
         messages=envelope.messages if within else None,
         trace_id=delivery.trace_id,
-        terminal=is_terminal(envelope.messages),
-        failure=is_failure(envelope.messages),
+        terminal=scan.terminal,
+        failure=scan.failure,
         end_sha=given(envelope.end_sha) if within else None,
     )
 
