@@ -6,6 +6,12 @@ raw body itself under `TERRAGON_MAX_BODY_BYTES` (413 `too_large`; Litestar's own
 for this route so it cannot pre-empt the body) and hands it to the decision.
 Every answer is JSON with `status`; a database or object-store outage is 503 `unavailable` with
 `Retry-After`, and nothing was written.
+
+`DaemonEventFastPath` (installed by `create_app` around Litestar's router) hands a `POST` to this
+exact path straight to the handler: the route has no guard, dependency, hook, DTO or cache, so
+Litestar's per-request routing and signature layers would only cost CPU. The route stays
+registered (the schema, and every other method or spelling of the path, go through Litestar), and
+an exception goes to Litestar's own exception handling, as it would there.
 """
 
 from __future__ import annotations
@@ -14,10 +20,15 @@ import time
 from typing import Any
 
 import structlog
-from litestar import Request, post
+from litestar import Litestar, Request, post
+from litestar._asgi.utils import is_valid_host
 from litestar.exceptions import ClientException
+from litestar.handlers import HTTPRouteHandler
+from litestar.middleware._internal.exceptions import ExceptionHandlerMiddleware
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.types import ASGIApp
+from litestar.routes import HTTPRoute
+from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from terragon_core import DAEMON_TOKEN_HEADER, TRACEPARENT_HEADER, EnvelopeStatus, MetricName
 from terragon_ingest.daemon_events.deps import DaemonEventsDeps
@@ -54,8 +65,11 @@ RESPONSES: dict[int, ResponseSpec] = {
 }
 
 
+PATH = "/api/daemon-event"
+
+
 @post(
-    "/api/daemon-event",
+    PATH,
     status_code=200,
     tags=["daemon"],
     request_max_body_size=None,  # our own cap below answers 413 with a `status` body
@@ -122,3 +136,73 @@ async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
         trace_id=trace_id,
     )
     return JsonAnswer(reply.ack, reply.http_status, headers or None)
+
+
+_FAILED = "terragon.daemon_event_failed"
+"""Scope key: the exception the fast path hands to Litestar's exception handling."""
+
+
+class DaemonEventFastPath:
+    """`POST /api/daemon-event` from the ASGI scope straight to `post_daemon_event` (the module
+    docstring says why); any other request goes on to `app` (Litestar's router)."""
+
+    __slots__ = ("_app", "_errors", "_exception_handlers", "_fn", "_handler")
+
+    def __init__(self, app: ASGIApp, litestar: Litestar) -> None:
+        handler = _registered_handler(litestar)
+        # What Litestar would run around the handler for each request, and this path does not.
+        assert set(handler.parsed_fn_signature.parameters) == {"request"} and not (
+            handler.resolve_guards()
+            or handler.resolve_before_request()
+            or any(layer.after_request for layer in handler.ownership_layers)
+            or handler.resolve_after_response()
+            or handler.resolve_middleware()
+            or handler.resolve_return_dto()
+            or handler.cache
+        ), "POST /api/daemon-event gained a per-request layer: the fast path would skip it"
+        self._app = app
+        self._handler = handler
+        self._fn = handler.fn
+        self._exception_handlers = handler.resolve_exception_handlers()
+        self._errors = ExceptionHandlerMiddleware(_raise_failure, debug=None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PATH
+            or scope["method"] != "POST"
+            or scope.get("root_path")
+            or not _host_valid(scope)  # Litestar's router answers 400 for it
+        ):
+            await self._app(scope, receive, send)
+            return
+        # What Litestar's router puts in the scope for the route.
+        scope["path_params"] = {}
+        scope["route_handler"] = self._handler
+        scope["path_template"] = PATH
+        try:
+            answer = await self._fn(Request(scope, receive, send))
+        except Exception as exc:
+            ScopeState.from_scope(scope).exception_handlers = self._exception_handlers
+            scope[_FAILED] = exc  # type: ignore[literal-required]
+            await self._errors(scope, receive, send)
+            return
+        await answer(scope, receive, send)
+
+
+def _registered_handler(litestar: Litestar) -> HTTPRouteHandler:
+    for route in litestar.routes:
+        if isinstance(route, HTTPRoute) and route.path == PATH:
+            return route.route_handler_map["POST"][0]
+    raise LookupError(f"no POST {PATH} route registered")
+
+
+def _host_valid(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return is_valid_host(value)
+    return True
+
+
+async def _raise_failure(scope: Scope, receive: Receive, send: Send) -> None:
+    raise scope[_FAILED]  # type: ignore[literal-required]
