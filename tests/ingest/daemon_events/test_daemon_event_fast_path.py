@@ -4,6 +4,8 @@ router), failures included; every other request still goes through Litestar."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -89,3 +91,41 @@ async def test_other_methods_and_bad_hosts_go_through_litestar(client) -> None:
     response = await client.post(PATH, content=b"{}", headers={"Host": "bad host"})
     assert response.status_code == 400
     assert response.json()["error"] == "Invalid host header"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"x-daemon-token", b"a"), (b"traceparent", b"t"), (b"content-length", b"12")],
+        [(b"X-Daemon-Token", b"first"), (b"x-daemon-token", b"second")],
+        [(b"content-length", b" 7 "), (b"Content-Length", b"9"), (b"TRACEPARENT", b"\xe9")],
+        [(b"host", b"h"), (b"content-type", b"application/json")],
+    ],
+)
+def test_headers_read_as_litestar_reads_them(raw: list[tuple[bytes, bytes]]) -> None:
+    from litestar.datastructures import Headers
+
+    from terragon_core import DAEMON_TOKEN_HEADER, TRACEPARENT_HEADER
+
+    litestar = Headers(raw)
+    expected = tuple(
+        litestar.get(name) for name in (DAEMON_TOKEN_HEADER, TRACEPARENT_HEADER, "content-length")
+    )
+    assert routes._read_headers(raw) == expected
+
+
+@pytest.mark.parametrize("value", ["12", " 7 ", "+3", "1_0", "x1", "", "1.5", "\xe9"])
+def test_content_length_reads_as_litestars(value: str) -> None:
+    from litestar import Request
+    from litestar.exceptions import ClientException
+
+    scope: Any = {"type": "http", "headers": [(b"content-length", value.encode("latin-1"))]}
+    try:
+        expected: object = Request(scope).content_length
+    except ClientException as exc:
+        expected = exc.detail
+    try:
+        got: object = routes._length(value)
+    except ClientException as exc:
+        got = exc.detail
+    assert got == expected

@@ -17,6 +17,7 @@ an exception goes to Litestar's own exception handling, as it would there.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -40,7 +41,7 @@ from terragon_ingest.daemon_events.service import (
     refuse_over_budget,
 )
 from terragon_ingest.errors import ServiceUnavailable
-from terragon_ingest.kit.http import JsonAnswer, read_capped_body
+from terragon_ingest.kit.http import JsonAnswer, receive_capped_body
 from terragon_ingest.telemetry import trace_id_from
 
 log = structlog.get_logger()
@@ -77,26 +78,33 @@ PATH = "/api/daemon-event"
 )
 async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
     """Deliver one envelope: applied exactly once, acked as duplicate / stale, or quarantined."""
-    started = time.perf_counter()
     # The hot path reads its deps off the app, not through `Injected[DaemonEventsDeps]`:
     # Litestar's dependency resolution builds a `State` and validates kwargs on every request.
-    deps: DaemonEventsDeps = request.app.state.daemon_events
-    request_headers = request.headers  # built from the scope on each access: read once
-    trace_id = trace_id_from(request_headers.get(TRACEPARENT_HEADER))
+    return await _answer(request.app.state.daemon_events, request.scope, request.receive)
+
+
+async def _answer(deps: DaemonEventsDeps, scope: Scope, receive: Receive) -> JsonAnswer:
+    """The route, from the ASGI scope and receive (what `DaemonEventFastPath` has): the three
+    headers it reads are found in the raw list, not through a `Headers` multidict."""
+    started = time.perf_counter()
+    token, traceparent, content_length = _read_headers(scope["headers"])
+    trace_id = trace_id_from(traceparent)
     headers: dict[str, str] = {}
     try:
         # The token from the headers first: a stranger's body is never read (CONTRACT §3).
-        sender = await authenticate(deps, request_headers.get(DAEMON_TOKEN_HEADER))
+        sender = await authenticate(deps, token)
         if isinstance(sender, Reply):
             reply = sender
         elif (
-            early := refuse_over_budget(deps.budgets, sender, request.content_length)
+            early := refuse_over_budget(deps.budgets, sender, (length := _length(content_length)))
         ) is not None:
             reply = early  # 429 before the body: the run is known to be spent
             # Close rather than receive and discard the unread body on this connection (the
             # daemon opens a connection per attempt anyway).
             headers["Connection"] = "close"
-        elif (body := await read_capped_body(request, deps.settings.server.MAX_BODY_BYTES)) is None:
+        elif (
+            body := await receive_capped_body(receive, length, deps.settings.server.MAX_BODY_BYTES)
+        ) is None:
             reply = Reply(
                 413, EnvelopeAck(EnvelopeStatus.TOO_LARGE, error="body over the size cap")
             )
@@ -138,6 +146,38 @@ async def post_daemon_event(request: Request[Any, Any, Any]) -> ASGIApp:
     return JsonAnswer(reply.ack, reply.http_status, headers or None)
 
 
+_TOKEN = DAEMON_TOKEN_HEADER.lower().encode("latin-1")
+_TRACEPARENT = TRACEPARENT_HEADER.lower().encode("latin-1")
+_CONTENT_LENGTH = b"content-length"
+
+
+def _read_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:
+    """X-Daemon-Token, traceparent and Content-Length, each its first value (as Litestar's
+    `Headers.get` answers: names compared case-insensitively, values decoded as latin-1)."""
+    token = traceparent = content_length = None
+    for name, value in raw:
+        name = name.lower()
+        if name == _TOKEN:
+            if token is None:
+                token = value.decode("latin-1")
+        elif name == _TRACEPARENT:
+            if traceparent is None:
+                traceparent = value.decode("latin-1")
+        elif name == _CONTENT_LENGTH and content_length is None:
+            content_length = value.decode("latin-1")
+    return token, traceparent, content_length
+
+
+def _length(content_length: str | None) -> int | None:
+    """Content-Length as Litestar's `Request.content_length` reads it (its error included)."""
+    if content_length is None:
+        return None
+    try:
+        return int(content_length)
+    except ValueError:
+        raise ClientException(f"Invalid content-length: {content_length!r}") from None
+
+
 _FAILED = "terragon.daemon_event_failed"
 """Scope key: the exception the fast path hands to Litestar's exception handling."""
 
@@ -146,7 +186,7 @@ class DaemonEventFastPath:
     """`POST /api/daemon-event` from the ASGI scope straight to `post_daemon_event` (the module
     docstring says why); any other request goes on to `app` (Litestar's router)."""
 
-    __slots__ = ("_app", "_errors", "_exception_handlers", "_fn", "_handler")
+    __slots__ = ("_app", "_errors", "_exception_handlers", "_handler")
 
     def __init__(self, app: ASGIApp, litestar: Litestar) -> None:
         handler = _registered_handler(litestar)
@@ -162,7 +202,6 @@ class DaemonEventFastPath:
         ), "POST /api/daemon-event gained a per-request layer: the fast path would skip it"
         self._app = app
         self._handler = handler
-        self._fn = handler.fn
         self._exception_handlers = handler.resolve_exception_handlers()
         self._errors = ExceptionHandlerMiddleware(_raise_failure, debug=None)
 
@@ -181,7 +220,7 @@ class DaemonEventFastPath:
         scope["route_handler"] = self._handler
         scope["path_template"] = PATH
         try:
-            answer = await self._fn(Request(scope, receive, send))
+            answer = await _answer(scope["app"].state.daemon_events, scope, receive)
         except Exception as exc:
             ScopeState.from_scope(scope).exception_handlers = self._exception_handlers
             scope[_FAILED] = exc  # type: ignore[literal-required]
