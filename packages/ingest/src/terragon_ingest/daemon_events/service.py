@@ -312,7 +312,7 @@ async def _conclude(
     if outcome is Outcome.FORBIDDEN:
         return Reply(403, EnvelopeAck(EnvelopeStatus.FORBIDDEN, error=_FORBIDDEN))
     assert outcome is not Outcome.NEEDS_INPUTS, "the second call had every input"
-    ctx = _Context.of(decision)
+    dims = _dimensions(decision)  # the sandbox and the rest of `_Context`: a quarantine's only
     # The run the envelope was decided for: its token's (rule 3), which for a late retry to an
     # ended, superseded run is not the active one. (A replay of an old row may name none.)
     target = decision.token_run_id or decision.active_run_id
@@ -320,7 +320,7 @@ async def _conclude(
     if outcome is Outcome.APPLIED:
         legacy_row = inputs.legacy_row
         if legacy_row is not None and decision.legacy_row_id is not None:
-            await recording.after_legacy_apply(deps, legacy_row, decision.legacy_row_id, ctx.dims)
+            await recording.after_legacy_apply(deps, legacy_row, decision.legacy_row_id, dims)
         ack = EnvelopeAck(
             EnvelopeStatus.APPLIED,
             legacy_mode=bool(decision.legacy),
@@ -328,12 +328,13 @@ async def _conclude(
             quarantine_id=decision.legacy_row_id,
             **seen,
         )
-        return Reply(200, ack, ctx.dims)
+        return Reply(200, ack, dims)
     if outcome is Outcome.DUPLICATE:
-        return Reply(202, EnvelopeAck(EnvelopeStatus.DUPLICATE, **seen), ctx.dims)
+        return Reply(202, EnvelopeAck(EnvelopeStatus.DUPLICATE, **seen), dims)
     if outcome is Outcome.STALE_SEQ:
         recording.log_stale_once(target or "", delivery.envelope.seq, decision.last_seq)
-        return Reply(202, EnvelopeAck(EnvelopeStatus.STALE_SEQ, **seen), ctx.dims)
+        return Reply(202, EnvelopeAck(EnvelopeStatus.STALE_SEQ, **seen), dims)
+    ctx = _Context.of(decision, dims)
     reason = QuarantineReason(outcome.value)
     if reason is QuarantineReason.INVALID_ENVELOPE and not inputs.within_limits:
         log.info(
@@ -363,17 +364,23 @@ class _Context:
     dims: Dimensions
 
     @classmethod
-    def of(cls, decision: Decision) -> _Context:
-        assert decision.user_id is not None, "a live token always references its thread"
+    def of(cls, decision: Decision, dims: Dimensions | None = None) -> _Context:
+        dims = _dimensions(decision) if dims is None else dims
         assert decision.sandbox_provider is not None
-        provider = decision.sandbox_provider
-        dims = Dimensions(
-            decision.repo_full_name, decision.user_id, provider, decision.codesandbox_id
-        )
-        sandbox = SandboxRef(
-            SandboxProvider(provider), decision.codesandbox_id or "", decision.repo_dir
-        )
+        provider = SandboxProvider(decision.sandbox_provider)
+        sandbox = SandboxRef(provider, decision.codesandbox_id or "", decision.repo_dir)
         return cls(decision.active_run_id, bool(decision.run_id_strict), sandbox, dims)
+
+
+def _dimensions(decision: Decision) -> Dimensions:
+    assert decision.user_id is not None, "a live token always references its thread"
+    assert decision.sandbox_provider is not None
+    return Dimensions(
+        decision.repo_full_name,
+        decision.user_id,
+        decision.sandbox_provider,
+        decision.codesandbox_id,
+    )
 
 
 async def _row(
