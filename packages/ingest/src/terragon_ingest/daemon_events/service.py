@@ -23,7 +23,6 @@ its messages when PostgreSQL cannot store them, and an operator's replay (`repla
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -76,8 +75,7 @@ log = structlog.get_logger()
 Outcome = CorrelationOutcome
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(msgspec.Struct, frozen=True):
     http_status: int
     ack: EnvelopeAck
     dims: Dimensions | None = None
@@ -85,8 +83,7 @@ class Reply:
     """Seconds for the `Retry-After` header of a 429 `rate_limited`."""
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):
     """One envelope to decide, and who sent it: a daemon's token, or (an operator's replay) the
     run the stored envelope's token was minted for."""
 
@@ -111,8 +108,7 @@ _FORBIDDEN = "the token is bound to another thread"
 _RATE_LIMITED = "the run is over its per-minute budget; retry after Retry-After"
 
 
-@dataclass(frozen=True, slots=True)
-class Sender:
+class Sender(msgspec.Struct, frozen=True):
     """A daemon whose token resolved: its digest (the SQL checks it again, the authority) and the
     run and thread it was minted for."""
 
@@ -354,8 +350,7 @@ async def _conclude(
     return Reply(202, ack, ctx.dims)
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
+class _Context(msgspec.Struct, frozen=True):
     """What a quarantine row and the sandbox reads need from the decision's context."""
 
     active_run_id: str | None
