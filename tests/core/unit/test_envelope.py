@@ -13,6 +13,8 @@ from terragon_core import (
     given,
     is_failure,
     is_terminal,
+    over_limit,
+    scan_envelope,
     v2_fields_valid,
 )
 
@@ -86,6 +88,38 @@ def test_terminal_and_failure_detection() -> None:
     assert is_terminal([{"type": "custom-stop"}])
     assert not is_failure([{"type": "custom-stop"}])
     assert is_failure([{"type": "assistant"}, {"type": "custom-error"}])
+
+
+_MESSAGES: list[list[dict[str, object]]] = [
+    [],
+    [{"type": "assistant", "uuid": "u1"}],
+    [{"type": "result", "is_error": True}],
+    [{"type": "result", "is_error": 1}, {"type": "custom-stop"}],
+    [{"type": "assistant"}, {"type": "custom-error", "uuid": "x" * 129}],
+    [{"type": "result", "uuid": "a\x00b"}],
+    [{"uuid": "x" * 128}, {"uuid": 7}, {"type": 3}, {"is_error": True}],
+]
+_FIELDS: list[dict[str, object]] = [
+    {},
+    {"eventId": "e" * 129},
+    {"endSha": "s\x00"},
+    {"eventId": "e" * 128, "endSha": "s" * 128, "seq": 2**63 - 1},
+    {"seq": 2**63},
+    {"seq": -(2**63) - 1},
+    {"seq": 0},
+]
+
+
+@pytest.mark.parametrize("messages", _MESSAGES)
+@pytest.mark.parametrize("fields", _FIELDS)
+def test_scan_is_over_limit_terminal_and_failure(
+    messages: list[dict[str, object]], fields: dict[str, object]
+) -> None:
+    env = decode_envelope(_body(messages=messages, **fields))
+    scan = scan_envelope(env)
+    assert scan.fits == (over_limit(env) is None)
+    assert scan.terminal == is_terminal(env.messages)
+    assert scan.failure == is_failure(env.messages)
 
 
 def test_schema_names_camel_case_fields() -> None:

@@ -109,6 +109,7 @@ from terragon_core.envelope import (
     ENVELOPE_CONTRACT_VERSION,
     DaemonEnvelope,
     EnvelopeError,
+    EnvelopeScan,
     PayloadVersion,
     decode_envelope,
     envelope_json_schema,
@@ -117,6 +118,7 @@ from terragon_core.envelope import (
     is_failure,
     is_terminal,
     over_limit,
+    scan_envelope,
     v2_fields_valid,
 )
 from terragon_core.events import PreviewEvent, decode_preview_event, encode_preview_event
@@ -287,6 +289,7 @@ __all__ = [
     "DiffSource",
     "EdgeRejection",
     "EnvelopeError",
+    "EnvelopeScan",
     "EnvelopeStatus",
     "EventOrigin",
     "FeatureFlagName",
@@ -337,6 +340,7 @@ __all__ = [
     "repo_access_positive_ttl_seconds",
     "repo_access_ttl_seconds",
     "run_budget_key",
+    "scan_envelope",
     "sql_columns",
     "to_codesandbox_id",
     "to_sandbox_instance_id",

@@ -31,7 +31,7 @@ from terragon_ingest.daemon_events.budgets import RunBudgets
 from terragon_ingest.daemon_events.deps import DaemonEventsDeps
 from terragon_ingest.daemon_events.group_commit import group_commits_for
 from terragon_ingest.daemon_events.internal_routes import CorrelationController
-from terragon_ingest.daemon_events.routes import post_daemon_event
+from terragon_ingest.daemon_events.routes import DaemonEventFastPath, post_daemon_event
 from terragon_ingest.db import connect, create_pool
 from terragon_ingest.db.migrate import migrate
 from terragon_ingest.errors import IngestError
@@ -224,5 +224,6 @@ def create_app(settings: Settings | None = None, *, run_migrate: bool = True) ->
     )
     app = Litestar.from_config(config)
     app.state.settings = settings
+    app.asgi_handler = DaemonEventFastPath(app.asgi_handler, app)  # inside the Host routing
     host_routing.install(app, preview_origins)
     return app

@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import msgspec
 import structlog
 from valkey.exceptions import ValkeyError
 
@@ -41,8 +41,7 @@ log = structlog.get_logger()
 RATE_KEY_TTL_SECONDS = 120
 
 
-@dataclass(frozen=True, slots=True)
-class Dimensions:
+class Dimensions(msgspec.Struct, frozen=True):
     """The thread's repo, user and sandbox: every quarantine row and metric carries them."""
 
     repo_full_name: str | None

@@ -75,10 +75,11 @@ class DecisionInput(msgspec.Struct, frozen=True, kw_only=True):
     ui_blocking_reason: str | None = None
 
 
-class Decision(msgspec.Struct, frozen=True, kw_only=True):
+class Decision(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     """A row of `terragon_ingest_envelope`, one field per column (its OUT parameters, by name):
     the outcome, what the apply did, and the context (every column but `outcome` is NULL for
-    `unauthorized` / `forbidden`)."""
+    `unauthorized` / `forbidden`). `array_like`: a row converts to it as it comes, its values in
+    the fields' order (the SELECT lists them so), without a dict per row."""
 
     outcome: CorrelationOutcome
     legacy: bool | None
@@ -101,7 +102,6 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _INPUTS: Final = sql_columns(DecisionInput)
-_DECISION: Final = tuple(name for name, _, _ in sql_columns(Decision))
 
 
 def _statement(name: str) -> LiteralString:
@@ -121,8 +121,9 @@ for _name in ("ingest_envelope", "ingest_envelopes"):
 
 
 def _decision(values: Sequence[Any]) -> Decision:
-    """A row's decision columns (in `_DECISION`'s order, as the SELECT lists them), by name."""
-    return msgspec.convert(dict(zip(_DECISION, values, strict=True)), Decision)
+    """A row's decision columns (in the fields' order, as `_statement` lists them in the SELECT),
+    each checked against its field's type, all of them or an error."""
+    return msgspec.convert(values, Decision)
 
 
 async def ingest_envelope(conn: AsyncConn, inputs: DecisionInput) -> Decision:
@@ -200,8 +201,14 @@ def batch_json(batch: list[DecisionInput]) -> str:
     items = []
     for inputs in batch:
         assert inputs.token_hash is not None, "a replay is never grouped"
-        items.append(msgspec.structs.asdict(inputs) | {"token_hash": inputs.token_hash.hex()})
-    return msgspec.json.encode(items).decode()
+        # The struct itself, its digest swapped for its hex (encoding does not check the field's
+        # type): the same object, key for key, as its `asdict`, without building that dict.
+        hexed: Any = inputs.token_hash.hex()
+        items.append(msgspec.structs.replace(inputs, token_hash=hexed))
+    return _encode_batch(items).decode()
+
+
+_encode_batch = msgspec.json.Encoder().encode
 
 
 _DETERMINISTIC: tuple[type[psycopg.Error], ...] = (

@@ -23,7 +23,6 @@ its messages when PostgreSQL cannot store them, and an operator's replay (`repla
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -42,9 +41,9 @@ from terragon_core import (
     fits_field,
     given,
     http_status_for,
-    is_failure,
     is_terminal,
     over_limit,
+    scan_envelope,
     v2_fields_valid,
 )
 from terragon_ingest.daemon_events import quarantine, recording, repository
@@ -76,8 +75,7 @@ log = structlog.get_logger()
 Outcome = CorrelationOutcome
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(msgspec.Struct, frozen=True):
     http_status: int
     ack: EnvelopeAck
     dims: Dimensions | None = None
@@ -85,8 +83,7 @@ class Reply:
     """Seconds for the `Retry-After` header of a 429 `rate_limited`."""
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):
     """One envelope to decide, and who sent it: a daemon's token, or (an operator's replay) the
     run the stored envelope's token was minted for."""
 
@@ -111,8 +108,7 @@ _FORBIDDEN = "the token is bound to another thread"
 _RATE_LIMITED = "the run is over its per-minute budget; retry after Retry-After"
 
 
-@dataclass(frozen=True, slots=True)
-class Sender:
+class Sender(msgspec.Struct, frozen=True):
     """A daemon whose token resolved: its digest (the SQL checks it again, the authority) and the
     run and thread it was minted for."""
 
@@ -259,7 +255,8 @@ def decision_input(delivery: Delivery) -> DecisionInput:
     PostgreSQL could not bind or index them, and `within_limits` already decides the envelope.
     (Public for tools/bench, whose grouped pgbench ceiling replays exactly these parameters.)"""
     envelope, body = delivery.envelope, delivery.body
-    within = delivery.over_budget is None and over_limit(envelope) is None
+    scan = scan_envelope(envelope)  # over_limit, is_terminal, is_failure: one pass
+    within = delivery.over_budget is None and scan.fits
     event_id = given(envelope.event_id)
     return DecisionInput(
         token_hash=delivery.token_hash,
@@ -274,8 +271,8 @@ def decision_input(delivery: Delivery) -> DecisionInput:
         within_limits=within,
         messages=envelope.messages if within else None,
         trace_id=delivery.trace_id,
-        terminal=is_terminal(envelope.messages),
-        failure=is_failure(envelope.messages),
+        terminal=scan.terminal,
+        failure=scan.failure,
         end_sha=given(envelope.end_sha) if within else None,
     )
 
@@ -311,7 +308,7 @@ async def _conclude(
     if outcome is Outcome.FORBIDDEN:
         return Reply(403, EnvelopeAck(EnvelopeStatus.FORBIDDEN, error=_FORBIDDEN))
     assert outcome is not Outcome.NEEDS_INPUTS, "the second call had every input"
-    ctx = _Context.of(decision)
+    dims = _dimensions(decision)  # the sandbox and the rest of `_Context`: a quarantine's only
     # The run the envelope was decided for: its token's (rule 3), which for a late retry to an
     # ended, superseded run is not the active one. (A replay of an old row may name none.)
     target = decision.token_run_id or decision.active_run_id
@@ -319,7 +316,7 @@ async def _conclude(
     if outcome is Outcome.APPLIED:
         legacy_row = inputs.legacy_row
         if legacy_row is not None and decision.legacy_row_id is not None:
-            await recording.after_legacy_apply(deps, legacy_row, decision.legacy_row_id, ctx.dims)
+            await recording.after_legacy_apply(deps, legacy_row, decision.legacy_row_id, dims)
         ack = EnvelopeAck(
             EnvelopeStatus.APPLIED,
             legacy_mode=bool(decision.legacy),
@@ -327,12 +324,13 @@ async def _conclude(
             quarantine_id=decision.legacy_row_id,
             **seen,
         )
-        return Reply(200, ack, ctx.dims)
+        return Reply(200, ack, dims)
     if outcome is Outcome.DUPLICATE:
-        return Reply(202, EnvelopeAck(EnvelopeStatus.DUPLICATE, **seen), ctx.dims)
+        return Reply(202, EnvelopeAck(EnvelopeStatus.DUPLICATE, **seen), dims)
     if outcome is Outcome.STALE_SEQ:
         recording.log_stale_once(target or "", delivery.envelope.seq, decision.last_seq)
-        return Reply(202, EnvelopeAck(EnvelopeStatus.STALE_SEQ, **seen), ctx.dims)
+        return Reply(202, EnvelopeAck(EnvelopeStatus.STALE_SEQ, **seen), dims)
+    ctx = _Context.of(decision, dims)
     reason = QuarantineReason(outcome.value)
     if reason is QuarantineReason.INVALID_ENVELOPE and not inputs.within_limits:
         log.info(
@@ -352,8 +350,7 @@ async def _conclude(
     return Reply(202, ack, ctx.dims)
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
+class _Context(msgspec.Struct, frozen=True):
     """What a quarantine row and the sandbox reads need from the decision's context."""
 
     active_run_id: str | None
@@ -362,17 +359,23 @@ class _Context:
     dims: Dimensions
 
     @classmethod
-    def of(cls, decision: Decision) -> _Context:
-        assert decision.user_id is not None, "a live token always references its thread"
+    def of(cls, decision: Decision, dims: Dimensions | None = None) -> _Context:
+        dims = _dimensions(decision) if dims is None else dims
         assert decision.sandbox_provider is not None
-        provider = decision.sandbox_provider
-        dims = Dimensions(
-            decision.repo_full_name, decision.user_id, provider, decision.codesandbox_id
-        )
-        sandbox = SandboxRef(
-            SandboxProvider(provider), decision.codesandbox_id or "", decision.repo_dir
-        )
+        provider = SandboxProvider(decision.sandbox_provider)
+        sandbox = SandboxRef(provider, decision.codesandbox_id or "", decision.repo_dir)
         return cls(decision.active_run_id, bool(decision.run_id_strict), sandbox, dims)
+
+
+def _dimensions(decision: Decision) -> Dimensions:
+    assert decision.user_id is not None, "a live token always references its thread"
+    assert decision.sandbox_provider is not None
+    return Dimensions(
+        decision.repo_full_name,
+        decision.user_id,
+        decision.sandbox_provider,
+        decision.codesandbox_id,
+    )
 
 
 async def _row(

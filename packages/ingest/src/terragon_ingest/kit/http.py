@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import structlog
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.exceptions import HTTPException, InternalServerException, NotAuthorizedException
 
 from terragon_core import TRACEPARENT_HEADER
 from terragon_ingest.errors import IngestError, ServiceUnavailable, UpstreamFailed
@@ -95,6 +95,31 @@ async def read_capped_body(request: Request[Any, Any, Any], cap: int) -> bytes |
                 return None
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def receive_capped_body(
+    receive: Receive, content_length: int | None, cap: int
+) -> bytes | None:
+    """`read_capped_body` straight from the ASGI `receive`, for a route without Litestar's own
+    body limit (`request_max_body_size=None`) that has parsed its Content-Length already: the
+    same answers, and a client gone mid-body is the error Litestar's `Request.stream` raises."""
+    if (content_length or 0) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while event := await receive():
+        if event["type"] == "http.request":
+            body = event["body"]
+            if body:
+                size += len(body)
+                if size > cap:
+                    return None
+                chunks.append(body)
+            if not event.get("more_body", False):
+                break
+        if event["type"] == "http.disconnect":
+            raise InternalServerException("client disconnected prematurely")
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def bearer_matches(header: str, expected: str) -> bool:
