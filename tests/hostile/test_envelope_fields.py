@@ -131,3 +131,26 @@ async def test_a_nul_in_the_timezone_is_not_stored_and_applies_once(client) -> N
     body = envelope(run_id, 1, timezone="UTC\u0000x")
     answers = [(await post(client, body, token)).json()["status"] for _ in range(2)]
     assert answers == ["applied", "duplicate"]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [["result"], {"result": True}, 7, None, True],
+    ids=["list", "object", "int", "null", "bool"],
+)
+async def test_a_message_type_that_is_not_a_string_is_an_ordinary_message(
+    client, kind: Any
+) -> None:
+    """A message's `type` is the agent's: a list or an object there (unhashable) once made the
+    terminal check raise, a 500 the daemon retried forever. It is just not a terminal message:
+    the envelope applies, once, and the run stays live."""
+    run_id, token = await start_run(client)
+    body = envelope(run_id, 1, messages=[{"type": kind, "uuid": "m-1"}, {"type": "assistant"}])
+    answers = []
+    for _attempt in range(2):
+        response = await post(client, body, token)
+        _assert_no_internals(response.text)
+        answers.append((response.status_code, response.json()["status"]))
+    assert answers == [(200, "applied"), (202, "duplicate")]
+    state = await run_state(client, run_id)
+    assert (state["status"], state["acceptedMessageCount"]) == ("running", 2)

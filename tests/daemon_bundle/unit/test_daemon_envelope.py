@@ -12,6 +12,7 @@ from terragon_daemon.envelope import (
     decode_message,
     encode_envelope,
     encode_json,
+    is_terminal_message,
     synthetic_terminal,
 )
 from terragon_daemon.protocol import StartSpec
@@ -97,3 +98,10 @@ def test_synthetic_terminals() -> None:
 
 def test_encode_json_is_compact_utf8() -> None:
     assert encode_json({"t": "h\u00e9", "n": [1]}) == '{"t":"h\u00e9","n":[1]}'.encode()
+
+
+@pytest.mark.parametrize("kind", [["result"], {"result": 1}, 3, None])
+def test_a_message_type_that_is_not_a_string_is_not_terminal(kind: object) -> None:
+    """The agent's JSON may put anything in `type`: an unhashable one must not crash the run."""
+    assert is_terminal_message({"type": kind}) is False
+    assert is_terminal_message({"type": "result"}) is True

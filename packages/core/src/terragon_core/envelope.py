@@ -72,7 +72,14 @@ def given(value: str | None) -> str | None:
 
 def is_terminal(messages: list[dict[str, Any]]) -> bool:
     """A batch is terminal when any message is `result`, `custom-stop` or `custom-error`."""
-    return any(m.get("type") in TERMINAL_MESSAGE_TYPES for m in messages)
+    return any(_kind(m) in TERMINAL_MESSAGE_TYPES for m in messages)
+
+
+def _kind(message: dict[str, Any]) -> str | None:
+    """A message's `type` when it is a string: the agent's JSON may put anything there (a list or
+    an object is not hashable, and is no terminal type)."""
+    kind = message.get("type")
+    return kind if isinstance(kind, str) else None
 
 
 def is_failure(messages: list[dict[str, Any]]) -> bool:
@@ -129,7 +136,7 @@ def scan_envelope(envelope: DaemonEnvelope) -> EnvelopeScan:
     for message in envelope.messages:
         get = message.get
         kind = get("type")
-        if kind in TERMINAL_MESSAGE_TYPES:
+        if isinstance(kind, str) and kind in TERMINAL_MESSAGE_TYPES:
             terminal = True
             if kind == "custom-error" or (kind == "result" and get("is_error") is True):
                 failure = True

@@ -41,7 +41,8 @@ def decode_message(line: bytes) -> Message:
 
 def is_terminal_message(message: Message) -> bool:
     """`result`, `custom-stop` and `custom-error` end a run."""
-    return message.get("type") in TERMINAL_MESSAGE_TYPES
+    kind = message.get("type")  # the agent's JSON: a list or an object is not hashable
+    return isinstance(kind, str) and kind in TERMINAL_MESSAGE_TYPES
 
 
 def encode_json(data: object) -> bytes:
