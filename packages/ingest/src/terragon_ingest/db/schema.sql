@@ -348,8 +348,8 @@ CREATE TABLE preview_event_default PARTITION OF preview_event DEFAULT;
 
 -- FUNCTION terragon_insert_quarantine(p_row jsonb)
 --     RETURNS uuid
---     body: db/functions/terragon_insert_quarantine.sql (definition md5 4b4d39ed1bc5862914e1f7281156ff94)
+--     body: db/functions/terragon_insert_quarantine.sql (definition md5 cdd049efa6619e5b1316cfb49dcbfee8)
 
 -- FUNCTION terragon_record_quarantines(p_batch jsonb)
 --     RETURNS TABLE(ordinal integer, denied text[])
---     body: db/functions/terragon_record_quarantines.sql (definition md5 c474aa2180a9fccc9325bfb4f22aca7e)
+--     body: db/functions/terragon_record_quarantines.sql (definition md5 356b9e8b7883b70e8fc4a314222e4fdc)

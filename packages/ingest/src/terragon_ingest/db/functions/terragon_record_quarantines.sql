@@ -8,12 +8,21 @@
 -- are independent, so one statement decides nothing between them; if it fails, nothing of it was
 -- written and the service records each item again alone (a batch of one).
 --
+-- PL/pgSQL around one statement, not a SQL function: a SQL function's body is planned again at
+-- every call, PL/pgSQL keeps its plan for the session (issue 28: 0.87 → 0.45 ms of PostgreSQL CPU
+-- for a row alone, 0.25 → 0.17 ms a row in batches of 5).
+--
 -- p_batch: a JSON array of {"row", "event", "denial"} objects; events are preview_event column →
 -- value objects, built and validated by the service (telemetry.events.build_event).
 -- A function file: re-applied whenever it changes (db/migrate.py); edit it in place.
 CREATE FUNCTION terragon_record_quarantines(p_batch jsonb)
 RETURNS TABLE (ordinal integer, denied text[])
-LANGUAGE sql AS $$
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan  -- one plan per session (as terragon_ingest_envelopes)
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH items AS (
         SELECT b.value AS e, b.idx::integer - 1 AS i
         FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS b(value, idx)
@@ -45,5 +54,6 @@ LANGUAGE sql AS $$
         '{}')
     FROM quarantined q LEFT JOIN live l ON l.i = q.i
     GROUP BY q.i
-    ORDER BY q.i
+    ORDER BY q.i;
+END;
 $$;
