@@ -210,3 +210,43 @@ async def test_an_envelope_spelling_a_nul_is_decided_alone_not_in_the_batch(
     ]
     assert group.batch_sizes == {3: 1, 1: 1}  # the NUL body: a statement of its own, in a slot
     assert await _writers(database_url, [run_id for run_id, _ in runs]) == 1
+
+
+async def test_an_alone_envelope_has_a_slot_of_its_own_beside_a_running_batch(
+    app, client, group: GroupCommit, database_url: str
+) -> None:
+    """One grouped statement in flight, held on a lock: an `alone` envelope (here a NUL escape)
+    does not queue behind it. It is decided in a slot of its own and answered while the grouped
+    statement still waits; the grouped one then commits as usual."""
+    (run_a, token_a), (run_b, token_b) = [
+        await start_run(client, thread_id=t) for t in ("slot-a", "slot-b")
+    ]
+    hostile = [{"type": "assistant", "uuid": "m-nul", "text": "nul \u0000 here"}]
+    async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+        await blocker.execute("LOCK TABLE daemon_event IN EXCLUSIVE MODE")
+
+        async def grouped_is_waiting() -> bool:
+            rows = await sql(
+                database_url,
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%%terragon_ingest_envelope%%'",
+            )
+            return bool(rows)
+
+        first = asyncio.ensure_future(
+            _decide_all(app, [(envelope(run_a, 1, thread_id="slot-a"), token_a)])
+        )
+        await until(grouped_is_waiting, "the grouped statement to wait on the lock", 30)
+        alone = asyncio.ensure_future(
+            _decide_all(app, [(envelope(run_b, 1, thread_id="slot-b", messages=hostile), token_b)])
+        )
+        await until(alone.done, "the alone envelope's answer while the batch waits", 30)
+        assert not first.done()
+        await blocker.commit()
+        [applied] = await first
+    [quarantined] = alone.result()
+    assert (quarantined.ack.status.value, quarantined.ack.reason) == (
+        "quarantined",
+        "invalid_envelope",
+    )
+    assert applied.ack.status.value == "applied"

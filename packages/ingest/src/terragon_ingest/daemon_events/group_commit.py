@@ -11,15 +11,19 @@ submitted in the same turn (requests whose bytes arrived in the same poll), so a
 for nothing but that turn (microseconds: no added latency at low load); while they all run,
 arrivals queue, and the next free slot takes up to `max_batch` of them in one statement
 (PostgreSQL groups WAL flushes the same way). So a batch forms within the time one statement
-takes, never on a fixed delay. Two in flight (`TERRAGON_GROUP_COMMIT_IN_FLIGHT`), and why
-sending a turn's first item at once was dropped: docs/performance.md "Group commit tuning".
+takes, never on a fixed delay. Two grouped statements in flight per worker
+(`TERRAGON_GROUP_COMMIT_IN_FLIGHT`; one would double the batches, cheaper per envelope now that a
+batch is decided as a set, but then one run's stuck statement would hold up every other run), and
+why sending a turn's first item at once was dropped: docs/performance.md "Group commit tuning".
 
 Tenancy (CONTRACT §4 "Budgets"): one run's envelopes occupy at most one of a worker's in-flight
 statements (`lane`: the sending token's digest, one token per run, so no lookup): while a
 statement holding a run's envelope runs, that run's later envelopes wait for it and every other
-run's go ahead, so a flooding run holds one slot and the others keep the rest. An envelope marked
-`alone` (a NUL escape, or a heavy one: `service.HEAVY_*`) is a statement of its own, so its cost
-is never added to a neighbour's batch.
+run's go ahead (with several slots, a flooding run holds one and the others keep the rest; with
+one, its envelopes share each batch with everyone's, and its budget bounds them). An envelope
+marked `alone` (a NUL escape, or a heavy one: `service.HEAVY_*`) is a statement of its own in a
+slot of its own (`ALONE_IN_FLIGHT`) beside the grouped ones, so its cost is never added to a
+neighbour's batch nor holds it up.
 
 Guarantees, each kept by construction:
 - an item is answered only after the statement that wrote it committed;
@@ -53,6 +57,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+ALONE_IN_FLIGHT = 1
+"""Statements of `alone` items (a heavy envelope, a NUL escape) one worker runs at once, in a slot
+of their own beside the grouped ones: a heavy envelope never holds up its neighbours' batch."""
+
 ItemT = TypeVar("ItemT")
 AnswerT = TypeVar("AnswerT")
 
@@ -85,6 +93,9 @@ class _Batcher(Generic[ItemT, AnswerT]):
         self._busy: set[object] = set()
         """Lanes with an item in a running statement."""
         self._in_flight = 0
+        """Grouped statements running (at most `max_in_flight`)."""
+        self._in_flight_alone = 0
+        """Statements of an `alone` item running (at most `ALONE_IN_FLIGHT`, beside the others)."""
         self._dispatch_pending = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.batch_sizes: dict[int, int] = {}
@@ -110,31 +121,41 @@ class _Batcher(Generic[ItemT, AnswerT]):
         self._dispatch()
 
     def _dispatch(self) -> None:
-        while self._waiting and self._in_flight < self._max_in_flight:
-            batch = self._take()
-            if not batch:  # each waiting item's lane is busy: a finishing statement frees one
+        while self._waiting:
+            grouped = self._in_flight < self._max_in_flight
+            alone = self._in_flight_alone < ALONE_IN_FLIGHT
+            batch = self._take(grouped=grouped, alone=alone) if grouped or alone else []
+            if not batch:  # no free slot, or each waiting item's lane is busy (or its slot)
                 return
             lanes = {w.lane for w in batch if w.lane is not None}
             self._busy |= lanes
-            self._in_flight += 1
-            task = asyncio.create_task(self._send([(w.item, w.future) for w in batch], lanes))
+            is_alone = batch[0].alone
+            if is_alone:
+                self._in_flight_alone += 1
+            else:
+                self._in_flight += 1
+            task = asyncio.create_task(
+                self._send([(w.item, w.future) for w in batch], lanes, alone=is_alone)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _take(self) -> list[_Waiting[ItemT, AnswerT]]:
+    def _take(self, *, grouped: bool, alone: bool) -> list[_Waiting[ItemT, AnswerT]]:
         """The next statement's items, in arrival order: up to `max_batch`, none of a busy lane,
-        an `alone` item only by itself. A skipped item's lane is closed for the rest of this pass,
-        so a run's envelopes never overtake each other."""
-        if not self._busy and not any(w.alone for w in self._waiting[: self._max_batch]):
-            batch = self._waiting[: self._max_batch]  # the common case: take the head
-            del self._waiting[: self._max_batch]
-            return batch
+        an `alone` item only by itself; only the kinds whose slot is free (`grouped`, `alone`).
+        A skipped item's lane is closed for the rest of this pass, so a run's envelopes never
+        overtake each other."""
+        head = self._waiting[: self._max_batch]
+        if grouped and not self._busy and not any(w.alone for w in head):
+            del self._waiting[: self._max_batch]  # the common case: take the head
+            return head
         batch: list[_Waiting[ItemT, AnswerT]] = []
         kept: list[_Waiting[ItemT, AnswerT]] = []
         closed = set(self._busy)
         for waiting in self._waiting:
             full = len(batch) >= self._max_batch or (batch and batch[0].alone)
-            if full or waiting.lane in closed or (waiting.alone and batch):
+            slot = alone if waiting.alone else grouped
+            if full or not slot or waiting.lane in closed or (waiting.alone and batch):
                 kept.append(waiting)
                 if waiting.lane is not None:
                     closed.add(waiting.lane)
@@ -154,7 +175,11 @@ class _Batcher(Generic[ItemT, AnswerT]):
         raise NotImplementedError
 
     async def _send(
-        self, batch: list[tuple[ItemT, asyncio.Future[AnswerT | None]]], lanes: set[object]
+        self,
+        batch: list[tuple[ItemT, asyncio.Future[AnswerT | None]]],
+        lanes: set[object],
+        *,
+        alone: bool,
     ) -> None:
         self._observe(len(batch))
         try:
@@ -177,7 +202,10 @@ class _Batcher(Generic[ItemT, AnswerT]):
                 _settle(future, None)
         finally:
             self._busy -= lanes
-            self._in_flight -= 1
+            if alone:
+                self._in_flight_alone -= 1
+            else:
+                self._in_flight -= 1
             self._dispatch()
 
     async def _send_alone(self, item: ItemT, future: asyncio.Future[AnswerT | None]) -> None:
