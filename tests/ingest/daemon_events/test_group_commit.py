@@ -250,3 +250,48 @@ async def test_an_alone_envelope_has_a_slot_of_its_own_beside_a_running_batch(
         "invalid_envelope",
     )
     assert applied.ack.status.value == "applied"
+
+
+@pytest.mark.parametrize(("spill", "second_starts"), [(3600.0, False), (0.0, True)])
+async def test_a_second_statement_starts_only_once_the_first_has_run_the_spill(
+    app, client, database_url: str, spill: float, second_starts: bool
+) -> None:
+    """Two grouped statements allowed, the first held on a lock: arrivals queue behind it (one
+    bigger batch next) until it has run `spill` seconds; with no spill, the second slot takes them
+    at once (their lanes are free)."""
+    group = GroupCommit(app.state.daemon_events.pool, max_batch=32, max_in_flight=2, spill=spill)
+    app.state.daemon_events = dataclasses.replace(app.state.daemon_events, group_commit=group)
+    runs = [await start_run(client, thread_id=f"sp-{i}") for i in range(3)]
+    items = [
+        (envelope(run_id, 1, thread_id=f"sp-{i}"), token) for i, (run_id, token) in enumerate(runs)
+    ]
+    async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+        await blocker.execute("LOCK TABLE daemon_event IN EXCLUSIVE MODE")
+
+        async def waiting_statements() -> int:
+            rows = await sql(
+                database_url,
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%%terragon_ingest_envelope%%'",
+            )
+            return int(rows[0]["n"])
+
+        first = asyncio.ensure_future(_decide_all(app, items[:1]))
+        await until(lambda: waiting_statements(), "the first statement to wait on the lock", 30)
+        rest = asyncio.ensure_future(_decide_all(app, items[1:]))
+        if second_starts:
+            await until(
+                lambda: _equals(waiting_statements(), 2), "the second statement beside it", 30
+            )
+            assert group.queued == 0
+        else:
+            await until(lambda: group.queued == 2, "the other two to queue behind the first", 30)
+            assert await waiting_statements() == 1
+        await blocker.commit()
+        replies = await first + await rest
+    assert [r.ack.status.value for r in replies] == ["applied"] * 3
+    assert group.batch_sizes == {1: 1, 2: 1}
+
+
+async def _equals(count: Any, expected: int) -> bool:
+    return await count == expected

@@ -11,10 +11,13 @@ submitted in the same turn (requests whose bytes arrived in the same poll), so a
 for nothing but that turn (microseconds: no added latency at low load); while they all run,
 arrivals queue, and the next free slot takes up to `max_batch` of them in one statement
 (PostgreSQL groups WAL flushes the same way). So a batch forms within the time one statement
-takes, never on a fixed delay. Two grouped statements in flight per worker
-(`TERRAGON_GROUP_COMMIT_IN_FLIGHT`; one would double the batches, cheaper per envelope now that a
-batch is decided as a set, but then one run's stuck statement would hold up every other run), and
-why sending a turn's first item at once was dropped: docs/performance.md "Group commit tuning".
+takes, never on a fixed delay. One grouped statement in flight per worker, and up to
+`TERRAGON_GROUP_COMMIT_IN_FLIGHT` (2) once every running one has run
+`TERRAGON_GROUP_COMMIT_SPILL_MS` (a statement stuck on one run's lock, or slow): one in flight
+doubles the batches, cheaper per envelope on both sides now that a batch is decided as a set,
+and the spill keeps one run's stuck statement from holding up every other run for longer than
+that. Why sending a turn's first item at once was dropped: docs/performance.md "Group commit
+tuning".
 
 Tenancy (CONTRACT §4 "Budgets"): one run's envelopes occupy at most one of a worker's in-flight
 statements (`lane`: the sending token's digest, one token per run, so no lookup): while a
@@ -75,9 +78,12 @@ def group_commits_for(
         return None, None
     max_batch = min(correlation.GROUP_COMMIT_MAX_BATCH, 32)
     max_in_flight = max(1, correlation.GROUP_COMMIT_IN_FLIGHT)
+    spill = max(0.0, correlation.GROUP_COMMIT_SPILL_MS) / 1000
     return (
-        GroupCommit(pool, max_batch=max_batch, max_in_flight=max_in_flight, metrics=metrics),
-        QuarantineCommit(pool, max_batch=max_batch, max_in_flight=max_in_flight),
+        GroupCommit(
+            pool, max_batch=max_batch, max_in_flight=max_in_flight, spill=spill, metrics=metrics
+        ),
+        QuarantineCommit(pool, max_batch=max_batch, max_in_flight=max_in_flight, spill=spill),
     )
 
 
@@ -85,10 +91,17 @@ class _Batcher(Generic[ItemT, AnswerT]):
     """The queue, the in-flight budget and the failure rule; a kind says how one item is written
     alone (`_alone`, its error raised to its caller) and how several are (`_grouped`)."""
 
-    def __init__(self, pool: Pool, *, max_batch: int, max_in_flight: int) -> None:
+    def __init__(
+        self, pool: Pool, *, max_batch: int, max_in_flight: int, spill: float = 0.0
+    ) -> None:
         self._pool = pool
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._spill = spill
+        """Seconds every running grouped statement must have run before another one starts."""
+        self._running_since: list[float] = []
+        """When each running grouped statement started (event-loop time)."""
+        self._spill_timer: asyncio.TimerHandle | None = None
         self._waiting: list[_Waiting[ItemT, AnswerT]] = []
         self._busy: set[object] = set()
         """Lanes with an item in a running statement."""
@@ -120,9 +133,29 @@ class _Batcher(Generic[ItemT, AnswerT]):
         self._dispatch_pending = False
         self._dispatch()
 
+    def _grouped_slot(self) -> bool:
+        """A grouped statement may start: none runs, or (under `max_in_flight`) every running one
+        has run `spill` seconds (stuck on a lock, or slow). Otherwise arrivals queue into the next
+        batch; a timer looks again when the youngest running one reaches `spill`."""
+        if self._in_flight >= self._max_in_flight:
+            return False
+        if not self._running_since:
+            return True
+        loop = asyncio.get_running_loop()
+        wait = self._spill - (loop.time() - max(self._running_since))
+        if wait <= 0:
+            return True
+        if self._spill_timer is None:
+            self._spill_timer = loop.call_later(wait, self._spill_check)
+        return False
+
+    def _spill_check(self) -> None:
+        self._spill_timer = None
+        self._dispatch()
+
     def _dispatch(self) -> None:
         while self._waiting:
-            grouped = self._in_flight < self._max_in_flight
+            grouped = self._grouped_slot()
             alone = self._in_flight_alone < ALONE_IN_FLIGHT
             batch = self._take(grouped=grouped, alone=alone) if grouped or alone else []
             if not batch:  # no free slot, or each waiting item's lane is busy (or its slot)
@@ -130,12 +163,16 @@ class _Batcher(Generic[ItemT, AnswerT]):
             lanes = {w.lane for w in batch if w.lane is not None}
             self._busy |= lanes
             is_alone = batch[0].alone
+            started = asyncio.get_running_loop().time()
             if is_alone:
                 self._in_flight_alone += 1
             else:
                 self._in_flight += 1
+                self._running_since.append(started)
             task = asyncio.create_task(
-                self._send([(w.item, w.future) for w in batch], lanes, alone=is_alone)
+                self._send(
+                    [(w.item, w.future) for w in batch], lanes, alone=is_alone, started=started
+                )
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -180,6 +217,7 @@ class _Batcher(Generic[ItemT, AnswerT]):
         lanes: set[object],
         *,
         alone: bool,
+        started: float,
     ) -> None:
         self._observe(len(batch))
         try:
@@ -206,6 +244,7 @@ class _Batcher(Generic[ItemT, AnswerT]):
                 self._in_flight_alone -= 1
             else:
                 self._in_flight -= 1
+                self._running_since.remove(started)
             self._dispatch()
 
     async def _send_alone(self, item: ItemT, future: asyncio.Future[AnswerT | None]) -> None:
@@ -224,9 +263,15 @@ class GroupCommit(_Batcher["DecisionInput", "Decision"]):
     """Ordinary envelopes: the one decision, grouped."""
 
     def __init__(
-        self, pool: Pool, *, max_batch: int, max_in_flight: int, metrics: Metrics | None = None
+        self,
+        pool: Pool,
+        *,
+        max_batch: int,
+        max_in_flight: int,
+        spill: float = 0.0,
+        metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(pool, max_batch=max_batch, max_in_flight=max_in_flight)
+        super().__init__(pool, max_batch=max_batch, max_in_flight=max_in_flight, spill=spill)
         self._metrics = metrics
 
     async def submit(self, inputs: DecisionInput, *, alone: bool = False) -> Decision | None:
