@@ -77,12 +77,7 @@ async def test_envelopes_submitted_while_a_statement_runs_form_the_next_batch(
         await blocker.execute("LOCK TABLE daemon_event IN EXCLUSIVE MODE")
 
         async def first_is_waiting() -> bool:
-            rows = await sql(
-                database_url,
-                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%%terragon_ingest_envelope%%'",
-            )
-            return bool(rows)
+            return await _statements_waiting_on_a_lock(database_url) > 0
 
         first = asyncio.ensure_future(_decide_all(app, items[:1]))
         await until(first_is_waiting, "the first statement to wait on the lock", 30)
@@ -145,6 +140,16 @@ async def test_one_failing_envelope_changes_no_other_answer_and_is_decided_alone
     assert [s["acceptedEventCount"] for s in states] == [1, 1, 0, 1]
     # The batch ran again isolated: each applied envelope was written by its own subtransaction.
     assert await _writers(database_url, [run_id for run_id, _ in runs]) == 3
+
+
+async def _statements_waiting_on_a_lock(database_url: str) -> int:
+    """Decision statements (any connection) waiting on a lock right now."""
+    rows = await sql(
+        database_url,
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND query LIKE '%%terragon_ingest_envelope%%'",
+    )
+    return int(rows[0]["n"])
 
 
 async def _writers(database_url: str, run_ids: list[str]) -> int:
@@ -226,12 +231,7 @@ async def test_an_alone_envelope_has_a_slot_of_its_own_beside_a_running_batch(
         await blocker.execute("LOCK TABLE daemon_event IN EXCLUSIVE MODE")
 
         async def grouped_is_waiting() -> bool:
-            rows = await sql(
-                database_url,
-                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%%terragon_ingest_envelope%%'",
-            )
-            return bool(rows)
+            return await _statements_waiting_on_a_lock(database_url) > 0
 
         first = asyncio.ensure_future(
             _decide_all(app, [(envelope(run_a, 1, thread_id="slot-a"), token_a)])
@@ -268,13 +268,8 @@ async def test_a_second_statement_starts_only_once_the_first_has_run_the_spill(
     async with await psycopg.AsyncConnection.connect(database_url) as blocker:
         await blocker.execute("LOCK TABLE daemon_event IN EXCLUSIVE MODE")
 
-        async def waiting_statements() -> int:
-            rows = await sql(
-                database_url,
-                "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE '%%terragon_ingest_envelope%%'",
-            )
-            return int(rows[0]["n"])
+        def waiting_statements() -> Any:
+            return _statements_waiting_on_a_lock(database_url)
 
         first = asyncio.ensure_future(_decide_all(app, items[:1]))
         await until(lambda: waiting_statements(), "the first statement to wait on the lock", 30)
