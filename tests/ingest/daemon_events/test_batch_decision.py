@@ -8,25 +8,18 @@ confused. Each batch here is submitted in one turn of the event loop, so it is o
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
 import pytest
 
 from terragon_ingest.daemon_events.group_commit import GroupCommit
-from tests.fixtures.daemon_events import envelope, run_state, sql
+from tests.fixtures.daemon_events import envelope, run_state, sql, stored_messages
 from tests.fixtures.runs import start_run
-from tests.ingest.daemon_events.test_group_commit import _decide_all
+from tests.ingest.daemon_events.group_commit_support import decide_all as _decide_all
+from tests.ingest.daemon_events.group_commit_support import fx_group  # noqa: F401 (the `group` fixture)
 
 RESULT = [{"type": "result", "is_error": False}]
-
-
-@pytest.fixture(name="group")
-def fx_group(app, client) -> GroupCommit:
-    group = GroupCommit(app.state.daemon_events.pool, max_batch=32, max_in_flight=1)
-    app.state.daemon_events = dataclasses.replace(app.state.daemon_events, group_commit=group)
-    return group
 
 
 def _answers(replies: list[Any]) -> list[str]:
@@ -34,12 +27,7 @@ def _answers(replies: list[Any]) -> list[str]:
 
 
 async def _messages(database_url: str, run_id: str) -> list[tuple[int, str]]:
-    rows = await sql(
-        database_url,
-        "SELECT ordinal, event_id FROM run_message WHERE run_id = %s ORDER BY ordinal",
-        (run_id,),
-    )
-    return [(r["ordinal"], r["event_id"]) for r in rows]
+    return [(r["ordinal"], r["event_id"]) for r in await stored_messages(database_url, run_id)]
 
 
 def _one(run_id: str, seq: int, **extra: Any) -> dict[str, Any]:
@@ -104,11 +92,7 @@ async def test_a_message_uuid_repeated_across_a_runs_envelopes_is_stored_once(
         (envelope(run_id, 2, messages=[message, {"type": "assistant", "uuid": "m-2"}]), token),
     ]
     assert _answers(await _decide_all(app, items)) == ["applied", "applied"]
-    rows = await sql(
-        database_url,
-        "SELECT ordinal, message_uuid FROM run_message WHERE run_id = %s ORDER BY ordinal",
-        (run_id,),
-    )
+    rows = await stored_messages(database_url, run_id)
     assert [(r["ordinal"], r["message_uuid"]) for r in rows] == [
         (1, "m-shared"),
         (2, "m-1"),

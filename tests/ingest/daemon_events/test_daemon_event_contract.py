@@ -11,6 +11,7 @@ from tests.fixtures.daemon_events import (
     run_state,
     set_strict,
     sql,
+    stored_messages,
 )
 from tests.fixtures.runs import start_run
 
@@ -238,11 +239,7 @@ async def test_resent_batch_under_a_new_event_id_applies_only_new_messages(
     ]
     response = await post(client, envelope(run_id, 2, messages=merged), token)
     assert response.json()["appliedMessages"] == 2  # c once, plus the uuid-less one
-    rows = await sql(
-        database_url,
-        "SELECT ordinal, message_uuid FROM run_message WHERE run_id = %s ORDER BY ordinal",
-        (run_id,),
-    )
+    rows = await stored_messages(database_url, run_id)
     assert [(r["ordinal"], r["message_uuid"]) for r in rows] == [
         (1, "a"),
         (2, "b"),

@@ -8,40 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from typing import Any
 
 import psycopg
 import pytest
 
-from terragon_core import decode_envelope
 from terragon_ingest.daemon_events.group_commit import GroupCommit
-from terragon_ingest.daemon_events.service import Delivery, decide
 from terragon_ingest.errors import DatabaseUnavailable
-from terragon_ingest.runs.tokens import hash_token
 from tests.fixtures.daemon_events import envelope, post, run_state, sql
 from tests.fixtures.runs import start_run
 from tests.fixtures.waiting import until
-
-
-@pytest.fixture(name="group")
-def fx_group(app, client) -> GroupCommit:
-    group = GroupCommit(app.state.daemon_events.pool, max_batch=32, max_in_flight=1)
-    app.state.daemon_events = dataclasses.replace(app.state.daemon_events, group_commit=group)
-    return group
-
-
-async def _decide_all(app, items: list[tuple[dict[str, Any], str]]) -> list[Any]:
-    """Decide the envelopes concurrently, submitted in the order given."""
-
-    async def one(body: dict[str, Any], token: str):
-        raw = json.dumps(body).encode()
-        delivery = Delivery(decode_envelope(raw), raw, "trace", token_hash=hash_token(token))
-        return await decide(app.state.daemon_events, delivery)
-
-    return await asyncio.gather(
-        *(one(body, token) for body, token in items), return_exceptions=True
-    )
+from tests.ingest.daemon_events.group_commit_support import decide_all as _decide_all
+from tests.ingest.daemon_events.group_commit_support import fx_group  # noqa: F401 (the `group` fixture)
 
 
 async def test_queued_envelopes_of_many_runs_commit_together_exactly_once(
