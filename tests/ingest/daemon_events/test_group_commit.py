@@ -45,14 +45,14 @@ async def test_queued_envelopes_of_many_runs_commit_together_exactly_once(
 async def test_envelopes_submitted_while_a_statement_runs_form_the_next_batch(
     app, client, group: GroupCommit, database_url: str
 ) -> None:
-    """The first envelope's statement is held (another transaction locks the table it writes):
-    the three submitted meanwhile queue, and go together once it commits."""
+    """The first envelope's statement is held (another transaction holds its run's row): the
+    three submitted meanwhile queue, and go together once it commits."""
     runs = [await start_run(client, thread_id=f"q-{i}") for i in range(4)]
     items = [
         (envelope(run_id, 1, thread_id=f"q-{i}"), token) for i, (run_id, token) in enumerate(runs)
     ]
     async with await psycopg.AsyncConnection.connect(database_url) as blocker:
-        await blocker.execute("LOCK TABLE daemon_event IN EXCLUSIVE MODE")
+        await _hold_run(blocker, runs[0][0])
 
         async def first_is_waiting() -> bool:
             return await _statements_waiting_on_a_lock(database_url) > 0
@@ -206,7 +206,7 @@ async def test_an_alone_envelope_has_a_slot_of_its_own_beside_a_running_batch(
     ]
     hostile = [{"type": "assistant", "uuid": "m-nul", "text": "nul \u0000 here"}]
     async with await psycopg.AsyncConnection.connect(database_url) as blocker:
-        await blocker.execute("LOCK TABLE daemon_event IN EXCLUSIVE MODE")
+        await _hold_run(blocker, run_a)
 
         async def grouped_is_waiting() -> bool:
             return await _statements_waiting_on_a_lock(database_url) > 0
@@ -244,7 +244,7 @@ async def test_a_second_statement_starts_only_once_the_first_has_run_the_spill(
         (envelope(run_id, 1, thread_id=f"sp-{i}"), token) for i, (run_id, token) in enumerate(runs)
     ]
     async with await psycopg.AsyncConnection.connect(database_url) as blocker:
-        await blocker.execute("LOCK TABLE daemon_event IN EXCLUSIVE MODE")
+        await _hold_run(blocker, runs[0][0])
 
         def waiting_statements() -> Any:
             return _statements_waiting_on_a_lock(database_url)
@@ -253,10 +253,11 @@ async def test_a_second_statement_starts_only_once_the_first_has_run_the_spill(
         await until(lambda: waiting_statements(), "the first statement to wait on the lock", 30)
         rest = asyncio.ensure_future(_decide_all(app, items[1:]))
         if second_starts:
-            await until(
-                lambda: _equals(waiting_statements(), 2), "the second statement beside it", 30
-            )
+            # The second slot takes them at once: their runs are not held, so they are answered
+            # while the first still waits.
+            await until(rest.done, "the second statement's answers beside the first", 30)
             assert group.queued == 0
+            assert not first.done()
         else:
             await until(lambda: group.queued == 2, "the other two to queue behind the first", 30)
             assert await waiting_statements() == 1
@@ -266,5 +267,7 @@ async def test_a_second_statement_starts_only_once_the_first_has_run_the_spill(
     assert group.batch_sizes == {1: 1, 2: 1}
 
 
-async def _equals(count: Any, expected: int) -> bool:
-    return await count == expected
+async def _hold_run(blocker: psycopg.AsyncConnection[Any], run_id: str) -> None:
+    """Another transaction holds `run_id`'s row (as a statement deciding one of its envelopes
+    does) until `blocker` commits: a statement that decides an envelope of it waits."""
+    await blocker.execute("SELECT 1 FROM thread_run WHERE run_id = %s FOR UPDATE", (run_id,))

@@ -31,6 +31,6 @@ def test_the_decision_answers_exactly_the_core_outcomes() -> None:
     batch = sources["terragon_ingest_envelopes.sql"]
     deciding = batch[: batch.index("), applying AS (")]  # after it: the apply (run statuses)
     decided = set(re.findall(r"THEN '([a-z_]+)'", deciding))
-    decided |= set(re.findall(r"COALESCE\(d\.answer, '([a-z_]+)'\)", batch))
+    decided |= set(re.findall(r"COALESCE\(d\.early, d\.verdict, '([a-z_]+)'\)", batch))
     verdicts = set(re.findall(r"THEN '([a-z_]+)'", sources["terragon_envelope_verdict.sql"]))
     assert decided | verdicts == {o.value for o in CorrelationOutcome}

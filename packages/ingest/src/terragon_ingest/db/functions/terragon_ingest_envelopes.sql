@@ -13,25 +13,22 @@
 -- The context columns are set for every outcome but unauthorized / forbidden; `token_refusal`
 -- (terragon_core.SecurityReason: expired | revoked) only for an unauthorized known token.
 --
--- Three statements, whatever the batch's size (issue 28: a loop of one decision per envelope
--- paid the executor's start-up, the CHECK constraints' set-up and a plan's bookkeeping once per
--- envelope and statement):
--- 1. the snapshot, no lock: every envelope's token, runId rules (1 and 3) and, on the run's state
---    as it is, what needs no lock (an ended run; a retry: `duplicate`; a reordered envelope:
---    `stale_seq`; a terminal or legacy one that first needs its inputs). What it answers is what
---    the locked evaluation would answer: a payload version, once set, never changes; a dedupe
---    record is never removed while its run is live; last_accepted_seq only grows; nothing in a
---    batch ends a run or moves a pointer.
--- 2. the run locks of the rest, in one statement, in run_id order (one global order: batches
---    never deadlock on each other);
--- 3. the decision under the lock and the apply, one statement for the whole set: the pointer
---    again (rule 3: it may have moved since the snapshot), the end of rule 3 and rules 4 to 8
---    (terragon_envelope_verdict), then every new message in one INSERT … SELECT, every dedupe
---    record in one, every run in one UPDATE … FROM. Its snapshot is taken after the locks, so it
---    sees everything committed to the locked runs.
+-- Two statements for a batch of different runs (the service's usual one), whatever its size
+-- (issue 28: a loop of one decision per envelope paid the executor's start-up, the CHECK
+-- constraints' set-up and a plan's bookkeeping once per envelope and statement):
+-- 1. the run locks: every envelope's run (its token's), locked in one statement in run_id order
+--    (one global order: batches never deadlock on each other), and each envelope's wave;
+-- 2. the decision and the apply, one statement for the whole set, its snapshot taken after the
+--    locks (so it sees everything committed to the locked runs): the token (rule 1), the runId
+--    rules (3), then rules 4 to 8 (terragon_envelope_verdict) from one read of each run's state,
+--    then every new message in one INSERT … SELECT, every dedupe record in one, every run in one
+--    UPDATE … FROM.
 --    Envelopes of one run keep their arrival order: the n-th envelope of a run in the batch is
---    decided in the n-th pass of statement 3 (a wave), after the earlier ones were written. A
---    batch of different runs (the service's usual one) is one wave.
+--    decided in the n-th pass of statement 2 (a wave), after the earlier ones were written.
+-- A retry (`duplicate`) or a reordered envelope (`stale_seq`) takes its run's lock too, and
+-- writes nothing: an earlier version answered them from a lock-free snapshot first, a third
+-- statement that cost a fifth of a batch's PostgreSQL CPU to spare a lock only a run's own
+-- envelopes wait for.
 --
 -- Two modes, so that one envelope's failure never changes another's answer:
 -- - p_isolated = false (the service's first try): the whole batch as above, no subtransaction.
@@ -80,10 +77,10 @@ AS $$
 DECLARE
     e jsonb;
     i integer;
-    s record;
-    v_pending integer[] := '{}';  -- envelopes left for the lock, by ordinal
-    v_wave_of integer[] := '{}';  -- each one's place among its run's envelopes in the batch
-    v_runs text[] := '{}';        -- their runs
+    v_wave_of integer[];  -- each envelope's place among its run's envelopes in the batch
+    v_waves integer;
+    v_carries boolean;
+    v_locked bigint;
     v_wave integer;
 BEGIN
     IF p_isolated THEN
@@ -102,21 +99,61 @@ BEGIN
         RETURN;
     END IF;
 
-    -- 1. The snapshot. A final answer is returned at once; the rest wait for the lock.
-    FOR s IN
+    -- 1. The run locks, one order for every batch, and the waves. An unknown token's envelope
+    -- has no run: it is refused in the first wave.
+    WITH runs AS (
+        SELECT x.idx, x.legacy_row IS NOT NULL OR x.ui_outcome IS NOT NULL AS carries,
+               CASE WHEN x.token_hash IS NULL THEN x.token_run_id ELSE k.run_id END AS run
+        FROM ROWS FROM (jsonb_to_recordset(p_batch) AS (
+                 token_hash text, token_run_id text, legacy_row jsonb, ui_outcome text))
+             WITH ORDINALITY AS x(token_hash, token_run_id, legacy_row, ui_outcome, idx)
+        LEFT JOIN LATERAL (
+            SELECT d.run_id FROM daemon_token d
+            WHERE x.token_hash IS NOT NULL AND d.token_hash = decode(x.token_hash, 'hex') LIMIT 1
+        ) k ON true
+    ), locked AS (
+        SELECT r.run_id FROM thread_run r
+        WHERE r.run_id = ANY (ARRAY(SELECT w.run FROM runs w WHERE w.run IS NOT NULL))
+        ORDER BY r.run_id
+        FOR UPDATE
+    )
+    SELECT array_agg(w.nth::integer ORDER BY w.idx), max(w.nth)::integer, bool_or(w.carries),
+           (SELECT count(*) FROM locked)
+    INTO v_wave_of, v_waves, v_carries, v_locked
+    FROM (SELECT r.idx, r.carries,
+                 CASE WHEN r.run IS NULL THEN 1
+                      ELSE row_number() OVER (PARTITION BY r.run ORDER BY r.idx) END AS nth
+          FROM runs r) w;
+    IF v_carries THEN
+        RAISE EXCEPTION 'a legacy_mode row or UI outcome comes only with an envelope alone'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- 2. Under the locks, a wave at a time: the decision and the apply, all or nothing: the
+    -- messages (a message `uuid` at most once per run, one index probe per message:
+    -- LATERAL … LIMIT 1 cannot become a hashed subplan over the whole run), the dedupe record,
+    -- the run state (seq CAS, counters, status, the idempotent terminal transition keyed by
+    -- terminal_event_id).
+    FOR v_wave IN 1 .. COALESCE(v_waves, 0) LOOP
+        RETURN QUERY
         WITH items AS (
-            SELECT p_first + x.ordinality::integer - 1 AS ord, x.*
+            SELECT p_first + x.idx::integer - 1 AS ord, x.*
             FROM ROWS FROM (jsonb_to_recordset(p_batch) AS (
                 token_hash text, token_run_id text, thread_id text, thread_chat_id text,
                 run_id text, dedupe_id text, seq bigint, payload_version smallint,
-                fields_valid boolean, within_limits boolean, messages jsonb, terminal boolean,
-                end_sha text, inputs_ready boolean, legacy_row jsonb, ui_outcome text))
-                 WITH ORDINALITY AS x
+                fields_valid boolean, within_limits boolean, messages jsonb, trace_id text,
+                terminal boolean, failure boolean, end_sha text, inputs_ready boolean,
+                diff_source text, diff_source_context text))
+                 WITH ORDINALITY AS x(
+                token_hash, token_run_id, thread_id, thread_chat_id, run_id, dedupe_id, seq,
+                payload_version, fields_valid, within_limits, messages, trace_id, terminal,
+                failure, end_sha, inputs_ready, diff_source, diff_source_context, idx)
+            WHERE v_waves = 1 OR v_wave_of[x.idx::integer] = v_wave
         ), known AS (
             -- Rule 1, the token: a live token by its sha256 digest (the service checked it before
             -- decoding the body too; this is the authority): unknown, revoked or expired → 401
             -- (terragon_daemon_token says which), then the thread it is bound to (403).
-            SELECT i.*, k.thread_id AS k_thread, k.refusal AS k_refusal,
+            SELECT i.*, k.refusal AS k_refusal,
                    CASE WHEN i.token_hash IS NULL THEN i.token_run_id ELSE k.run_id END AS k_run,
                    CASE WHEN i.token_hash IS NULL THEN NULL
                         WHEN k.run_id IS NULL OR k.refusal IS NOT NULL THEN 'unauthorized'
@@ -125,23 +162,30 @@ BEGIN
             LEFT JOIN LATERAL (
                 SELECT * FROM terragon_daemon_token(decode(i.token_hash, 'hex')) LIMIT 1) k ON true
         ), context AS (
-            -- The context, one snapshot: the (thread, chat) pointer; the frozen strict flag (the
-            -- active run's, or with no active run the token's run's); the state of the token's
-            -- run, the only run the envelope can be for (rule 3).
-            -- Every lookup a LATERAL … LIMIT 1: one index probe per envelope, whatever the
-            -- batch's size (the plan is generic: joined, a batch estimated at 100 rows made
-            -- PostgreSQL hash whole tables).
+            -- The context: the (thread, chat) pointer; the active run (the frozen strict flag,
+            -- the sandbox, the start sha: with no active run, the token's run's strict flag);
+            -- the state of the token's run, the only run the envelope can be for (rule 3), read
+            -- under its lock. Every lookup a LATERAL … LIMIT 1: one index probe per envelope,
+            -- whatever the batch's size (the plan is generic: joined, a batch estimated at 100
+            -- rows made PostgreSQL hash whole tables); the active run is read again only when it
+            -- is not the token's run.
             SELECT n.*, t.user_id AS c_user, t.repo_full_name AS c_repo, t.repo_dir AS c_dir,
-                   COALESCE(a.sandbox_provider, t.sandbox_provider) AS c_provider,
-                   COALESCE(a.codesandbox_id, t.codesandbox_id) AS c_sandbox,
+                   t.sandbox_provider AS t_provider, t.codesandbox_id AS t_sandbox,
                    c.active_run_id AS c_active,
-                   COALESCE(a.frozen_daemon_run_id_strict, tr.frozen_daemon_run_id_strict,
-                            false) AS c_strict,
-                   a.run_start_sha AS c_start_sha, tr.thread_chat_id AS r_chat,
+                   tr.run_id AS r_run, tr.thread_chat_id AS r_chat,
                    tr.status IN ('finished', 'failed') AS r_ended,
                    tr.daemon_payload_version AS r_version, tr.last_accepted_seq AS r_last_seq,
+                   tr.accepted_message_count AS r_count, tr.terminal_event_id AS r_terminal_event,
                    tr.status AS r_status, tr.recorded AS r_recorded,
-                   row_number() OVER (PARTITION BY n.k_run ORDER BY n.ord)::integer AS nth
+                   CASE WHEN c.active_run_id = n.k_run THEN tr.sandbox_provider
+                        ELSE a.sandbox_provider END AS a_provider,
+                   CASE WHEN c.active_run_id = n.k_run THEN tr.codesandbox_id
+                        ELSE a.codesandbox_id END AS a_sandbox,
+                   CASE WHEN c.active_run_id = n.k_run THEN tr.frozen_daemon_run_id_strict
+                        ELSE a.frozen_daemon_run_id_strict END AS a_strict,
+                   CASE WHEN c.active_run_id = n.k_run THEN tr.run_start_sha
+                        ELSE a.run_start_sha END AS a_start_sha,
+                   tr.frozen_daemon_run_id_strict AS r_strict
             FROM known n
             LEFT JOIN LATERAL (
                 SELECT t.thread_id, t.user_id, t.repo_full_name, t.repo_dir, t.sandbox_provider,
@@ -153,17 +197,21 @@ BEGIN
                 WHERE c.thread_id = t.thread_id AND c.thread_chat_id = n.thread_chat_id LIMIT 1
             ) c ON true
             LEFT JOIN LATERAL (
-                SELECT a.sandbox_provider, a.codesandbox_id, a.frozen_daemon_run_id_strict,
-                       a.run_start_sha
-                FROM thread_run a WHERE a.run_id = c.active_run_id LIMIT 1
-            ) a ON true
-            LEFT JOIN LATERAL (
-                SELECT tr.thread_chat_id, tr.status, tr.daemon_payload_version,
-                       tr.last_accepted_seq, tr.frozen_daemon_run_id_strict,
+                SELECT tr.run_id, tr.thread_chat_id, tr.status, tr.daemon_payload_version,
+                       tr.last_accepted_seq, tr.accepted_message_count, tr.terminal_event_id,
+                       tr.frozen_daemon_run_id_strict, tr.run_start_sha, tr.sandbox_provider,
+                       tr.codesandbox_id,
                        EXISTS (SELECT 1 FROM daemon_event d
                                WHERE d.run_id = tr.run_id AND d.event_id = n.dedupe_id) AS recorded
                 FROM thread_run tr WHERE t.thread_id IS NOT NULL AND tr.run_id = n.k_run LIMIT 1
             ) tr ON true
+            LEFT JOIN LATERAL (
+                SELECT a.sandbox_provider, a.codesandbox_id, a.frozen_daemon_run_id_strict,
+                       a.run_start_sha
+                FROM thread_run a
+                WHERE a.run_id = c.active_run_id AND c.active_run_id IS DISTINCT FROM n.k_run
+                LIMIT 1
+            ) a ON true
         ), checked AS (
             -- Rule 3, runId, its first part: a token authenticates only its own run's envelopes.
             -- strict=true: missing → missing_run_id. strict=false: missing → a legacy envelope for
@@ -172,20 +220,24 @@ BEGIN
             -- Given and not the token's run → mismatch, even when it names the active run.
             SELECT x.*, ok.run_id_ok,
                    ok.run_id_ok AND x.r_ended AND x.r_chat = x.thread_chat_id AS ended_here
-            FROM context x, LATERAL (SELECT
+            FROM (SELECT y.*, COALESCE(y.a_strict, y.r_strict, false) AS c_strict
+                  FROM context y) x,
+                 LATERAL (SELECT
                 x.refused IS NULL
                 AND NOT (x.run_id IS NULL AND (x.c_strict OR x.c_active IS NULL
                                                OR x.c_active IS DISTINCT FROM x.k_run))
                 AND NOT (x.run_id IS NOT NULL AND x.run_id IS DISTINCT FROM x.k_run) AS run_id_ok
             ) ok
-        ), ruled AS (
+        ), decided AS (
             -- Then the runId rule's end: nothing is applied to an ended run: the verdict's first
             -- rule answers for it (duplicate / stale_seq where it repeats what was accepted, else
-            -- mismatch), from this snapshot (an ended run's state no longer changes), before the
-            -- field limits. Last, a run that is not the active one → mismatch. Then the field
-            -- limits (CONTRACT §4) and messages PostgreSQL cannot store: kept as a quarantine row,
-            -- never bound or indexed (a 5xx would have the daemon retry it forever).
+            -- mismatch), before the field limits. Last, a run that is not the active one →
+            -- mismatch. Then the field limits (CONTRACT §4) and messages PostgreSQL cannot store:
+            -- kept as a quarantine row, never bound or indexed (a 5xx would have the daemon retry
+            -- it forever). Then rules 4 to 8, and a terminal or legacy envelope that first needs
+            -- its inputs.
             SELECT x.*,
+                   x.run_id_ok AND x.run_id IS NULL AS is_legacy,
                    CASE
                        WHEN x.refused IS NOT NULL THEN x.refused
                        WHEN x.run_id IS NULL AND x.c_strict THEN 'missing_run_id'
@@ -198,138 +250,17 @@ BEGIN
                        WHEN NOT x.within_limits OR jsonb_typeof(x.messages) IS DISTINCT FROM 'array'
                            THEN 'invalid_envelope'
                    END AS early,
-                   x.run_id_ok AND x.run_id IS NULL AS is_legacy,
-                   terragon_envelope_verdict(
-                       false, x.r_version, x.r_last_seq, x.r_recorded, x.payload_version,
-                       x.fields_valid, x.seq, x.terminal, x.end_sha) AS verdict
+                   COALESCE(
+                       terragon_envelope_verdict(
+                           false, x.r_version, x.r_last_seq, x.r_recorded, x.payload_version,
+                           x.fields_valid, x.seq, x.terminal, x.end_sha),
+                       CASE WHEN (x.terminal OR x.run_id IS NULL) AND NOT x.inputs_ready
+                            THEN 'needs_inputs' END) AS verdict,
+                   x.terminal AND x.r_terminal_event IS NULL
+                       AND x.r_status IN ('booting', 'running', 'validating') AS ends_run
             FROM checked x
-        )
-        SELECT r.*,
-               CASE
-                   WHEN r.early IS NOT NULL THEN r.early
-                   -- 4 to 8 on the snapshot: a retry or a reordered envelope is answered without
-                   -- the run lock and writes nothing.
-                   WHEN r.verdict IN ('duplicate', 'stale_seq') THEN r.verdict
-                   -- The first of its run in the batch (a later one's verdict may change once the
-                   -- earlier ones are written: it asks under the lock).
-                   WHEN r.verdict IS NULL AND (r.terminal OR r.is_legacy) AND NOT r.inputs_ready
-                        AND r.nth = 1 THEN 'needs_inputs'
-               END AS answer
-        FROM ruled r
-    LOOP
-        IF s.legacy_row IS NOT NULL OR s.ui_outcome IS NOT NULL THEN
-            RAISE EXCEPTION 'a legacy_mode row or UI outcome comes only with an envelope alone'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        IF s.answer IS NULL THEN
-            v_pending := v_pending || s.ord;
-            v_wave_of := v_wave_of || s.nth;
-            v_runs := v_runs || s.k_run;
-            CONTINUE;
-        END IF;
-        ordinal := s.ord;
-        failed_sqlstate := NULL;
-        outcome := s.answer;
-        applied_messages := 0;
-        legacy_row_id := NULL;
-        IF s.refused IS NOT NULL THEN
-            legacy := false;
-            token_refusal := s.k_refusal;
-            last_seq := NULL; run_status := NULL; token_run_id := NULL; user_id := NULL;
-            repo_full_name := NULL; repo_dir := NULL; sandbox_provider := NULL;
-            codesandbox_id := NULL; active_run_id := NULL; run_id_strict := NULL;
-            run_start_sha := NULL;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        -- `legacy` once past the runId rule; last_seq once a verdict read the run's state.
-        legacy := s.is_legacy;
-        last_seq := CASE WHEN s.early IS NULL OR s.ended_here THEN s.r_last_seq END;
-        run_status := s.r_status;
-        token_run_id := s.k_run;
-        token_refusal := NULL;
-        user_id := s.c_user;
-        repo_full_name := s.c_repo;
-        repo_dir := s.c_dir;
-        sandbox_provider := s.c_provider;
-        codesandbox_id := s.c_sandbox;
-        active_run_id := s.c_active;
-        run_id_strict := s.c_strict;
-        run_start_sha := s.c_start_sha;
-        RETURN NEXT;
-    END LOOP;
-    IF cardinality(v_pending) = 0 THEN
-        RETURN;
-    END IF;
-
-    -- 2. The run locks, one order for every batch.
-    PERFORM 1 FROM thread_run WHERE run_id = ANY (v_runs) ORDER BY run_id FOR UPDATE;
-
-    -- 3. Under the locks, a wave at a time: the decision and the apply, all or nothing: the
-    -- messages (a message `uuid` at most once per run, one index probe per message:
-    -- LATERAL … LIMIT 1 cannot become a hashed subplan over the whole run), the dedupe record,
-    -- the run state (seq CAS, counters, status, the idempotent terminal transition keyed by
-    -- terminal_event_id).
-    FOR v_wave IN SELECT DISTINCT w FROM unnest(v_wave_of) AS w ORDER BY w LOOP
-        RETURN QUERY
-        WITH items AS (
-            SELECT p_first + x.ordinality::integer - 1 AS ord, x.*
-            FROM ROWS FROM (jsonb_to_recordset(p_batch) AS (
-                token_run_id text, thread_id text, thread_chat_id text, run_id text,
-                dedupe_id text, seq bigint, payload_version smallint, fields_valid boolean,
-                messages jsonb, trace_id text, terminal boolean, failure boolean, end_sha text,
-                inputs_ready boolean, diff_source text, diff_source_context text))
-                 WITH ORDINALITY AS x
-        ), wave AS (
-            SELECT i.*, p.run AS k_run
-            FROM unnest(v_pending, v_wave_of, v_runs) AS p(ord, w, run)
-            JOIN items i ON i.ord = p.ord
-            WHERE p.w = v_wave
-        ), locked AS (
-            SELECT w.*, r.run_id AS r_run, r.status AS r_status,
-                   r.daemon_payload_version AS r_version, r.last_accepted_seq AS r_last_seq,
-                   r.accepted_message_count AS r_count, r.terminal_event_id AS r_terminal_event,
-                   r.frozen_daemon_run_id_strict AS r_strict, r.run_start_sha AS r_start_sha,
-                   r.live, r.recorded,
-                   t.user_id AS c_user, t.repo_full_name AS c_repo, t.repo_dir AS c_dir,
-                   COALESCE(r.sandbox_provider, t.sandbox_provider) AS c_provider,
-                   COALESCE(r.codesandbox_id, t.codesandbox_id) AS c_sandbox
-            FROM wave w
-            LEFT JOIN LATERAL (
-                SELECT t.user_id, t.repo_full_name, t.repo_dir, t.sandbox_provider,
-                       t.codesandbox_id
-                FROM thread t WHERE t.thread_id = w.thread_id LIMIT 1
-            ) t ON true
-            LEFT JOIN LATERAL (
-                SELECT r.run_id, r.status, r.daemon_payload_version, r.last_accepted_seq,
-                       r.accepted_message_count, r.terminal_event_id,
-                       r.frozen_daemon_run_id_strict, r.run_start_sha, r.sandbox_provider,
-                       r.codesandbox_id,
-                       EXISTS (SELECT 1 FROM thread_run_context c
-                               WHERE c.thread_id = r.thread_id
-                                 AND c.thread_chat_id = r.thread_chat_id
-                                 AND c.active_run_id = r.run_id) AS live,
-                       EXISTS (SELECT 1 FROM daemon_event d
-                               WHERE d.run_id = r.run_id AND d.event_id = w.dedupe_id) AS recorded
-                FROM thread_run r WHERE r.run_id = w.k_run LIMIT 1
-            ) r ON true
-        ), decided AS (
-            SELECT l.*,
-                   CASE
-                       WHEN l.r_run IS NULL OR NOT l.live THEN 'mismatch'
-                       ELSE COALESCE(
-                           terragon_envelope_verdict(
-                               l.r_status IN ('finished', 'failed'), l.r_version, l.r_last_seq,
-                               l.recorded, l.payload_version, l.fields_valid, l.seq, l.terminal,
-                               l.end_sha),
-                           CASE WHEN (l.terminal OR l.run_id IS NULL) AND NOT l.inputs_ready
-                                THEN 'needs_inputs' END)
-                   END AS answer,
-                   l.terminal AND l.r_terminal_event IS NULL
-                       AND l.r_status IN ('booting', 'running', 'validating') AS ends_run
-            FROM locked l
         ), applying AS (
-            SELECT * FROM decided WHERE answer IS NULL
+            SELECT * FROM decided WHERE early IS NULL AND verdict IS NULL
         ), incoming AS (
             SELECT a.ord, a.r_run, a.r_count, a.dedupe_id, m.value AS message, m.idx,
                    CASE WHEN jsonb_typeof(m.value -> 'uuid') = 'string'
@@ -355,9 +286,9 @@ BEGIN
                    k.message
             FROM kept k
         ), counted AS (
-            SELECT a.*, COALESCE((SELECT count(*) FROM kept k WHERE k.ord = a.ord), 0)::integer
-                        AS applied_n
+            SELECT a.*, COALESCE(k.n, 0)::integer AS applied_n
             FROM applying a
+            LEFT JOIN (SELECT k.ord, count(*) AS n FROM kept k GROUP BY k.ord) k ON k.ord = a.ord
         ), recorded AS (
             INSERT INTO daemon_event (
                 run_id, event_id, seq, payload_version, message_count, applied_count, trace_id)
@@ -393,14 +324,27 @@ BEGIN
             RETURNING a.ord, a.applied_n, thread_run.last_accepted_seq AS u_last_seq,
                       thread_run.status AS u_status
         )
-        SELECT d.ord, NULL::text, COALESCE(d.answer, 'applied'), d.run_id IS NULL,
+        -- The answer: a refused envelope's carries nothing but its refusal (the token says no
+        -- more); `last_seq` once a verdict read the run's state.
+        SELECT d.ord, NULL::text, COALESCE(d.early, d.verdict, 'applied'),
+               d.refused IS NULL AND d.is_legacy,
                COALESCE(u.applied_n, 0),
-               CASE WHEN u.ord IS NOT NULL THEN u.u_last_seq ELSE d.r_last_seq END,
-               CASE WHEN u.ord IS NOT NULL THEN u.u_status ELSE d.r_status END,
-               NULL::uuid, d.k_run, d.c_user, d.c_repo, d.c_dir, d.c_provider, d.c_sandbox,
-               d.k_run, d.r_strict, d.r_start_sha, NULL::text
+               CASE WHEN u.ord IS NOT NULL THEN u.u_last_seq
+                    WHEN d.refused IS NULL AND (d.early IS NULL OR d.ended_here)
+                        THEN d.r_last_seq END,
+               CASE WHEN u.ord IS NOT NULL THEN u.u_status
+                    WHEN d.refused IS NULL THEN d.r_status END,
+               NULL::uuid, r.k_run, r.c_user, r.c_repo, r.c_dir,
+               COALESCE(r.a_provider, r.t_provider), COALESCE(r.a_sandbox, r.t_sandbox),
+               r.c_active, r.c_strict, r.a_start_sha,
+               CASE WHEN d.refused IS NOT NULL THEN d.k_refusal END
         FROM decided d
-        LEFT JOIN updated u ON u.ord = d.ord;
+        LEFT JOIN updated u ON u.ord = d.ord
+        LEFT JOIN LATERAL (
+            SELECT d.k_run, d.c_user, d.c_repo, d.c_dir, d.a_provider, d.t_provider,
+                   d.a_sandbox, d.t_sandbox, d.c_active, d.c_strict, d.a_start_sha
+            WHERE d.refused IS NULL
+        ) r ON true;
     END LOOP;
 END;
 $$;
