@@ -8,16 +8,23 @@ confused. Each batch here is submitted in one turn of the event loop, so it is o
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import psycopg
 import pytest
 
 from terragon_ingest.daemon_events.group_commit import GroupCommit
 from tests.fixtures.daemon_events import envelope, run_state, sql, stored_messages
 from tests.fixtures.runs import start_run
+from tests.fixtures.waiting import until
 from tests.ingest.daemon_events.group_commit_support import decide_all as _decide_all
-from tests.ingest.daemon_events.group_commit_support import fx_group  # noqa: F401 (the `group` fixture)
+from tests.ingest.daemon_events.group_commit_support import (
+    fx_group,  # noqa: F401 (the `group` fixture)
+    hold_run,
+    statements_waiting_on_a_lock,
+)
 
 RESULT = [{"type": "result", "is_error": False}]
 
@@ -226,3 +233,33 @@ async def test_batches_over_the_same_runs_in_opposite_orders_never_deadlock(
         # Every round applied its seq+1 envelope; its seq one too unless the other came first.
         assert state["lastAcceptedSeq"] == 30
         assert 15 <= state["acceptedEventCount"] <= 30
+
+
+async def test_what_cannot_be_applied_is_answered_while_another_transaction_holds_the_run(
+    app, client, group: GroupCommit, database_url: str
+) -> None:
+    """A retry, a reordered envelope and a wrong runId take no run lock: they are answered while
+    another transaction holds the run's row (a statement applying one of its envelopes), and
+    write nothing. An envelope that may apply waits for it."""
+    run_id, token = await start_run(client)
+    assert _answers(await _decide_all(app, [(_one(run_id, 2), token)])) == ["applied"]
+    async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+        await hold_run(blocker, run_id)
+        retries = [
+            (_one(run_id, 2), token),  # the same envelope again
+            (_one(run_id, 1, event_id="late"), token),  # seq not past the run's
+            (_one("not-this-run", 3, event_id="other"), token),  # another run's id
+        ]
+        answers = await asyncio.wait_for(_decide_all(app, retries), 30)
+        assert _answers(answers) == ["duplicate", "stale_seq", "mismatch"]
+        fresh = asyncio.ensure_future(_decide_all(app, [(_one(run_id, 3), token)]))
+
+        async def fresh_waits() -> bool:
+            return await statements_waiting_on_a_lock(database_url) == 1
+
+        await until(fresh_waits, "the envelope that may apply to wait for the run", 30)
+        assert not fresh.done()
+        await blocker.commit()
+        assert _answers(await fresh) == ["applied"]
+    state = await run_state(client, run_id)
+    assert (state["acceptedEventCount"], state["lastAcceptedSeq"]) == (2, 3)

@@ -19,7 +19,11 @@ from tests.fixtures.daemon_events import envelope, post, run_state, sql
 from tests.fixtures.runs import start_run
 from tests.fixtures.waiting import until
 from tests.ingest.daemon_events.group_commit_support import decide_all as _decide_all
-from tests.ingest.daemon_events.group_commit_support import fx_group  # noqa: F401 (the `group` fixture)
+from tests.ingest.daemon_events.group_commit_support import (
+    fx_group,  # noqa: F401 (the `group` fixture)
+    hold_run,
+    statements_waiting_on_a_lock,
+)
 
 
 async def test_queued_envelopes_of_many_runs_commit_together_exactly_once(
@@ -52,10 +56,10 @@ async def test_envelopes_submitted_while_a_statement_runs_form_the_next_batch(
         (envelope(run_id, 1, thread_id=f"q-{i}"), token) for i, (run_id, token) in enumerate(runs)
     ]
     async with await psycopg.AsyncConnection.connect(database_url) as blocker:
-        await _hold_run(blocker, runs[0][0])
+        await hold_run(blocker, runs[0][0])
 
         async def first_is_waiting() -> bool:
-            return await _statements_waiting_on_a_lock(database_url) > 0
+            return await statements_waiting_on_a_lock(database_url) > 0
 
         first = asyncio.ensure_future(_decide_all(app, items[:1]))
         await until(first_is_waiting, "the first statement to wait on the lock", 30)
@@ -118,16 +122,6 @@ async def test_one_failing_envelope_changes_no_other_answer_and_is_decided_alone
     assert [s["acceptedEventCount"] for s in states] == [1, 1, 0, 1]
     # The batch ran again isolated: each applied envelope was written by its own subtransaction.
     assert await _writers(database_url, [run_id for run_id, _ in runs]) == 3
-
-
-async def _statements_waiting_on_a_lock(database_url: str) -> int:
-    """Decision statements (any connection) waiting on a lock right now."""
-    rows = await sql(
-        database_url,
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-        " AND query LIKE '%%terragon_ingest_envelope%%'",
-    )
-    return int(rows[0]["n"])
 
 
 async def _writers(database_url: str, run_ids: list[str]) -> int:
@@ -206,10 +200,10 @@ async def test_an_alone_envelope_has_a_slot_of_its_own_beside_a_running_batch(
     ]
     hostile = [{"type": "assistant", "uuid": "m-nul", "text": "nul \u0000 here"}]
     async with await psycopg.AsyncConnection.connect(database_url) as blocker:
-        await _hold_run(blocker, run_a)
+        await hold_run(blocker, run_a)
 
         async def grouped_is_waiting() -> bool:
-            return await _statements_waiting_on_a_lock(database_url) > 0
+            return await statements_waiting_on_a_lock(database_url) > 0
 
         first = asyncio.ensure_future(
             _decide_all(app, [(envelope(run_a, 1, thread_id="slot-a"), token_a)])
@@ -244,10 +238,10 @@ async def test_a_second_statement_starts_only_once_the_first_has_run_the_spill(
         (envelope(run_id, 1, thread_id=f"sp-{i}"), token) for i, (run_id, token) in enumerate(runs)
     ]
     async with await psycopg.AsyncConnection.connect(database_url) as blocker:
-        await _hold_run(blocker, runs[0][0])
+        await hold_run(blocker, runs[0][0])
 
         def waiting_statements() -> Any:
-            return _statements_waiting_on_a_lock(database_url)
+            return statements_waiting_on_a_lock(database_url)
 
         first = asyncio.ensure_future(_decide_all(app, items[:1]))
         await until(lambda: waiting_statements(), "the first statement to wait on the lock", 30)
@@ -265,9 +259,3 @@ async def test_a_second_statement_starts_only_once_the_first_has_run_the_spill(
         replies = await first + await rest
     assert [r.ack.status.value for r in replies] == ["applied"] * 3
     assert group.batch_sizes == {1: 1, 2: 1}
-
-
-async def _hold_run(blocker: psycopg.AsyncConnection[Any], run_id: str) -> None:
-    """Another transaction holds `run_id`'s row (as a statement deciding one of its envelopes
-    does) until `blocker` commits: a statement that decides an envelope of it waits."""
-    await blocker.execute("SELECT 1 FROM thread_run WHERE run_id = %s FOR UPDATE", (run_id,))
