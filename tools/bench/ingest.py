@@ -26,6 +26,7 @@ from tools.bench.replay import (
     load_client_table,
     pgbench_script,
     run_pgbench,
+    settle_database,
     templatize,
 )
 from tools.bench.report import BenchResult, judge
@@ -74,8 +75,14 @@ def _load(
     runs: list[RunHandle],
     path: str,
     seconds: float | None = None,
+    *,
+    settle: bool = True,
 ) -> WrkResult:
+    """wrk against `server` (a measured phase starts on a vacuumed database: `settle_database`;
+    a warm-up, `settle=False`, does not)."""
     auth = f"Bearer {INTERNAL_TOKEN}" if path.startswith("/api/internal") else ""
+    if settle:
+        settle_database(ctx.stack.db_url)
     return run_wrk(
         server.url + path,
         mode=mode,
@@ -299,6 +306,7 @@ def _replay(
     assert stack.pg is not None
     if client_rows:
         load_client_table(stack.db_url, client_rows, columns)
+    settle_database(stack.db_url)
     before, pids = postgres_cpu_seconds(stack.pg.pgdata)
     result = run_pgbench(
         stack.db_url,
@@ -560,7 +568,15 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
     ctx.status("ingest apply: warm-up")
     with stack.client() as client:
         warm_runs = create_runs(client, f"warm-{ctx.phase()}", n)
-    _load(ctx, service, "apply", warm_runs, DAEMON_EVENT, seconds=min(5.0, ctx.options.seconds))
+    _load(
+        ctx,
+        service,
+        "apply",
+        warm_runs,
+        DAEMON_EVENT,
+        seconds=min(5.0, ctx.options.seconds),
+        settle=False,
+    )
     ctx.status("ingest apply: service under wrk")
     spy = None
     if ctx.options.profile:
@@ -626,7 +642,13 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
         ctx.status(f"ingest apply: round {k} of {APPLY_ROUNDS}, service then pgbench")
         # Each round is warmed up like the first: the service sat idle through pgbench.
         _load(
-            ctx, service, "apply", round_warm, DAEMON_EVENT, seconds=min(3.0, ctx.options.seconds)
+            ctx,
+            service,
+            "apply",
+            round_warm,
+            DAEMON_EVENT,
+            seconds=min(3.0, ctx.options.seconds),
+            settle=False,
         )
         service_k = _load(ctx, service, "apply", round_runs, DAEMON_EVENT)
         applied_k = _accepted(stack.db_url, round_runs)[0]

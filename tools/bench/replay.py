@@ -302,6 +302,16 @@ def _p99_from_logs(paths: list[Path]) -> float | None:
     return latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1000
 
 
+def settle_database(db_url: str) -> None:
+    """`VACUUM (ANALYZE)` the whole database before a measured phase, as pgbench does before each
+    run (unless `-n`): autovacuum's insert-triggered pass over run_message otherwise lands in
+    whichever phase crosses its threshold (8-14 s of reads and writes at ~25 MB/s, and the
+    commits' fsyncs wait behind them), and one phase's p99 would be compared with another's
+    that it spared."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+
+
 def load_client_table(db_url: str, rows: list[tuple[Any, ...]], columns: list[str]) -> None:
     """`bench_client(client, <columns>)`: what each pgbench client replays as its own run."""
     cols = ", ".join(f"{c} text" for c in columns)
