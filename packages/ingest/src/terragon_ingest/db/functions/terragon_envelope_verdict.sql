@@ -3,9 +3,9 @@
 -- whether this eventId is already recorded) and the envelope, the first rule that fires, or NULL
 -- (the envelope applies).
 --
--- terragon_ingest_envelope evaluates it twice: on its lock-free snapshot (only `duplicate` and
--- `stale_seq` are answered from that, and every answer for an ended run, whose state no longer
--- changes) and under the run lock (every answer).
+-- terragon_ingest_envelopes evaluates it under the run lock, from the run's state read after the
+-- lock (for an ended run, whose state no longer changes, too); a retry or a reordered envelope,
+-- certain not to be applied, is decided from the same read without taking the lock.
 -- A function file: re-applied whenever it changes (db/migrate.py); edit it in place.
 CREATE FUNCTION terragon_envelope_verdict(
     run_ended boolean,
