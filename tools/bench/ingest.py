@@ -693,6 +693,12 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
     c1 = _c1_latency(ctx, service)
     ratio = median_round.ratio
     grouped_ratio = applied.rps / grouped_eps if grouped_eps else None
+    # What apply / grouped could be at best on these shared cores: each envelope costs at least
+    # the no-I/O server's work (with wrk's) plus the grouped replay's (with pgbench's), one after
+    # the other on the same CPUs, so envelopes/s ≤ 1 / (1/no-I/O + 1/grouped).
+    shared_bound = (
+        1 / (1 / noio_result.rps + 1 / grouped_eps) if grouped_eps and noio_result.rps else None
+    )
     msgs_per_s = messages / applied.seconds if applied.seconds else 0.0
     per_round = "; ".join(
         f"round {i}: service {_ms(r.service_cpu_ms)}, PostgreSQL {_ms(r.postgres_cpu_ms)} "
@@ -799,16 +805,25 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
             met=judge(grouped_ratio, ">=", 0.7),
             details={
                 **grouped_details,
+                "sharedCoresBound": round(shared_bound, 1) if shared_bound else None,
+                "sharedCoresBoundRatio": round(shared_bound / grouped_eps, 3)
+                if shared_bound and grouped_eps
+                else None,
                 "note": f"round 1 (not the median round): {applied.rps:,.0f} envelopes/s; "
                 f"pgbench replaying terragon_ingest_envelopes at round 1's batch sizes "
-                f"{grouped_details.get('batchSizes')} (bucket upper bounds, weights; envelope i "
+                f"{grouped_details.get('batchSizes')} (envelopes per statement: weights; envelope i "
                 f"of a batch is run i of the client's {grouped_details.get('runsPerClient')}, "
                 f"made in {grouped_details.get('runSetupSeconds')} s): "
                 f"{grouped_eps:,.0f} envelopes/s; {grouped_details.get('appliedEvents')} applied "
                 f"of {grouped_details.get('replayedEnvelopes')} replayed; grouped / pgbench "
                 f"1 envelope/tx (median {pgbench_tps:,.0f} tps) = {_ms(grouped_vs_pgbench)}; "
                 "PostgreSQL CPU per envelope "
-                f"{_ms(grouped_details.get('postgresCpuMsPerEnvelope'))} ms",
+                f"{_ms(grouped_details.get('postgresCpuMsPerEnvelope'))} ms; the bound on these "
+                "shared cores, a service costing no more than the no-I/O server "
+                f"({noio_result.rps:,.0f} req/s): 1 / (1/no-I/O + 1/grouped) = "
+                f"{shared_bound or 0:,.0f} envelopes/s, "
+                f"{_ms(shared_bound / grouped_eps if shared_bound and grouped_eps else None)} "
+                "x grouped",
             },
         ),
         BenchResult(
