@@ -96,6 +96,19 @@ def _load(
     )
 
 
+def _warm_up(ctx: Context, server: Server, runs: list[RunHandle], seconds: float) -> None:
+    """Unmeasured apply load (at most `seconds`), on the database as it is."""
+    _load(
+        ctx,
+        server,
+        "apply",
+        runs,
+        DAEMON_EVENT,
+        seconds=min(seconds, ctx.options.seconds),
+        settle=False,
+    )
+
+
 def _noio_server(ctx: Context) -> Server:
     port = free_port()
     argv = [
@@ -568,15 +581,7 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
     ctx.status("ingest apply: warm-up")
     with stack.client() as client:
         warm_runs = create_runs(client, f"warm-{ctx.phase()}", n)
-    _load(
-        ctx,
-        service,
-        "apply",
-        warm_runs,
-        DAEMON_EVENT,
-        seconds=min(5.0, ctx.options.seconds),
-        settle=False,
-    )
+    _warm_up(ctx, service, warm_runs, 5.0)
     ctx.status("ingest apply: service under wrk")
     spy = None
     if ctx.options.profile:
@@ -641,15 +646,7 @@ def bench_daemon_event(ctx: Context) -> list[BenchResult]:
             round_replay = create_runs(client, f"replay{k}-{ctx.phase()}", n)
         ctx.status(f"ingest apply: round {k} of {APPLY_ROUNDS}, service then pgbench")
         # Each round is warmed up like the first: the service sat idle through pgbench.
-        _load(
-            ctx,
-            service,
-            "apply",
-            round_warm,
-            DAEMON_EVENT,
-            seconds=min(3.0, ctx.options.seconds),
-            settle=False,
-        )
+        _warm_up(ctx, service, round_warm, 3.0)
         service_k = _load(ctx, service, "apply", round_runs, DAEMON_EVENT)
         applied_k = _accepted(stack.db_url, round_runs)[0]
         replayed = _replay(ctx, single_scripts, rows_for(round_replay))
