@@ -276,6 +276,10 @@ def with_zeros(data: pd.DataFrame, bucket: str, start: datetime, end: datetime) 
 
 
 def default_range(choice: Choices, today: date) -> tuple[date, date]:
-    """The last 30 days of the archive (ending at its last day, or today when empty)."""
-    end = choice.last_day or today
+    """The last 30 days, up to today: today's rows are in Postgres before the archive has a row
+    of today (just after midnight UTC, or after quiet hours), and on-call opens the page for them.
+    An archive whose last day is older than that (read long after, a copy) shows its own last 30
+    days; an empty one, up to today."""
+    last = choice.last_day
+    end = last if last is not None and last < today - timedelta(days=29) else today
     return end - timedelta(days=29), end
