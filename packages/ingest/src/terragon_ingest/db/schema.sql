@@ -348,8 +348,12 @@ CREATE TABLE preview_event_default PARTITION OF preview_event DEFAULT;
 
 -- FUNCTION terragon_insert_quarantine(p_row jsonb)
 --     RETURNS uuid
---     body: db/functions/terragon_insert_quarantine.sql (definition md5 cdd049efa6619e5b1316cfb49dcbfee8)
+--     body: db/functions/terragon_insert_quarantine.sql (definition md5 f67737d7a31190e9605ffefe002860a2)
+
+-- FUNCTION terragon_insert_quarantines(p_rows jsonb)
+--     RETURNS SETOF uuid
+--     body: db/functions/terragon_insert_quarantines.sql (definition md5 216c6b4f9d0d4e0c71a8cec0afb00c56)
 
 -- FUNCTION terragon_record_quarantines(p_batch jsonb)
 --     RETURNS TABLE(ordinal integer, denied text[])
---     body: db/functions/terragon_record_quarantines.sql (definition md5 356b9e8b7883b70e8fc4a314222e4fdc)
+--     body: db/functions/terragon_record_quarantines.sql (definition md5 2fdd620ecdb21f08bb7d6d2c4519530f)

@@ -1,5 +1,5 @@
 -- Quarantine decisions recorded by one set-based statement, all or nothing: each item's row
--- (terragon_insert_quarantine, the one insert of a quarantine row), its `quarantine.recorded`
+-- (terragon_insert_quarantines, the one insert of quarantine rows), its `quarantine.recorded`
 -- event and, given a `denial` (a strict mismatch's `v1.preview.access.denied`, its session left
 -- empty), one denial per live preview session of the row's (thread, chat). One row per item, in
 -- the order given: its ordinal and the sessions it denied.
@@ -27,7 +27,10 @@ BEGIN
         SELECT b.value AS e, b.idx::integer - 1 AS i
         FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS b(value, idx)
     ), quarantined AS (
-        SELECT items.i, terragon_insert_quarantine(items.e -> 'row') AS id FROM items
+        -- Every row in one INSERT (terragon_insert_quarantines); counted below, which makes it
+        -- run (a CTE that modifies nothing runs only when read).
+        SELECT count(*) AS n FROM terragon_insert_quarantines(
+            (SELECT jsonb_agg(items.e -> 'row') FROM items))
     ), recorded AS (
         INSERT INTO preview_event
         SELECT x.* FROM items, jsonb_populate_record(
@@ -52,7 +55,8 @@ BEGIN
         array_agg(l.preview_session_id ORDER BY l.preview_session_id)
             FILTER (WHERE l.preview_session_id IS NOT NULL),
         '{}')
-    FROM quarantined q LEFT JOIN live l ON l.i = q.i
+    FROM items q LEFT JOIN live l ON l.i = q.i
+    WHERE (SELECT n FROM quarantined) = (SELECT count(*) FROM items)  -- always: every row
     GROUP BY q.i
     ORDER BY q.i;
 END;
