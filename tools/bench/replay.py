@@ -305,9 +305,9 @@ def _p99_from_logs(paths: list[Path]) -> float | None:
 def settle_database(db_url: str) -> None:
     """`VACUUM (ANALYZE)` the whole database before a measured phase, as pgbench does before each
     run (unless `-n`): autovacuum's insert-triggered pass over run_message otherwise lands in
-    whichever phase crosses its threshold (8-14 s of reads and writes at ~25 MB/s, and the
-    commits' fsyncs wait behind them), and one phase's p99 would be compared with another's
-    that it spared."""
+    whichever phase crosses its threshold (8-14 s of reads and writes at ~25 MB/s, by
+    `log_autovacuum_min_duration=0`), and one phase's p99 and CPU would be compared with
+    another's that it spared."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE)")
 

@@ -344,7 +344,7 @@ CREATE TABLE preview_event_default PARTITION OF preview_event DEFAULT;
 
 -- FUNCTION terragon_ingest_envelopes(p_batch jsonb, p_isolated boolean, p_first integer)
 --     RETURNS TABLE(ordinal integer, failed_sqlstate text, outcome text, legacy boolean, applied_messages integer, last_seq bigint, run_status text, legacy_row_id uuid, token_run_id text, user_id text, repo_full_name text, repo_dir text, sandbox_provider text, codesandbox_id text, active_run_id text, run_id_strict boolean, run_start_sha text, token_refusal text)
---     body: db/functions/terragon_ingest_envelopes.sql (definition md5 ea75e7b25b38e7eaf7abab3864023acd)
+--     body: db/functions/terragon_ingest_envelopes.sql (definition md5 3dbd21e0662dcb07475ab8b4ef3022bd)
 
 -- FUNCTION terragon_insert_quarantine(p_row jsonb)
 --     RETURNS uuid

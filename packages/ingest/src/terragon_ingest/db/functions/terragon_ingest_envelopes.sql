@@ -80,7 +80,7 @@ DECLARE
     v_wave_of integer[];  -- each envelope's place among its run's envelopes in the batch
     v_waves integer;
     v_carries boolean;
-    v_locked bigint;
+    v_locked bigint;      -- the runs locked: read so that the locking CTE runs (unused after)
     v_wave integer;
 BEGIN
     IF p_isolated THEN
